@@ -1,0 +1,37 @@
+"""The one noise source shared by the PyTorch reference and the torch-free runtime.
+
+Both sides draw every random number through :class:`NoiseSource`, in the same order, so a seed gives
+bit-identical noise in both. The order is part of the contract:
+
+1. prior: initial x_T ``(B, 1024)``, then one variance draw ``(B, 1024)`` per step except the last
+   (DDPM adds no noise at t=0);
+2. Stage II: initial latents ``(B, 4, H/8, W/8)``, then one ancestral draw of the same shape per
+   Euler-ancestral step.
+
+Each sample of a batch has its own stream (seed + index), so sample i of a batch equals the same
+seed run alone at batch 1 -- batching never changes an image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class NoiseSource:
+    """Per-sample standard-normal float32 streams from ``numpy.random.Generator(PCG64(seed + i))``."""
+
+    def __init__(self, seed: int, batch: int = 1):
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        self.seed = int(seed)
+        self._streams = [np.random.Generator(np.random.PCG64(self.seed + i)) for i in range(batch)]
+
+    @property
+    def batch(self) -> int:
+        return len(self._streams)
+
+    def normal(self, shape: Sequence[int]) -> np.ndarray:
+        """One draw of ``(batch, *shape)`` float32, sample i from stream i."""
+        return np.stack([g.standard_normal(tuple(shape), dtype=np.float32) for g in self._streams])
