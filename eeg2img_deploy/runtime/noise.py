@@ -8,8 +8,8 @@ bit-identical noise in both. The order is part of the contract:
 2. Stage II: initial latents ``(B, 4, H/8, W/8)``, then one ancestral draw of the same shape per
    Euler-ancestral step.
 
-Each sample of a batch has its own stream (seed + index), so sample i of a batch equals the same
-seed run alone at batch 1 -- batching never changes an image.
+Each (seed, sample index, purpose) has its own stream: a batch never changes what sample i draws,
+and the prior's step count never shifts the Stage II noise.
 """
 
 from __future__ import annotations
@@ -19,14 +19,24 @@ from collections.abc import Sequence
 import numpy as np
 
 
-class NoiseSource:
-    """Per-sample standard-normal float32 streams from ``numpy.random.Generator(PCG64(seed + i))``."""
+PURPOSES = {"prior": 0, "image": 1}
 
-    def __init__(self, seed: int, batch: int = 1):
+
+class NoiseSource:
+    """Per-sample standard-normal float32 streams: ``PCG64(SeedSequence([seed, i, purpose]))``."""
+
+    def __init__(self, seed: int, batch: int = 1, purpose: str = "prior"):
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
+        if int(seed) < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if purpose not in PURPOSES:
+            raise ValueError(f"purpose must be one of {sorted(PURPOSES)}, got {purpose!r}")
         self.seed = int(seed)
-        self._streams = [np.random.Generator(np.random.PCG64(self.seed + i)) for i in range(batch)]
+        self._streams = [
+            np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, i, PURPOSES[purpose]])))
+            for i in range(batch)
+        ]
 
     @property
     def batch(self) -> int:
