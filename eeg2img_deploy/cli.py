@@ -1,0 +1,192 @@
+"""``eeg2img-deploy``: a thin command line over the library. Each command parses, calls, prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__
+from .errors import Eeg2ImgError
+
+log = logging.getLogger("eeg2img_deploy")
+
+DEFAULT_EXPORT_ROOT = Path("export")
+DEFAULT_ENGINE_ROOT = Path("engines")
+
+
+# ---- shared options -------------------------------------------------------------------------------
+def weights_options(f):
+    """--weights DIR plus per-component overrides, for real installs."""
+    opts = [
+        click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder (see README)."),
+        click.option("--encoder", type=click.Path(path_type=Path), help="ATM encoder checkpoint (.pth/.pt/.safetensors)."),
+        click.option("--prior", type=click.Path(path_type=Path), help="Diffusion prior checkpoint."),
+        click.option("--sdxl", type=click.Path(file_okay=False, path_type=Path), help="SDXL-Turbo diffusers folder."),
+        click.option("--ip-adapter", type=click.Path(path_type=Path), help="IP-Adapter folder or file (h94 layout)."),
+        click.option("--taesd", type=click.Path(file_okay=False, path_type=Path), help="TAESDXL folder (fast VAE)."),
+        click.option("--token-slice", type=click.Choice(["paper", "refactor"]), default="paper", show_default=True,
+                     help="Encoder token slice: paper-era [:, :63] or the 2025 refactor's [:, 1:]."),
+        click.option("--positional-embedding/--no-positional-embedding", default=False, show_default=True,
+                     help="Add the positional embedding (repository fix of December 2025)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def resolve_layout(kw: dict):
+    from .weights import resolve_weights
+
+    return resolve_weights(
+        kw.pop("weights"), encoder=kw.pop("encoder"), prior=kw.pop("prior"), sdxl=kw.pop("sdxl"),
+        ip_adapter=kw.pop("ip_adapter"), taesd=kw.pop("taesd"),
+    )
+
+
+def encoder_variant(kw: dict):
+    from .models.atm_encoder import EncoderVariant
+
+    return EncoderVariant(token_slice=kw.pop("token_slice"), positional_embedding=kw.pop("positional_embedding"))
+
+
+def eeg_options(f):
+    opts = [
+        click.option("--eeg", "eeg_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="EEG trials: .npy (63,250)/(N,63,250), .npz, THINGS-EEG2 file, or raw (.fif/.edf/.bdf/.vhdr)."),
+        click.option("--subject", required=True, type=int, help="Subject id (sub-08 -> 8)."),
+        click.option("--trials", default=None, help="Which trials, as a Python slice: '0', '0:4', '::10'."),
+        click.option("--trusted-pickle", is_flag=True, help="Allow THINGS-EEG2 preprocessed files (pickles): trusted files only."),
+        click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help="(63,63) whitening matrix .npy."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def read_eeg(kw: dict) -> tuple[np.ndarray, np.ndarray]:
+    from .eeg.readers import load_eeg
+    from .eeg.spec import validate_subject_ids
+
+    trials = load_eeg(kw.pop("eeg_path"), trusted_pickle=kw.pop("trusted_pickle"), whitening=kw.pop("whitening"))
+    data = trials.data[parse_slice(kw.pop("trials"), len(trials))]
+    return data, validate_subject_ids(kw.pop("subject"), len(data))
+
+
+def parse_slice(text: str | None, n: int) -> slice:
+    if text is None:
+        return slice(None)
+    try:
+        parts = [int(p) if p.strip() else None for p in text.split(":")]
+    except ValueError:
+        raise click.BadParameter(f"--trials {text!r} is not a slice like '0', '0:4' or '::10'") from None
+    if len(parts) == 1:
+        i = parts[0]
+        if i is None or not -n <= i < n:
+            raise click.BadParameter(f"--trials {text} is out of range for {n} trials")
+        return slice(i, i + 1 if i != -1 else None)
+    sl = slice(*parts)
+    if not range(n)[sl]:
+        raise click.BadParameter(f"--trials {text} selects no trial of {n}")
+    return sl
+
+
+def write_json(path: Path, data: dict) -> None:
+    from .fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def print_timings(title: str, timings: dict[str, float]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("stage")
+    table.add_column("ms", justify="right")
+    for k, v in timings.items():
+        table.add_row(k, f"{v:.1f}")
+    Console(stderr=True).print(table)
+
+
+# ---- commands -------------------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Deploy the EEG-to-image models of Li et al. (NeurIPS 2024).
+
+    init-tiny -> reference -> export -> build-engines -> infer -> bench
+    """
+    from rich.logging import RichHandler
+
+    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False)], force=True)
+
+
+@cli.command("init-tiny")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=0, show_default=True, help="Seed of every tiny weight.")
+def init_tiny_cmd(out_dir: Path, seed: int) -> None:
+    """Write a complete tiny model set (random weights, real formats) to OUT_DIR."""
+    from .tiny import init_tiny
+
+    layout = init_tiny(out_dir, seed=seed)
+    click.echo(f"tiny model set written to {out_dir}")
+    for k, v in layout.describe().items():
+        click.echo(f"  {k:<11} {v}")
+
+
+@cli.command()
+@weights_options
+@eeg_options
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--steps", type=click.Choice(["1", "4"]), default="1", show_default=True, help="SDXL-Turbo steps (paper: 4).")
+@click.option("--prior-steps", default=50, show_default=True)
+@click.option("--guidance", default=5.0, show_default=True, help="Prior classifier-free guidance.")
+@click.option("--image-size", default=512, show_default=True)
+@click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1.")
+def reference(out: Path, seed: int, steps: str, prior_steps: int, guidance: float, image_size: int, vae: str,
+              device: str, **kw) -> None:
+    """Run the PyTorch/diffusers pipeline (the ground truth) and write PNGs + result.json."""
+    from .reference.pipeline import ReferencePipeline
+    from .runtime.images import save_images
+
+    layout = resolve_layout(kw)
+    variant = encoder_variant(kw)
+    eeg, ids = read_eeg(kw)
+    pipe = ReferencePipeline.from_weights(layout, variant=variant, device=device)
+    res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, image_size=image_size, vae=vae)
+    paths = save_images(res.images, out)
+    write_json(out / "result.json", {
+        "command": "reference", "seed": seed, "steps": int(steps), "prior_steps": prior_steps, "guidance": guidance,
+        "image_size": image_size, "vae": vae, "subject_ids": ids.tolist(), "timings_ms": res.timings_ms,
+        "eeg_embeds": res.eeg_embeds.tolist(), "image_embeds": res.image_embeds.tolist(),
+        "images": [p.name for p in paths], "sources": pipe.sources,
+    })
+    print_timings(f"reference ({len(eeg)} trial(s), {device})", res.timings_ms)
+    click.echo(f"wrote {len(paths)} image(s) and result.json to {out}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except Eeg2ImgError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

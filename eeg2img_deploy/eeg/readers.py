@@ -1,0 +1,350 @@
+"""Read EEG trials from files into the encoder's input layout, float32 (N, 63, 250).
+
+Formats, chosen by suffix:
+
+- ``.npy``: a plain numeric array (63, 250) or (N, 63, 250) in the spec's channel order; or a
+  THINGS-EEG2 preprocessed file (``preprocessed_eeg_{training,test}.npy``: a pickled dict), read only
+  with ``trusted_pickle=True`` because unpickling can run arbitrary code.
+- ``.npz``: key ``eeg`` plus optional ``ch_names``, ``sfreq`` and ``condition_index``
+  (see :func:`save_eeg_npz`).
+- ``.fif``, ``.edf``, ``.bdf``, ``.vhdr``: continuous recordings, epoched with the paper's pipeline
+  in :mod:`eeg2img_deploy.eeg.mne_preprocess` (needs the ``eeg`` extra, i.e. mne).
+
+numpy only at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eeg2img_deploy.eeg.spec import (
+    DEFAULT_SPEC,
+    EPOCH_TMIN,
+    EEGSpec,
+    validate_channel_names,
+    validate_eeg,
+    validate_sfreq,
+)
+from eeg2img_deploy.errors import EEGInputError
+
+log = logging.getLogger(__name__)
+
+PathLike = str | Path
+Whitening = np.ndarray | PathLike | None  # a (63, 63) matrix or a .npy path
+
+RAW_SUFFIXES = (".fif", ".fif.gz", ".edf", ".bdf", ".vhdr")
+THINGS_KEYS = ("preprocessed_eeg_data", "ch_names", "times")
+NPZ_KEYS = ("eeg", "ch_names", "sfreq", "condition_index")
+
+
+@dataclass(frozen=True, eq=False)
+class EEGTrials:
+    """EEG trials ready for the encoder, with where they came from."""
+
+    data: np.ndarray  # float32 (N, C, T), C and T as in the spec
+    channel_names: tuple[str, ...]
+    sfreq: float  # Hz
+    source: str  # human-readable: file and how it was read
+    # Per trial: the image condition (THINGS files) or event code (raw files); None if unknown.
+    condition_index: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 3 or self.data.shape[1] != len(self.channel_names):
+            raise EEGInputError(
+                f"EEGTrials data has shape {self.data.shape}; expected (N, {len(self.channel_names)}, T)"
+            )
+        if self.condition_index is not None and len(self.condition_index) != len(self.data):
+            raise EEGInputError(
+                f"EEGTrials has {len(self.condition_index)} condition indices for {len(self.data)} trials"
+            )
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+
+def load_eeg(
+    path: PathLike,
+    *,
+    spec: EEGSpec = DEFAULT_SPEC,
+    trusted_pickle: bool = False,
+    average_repetitions: bool = True,
+    events: np.ndarray | None = None,
+    event_id: Any = None,
+    whitening: Whitening = None,
+) -> EEGTrials:
+    """Read EEG trials from ``path`` and check them against ``spec``.
+
+    ``trusted_pickle`` allows THINGS-EEG2 preprocessed files (pickles: only for files you trust).
+    ``average_repetitions`` averages a THINGS file's repetitions per image condition, as the paper
+    does for test trials; without it every repetition is a trial. ``events`` and ``event_id`` select
+    the epochs of raw recordings. ``whitening`` (a (63, 63) matrix or a ``.npy`` path) is applied as
+    ``W @ x`` per trial; THINGS preprocessed files are already whitened.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EEGInputError(f"EEG file {path} does not exist (or is not a file)")
+    name = path.name.lower()
+    if name.endswith(RAW_SUFFIXES):
+        from eeg2img_deploy.eeg import mne_preprocess
+
+        raw = mne_preprocess.read_raw(path)
+        return mne_preprocess.preprocess_raw(
+            raw, events=events, event_id=event_id, whitening=whitening, spec=spec, source=str(path)
+        )
+    if events is not None or event_id is not None:
+        raise EEGInputError(
+            f"events/event_id only apply to raw recordings ({', '.join(RAW_SUFFIXES)}); {path.name} "
+            "holds epoched trials: drop those arguments"
+        )
+    if name.endswith(".npy"):
+        if _npy_holds_objects(path):
+            trials = _load_things_eeg2(
+                path, spec, trusted_pickle=trusted_pickle, average_repetitions=average_repetitions
+            )
+        else:
+            trials = _load_plain_npy(path, spec)
+    elif name.endswith(".npz"):
+        trials = _load_npz(path, spec)
+    else:
+        raise EEGInputError(
+            f"EEG file {path.name} has an unknown suffix; expected one of .npy, .npz, "
+            f"{', '.join(RAW_SUFFIXES)}"
+        )
+    if whitening is not None:
+        trials = EEGTrials(
+            apply_whitening(trials.data, whitening, spec),
+            trials.channel_names,
+            trials.sfreq,
+            trials.source + ", whitened",
+            trials.condition_index,
+        )
+    return trials
+
+
+def _npy_holds_objects(path: Path) -> bool:
+    """Whether a .npy file stores Python objects (a pickle), read from its header only."""
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        try:
+            version = fmt.read_magic(f)
+        except ValueError:
+            raise EEGInputError(f"{path} is not a numpy .npy file (bad header)") from None
+        if version == (1, 0):
+            _, _, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            _, _, dtype = fmt.read_array_header_2_0(f)
+        else:  # format 3.0 (utf-8 field names) has no public header reader
+            try:
+                np.load(path, allow_pickle=False, mmap_mode="r")
+            except ValueError:
+                return True
+            return False
+    return bool(dtype.hasobject)
+
+
+def _load_plain_npy(path: Path, spec: EEGSpec) -> EEGTrials:
+    arr = np.load(path, allow_pickle=False)
+    data = validate_eeg(arr, spec)
+    return EEGTrials(
+        data, spec.channels, spec.sfreq, f"{path} (numpy array, channels assumed in spec order)"
+    )
+
+
+def _load_things_eeg2(
+    path: Path, spec: EEGSpec, *, trusted_pickle: bool, average_repetitions: bool
+) -> EEGTrials:
+    if not trusted_pickle:
+        raise EEGInputError(
+            f"{path.name} is a pickle (a numpy object array, e.g. a THINGS-EEG2 preprocessed_eeg_*.npy "
+            "dict); loading it can run arbitrary code. Pass trusted_pickle=True (CLI: --trusted-pickle) "
+            "only for files from a source you trust, or convert it once to .npz with save_eeg_npz"
+        )
+    obj = np.load(path, allow_pickle=True)
+    d = obj.item() if obj.shape == () else None
+    if not isinstance(d, dict) or not all(k in d for k in THINGS_KEYS):
+        found = (
+            sorted(d)
+            if isinstance(d, dict)
+            else f"{type(d).__name__ if d is not None else 'array'}"
+        )
+        raise EEGInputError(
+            f"{path.name} holds Python objects but not a THINGS-EEG2 dict with keys {list(THINGS_KEYS)}; "
+            f"found {found}"
+        )
+    names = [str(n) for n in d["ch_names"]]
+    validate_channel_names(names, spec)
+    times = np.asarray(d["times"], dtype=np.float64).ravel()
+    data = np.asarray(d["preprocessed_eeg_data"])
+    if data.ndim not in (3, 4):
+        raise EEGInputError(
+            f"{path.name}: preprocessed_eeg_data has shape {data.shape}; expected "
+            f"(conditions, repetitions, {spec.n_channels}, T) or (trials, {spec.n_channels}, T)"
+        )
+    data, times = _crop_to_onset(data, times, spec, path.name)
+    _check_times(times, spec, path.name)
+
+    if data.ndim == 4:
+        n_cond, n_rep = data.shape[:2]
+        if average_repetitions:
+            data = data.mean(axis=1, dtype=np.float64)
+            condition_index = np.arange(n_cond, dtype=np.int64)
+            how = f"{n_cond} conditions, {n_rep} repetitions averaged"
+        else:
+            data = data.reshape(n_cond * n_rep, *data.shape[2:])
+            condition_index = np.repeat(np.arange(n_cond, dtype=np.int64), n_rep)
+            how = f"{n_cond} conditions x {n_rep} repetitions"
+    else:
+        condition_index = None
+        how = f"{data.shape[0]} trials"
+    out = validate_eeg(data, spec)
+    return EEGTrials(
+        out, spec.channels, spec.sfreq, f"{path} (THINGS-EEG2 preprocessed, {how})", condition_index
+    )
+
+
+def _crop_to_onset(
+    data: np.ndarray, times: np.ndarray, spec: EEGSpec, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the pre-onset samples as the paper's loaders do (``times[50:]``)."""
+    n_pre = round((spec.tmin - EPOCH_TMIN) * spec.sfreq)
+    t = data.shape[-1]
+    if t == len(times) == spec.n_times + n_pre:
+        return data[..., n_pre:], times[n_pre:]
+    if t == spec.n_times and len(times) == spec.n_times + n_pre:
+        return data, times[n_pre:]  # data already cropped, times not (the released files)
+    if t == len(times):
+        return data, times
+    raise EEGInputError(
+        f"{what}: data has {t} time samples but 'times' has {len(times)} values; expected "
+        f"{spec.n_times} or {spec.n_times + n_pre} for both (or {spec.n_times} samples with "
+        f"{spec.n_times + n_pre} times)"
+    )
+
+
+def _check_times(times: np.ndarray, spec: EEGSpec, what: str) -> None:
+    if len(times) < 2 or not np.all(np.isfinite(times)):
+        raise EEGInputError(
+            f"{what}: 'times' must hold at least 2 finite values; found {times[:5]}"
+        )
+    sfreq = 1.0 / float(np.median(np.diff(times)))
+    try:
+        validate_sfreq(sfreq, spec)
+    except EEGInputError as e:
+        raise EEGInputError(f"{what}: {e}") from None
+    if abs(times[0] - spec.tmin) > 0.5 / spec.sfreq:
+        raise EEGInputError(
+            f"{what}: the first sample is at {times[0]:.4f} s; expected {spec.tmin:g} s (stimulus "
+            f"onset). Crop the epochs to {spec.tmin:g}..{spec.tmin + (spec.n_times - 1) / spec.sfreq:g} s"
+        )
+
+
+def _load_npz(path: Path, spec: EEGSpec) -> EEGTrials:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "eeg" not in z.files:
+                raise EEGInputError(
+                    f"{path.name} has no 'eeg' array; found keys {sorted(z.files)}. Save trials with "
+                    "save_eeg_npz(path, data) or np.savez(path, eeg=data)"
+                )
+            unknown = sorted(set(z.files) - set(NPZ_KEYS))
+            if unknown:
+                log.warning(
+                    "%s: ignoring unknown keys %s (known: %s)", path.name, unknown, list(NPZ_KEYS)
+                )
+            arrays = {k: z[k] for k in NPZ_KEYS if k in z.files}
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise EEGInputError(
+                f"{path.name} stores Python objects (a pickle); save channel names as strings: "
+                "np.array(names, dtype=str)"
+            ) from None
+        raise
+    names = [str(n) for n in arrays["ch_names"].ravel()] if "ch_names" in arrays else None
+    sfreq = float(arrays["sfreq"]) if "sfreq" in arrays else None
+    data = validate_eeg(arrays["eeg"], spec, channel_names=names, sfreq=sfreq)
+    condition_index = None
+    if "condition_index" in arrays:
+        condition_index = np.asarray(arrays["condition_index"]).ravel()
+        if condition_index.dtype.kind not in "iu" or len(condition_index) != len(data):
+            raise EEGInputError(
+                f"{path.name}: condition_index has dtype {condition_index.dtype} and "
+                f"{len(condition_index)} values; expected {len(data)} integers"
+            )
+        condition_index = condition_index.astype(np.int64)
+    checked = "channels and sfreq checked" if names and sfreq else "channels assumed in spec order"
+    return EEGTrials(data, spec.channels, spec.sfreq, f"{path} (npz, {checked})", condition_index)
+
+
+def save_eeg_npz(
+    path: PathLike,
+    data: np.ndarray,
+    *,
+    channel_names: Sequence[str] = DEFAULT_SPEC.channels,
+    sfreq: float = DEFAULT_SPEC.sfreq,
+    condition_index: np.ndarray | None = None,
+) -> Path:
+    """Write trials as the ``.npz`` that :func:`load_eeg` reads (no pickle inside)."""
+    path = Path(path)
+    arrays = {
+        "eeg": np.asarray(data, dtype=np.float32),
+        "ch_names": np.array([str(c) for c in channel_names], dtype=str),
+        "sfreq": np.float64(sfreq),
+    }
+    if condition_index is not None:
+        arrays["condition_index"] = np.asarray(condition_index, dtype=np.int64)
+    with open(path, "wb") as f:  # a file object keeps np.savez from appending ".npz"
+        np.savez(f, **arrays)
+    return path
+
+
+def load_whitening(path: PathLike, spec: EEGSpec = DEFAULT_SPEC) -> np.ndarray:
+    """Read a whitening matrix (sigma^-1/2, (63, 63)) from a ``.npy`` file, as float64."""
+    path = Path(path)
+    if not path.is_file():
+        raise EEGInputError(f"whitening file {path} does not exist")
+    if path.suffix.lower() != ".npy":
+        raise EEGInputError(
+            f"whitening file {path.name} must be a .npy array of shape {spec.n_channels}x{spec.n_channels}"
+        )
+    try:
+        w = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise EEGInputError(
+            f"whitening file {path.name} could not be read as a numeric array: {e}"
+        ) from None
+    return check_whitening(w, spec, what=f"whitening matrix in {path.name}")
+
+
+def check_whitening(
+    w: Any, spec: EEGSpec = DEFAULT_SPEC, *, what: str = "whitening matrix"
+) -> np.ndarray:
+    w = np.asarray(w)
+    c = spec.n_channels
+    if w.dtype.kind not in "iuf":
+        raise EEGInputError(f"{what} has dtype {w.dtype}; expected a float ({c}, {c}) matrix")
+    if w.shape != (c, c):
+        raise EEGInputError(
+            f"{what} has shape {w.shape}; expected ({c}, {c}) (sigma^-1/2 over the spec's channels)"
+        )
+    if not np.all(np.isfinite(w)):
+        raise EEGInputError(
+            f"{what} has {int((~np.isfinite(w)).sum())} non-finite values; expected finite"
+        )
+    return w.astype(np.float64)
+
+
+def apply_whitening(
+    data: np.ndarray, whitening: np.ndarray | PathLike, spec: EEGSpec = DEFAULT_SPEC
+) -> np.ndarray:
+    """Multivariate noise normalization: ``W @ x`` for each trial x (C, T); returns float32."""
+    if isinstance(whitening, (str, Path)):
+        w = load_whitening(whitening, spec)
+    else:
+        w = check_whitening(whitening, spec)
+    return np.matmul(w, np.asarray(data, dtype=np.float64)).astype(np.float32)

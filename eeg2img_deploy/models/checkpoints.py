@@ -1,0 +1,180 @@
+"""Load the paper's encoder and prior checkpoints, strictly, and say exactly what did not match.
+
+Only tensors are read: ``torch.load(..., weights_only=True)`` never runs pickled code from a
+downloaded file. The model's size (subject table rows, number of ``subject_wise_linear`` entries)
+is read from the checkpoint itself, because paper-era and refactor checkpoints differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from eeg2img_deploy.errors import CheckpointError, WeightsNotFoundError
+from eeg2img_deploy.fileio import sha256_file
+from eeg2img_deploy.models.atm_encoder import ATMEncoder, EncoderVariant
+from eeg2img_deploy.models.diffusion_prior import DiffusionPriorUNet
+
+TORCH_SUFFIXES = (".pth", ".pt", ".bin")
+SAFETENSORS_SUFFIX = ".safetensors"
+SUBJECT_TABLE_KEY = "encoder.enc_embedding.subject_embedding.subject_embedding.weight"
+_SUBJECT_LINEAR = re.compile(r"^subject_wise_linear\.(\d+)\.")
+_MAX_LISTED = 10  # keys listed per kind of mismatch; the rest are counted
+
+
+@dataclass(frozen=True)
+class EncoderProvenance:
+    file_name: str
+    sha256: str
+    num_subjects: int
+    num_subject_linears: int
+    token_slice: str
+    positional_embedding: bool
+    num_parameters: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PriorProvenance:
+    file_name: str
+    sha256: str
+    cond_dim: int
+    num_parameters: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file into a flat ``{key: tensor}`` dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"checkpoint {path} does not exist: check the path or download the weights")
+    suffix = path.suffix.lower()
+    if suffix == SAFETENSORS_SUFFIX:
+        from safetensors.torch import load_file
+
+        state = load_file(str(path), device="cpu")
+    elif suffix in TORCH_SUFFIXES:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a pickled module, or a corrupt / truncated file
+            raise CheckpointError(
+                f"cannot read {path.name} as a tensor-only checkpoint ({exc.__class__.__name__}: {exc}); "
+                "if it holds a whole pickled model, re-save it with torch.save(model.state_dict(), path)"
+            ) from exc
+    else:
+        raise CheckpointError(
+            f"{path.name}: unsupported file type {suffix!r}, expected one of "
+            f"{', '.join(TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,))}"
+        )
+    return _unwrap(state, path)
+
+
+def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:
+    # Training scripts often save {'state_dict': ...} or {'model': ...} (with optimizer state next
+    # to it), and a model trained under nn.DataParallel prefixes every key with 'module.'.
+    # Neither changes the weights, so accept both rather than make users re-save.
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{path.name} does not hold a state dict of tensors (found {type(state).__name__}); "
+            "save it with torch.save(model.state_dict(), path)"
+        )
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Raise ``CheckpointError`` listing missing, unexpected and misshaped keys (none tolerated)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    problems = []
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    misshaped = [k for k in expected if k in found and expected[k] != found[k]]
+    if missing:
+        problems.append("missing keys: " + _listing(missing, lambda k: f"{k} {list(expected[k])}"))
+    if unexpected:
+        problems.append("unexpected keys: " + _listing(unexpected, lambda k: f"{k} {list(found[k])}"))
+    if misshaped:
+        problems.append(
+            "misshaped keys: "
+            + _listing(misshaped, lambda k: f"{k} expected {list(expected[k])}, found {list(found[k])}")
+        )
+    if problems:
+        raise CheckpointError(
+            f"{what} does not match the model ({'; '.join(problems)}). Check that the file is the "
+            "right component (encoder vs prior) saved with torch.save(model.state_dict()) from the "
+            "paper's code, unmodified."
+        )
+
+
+def _listing(keys: list[str], describe) -> str:
+    shown = ", ".join(describe(k) for k in keys[:_MAX_LISTED])
+    return shown + (f" and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else "")
+
+
+def _num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_encoder(
+    path: str | Path, variant: EncoderVariant = EncoderVariant()
+) -> tuple[ATMEncoder, EncoderProvenance]:
+    """Build an eval-mode ``ATMEncoder`` sized from the checkpoint and load it strictly."""
+    path = Path(path)
+    state = load_state_dict_file(path)
+    what = f"encoder checkpoint {path.name}"
+    if SUBJECT_TABLE_KEY not in state:
+        raise CheckpointError(
+            f"{what} has no {SUBJECT_TABLE_KEY}: it is not an ATM-S encoder state dict "
+            "(is it the diffusion prior?); pass the encoder's .pth"
+        )
+    num_subjects = state[SUBJECT_TABLE_KEY].shape[0]
+    linear_ids = {int(m.group(1)) for k in state if (m := _SUBJECT_LINEAR.match(k))}
+    num_linears = max(linear_ids) + 1 if linear_ids else 0
+    if num_linears == 0:
+        raise CheckpointError(f"{what} has no subject_wise_linear.N.* keys; expected 1 or 2 entries")
+    model = ATMEncoder(num_subjects, num_linears, variant)
+    check_state_dict(model, state, what)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    provenance = EncoderProvenance(
+        file_name=path.name,
+        sha256=sha256_file(path),
+        num_subjects=num_subjects,
+        num_subject_linears=num_linears,
+        token_slice=variant.token_slice,
+        positional_embedding=variant.positional_embedding,
+        num_parameters=_num_parameters(model),
+    )
+    return model, provenance
+
+
+def load_prior(path: str | Path) -> tuple[DiffusionPriorUNet, PriorProvenance]:
+    """Build an eval-mode ``DiffusionPriorUNet`` (cond_dim 1024) and load it strictly."""
+    path = Path(path)
+    state = load_state_dict_file(path)
+    model = DiffusionPriorUNet()
+    check_state_dict(model, state, f"prior checkpoint {path.name}")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    provenance = PriorProvenance(
+        file_name=path.name,
+        sha256=sha256_file(path),
+        cond_dim=model.cond_dim,
+        num_parameters=_num_parameters(model),
+    )
+    return model, provenance

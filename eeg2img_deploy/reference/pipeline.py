@@ -1,0 +1,121 @@
+"""The PyTorch/diffusers reference pipeline: EEG -> ATM encoder -> prior -> SDXL-Turbo + IP-Adapter -> image.
+
+It is the ground truth every exported stage and the torch-free runtime are checked against, and the
+baseline ``bench`` compares with. It loads the weights exactly as a user's files hold them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..eeg.spec import validate_eeg, validate_subject_ids
+from ..weights import WeightsLayout
+from .prior_sampler import PRIOR_GUIDANCE, PRIOR_STEPS, sample_prior
+from .stage2 import EmptyPrompt, decode, denoise, load_sdxl_pipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReferenceResult:
+    images: np.ndarray  # (B, H, W, 3) uint8
+    eeg_embeds: np.ndarray  # (B, 1024) encoder output
+    image_embeds: np.ndarray  # (B, 1024) prior output
+    latents: np.ndarray  # (B, 4, H/8, W/8) before the VAE
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class ReferencePipeline:
+    def __init__(self, encoder, prior, sdxl, prompt: EmptyPrompt, *, taesd=None, sources: dict[str, Any] | None = None):
+        self.encoder = encoder
+        self.prior = prior
+        self.sdxl = sdxl
+        self.prompt = prompt
+        self.taesd = taesd
+        self.sources = sources or {}
+
+    @classmethod
+    def from_weights(cls, layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None):
+        """Load every component. ``dtype`` applies to Stage II; encoder, prior and VAE stay fp32."""
+        import torch
+
+        from ..models.atm_encoder import EncoderVariant
+        from ..models.checkpoints import load_encoder, load_prior
+
+        encoder, enc_prov = load_encoder(layout.encoder, variant or EncoderVariant())
+        prior, prior_prov = load_prior(layout.prior)
+        sdxl = load_sdxl_pipeline(layout.sdxl, layout.ip_adapter, ip_scale=ip_scale, device=device, dtype=dtype)
+        taesd = None
+        if layout.taesd is not None:
+            from diffusers import AutoencoderTiny
+
+            taesd = AutoencoderTiny.from_pretrained(layout.taesd, local_files_only=True, torch_dtype=dtype or torch.float32)
+            taesd = taesd.to(device).eval()
+        sources = {"encoder": enc_prov.to_dict(), "prior": prior_prov.to_dict(), **layout.describe()}
+        return cls(encoder.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl), taesd=taesd, sources=sources)
+
+    @property
+    def device(self):
+        return self.sdxl.device
+
+    @contextmanager
+    def _timed(self, timings: dict[str, float], stage: str):
+        import torch
+
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        yield
+        sync()
+        timings[stage] = (time.perf_counter() - t0) * 1e3
+
+    def encode(self, eeg: np.ndarray, subject_ids: np.ndarray):
+        import torch
+
+        with torch.no_grad():
+            x = torch.from_numpy(eeg).to(self.device)
+            ids = torch.from_numpy(subject_ids).to(self.device)
+            return self.encoder(x, ids)
+
+    def __call__(
+        self,
+        eeg: np.ndarray,
+        subject_ids: int | np.ndarray,
+        seed: int = 0,
+        *,
+        steps: int = 1,
+        prior_steps: int = PRIOR_STEPS,
+        guidance: float = PRIOR_GUIDANCE,
+        image_size: int = 512,
+        vae: str = "full",
+    ) -> ReferenceResult:
+        if vae not in ("full", "tiny"):
+            raise ValueError(f"vae must be 'full' or 'tiny', got {vae!r}")
+        if vae == "tiny" and self.taesd is None:
+            raise ValueError("--vae tiny needs a TAESDXL folder (weights/taesdxl or --taesd)")
+        eeg = validate_eeg(eeg)
+        ids = validate_subject_ids(subject_ids, len(eeg))
+        t: dict[str, float] = {}
+        t_start = time.perf_counter()
+        with self._timed(t, "encoder"):
+            eeg_embeds = self.encode(eeg, ids)
+        with self._timed(t, "prior"):
+            image_embeds = sample_prior(self.prior, eeg_embeds, seed, steps=prior_steps, guidance=guidance)
+        with self._timed(t, "unet"):
+            latents = denoise(self.sdxl, self.prompt, image_embeds, seed, steps=steps, image_size=image_size)
+        with self._timed(t, "vae"):
+            images = decode(self.taesd if vae == "tiny" else self.sdxl.vae, latents, tiny=vae == "tiny")
+        t["total"] = (time.perf_counter() - t_start) * 1e3
+        return ReferenceResult(
+            images=images,
+            eeg_embeds=eeg_embeds.float().cpu().numpy(),
+            image_embeds=image_embeds.float().cpu().numpy(),
+            latents=latents.float().cpu().numpy(),
+            timings_ms=t,
+        )

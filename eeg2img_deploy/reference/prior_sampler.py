@@ -1,0 +1,36 @@
+"""The paper's Stage I sampler: 50-step DDPM with classifier-free guidance (``Pipe.generate``).
+
+diffusers' ``DDPMScheduler()`` with no arguments is exactly what the paper uses: 1000 train steps,
+linear betas 1e-4..0.02, epsilon prediction, fixed_small variance, clip_sample=True, leading spacing.
+Per step one conditional and one unconditional call (condition terms exactly zero), then
+``eps = eps_u + g * (eps_c - eps_u)``. Noise: x_T then one variance draw per step but the last.
+"""
+
+from __future__ import annotations
+
+from ..runtime.noise import NoiseSource
+from .noise_patch import shared_noise
+
+PRIOR_STEPS = 50
+PRIOR_GUIDANCE = 5.0
+
+
+def sample_prior(prior, cond, seed: int, *, steps: int = PRIOR_STEPS, guidance: float = PRIOR_GUIDANCE):
+    """EEG embeddings ``cond (B, 1024)`` -> CLIP image embeddings ``(B, 1024)``, every element in [-1, 1]."""
+    import torch
+    from diffusers import DDPMScheduler
+    from diffusers.schedulers import scheduling_ddpm
+
+    scheduler = DDPMScheduler()
+    scheduler.set_timesteps(steps)
+    batch = cond.shape[0]
+    noise = NoiseSource(seed, batch, "prior")
+    x = torch.from_numpy(noise.normal((cond.shape[1],))).to(cond.device, cond.dtype)
+    with torch.no_grad(), shared_noise(scheduling_ddpm, noise):
+        for t in scheduler.timesteps:
+            tt = torch.full((batch,), float(t), device=cond.device, dtype=cond.dtype)
+            eps_c = prior(x, tt, cond)
+            eps_u = prior(x, tt, None)
+            eps = eps_u + guidance * (eps_c - eps_u)
+            x = scheduler.step(eps, t, x).prev_sample
+    return x

@@ -1,0 +1,212 @@
+"""``init-tiny``: a complete, seeded weights folder in the real on-disk formats, with tiny weights.
+
+Every command consumes it exactly as it consumes real weights. The ATM encoder and the diffusion
+prior are full size (3 M and 10 M parameters: they are small anyway) and saved as the paper saves
+them; SDXL-Turbo, the IP-Adapter and TAESDXL shrink to a few hundred thousand parameters.
+
+Random small weights hide bugs: an IP-Adapter branch or a subject token that moves the image by less
+than the parity tolerance proves nothing. So the IP-Adapter's projection and key/value weights, the
+subject table and the prior's condition layers are scaled up until each moves the output by far
+more than any tolerance (``tests/test_sensitivity.py`` checks it). The images are still noise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .eeg.spec import CHANNELS_63
+from .weights import WeightsLayout, resolve_weights
+
+log = logging.getLogger(__name__)
+
+TEXT_HIDDEN = 32  # each tiny text encoder's width; the UNet's cross-attention dim is twice this
+IP_TOKENS = 4  # the SDXL ViT-H IP-Adapter's image tokens
+CLIP_IMAGE_DIM = 1024  # ViT-H-14 embedding size: the prior's output, the IP-Adapter's input
+
+SDXL_TURBO_SCHEDULER = {  # stabilityai/sdxl-turbo scheduler/scheduler_config.json
+    "_class_name": "EulerAncestralDiscreteScheduler",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "interpolation_type": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "sample_max_value": 1.0,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "trailing",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
+}
+
+
+def _tokenizer():
+    """A CLIP BPE tokenizer whose vocabulary is the 256 byte symbols (bare and word-final), no merges."""
+    from transformers import CLIPTokenizer
+
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1), *range(ord("\u00ae"), 256)]
+    extra = [b for b in range(256) if b not in printable]
+    symbols = [chr(b) for b in printable] + [chr(256 + i) for i in range(len(extra))]  # GPT-2 byte map
+    vocab = {c: i for i, c in enumerate(symbols)}
+    vocab.update({c + "</w>": i + len(symbols) for i, c in enumerate(symbols)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def _text_config(vocab_size: int):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=TEXT_HIDDEN, intermediate_size=37, num_hidden_layers=3,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=TEXT_HIDDEN, hidden_act="gelu",
+        bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+    )
+
+
+def tiny_unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), norm_num_groups=8,
+        use_linear_projection=True, cross_attention_dim=2 * TEXT_HIDDEN, transformer_layers_per_block=(1, 1),
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + TEXT_HIDDEN,
+    )
+
+
+def tiny_vae():
+    from diffusers import AutoencoderKL
+
+    # Four blocks: the real 8x downsampling, so 512x512 images <-> 4x64x64 latents as in SDXL.
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 16, 16), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
+        sample_size=512, scaling_factor=0.13025, force_upcast=True,
+    )
+
+
+def tiny_taesd():
+    from diffusers import AutoencoderTiny
+
+    return AutoencoderTiny(
+        in_channels=3, out_channels=3, latent_channels=4, encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8), num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1),
+    )
+
+
+def ip_adapter_state_dict(unet, generator, *, scale: float = 3.0) -> dict:
+    """h94 layout: ``image_proj.{proj,norm}.*`` and ``ip_adapter.{1,3,5..}.to_{k,v}_ip.weight``.
+
+    The key ids count the UNet's cross-attention processors in ``attn_processors`` order, 1, 3, 5...
+    as diffusers' loader reads them. ``scale`` makes the branch strong enough to matter.
+    """
+    import torch
+
+    cross = unet.config.cross_attention_dim
+    modules = dict(unet.named_modules())
+    sd = {
+        "image_proj.proj.weight": torch.randn(IP_TOKENS * cross, CLIP_IMAGE_DIM, generator=generator) * (scale / CLIP_IMAGE_DIM**0.5),
+        "image_proj.proj.bias": torch.randn(IP_TOKENS * cross, generator=generator) * 0.1,
+        "image_proj.norm.weight": 1.0 + 0.1 * torch.randn(cross, generator=generator),
+        "image_proj.norm.bias": 0.1 * torch.randn(cross, generator=generator),
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        hidden = modules[name[: -len(".processor")]].to_k.out_features
+        for kv in ("to_k_ip", "to_v_ip"):
+            sd[f"ip_adapter.{key_id}.{kv}.weight"] = torch.randn(hidden, cross, generator=generator) * (scale / cross**0.5)
+        key_id += 2
+    return sd
+
+
+def _strengthen_encoder(encoder, generator) -> None:
+    """Make the subject token matter and give BatchNorm non-trivial running statistics."""
+    import torch
+
+    with torch.no_grad():
+        table = encoder.encoder.enc_embedding.subject_embedding
+        table.subject_embedding.weight.normal_(0.0, 3.0, generator=generator)
+        table.shared_embedding.normal_(0.0, 3.0, generator=generator)
+        for bn in (encoder.enc_eeg[0].tsconv[2], encoder.enc_eeg[0].tsconv[5]):
+            bn.running_mean.normal_(0.0, 0.1, generator=generator)
+            bn.running_var.uniform_(0.5, 2.0, generator=generator)
+            bn.num_batches_tracked.fill_(1000)
+
+
+def _strengthen_prior(prior, scale: float = 4.0) -> None:
+    """The condition enters through small Linears; scale them so guidance visibly moves the output."""
+    import torch
+
+    with torch.no_grad():
+        for layers in (prior.encode_cond_embedding, prior.decode_cond_embedding):
+            for lin in layers:
+                lin.weight.mul_(scale)
+
+
+def synthetic_eeg(n_trials: int, seed: int) -> np.ndarray:
+    """Whitened-looking trials (unit-variance noise) with an evoked response around 100-200 ms."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(250) / 250.0
+    evoked = np.exp(-(((t - 0.15) / 0.04) ** 2)) * rng.normal(0, 2.0, size=(len(CHANNELS_63), 1))
+    return (rng.normal(0, 1.0, size=(n_trials, len(CHANNELS_63), 250)) + evoked).astype(np.float32)
+
+
+def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4) -> WeightsLayout:
+    """Write the tiny weights folder; returns its resolved layout."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from .models.atm_encoder import ATMEncoder
+    from .models.diffusion_prior import DiffusionPriorUNet
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+
+    torch.manual_seed(seed)
+    tokenizer, tokenizer_2 = _tokenizer(), _tokenizer()
+    config = _text_config(len(tokenizer))
+    pipe = StableDiffusionXLPipeline(
+        vae=tiny_vae(), text_encoder=CLIPTextModel(config), text_encoder_2=CLIPTextModelWithProjection(config),
+        tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=tiny_unet(),
+        scheduler=EulerAncestralDiscreteScheduler.from_config(SDXL_TURBO_SCHEDULER),
+    )
+    pipe.save_pretrained(out / "sdxl-turbo", safe_serialization=True)
+    ip_dir = out / "ip-adapter" / "sdxl_models"
+    ip_dir.mkdir(parents=True, exist_ok=True)
+    save_file(ip_adapter_state_dict(pipe.unet, gen), str(ip_dir / "ip-adapter_sdxl_vit-h.safetensors"))
+
+    tiny_taesd().save_pretrained(out / "taesdxl", safe_serialization=True)
+
+    encoder = ATMEncoder(num_subjects=10, num_subject_linears=2)
+    _strengthen_encoder(encoder, gen)
+    (out / "encoder").mkdir(exist_ok=True)
+    torch.save(encoder.state_dict(), out / "encoder" / "atms_sub-08.pth")
+
+    prior = DiffusionPriorUNet()
+    _strengthen_prior(prior)
+    (out / "prior").mkdir(exist_ok=True)
+    torch.save(prior.state_dict(), out / "prior" / "diffusion_prior.pt")
+
+    (out / "eeg").mkdir(exist_ok=True)
+    np.save(out / "eeg" / "synthetic_eeg.npy", synthetic_eeg(n_trials, seed))
+    (out / "README.txt").write_text(
+        "Tiny model set written by `eeg2img-deploy init-tiny`: random weights in the real formats.\n"
+        "Images made from it are noise; it exists to run and test every command.\n",
+        encoding="utf-8",
+    )
+    log.info("wrote the tiny model set to %s", out)
+    return resolve_weights(out)
