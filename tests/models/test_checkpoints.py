@@ -154,4 +154,4 @@ def test_sha256_file_is_chunked_and_correct(tmp_path):
     path = tmp_path / "blob.bin"
     data = bytes(range(256)) * 1000
     path.write_bytes(data)
-    assert sha256_file(path, chunk_size=1000) == hashlib.sha256(data).hexdigest()
+    assert sha256_file(path, chunk=1000) == hashlib.sha256(data).hexdigest()
