@@ -174,6 +174,54 @@ def reference(out: Path, seed: int, steps: str, prior_steps: int, guidance: floa
     click.echo(f"wrote {len(paths)} image(s) and result.json to {out}")
 
 
+@cli.command()
+@weights_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Bundle folder [default: export/<name of the weights folder>].")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "both"]), default="both", show_default=True)
+@click.option("--steps", type=click.Choice(["1", "4", "both"]), default="both", show_default=True,
+              help="SDXL-Turbo step counts whose scheduler tables go into the bundle.")
+@click.option("--image-size", default=512, show_default=True)
+@click.option("--max-batch", default=4, show_default=True, help="Upper bound of the dynamic batch axis.")
+@click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help="(63,63) whitening matrix .npy to ship.")
+@click.option("--validate/--no-validate", default=True, show_default=True, help="Check every graph against PyTorch.")
+@click.option("--force", is_flag=True, help="Export even when the bundle is up to date.")
+def export(out: Path | None, precision: str, steps: str, image_size: int, max_batch: int, whitening: Path | None,
+           validate: bool, force: bool, **kw) -> None:
+    """Export every stage to validated ONNX (fp32 + fp16), constants and a manifest."""
+    from .eeg.readers import load_whitening
+    from .export.bundle import ExportSettings, export_bundle
+    from .manifest import Precision
+
+    weights_dir = kw.get("weights")
+    layout = resolve_layout(kw)
+    variant = encoder_variant(kw)
+    precisions = (Precision.FP32, Precision.FP16) if precision == "both" else (Precision(precision),)
+    settings = ExportSettings(
+        precisions=precisions, image_size=image_size, max_batch=max_batch,
+        steps=(1, 4) if steps == "both" else (int(steps),), validate=validate,
+        variant={"token_slice": variant.token_slice, "positional_embedding": variant.positional_embedding},
+    )
+    out = out or DEFAULT_EXPORT_ROOT / (Path(weights_dir).name if weights_dir else "bundle")
+    w = load_whitening(whitening) if whitening else None
+    manifest, exported = export_bundle(layout, out, settings, whitening=w, force=force)
+    if not exported:
+        click.echo(f"{out} is up to date: nothing to do (use --force to export again)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"bundle {out}")
+    for col in ("stage", "precision", "MB", "max rel. error", "tolerance", "export s"):
+        table.add_column(col, justify="right" if col not in ("stage", "precision") else "left")
+    for a in manifest.artifacts:
+        v = a.validation
+        err = max(v["max_rel_error"].values()) if "max_rel_error" in v else None
+        table.add_row(a.stage, a.precision.value, f"{a.size_bytes / 1e6:.1f}", "-" if err is None else f"{err:.2e}",
+                      str(v.get("tolerance", "-")), str(v.get("export_seconds", "-")))
+    Console().print(table)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

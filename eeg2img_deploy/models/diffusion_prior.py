@@ -84,7 +84,8 @@ class DiffusionPriorUNet(nn.Module):
             term = linear(c)
             return term if mask is None else term * mask
 
-        time = timestep_features(t)
+        # The sinusoid stays fp32 (t reaches 999: fp16 angles would lose the phase); the rest runs in x's dtype.
+        time = timestep_features(t).to(x.dtype)
         x = self.input_layer(x)
         skips = []
         for time_emb, cond_emb, layer in zip(self.encode_time_embedding, self.encode_cond_embedding, self.encode_layers):

@@ -1,0 +1,286 @@
+"""``export``: every stage to validated ONNX (fp32 and fp16), constants, and the manifest, written last.
+
+Re-running with unchanged weights and settings is a no-op; anything else re-exports. Weights are
+loaded (and checked, key by key) before a single file is written, and the old manifest is removed
+before the first file is replaced, so an interrupted export never looks complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ManifestError
+from ..fileio import atomic_path, sha256_bytes, sha256_file, staging_dir
+from ..manifest import MANIFEST_NAME, Artifact, Backend, Manifest, Precision, read_manifest, verify_files, write_manifest
+from ..weights import WeightsLayout
+from .onnx_io import OPSET, check_onnx, export_onnx, validate
+from .spec import StageExport
+
+log = logging.getLogger(__name__)
+
+CONSTANTS_NAME = "constants.safetensors"
+SDXL_PARTS = ("model_index.json", "unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    precisions: tuple[Precision, ...] = (Precision.FP32, Precision.FP16)
+    image_size: int = 512
+    max_batch: int = 4  # the dynamic batch axis's upper bound (engines' profiles read it)
+    steps: tuple[int, ...] = (1, 4)  # SDXL-Turbo step counts whose scheduler tables are exported
+    ip_scale: float = 1.0  # the runtime default; the scale is an input of the UNet graph
+    validate: bool = True
+    variant: dict[str, Any] = field(default_factory=lambda: {"token_slice": "paper", "positional_embedding": False})
+
+    def __post_init__(self):
+        if self.image_size % 64:
+            raise ValueError(f"--image-size must be a multiple of 64 (the UNet downsamples latents by 8), got {self.image_size}")
+        if self.max_batch < 1:
+            raise ValueError(f"--max-batch must be >= 1, got {self.max_batch}")
+        if not set(self.steps) <= {1, 2, 3, 4}:
+            raise ValueError(f"SDXL-Turbo steps must be among 1..4, got {self.steps}")
+
+    def axes(self) -> dict[str, dict[str, int]]:
+        return {
+            "batch": {"min": 1, "opt": 1, "max": self.max_batch},
+            "batch2": {"min": 2, "opt": 2, "max": 2 * self.max_batch},
+        }
+
+
+def _hash_tree(folder: Path, parts: tuple[str, ...]) -> str:
+    """One sha256 over the files of ``parts`` (relative name + content hash each)."""
+    entries = []
+    for part in parts:
+        p = folder / part
+        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
+        entries += [f"{f.relative_to(folder).as_posix()}:{sha256_file(f)}" for f in files]
+    return sha256_bytes("\n".join(entries).encode())
+
+
+def hash_sources(layout: WeightsLayout) -> dict[str, dict[str, str]]:
+    src = {
+        "encoder": {"path": str(layout.encoder), "sha256": sha256_file(layout.encoder)},
+        "prior": {"path": str(layout.prior), "sha256": sha256_file(layout.prior)},
+        "sdxl": {"path": str(layout.sdxl), "sha256": _hash_tree(layout.sdxl, SDXL_PARTS)},
+        "ip_adapter": {"path": str(layout.ip_adapter.file), "sha256": sha256_file(layout.ip_adapter.file)},
+    }
+    if layout.taesd is not None:
+        src["taesd"] = {"path": str(layout.taesd), "sha256": _hash_tree(layout.taesd, ("config.json", "diffusion_pytorch_model.safetensors"))}
+    return src
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"eeg2img-deploy": __version__}
+    for name in ("torch", "diffusers", "transformers", "onnx", "onnxruntime"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def fingerprint(sources: dict, settings: ExportSettings, whitening: np.ndarray | None) -> str:
+    payload = {
+        "sources": {k: v["sha256"] for k, v in sources.items()},
+        "settings": dataclasses.asdict(settings),
+        "whitening": None if whitening is None else sha256_bytes(np.ascontiguousarray(whitening, np.float32).tobytes()),
+        "toolkit": __version__,
+        "opset": OPSET,
+    }
+    return sha256_bytes(json.dumps(payload, sort_keys=True, default=str).encode())
+
+
+def _up_to_date(out_dir: Path, fp: str) -> Manifest | None:
+    if not (out_dir / MANIFEST_NAME).is_file():
+        return None
+    try:
+        manifest = read_manifest(out_dir)
+        if manifest.settings.get("fingerprint") != fp:
+            return None
+        verify_files(out_dir, manifest)
+    except ManifestError as e:
+        log.warning("existing bundle in %s is not usable (%s): exporting again", out_dir, e)
+        return None
+    return manifest
+
+
+def build_stages(ref, settings: ExportSettings) -> list[StageExport]:
+    from .encoder import encoder_stage
+    from .prior import prior_stage
+    from .unet import unet_stage
+    from .vae import taesd_stage, vae_stage
+
+    stages = [
+        encoder_stage(ref.encoder),
+        prior_stage(ref.prior),
+        unet_stage(ref.sdxl.unet, settings.image_size),
+        vae_stage(ref.sdxl.vae, settings.image_size),
+    ]
+    if ref.taesd is not None:
+        stages.append(taesd_stage(ref.taesd, settings.image_size))
+    return stages
+
+
+def constants(ref, settings: ExportSettings, whitening: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Everything the runtime needs besides the graphs: conditioning, scheduler tables, scales."""
+    from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler
+
+    from ..reference.stage2 import time_ids
+
+    out = {
+        "prompt_embeds": ref.prompt.prompt_embeds.float().cpu().numpy(),
+        "pooled_prompt_embeds": ref.prompt.pooled.float().cpu().numpy(),
+        "time_ids": np.array([time_ids(settings.image_size)], np.float32),
+        "prior_alphas_cumprod": DDPMScheduler().alphas_cumprod.numpy().astype(np.float32),
+        "vae_scaling_factor": np.array([ref.sdxl.vae.config.scaling_factor], np.float32),
+    }
+    euler = EulerAncestralDiscreteScheduler.from_config(ref.sdxl.scheduler.config)
+    for n in settings.steps:
+        euler.set_timesteps(n)
+        out[f"euler_timesteps_{n}"] = euler.timesteps.numpy().astype(np.float32)
+        out[f"euler_sigmas_{n}"] = euler.sigmas.numpy().astype(np.float32)
+        out[f"euler_init_noise_sigma_{n}"] = np.array([float(euler.init_noise_sigma)], np.float32)
+    if whitening is not None:
+        out["eeg_whitening"] = np.ascontiguousarray(whitening, np.float32)
+    return out
+
+
+def _file_name(stage: str, precision: Precision) -> str:
+    return f"{stage}.onnx" if precision is Precision.FP32 else f"{stage}.{precision.value}.onnx"
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), disable=not enabled, transient=False,
+    )
+
+
+def export_bundle(
+    layout: WeightsLayout,
+    out_dir: str | Path,
+    settings: ExportSettings = ExportSettings(),
+    *,
+    whitening: np.ndarray | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> tuple[Manifest, bool]:
+    """Export to ``out_dir``; returns (manifest, exported) where ``exported`` is False when up to date."""
+    import torch
+
+    from ..eeg.spec import EEGSpec
+    from ..models.atm_encoder import EncoderVariant
+    from ..reference.pipeline import ReferencePipeline
+
+    out_dir = Path(out_dir)
+    log.info("hashing the weights")
+    sources = hash_sources(layout)
+    fp = fingerprint(sources, settings, whitening)
+    if not force and (existing := _up_to_date(out_dir, fp)) is not None:
+        log.info("bundle %s is up to date (same weights and settings): nothing to do", out_dir)
+        return existing, False
+
+    # Load and check every weight before writing anything.
+    ref = ReferencePipeline.from_weights(layout, variant=EncoderVariant(**settings.variant), ip_scale=settings.ip_scale)
+    stages = build_stages(ref, settings)
+    consts = constants(ref, settings, whitening)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is incomplete
+    rng = np.random.default_rng(0)
+    artifacts: list[Artifact] = []
+    jobs = sum(1 for s in stages for p in settings.precisions if not (s.fp32_only and p is Precision.FP16))
+    with staging_dir(out_dir) as staging, _progress(progress) as bar:
+        task = bar.add_task("export", total=jobs)
+        for stage in stages:
+            # torch fp32 outputs first: the fp16 graph is judged against them, after the module is halved
+            cases = []
+            if settings.validate:
+                for batch in sorted({1, min(2, settings.max_batch)}):
+                    feeds = stage.make_inputs(batch, rng)
+                    with torch.no_grad():
+                        ref_out = stage.module(*[torch.from_numpy(feeds[t.name]) for t in stage.inputs])
+                    cases.append((feeds, ref_out.float().numpy().astype(np.float64)))
+            example = stage.make_inputs(2, rng)  # batch >= 2 so exporters keep the batch axis dynamic
+            for precision in settings.precisions:
+                if stage.fp32_only and precision is Precision.FP16:
+                    continue
+                bar.update(task, description=f"{stage.name} {precision.value}: tracing")
+                if precision is Precision.FP16:
+                    stage.module.half()
+                name = _file_name(stage.name, precision)
+                tmp = staging / name
+                seconds = export_onnx(stage, precision, tmp, example)
+                bar.update(task, description=f"{stage.name} {precision.value}: checking")
+                check_onnx(tmp, stage, precision)
+                report = {"export_seconds": round(seconds, 2)}
+                if settings.validate:
+                    bar.update(task, description=f"{stage.name} {precision.value}: validating")
+                    report.update(validate(tmp, stage, precision, cases))
+                artifacts.append(_move_into(out_dir, tmp, stage, precision, report))
+                log.info("exported %s %s in %.1f s", stage.name, precision.value, seconds)
+                bar.advance(task)
+            stage.module.float()
+
+    from safetensors.numpy import save_file
+
+    with atomic_path(out_dir / CONSTANTS_NAME) as tmp:
+        save_file(consts, str(tmp))
+    enc = ref.sources["encoder"]
+    manifest = Manifest(
+        backend=Backend.ONNX,
+        artifacts=tuple(artifacts),
+        constants_file=CONSTANTS_NAME,
+        constants_sha256=sha256_file(out_dir / CONSTANTS_NAME),
+        eeg={**EEGSpec().to_dict(), "whitening": whitening is not None},
+        settings={
+            "fingerprint": fp,
+            "image_size": settings.image_size,
+            "latent_channels": int(ref.sdxl.unet.config.in_channels),
+            "max_batch": settings.max_batch,
+            "axes": settings.axes(),
+            "opset": OPSET,
+            "steps": list(settings.steps),
+            "ip_scale": settings.ip_scale,
+            "encoder_variant": dict(settings.variant),
+            "num_subjects": enc["num_subjects"],
+            "fp32_only_stages": [s.name for s in stages if s.fp32_only],
+        },
+        sources={
+            **{k: {"name": Path(v["path"]).name, "sha256": v["sha256"]} for k, v in sources.items()},
+            "encoder": ref.sources["encoder"],  # with the checkpoint's subject table, linears and variant
+            "prior": ref.sources["prior"],
+        },
+        libraries=library_versions(),
+    )
+    write_manifest(out_dir, manifest)
+    return manifest, True
+
+
+def _move_into(out_dir: Path, tmp: Path, stage: StageExport, precision: Precision, report: dict) -> Artifact:
+    data_tmp = tmp.with_name(tmp.name + ".data")
+    data_file = data_sha = None
+    if data_tmp.is_file():  # external data (files over 2 GB): one .data file beside the graph
+        data_file, data_sha = data_tmp.name, sha256_file(data_tmp)
+        os.replace(data_tmp, out_dir / data_file)
+    sha = sha256_file(tmp)
+    size = tmp.stat().st_size + (os.path.getsize(out_dir / data_file) if data_file else 0)
+    os.replace(tmp, out_dir / tmp.name)
+    return Artifact(
+        stage=stage.name, precision=precision, file=tmp.name, sha256=sha, size_bytes=size,
+        inputs=stage.input_specs(precision), outputs=stage.output_specs(precision),
+        data_file=data_file, data_sha256=data_sha, validation=report,
+    )

@@ -1,0 +1,88 @@
+"""Samplers in numpy over the bundle's precomputed tables: no torch, no diffusers.
+
+``ddpm_sample`` is the paper's Stage I sampler (diffusers ``DDPMScheduler()`` semantics: leading
+spacing, epsilon prediction, x0 clipped to [-1, 1], fixed_small variance, no noise at t=0), with the
+conditional and unconditional passes batched into one denoiser call per step. ``EulerAncestral`` is
+SDXL-Turbo's scheduler (trailing spacing) with sigmas exported from diffusers for 1 and 4 steps.
+Both draw noise from :class:`~.noise.NoiseSource` in the reference's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .noise import NoiseSource
+
+# eps_fn(x (2B, D), t (2B,), cond (2B, D), cond_mask (2B,)) -> eps (2B, D); rows [:B] conditional.
+PriorDenoiser = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+TRAIN_STEPS = 1000
+
+
+def leading_timesteps(steps: int, train_steps: int = TRAIN_STEPS) -> np.ndarray:
+    """DDPM 'leading' spacing with steps_offset 0: 50 steps -> 980, 960, ..., 0."""
+    if not 1 <= steps <= train_steps:
+        raise ValueError(f"prior steps must be in [1, {train_steps}], got {steps}")
+    return (np.arange(steps) * (train_steps // steps))[::-1].astype(np.int64)
+
+
+def guided_eps(eps_fn: PriorDenoiser, x: np.ndarray, t: int, cond: np.ndarray, guidance: float) -> np.ndarray:
+    """One batched call: rows [:B] conditional, rows [B:] with the condition terms zeroed exactly."""
+    b = x.shape[0]
+    mask = np.concatenate([np.ones(b, np.float32), np.zeros(b, np.float32)])
+    eps = eps_fn(np.concatenate([x, x]), np.full(2 * b, t, np.float32), np.concatenate([cond, cond]), mask)
+    eps_c, eps_u = eps[:b].astype(np.float32), eps[b:].astype(np.float32)
+    return eps_u + np.float32(guidance) * (eps_c - eps_u)
+
+
+def ddpm_sample(
+    eps_fn: PriorDenoiser,
+    cond: np.ndarray,
+    noise: NoiseSource,
+    alphas_cumprod: np.ndarray,
+    *,
+    steps: int = 50,
+    guidance: float = 5.0,
+) -> np.ndarray:
+    ac = alphas_cumprod.astype(np.float32)
+    timesteps = leading_timesteps(steps, len(ac))
+    stride = len(ac) // steps
+    x = noise.normal(cond.shape[1:])
+    for t in timesteps:
+        eps = guided_eps(eps_fn, x, int(t), cond, guidance)
+        a_t = ac[t]
+        a_prev = ac[t - stride] if t - stride >= 0 else np.float32(1.0)
+        beta_t, beta_prev = 1 - a_t, 1 - a_prev
+        alpha_step = a_t / a_prev
+        x0 = np.clip((x - np.sqrt(beta_t) * eps) / np.sqrt(a_t), -1.0, 1.0)
+        x = (np.sqrt(a_prev) * (1 - alpha_step) / beta_t) * x0 + (np.sqrt(alpha_step) * beta_prev / beta_t) * x
+        if t > 0:
+            variance = max(beta_prev / beta_t * (1 - alpha_step), 1e-20)
+            x = x + np.sqrt(variance) * noise.normal(cond.shape[1:])
+    return x.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class EulerAncestral:
+    """SDXL-Turbo's Euler-ancestral steps from exported tables (sigmas has one trailing 0)."""
+
+    timesteps: np.ndarray  # (n,)
+    sigmas: np.ndarray  # (n + 1,)
+    init_noise_sigma: float
+
+    def initial_latents(self, noise: NoiseSource, shape: tuple[int, ...]) -> np.ndarray:
+        return noise.normal(shape) * np.float32(self.init_noise_sigma)
+
+    def scale_input(self, latents: np.ndarray, i: int) -> np.ndarray:
+        return latents / np.sqrt(self.sigmas[i] ** 2 + 1)
+
+    def step(self, eps: np.ndarray, i: int, latents: np.ndarray, noise: NoiseSource) -> np.ndarray:
+        sigma, sigma_next = float(self.sigmas[i]), float(self.sigmas[i + 1])
+        sigma_up = np.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
+        sigma_down = np.sqrt(sigma_next**2 - sigma_up**2)
+        # x0 = x - sigma * eps, so the Euler derivative (x - x0) / sigma is eps itself
+        out = latents.astype(np.float32) + eps.astype(np.float32) * np.float32(sigma_down - sigma)
+        return out + noise.normal(latents.shape[1:]) * np.float32(sigma_up)
