@@ -111,28 +111,35 @@ def time_ids(image_size: int) -> list[float]:
 
 
 def denoise(pipe, prompt: EmptyPrompt, image_embeds, seed: int, *, steps: int = 1, image_size: int = 512):
-    """Image embeddings ``(B, 1024)`` -> final latents ``(B, 4, S/8, S/8)`` with diffusers' pipeline."""
+    """Image embeddings ``(B, 1024)`` -> final latents ``(B, 4, S/8, S/8)`` with diffusers' pipeline.
+
+    One sample per pipeline call, as the paper generates: diffusers' SDXL pipeline repeats
+    ``ip_adapter_image_embeds`` once per prompt, so a batch of B embeddings would become B*B and every
+    image would attend to the others' tokens. Sample i draws from noise stream i, as in the runtime.
+    """
     import torch
     from diffusers.schedulers import scheduling_euler_ancestral_discrete as euler_module
 
-    batch = image_embeds.shape[0]
-    noise = NoiseSource(seed, batch, "image")
     side = image_size // VAE_SCALE
     dtype = pipe.unet.dtype
-    latents = torch.from_numpy(noise.normal((pipe.unet.config.in_channels, side, side))).to(pipe.device, dtype)
-    with torch.no_grad(), shared_noise(euler_module, noise):
-        out = pipe(
-            prompt_embeds=prompt.prompt_embeds.expand(batch, -1, -1),
-            pooled_prompt_embeds=prompt.pooled.expand(batch, -1),
-            ip_adapter_image_embeds=[image_embeds[:, None, :].to(pipe.device, dtype)],
-            num_inference_steps=steps,
-            guidance_scale=0.0,
-            height=image_size,
-            width=image_size,
-            latents=latents,
-            output_type="latent",
-        )
-    return out.images
+    out = []
+    for i in range(image_embeds.shape[0]):
+        noise = NoiseSource(seed, 1, "image", first=i)
+        latents = torch.from_numpy(noise.normal((pipe.unet.config.in_channels, side, side))).to(pipe.device, dtype)
+        with torch.no_grad(), shared_noise(euler_module, noise):
+            result = pipe(
+                prompt_embeds=prompt.prompt_embeds,
+                pooled_prompt_embeds=prompt.pooled,
+                ip_adapter_image_embeds=[image_embeds[i : i + 1, None, :].to(pipe.device, dtype)],
+                num_inference_steps=steps,
+                guidance_scale=0.0,
+                height=image_size,
+                width=image_size,
+                latents=latents,
+                output_type="latent",
+            )
+        out.append(result.images)
+    return torch.cat(out)
 
 
 def decode(vae, latents, *, tiny: bool = False) -> np.ndarray:

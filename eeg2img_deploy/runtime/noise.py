@@ -25,7 +25,8 @@ PURPOSES = {"prior": 0, "image": 1}
 class NoiseSource:
     """Per-sample standard-normal float32 streams: ``PCG64(SeedSequence([seed, i, purpose]))``."""
 
-    def __init__(self, seed: int, batch: int = 1, purpose: str = "prior"):
+    def __init__(self, seed: int, batch: int = 1, purpose: str = "prior", first: int = 0):
+        """Streams for samples ``first .. first + batch - 1`` (a chunk of a larger batch)."""
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         if int(seed) < 0:
@@ -35,7 +36,7 @@ class NoiseSource:
         self.seed = int(seed)
         self._streams = [
             np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, i, PURPOSES[purpose]])))
-            for i in range(batch)
+            for i in range(first, first + batch)
         ]
 
     @property

@@ -1,0 +1,338 @@
+"""``build-engines``: an export bundle in, an engine folder out (TensorRT plans or onnxruntime models).
+
+The engine folder holds one engine per stage, named by its content key (see :mod:`.cache_key`), a copy
+of ``constants.safetensors``, the timing cache, and ``manifest.json``, written last and atomically.
+An engine whose key is unchanged and whose file still matches its recorded sha256 is kept as it is
+("up to date"), so an unchanged rebuild does nothing. An interrupted build leaves the folder as it was:
+no manifest in a new folder, the previous (still consistent) manifest in an existing one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import EngineError, ManifestError
+from ..fileio import atomic_path, sha256_file
+from ..manifest import (
+    MANIFEST_NAME,
+    Artifact,
+    Backend,
+    EngineInfo,
+    Manifest,
+    Precision,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+from . import ort_optimize
+from .cache_key import engine_file_name, engine_key, ort_model_file_name
+from .presets import GB, BuildPreset, get_preset, profile_axes
+
+log = logging.getLogger(__name__)
+
+
+def default_engine_dir(bundle_dir: str | Path) -> Path:
+    """``engines/<bundle folder name>`` under the current directory (the CLI's default)."""
+    return Path("engines") / Path(bundle_dir).resolve().name
+
+
+def build_engines(
+    bundle_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    backend: Backend | str,
+    preset: str = "workstation",
+    precision: Precision | str | None = None,
+    max_batch: int | None = None,
+    opt_level: int | None = None,
+    workspace_gb: float | None = None,
+    timing_cache: str | Path | None = None,
+    progress: bool = True,
+    stages: list[str] | None = None,
+    ort_provider: str | None = None,
+) -> Manifest:
+    """Build every stage of the bundle (or ``stages``) for ``backend``; return the engine folder's manifest.
+
+    ``precision`` None picks, per stage, fp16 for TensorRT where the bundle has it, else fp32.
+    ``timing_cache`` is the folder for TensorRT timing caches (default: ``out_dir``).
+    ``ort_provider`` (onnxruntime only): "cpu", "cuda" or "tensorrt"; default CUDA where available, else CPU.
+    """
+    bundle_dir = Path(bundle_dir)
+    backend = Backend(backend)
+    if backend is Backend.ONNX:
+        raise EngineError("build-engines makes tensorrt or onnxruntime engines; the onnx backend is the bundle itself")
+    bundle = read_manifest(bundle_dir)
+    if bundle.backend is not Backend.ONNX:
+        raise ManifestError(
+            f"{bundle_dir} is a {bundle.backend.value} engine folder, not an export bundle: pass the folder "
+            "written by `eeg2img-deploy export`"
+        )
+    verify_files(bundle_dir, bundle, stages)
+    out_dir = Path(out_dir) if out_dir is not None else default_engine_dir(bundle_dir)
+    if out_dir.resolve() == bundle_dir.resolve():
+        raise EngineError(f"the engine folder must not be the bundle folder {bundle_dir}: pass another --out")
+    p = get_preset(preset).with_overrides(max_batch=max_batch, opt_level=opt_level, workspace_gb=workspace_gb)
+    axes = profile_axes(p, bundle.settings.get("axes", {}))
+    chosen = _choose_artifacts(bundle, precision, backend, stages)
+    previous = _previous_manifest(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    if backend is Backend.TENSORRT:
+        maker: _StageMaker = _TensorRTMaker(bundle_dir, out_dir, p, axes, Path(timing_cache or out_dir), progress)
+    else:
+        maker = _OnnxRuntimeMaker(bundle_dir, out_dir, ort_provider)
+    artifacts = []
+    for a in chosen:
+        key, digest, file_name = maker.key(a)
+        reused = _up_to_date(previous, out_dir, a, digest)
+        if reused is not None:
+            log.info("%s %s: up to date (%s)", a.stage, a.precision.value, reused.file)
+            artifacts.append(reused)
+        else:
+            artifacts.append(maker.build(a, key, digest, file_name))
+
+    _copy_constants(bundle_dir, out_dir, bundle)
+    manifest = Manifest(
+        backend=backend,
+        artifacts=tuple(artifacts),
+        constants_file=bundle.constants_file,
+        constants_sha256=bundle.constants_sha256,
+        eeg=bundle.eeg,
+        settings={**bundle.settings, "axes": axes, "max_batch": p.max_batch, **maker.settings(artifacts)},
+        sources=bundle.sources,
+        libraries={**bundle.libraries, **maker.libraries()},
+        parent={"manifest_sha256": sha256_file(bundle_dir / MANIFEST_NAME), "bundle": bundle_dir.resolve().name},
+    )
+    if previous is not None and _same(previous, manifest):
+        log.info("engines in %s are up to date", out_dir)
+        return previous
+    write_manifest(out_dir, manifest)  # last: its presence marks the folder complete
+    _remove_stale(out_dir, previous, manifest)
+    log.info("wrote %s", out_dir / MANIFEST_NAME)
+    return manifest
+
+
+# ---- choosing and reusing -------------------------------------------------------------------------
+def _choose_artifacts(
+    bundle: Manifest, precision: Precision | str | None, backend: Backend, stages: list[str] | None
+) -> list[Artifact]:
+    unknown = sorted(set(stages or []) - set(bundle.stages()))
+    if unknown:
+        raise ManifestError(f"stages {unknown} are not in the bundle (it has {bundle.stages()})")
+    chosen = []
+    for stage in bundle.stages():
+        if stages is not None and stage not in stages:
+            continue
+        if precision is not None:
+            chosen.append(bundle.artifact(stage, precision))  # raises, naming the export command
+            continue
+        have = bundle.precisions(stage)
+        want = Precision.FP16 if backend is Backend.TENSORRT and Precision.FP16 in have else Precision.FP32
+        chosen.append(bundle.artifact(stage, want if want in have else have[0]))
+    return chosen
+
+
+def _previous_manifest(out_dir: Path) -> Manifest | None:
+    if not (out_dir / MANIFEST_NAME).is_file():
+        return None
+    try:
+        return read_manifest(out_dir)
+    except ManifestError as e:
+        log.warning("ignoring the unreadable %s (%s): building everything", out_dir / MANIFEST_NAME, e)
+        return None
+
+
+def _up_to_date(previous: Manifest | None, out_dir: Path, a: Artifact, digest: str) -> Artifact | None:
+    if previous is None:
+        return None
+    for old in previous.artifacts:
+        if old.stage == a.stage and old.precision == a.precision and old.engine and old.engine.key_hash == digest:
+            files = [(old.file, old.sha256)] + ([(old.data_file, old.data_sha256)] if old.data_file else [])
+            if all((out_dir / f).is_file() and sha256_file(out_dir / f) == h for f, h in files):
+                return old
+            log.warning("%s %s: %s changed on disk; building it again", a.stage, a.precision.value, old.file)
+    return None
+
+
+def _same(a: Manifest, b: Manifest) -> bool:
+    strip = lambda m: {k: v for k, v in m.to_dict().items() if k != "created"}
+    return strip(a) == strip(b)
+
+
+def _copy_constants(bundle_dir: Path, out_dir: Path, bundle: Manifest) -> None:
+    dst = out_dir / bundle.constants_file
+    if dst.is_file() and sha256_file(dst) == bundle.constants_sha256:
+        return
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(bundle_dir / bundle.constants_file, tmp)
+
+
+def _remove_stale(out_dir: Path, previous: Manifest | None, current: Manifest) -> None:
+    """Delete engines the previous manifest listed and the new one does not (only those: never guess)."""
+    if previous is None:
+        return
+    keep = {f for a in current.artifacts for f in (a.file, a.data_file) if f}
+    for a in previous.artifacts:
+        for f in (a.file, a.data_file):
+            if f and f not in keep:
+                (out_dir / f).unlink(missing_ok=True)
+                log.info("removed the replaced engine %s", f)
+
+
+# ---- the two backends -------------------------------------------------------------------------------
+class _StageMaker:
+    def key(self, a: Artifact) -> tuple[dict[str, Any], str, str]: ...
+    def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact: ...
+    def settings(self, artifacts: list[Artifact]) -> dict[str, Any]: ...
+    def libraries(self) -> dict[str, str]: ...
+
+
+class _TensorRTMaker(_StageMaker):
+    def __init__(
+        self, bundle_dir: Path, out_dir: Path, preset: BuildPreset, axes: dict, timing_dir: Path, progress: bool
+    ) -> None:
+        from . import tensorrt_builder as tb
+
+        self.tb = tb
+        self.env = tb.tensorrt_environment()  # BackendUnavailableError here, before any build work
+        self.bundle_dir, self.out_dir, self.preset, self.axes, self.progress = bundle_dir, out_dir, preset, axes, progress
+        self.timing_cache = tb.timing_cache_file(timing_dir, self.env.tensorrt_version, self.env.device)
+        log.info(
+            "TensorRT %s on %s (sm_%s, %.1f GB free), preset %s",
+            self.env.tensorrt_version,
+            self.env.device.name,
+            self.env.device.compute_capability.replace(".", ""),
+            self.env.device.free_bytes / GB,
+            preset.name,
+        )
+
+    def _weight_streaming(self, a: Artifact) -> bool:
+        weight_bytes = a.size_bytes + ((self.bundle_dir / a.data_file).stat().st_size if a.data_file else 0)
+        return self.preset.wants_weight_streaming(weight_bytes, self.env.device.free_bytes)
+
+    def key(self, a: Artifact) -> tuple[dict[str, Any], str, str]:
+        profile = self.tb.shape_profile(a.inputs, self.axes)
+        flags = {
+            "builder_optimization_level": self.preset.builder_optimization_level,
+            "workspace_bytes": self.preset.workspace_bytes,
+            "strongly_typed": True,
+            "weight_streaming": self._weight_streaming(a),
+        }
+        key, digest = engine_key(
+            stage=a.stage,
+            onnx_sha256=a.sha256,
+            data_sha256=a.data_sha256,
+            precision=a.precision.value,
+            profile=profile,
+            builder_flags=flags,
+            tensorrt_version=self.env.tensorrt_version,
+            compute_capability=self.env.device.compute_capability,
+            gpu_name=self.env.device.name,
+        )
+        return key, digest, engine_file_name(key, digest)
+
+    def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact:
+        flags = key["builder_flags"]
+        options = self.tb.BuildOptions(
+            opt_level=flags["builder_optimization_level"],
+            workspace_bytes=flags["workspace_bytes"],
+            weight_streaming=flags["weight_streaming"],
+            timing_cache=self.timing_cache,
+            progress=self.progress,
+        )
+        log.info("%s %s: building %s", a.stage, a.precision.value, file_name)
+        plan = self.out_dir / file_name
+        seconds = self.tb.build_engine(self.bundle_dir / a.file, plan, stage=a.stage, profile=key["profile"], options=options)
+        log.info("%s %s: built in %.1f s", a.stage, a.precision.value, seconds)
+        info = EngineInfo(
+            key=key,
+            key_hash=digest,
+            tensorrt_version=self.env.tensorrt_version,
+            compute_capability=self.env.device.compute_capability,
+            gpu_name=self.env.device.name,
+            build_seconds=round(seconds, 3),
+            profile=key["profile"],
+        )
+        return Artifact(
+            stage=a.stage,
+            precision=a.precision,
+            file=file_name,
+            sha256=sha256_file(plan),
+            size_bytes=plan.stat().st_size,
+            inputs=a.inputs,
+            outputs=a.outputs,
+            engine=info,
+        )
+
+    def settings(self, artifacts: list[Artifact]) -> dict[str, Any]:
+        # run-time budget for weight-streaming engines: half the memory free at build time (a heuristic;
+        # the preset's explicit budget wins)
+        budget = self.preset.weight_streaming_budget_gb
+        budget_bytes = int(budget * GB) if budget is not None else self.env.device.free_bytes // 2
+        streaming = {a.stage: budget_bytes for a in artifacts if a.engine and a.engine.key["builder_flags"]["weight_streaming"]}
+        return {
+            "engines": {
+                "preset": self.preset.name,
+                "static_shapes": self.preset.static_shapes,
+                "cuda_graphs": self.preset.cuda_graphs,
+                "weight_streaming_budget_bytes": streaming,
+            }
+        }
+
+    def libraries(self) -> dict[str, str]:
+        return {"tensorrt": self.env.tensorrt_version}
+
+
+class _OnnxRuntimeMaker(_StageMaker):
+    def __init__(self, bundle_dir: Path, out_dir: Path, provider: str | None) -> None:
+        self.bundle_dir, self.out_dir = bundle_dir, out_dir
+        self.target = ort_optimize.choose_ort_target(provider)
+        self.version = ort_optimize.onnxruntime_version()
+        log.info("onnxruntime %s, optimizing for %s", self.version, self.target.provider_name)
+
+    def key(self, a: Artifact) -> tuple[dict[str, Any], str, str]:
+        flags = {"provider": self.target.provider, "graph_optimization_level": self.target.level, "onnxruntime": self.version}
+        key, digest = engine_key(
+            stage=a.stage,
+            onnx_sha256=a.sha256,
+            data_sha256=a.data_sha256,
+            precision=a.precision.value,
+            profile={},
+            builder_flags=flags,
+            tensorrt_version=None,
+            compute_capability=None,
+            gpu_name=None,
+            backend="onnxruntime",
+        )
+        return key, digest, ort_model_file_name(key, digest)
+
+    def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact:
+        log.info("%s %s: optimizing for onnxruntime (%s)", a.stage, a.precision.value, self.target.provider)
+        model, data = ort_optimize.optimize_model(
+            self.bundle_dir / a.file, self.out_dir / file_name, self.target, external=True if a.data_file else None
+        )
+        return Artifact(
+            stage=a.stage,
+            precision=a.precision,
+            file=model.name,
+            sha256=sha256_file(model),
+            size_bytes=model.stat().st_size,
+            inputs=a.inputs,
+            outputs=a.outputs,
+            data_file=data.name if data else None,
+            data_sha256=sha256_file(data) if data else None,
+            engine=EngineInfo(key=key, key_hash=digest),
+        )
+
+    def settings(self, artifacts: list[Artifact]) -> dict[str, Any]:
+        ort_settings: dict[str, Any] = {"provider": self.target.provider_name, "graph_optimization_level": self.target.level}
+        if self.target.provider == "tensorrt":
+            fp16 = any(a.precision is Precision.FP16 for a in artifacts)
+            ort_settings["tensorrt_ep"] = ort_optimize.tensorrt_ep_options(fp16=fp16)
+        return {"onnxruntime": ort_settings}
+
+    def libraries(self) -> dict[str, str]:
+        return {"onnxruntime": self.version}

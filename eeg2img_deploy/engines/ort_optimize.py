@@ -1,0 +1,138 @@
+"""The onnxruntime path of ``build-engines``: graph-optimized ONNX models saved by onnxruntime itself.
+
+onnxruntime optimizes a graph every time it opens it; saving the result once (``SessionOptions.
+optimized_model_filepath``) makes later session start-up cheap. EXTENDED optimizations fuse nodes
+into provider-specific kernels, so an optimized model belongs to the provider it was made for:
+
+* ``cpu``: ORT_ENABLE_EXTENDED with the CPU provider (always possible);
+* ``cuda``: ORT_ENABLE_EXTENDED with the CUDA provider (needs onnxruntime-gpu and a GPU);
+* ``tensorrt``: the TensorRT execution provider compiles the graph itself and does not take
+  onnxruntime's fused contrib ops, so only ORT_ENABLE_BASIC (provider-independent folding) is applied,
+  and the EP settings (engine cache folder, fp16) are recorded for the runtime by
+  :func:`tensorrt_ep_options`.
+
+Models over ~2 GB cannot be one protobuf: their initializers go to an external ``.data`` file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendUnavailableError, EngineError
+from ..fileio import staging_dir
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+EXTERNAL_DATA_THRESHOLD = int(1.8 * (1 << 30))  # protobuf's hard limit is 2 GB; keep a margin
+EXTERNAL_INITIALIZER_MIN_BYTES = 1024  # smaller initializers (shapes, scalars) stay in the model
+TRT_EP_CACHE_DIR = "trt-ep-cache"
+
+
+@dataclass(frozen=True)
+class OrtTarget:
+    provider: str  # "cpu" | "cuda" | "tensorrt"
+    level: str  # "extended" | "basic"
+
+    @property
+    def provider_name(self) -> str:
+        return PROVIDERS[self.provider]
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # a base dependency, but keep the message useful
+        raise BackendUnavailableError(f"onnxruntime is not installed ({e}): pip install onnxruntime") from e
+    return ort
+
+
+def onnxruntime_version() -> str:
+    return str(_ort().__version__)
+
+
+def _has_nvidia_gpu() -> bool:
+    return Path("/proc/driver/nvidia/version").exists() or Path("/etc/nv_tegra_release").exists()
+
+
+def choose_ort_target(provider: str | None = None) -> OrtTarget:
+    """The provider to optimize for: ``provider`` if given, else CUDA where onnxruntime-gpu can use it, else CPU."""
+    available = _ort().get_available_providers()
+    if provider is None:
+        if "CUDAExecutionProvider" in available:
+            provider = "cuda"
+        else:
+            if _has_nvidia_gpu():
+                log.warning(
+                    "this machine has an NVIDIA GPU but onnxruntime has no CUDA provider: skipping the "
+                    "CUDA-optimized models and writing CPU ones (pip install 'eeg2img-deploy[gpu]' for CUDA)"
+                )
+            provider = "cpu"
+    if provider not in PROVIDERS:
+        raise EngineError(f"unknown onnxruntime provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
+    if provider == "cuda" and PROVIDERS["cuda"] not in available:
+        raise BackendUnavailableError(
+            f"onnxruntime has no CUDA provider here (it has {available}): pip install 'eeg2img-deploy[gpu]' on a CUDA machine"
+        )
+    if provider == "tensorrt" and PROVIDERS["tensorrt"] not in available:
+        log.warning("onnxruntime has no TensorRT provider here; the models are still written for a machine that has it")
+    return OrtTarget(provider, "basic" if provider == "tensorrt" else "extended")
+
+
+def optimize_model(
+    onnx_path: str | Path, out_path: str | Path, target: OrtTarget, *, external: bool | None = None
+) -> tuple[Path, Path | None]:
+    """Write onnxruntime's optimized version of ``onnx_path`` to ``out_path`` (and ``<out>.data`` for large
+    models), both appearing at once: a crash leaves neither. Returns (model path, data path or None)."""
+    ort = _ort()
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    data_name = out_path.name + ".data"
+    if external is None:
+        external = _total_size(onnx_path) > EXTERNAL_DATA_THRESHOLD
+    with staging_dir(out_path.parent) as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            if target.level == "extended"
+            else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        )
+        so.optimized_model_filepath = str(tmp / out_path.name)
+        if external:
+            so.add_session_config_entry("session.optimized_model_external_initializers_file_name", data_name)
+            so.add_session_config_entry(
+                "session.optimized_model_external_initializers_min_size_in_bytes", str(EXTERNAL_INITIALIZER_MIN_BYTES)
+            )
+        providers = [target.provider_name] if target.provider != "tensorrt" else ["CPUExecutionProvider"]
+        try:
+            ort.InferenceSession(str(onnx_path), so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise EngineError(f"onnxruntime could not optimize {onnx_path} for {target.provider}: {e}") from e
+        written = tmp / out_path.name
+        if not written.is_file():
+            raise EngineError(f"onnxruntime did not write the optimized model for {onnx_path}")
+        data_path = None
+        if (tmp / data_name).is_file():
+            data_path = out_path.parent / data_name
+            os.replace(tmp / data_name, data_path)  # the data first: the model is what marks it complete
+        os.replace(written, out_path)
+    return out_path, data_path
+
+
+def _total_size(onnx_path: Path) -> int:
+    return sum(p.stat().st_size for p in onnx_path.parent.glob(onnx_path.name + "*") if p.is_file())  # + .data
+
+
+def tensorrt_ep_options(*, fp16: bool, cache_dir: str = TRT_EP_CACHE_DIR) -> dict[str, Any]:
+    """TensorRT execution provider options for the runtime; ``cache_dir`` is relative to the engine folder."""
+    return {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache_dir,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cache_dir,
+        "trt_fp16_enable": fp16,
+        "trt_builder_optimization_level": 3,
+    }

@@ -1,0 +1,231 @@
+"""The lean runtime: EEG -> encoder -> prior (N steps) -> UNet (1 or 4 steps) -> decoder -> uint8 images.
+
+Imports numpy and one backend only: no torch, no diffusers, no onnx. Everything besides the graphs
+(empty-prompt conditioning, scheduler tables) comes from the bundle's constants, and every random
+number from :class:`~.noise.NoiseSource` in the reference's order, so a seed gives the reference's image.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..eeg.spec import EEGSpec, validate_eeg, validate_subject_ids
+from ..errors import EEGInputError, ManifestError
+from ..manifest import Backend, Manifest, Precision, read_manifest, verify_files
+from .backend import StageSession
+from .images import to_uint8
+from .noise import NoiseSource
+from .prior_solvers import get_prior_sampler
+from .schedulers import EulerAncestral
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("encoder", "prior", "unet")
+DECODERS = {"full": "vae_decoder", "tiny": "taesd_decoder"}
+
+
+@dataclass
+class Result:
+    images: np.ndarray  # (B, H, W, 3) uint8
+    eeg_embeds: np.ndarray  # (B, 1024)
+    image_embeds: np.ndarray  # (B, 1024)
+    latents: np.ndarray  # (B, 4, H/8, W/8)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # wall time per stage + total
+    backend_ms: float = 0.0  # time inside backend calls; total - backend_ms is the runtime's overhead
+
+
+class _Timed:
+    """A stage session that adds the wall time of each call to a shared counter."""
+
+    def __init__(self, session: StageSession, counter: list[float]):
+        self.session = session
+        self.counter = counter
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        out = self.session.run(feeds)
+        self.counter[0] += (time.perf_counter() - t0) * 1e3
+        return out
+
+
+def _open_session(folder: Path, manifest: Manifest, artifact, backend: str, device: str, allow_cpu_fallback: bool):
+    if backend == "tensorrt":
+        from .trt_backend import open_tensorrt_stage
+
+        return open_tensorrt_stage(folder, artifact)
+    from .ort_backend import OrtStage
+
+    return OrtStage(folder / artifact.file, artifact, device=device, allow_cpu_fallback=allow_cpu_fallback)
+
+
+def _check_backend(manifest: Manifest, backend: str, folder: Path) -> None:
+    ok = {"onnxruntime": (Backend.ONNX, Backend.ONNXRUNTIME), "tensorrt": (Backend.TENSORRT,)}
+    if backend not in ok:
+        raise ValueError(f"backend must be 'onnxruntime' or 'tensorrt', got {backend!r}")
+    if manifest.backend not in ok[backend]:
+        fix = (f"eeg2img-deploy build-engines --bundle {folder} --backend tensorrt" if backend == "tensorrt"
+               else "point --bundle at the export bundle or an onnxruntime engine folder")
+        raise ManifestError(f"{folder} holds {manifest.backend.value} artifacts, not {backend} ones: {fix}")
+
+
+class Pipeline:
+    def __init__(self, manifest: Manifest, constants: dict[str, np.ndarray], sessions: dict[str, StageSession],
+                 *, folder: Path, vae: str):
+        self.manifest = manifest
+        self.constants = constants
+        self.sessions = sessions
+        self.folder = folder
+        self.vae = vae
+        self.max_batch = int(manifest.settings["max_batch"])
+        self.num_subjects = int(manifest.settings["num_subjects"])
+        self.image_size = int(manifest.settings["image_size"])
+        self.eeg_spec = EEGSpec.from_dict({k: v for k, v in manifest.eeg.items() if k != "whitening"})
+        self._backend_ms = [0.0]
+        self._run = {name: _Timed(s, self._backend_ms) for name, s in sessions.items()}
+
+    @classmethod
+    def from_bundle(
+        cls,
+        path: str | Path,
+        *,
+        backend: str = "onnxruntime",
+        precision: str | Precision | None = None,
+        device: str = "cpu",
+        vae: str = "full",
+        allow_cpu_fallback: bool = False,
+    ) -> Pipeline:
+        """Open an export bundle or an engine folder. ``precision`` defaults to fp16 on a GPU, fp32 on the CPU."""
+        from safetensors.numpy import load_file
+
+        folder = Path(path)
+        manifest = read_manifest(folder)
+        _check_backend(manifest, backend, folder)
+        if vae not in DECODERS:
+            raise ValueError(f"vae must be one of {sorted(DECODERS)}, got {vae!r}")
+        stages = [*REQUIRED, DECODERS[vae]]
+        missing = [s for s in stages if s not in manifest.stages()]
+        if missing:
+            hint = " (export with a TAESDXL folder: weights/taesdxl or --taesd)" if "taesd_decoder" in missing else ""
+            raise ManifestError(f"{folder} lacks stage(s) {missing}{hint}: export the bundle again")
+        precision = Precision(precision or ("fp32" if device == "cpu" and backend == "onnxruntime" else "fp16"))
+        fp32_only = set(manifest.settings.get("fp32_only_stages", []))
+        chosen = {s: manifest.artifact(s, Precision.FP32 if s in fp32_only else precision) for s in stages}
+        verify_files(folder, manifest, stages)
+        constants = load_file(str(folder / manifest.constants_file))
+        sessions = {s: _open_session(folder, manifest, a, backend, device, allow_cpu_fallback) for s, a in chosen.items()}
+        log.info("opened %s (%s, %s): %s", folder, backend, precision.value, ", ".join(f"{s}={a.file}" for s, a in chosen.items()))
+        return cls(manifest, constants, sessions, folder=folder, vae=vae)
+
+    # ---- helpers ----------------------------------------------------------------------------------
+    def _cast(self, stage: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {t.name: np.ascontiguousarray(feeds[t.name], dtype=t.dtype) for t in self.sessions[stage].inputs}
+
+    def _call(self, stage: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        out = self._run[stage](self._cast(stage, feeds))
+        return next(iter(out.values())).astype(np.float32)
+
+    def _euler(self, steps: int) -> EulerAncestral:
+        key = f"euler_sigmas_{steps}"
+        if key not in self.constants:
+            have = self.manifest.settings.get("steps")
+            raise ManifestError(f"this bundle has scheduler tables for {have} step(s), not {steps}: export with --steps both")
+        return EulerAncestral(
+            timesteps=self.constants[f"euler_timesteps_{steps}"],
+            sigmas=self.constants[key],
+            init_noise_sigma=float(self.constants[f"euler_init_noise_sigma_{steps}"][0]),
+        )
+
+    def check_subjects(self, ids: np.ndarray, shared_subject_token: bool) -> None:
+        unknown = sorted({int(i) for i in ids if i >= self.num_subjects})
+        if unknown and not shared_subject_token:
+            raise EEGInputError(
+                f"subject id(s) {unknown} are not in this encoder's subject table ({self.num_subjects} rows, ids "
+                f"0..{self.num_subjects - 1}); such subjects get the shared subject token, as in the paper: allow it "
+                "with shared_subject_token=True (--shared-subject-token)"
+            )
+
+    # ---- stages ------------------------------------------------------------------------------------
+    def encode(self, eeg: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return self._call("encoder", {"eeg": eeg, "subject_ids": ids})
+
+    def prior(self, eeg_embeds: np.ndarray, seed: int, first: int, *, steps: int, guidance: float, sampler: str) -> np.ndarray:
+        def eps_fn(x, t, cond, mask):
+            return self._call("prior", {"x": x, "t": t, "cond": cond, "cond_mask": mask})
+
+        noise = NoiseSource(seed, len(eeg_embeds), "prior", first=first)
+        sample = get_prior_sampler(sampler)
+        return sample(eps_fn, eeg_embeds, noise, self.constants["prior_alphas_cumprod"], steps=steps, guidance=guidance)
+
+    def denoise(self, image_embeds: np.ndarray, seed: int, first: int, *, steps: int, ip_scale: float) -> np.ndarray:
+        b = len(image_embeds)
+        euler = self._euler(steps)
+        noise = NoiseSource(seed, b, "image", first=first)
+        side = self.image_size // 8
+        latents = euler.initial_latents(noise, (int(self.manifest.settings["latent_channels"]), side, side))
+        fixed = {
+            "encoder_hidden_states": np.repeat(self.constants["prompt_embeds"], b, axis=0),
+            "text_embeds": np.repeat(self.constants["pooled_prompt_embeds"], b, axis=0),
+            "time_ids": np.repeat(self.constants["time_ids"], b, axis=0),
+            "image_embeds": image_embeds,
+            "ip_scale": np.full(b, ip_scale, np.float32),
+        }
+        for i, t in enumerate(euler.timesteps):
+            feeds = {**fixed, "sample": euler.scale_input(latents, i), "timestep": np.full(b, t, np.float32)}
+            latents = euler.step(self._call("unet", feeds), i, latents, noise)
+        return latents
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        return to_uint8(self._call(DECODERS[self.vae], {"latents": latents}))
+
+    # ---- the whole chain -----------------------------------------------------------------------------
+    def __call__(
+        self,
+        eeg: np.ndarray,
+        subject_ids: int | np.ndarray,
+        seed: int = 0,
+        *,
+        steps: int = 1,
+        prior_steps: int = 50,
+        guidance: float = 5.0,
+        prior_sampler: str = "ddpm",
+        ip_scale: float | None = None,
+        shared_subject_token: bool = False,
+    ) -> Result:
+        eeg = validate_eeg(eeg, self.eeg_spec)
+        ids = validate_subject_ids(subject_ids, len(eeg))
+        self.check_subjects(ids, shared_subject_token)
+        get_prior_sampler(prior_sampler)  # an unknown name fails before any work
+        self._euler(steps)
+        if "eeg_whitening" in self.constants:
+            eeg = np.einsum("ij,njt->nit", self.constants["eeg_whitening"], eeg).astype(np.float32)
+        scale = float(self.manifest.settings.get("ip_scale", 1.0) if ip_scale is None else ip_scale)
+        timings = dict.fromkeys(("encoder", "prior", "unet", "decoder"), 0.0)
+        self._backend_ms[0] = 0.0
+        parts: list[tuple[np.ndarray, ...]] = []
+        t_start = time.perf_counter()
+        for first in range(0, len(eeg), self.max_batch):  # chunks within the engines' batch profile
+            sl = slice(first, first + self.max_batch)
+            t0 = time.perf_counter()
+            emb = self.encode(eeg[sl], ids[sl])
+            t1 = time.perf_counter()
+            img_emb = self.prior(emb, seed, first, steps=prior_steps, guidance=guidance, sampler=prior_sampler)
+            t2 = time.perf_counter()
+            latents = self.denoise(img_emb, seed, first, steps=steps, ip_scale=scale)
+            t3 = time.perf_counter()
+            images = self.decode(latents)
+            t4 = time.perf_counter()
+            for k, (a, b) in zip(timings, ((t0, t1), (t1, t2), (t2, t3), (t3, t4))):
+                timings[k] += (b - a) * 1e3
+            parts.append((images, emb, img_emb, latents))
+        timings["total"] = (time.perf_counter() - t_start) * 1e3
+        images, emb, img_emb, latents = (np.concatenate(x) for x in zip(*parts))
+        return Result(images, emb, img_emb, latents, timings, backend_ms=self._backend_ms[0])
+
+    def close(self) -> None:
+        for s in self.sessions.values():
+            s.close()
