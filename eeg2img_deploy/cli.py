@@ -222,6 +222,82 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
     Console().print(table)
 
 
+@cli.command("build-engines")
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Export bundle.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Engine folder [default: engines/<bundle name>].")
+@click.option("--backend", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True)
+@click.option("--preset", type=click.Choice(["workstation", "jetson-orin"]), default="workstation", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
+              help="Default: fp16 for TensorRT where the bundle has it, else fp32.")
+@click.option("--max-batch", type=int, default=None, help="Override the preset's largest batch.")
+@click.option("--opt-level", type=click.IntRange(0, 5), default=None, help="TensorRT builder optimization level.")
+@click.option("--workspace-gb", type=float, default=None, help="TensorRT workspace cap.")
+@click.option("--timing-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of TensorRT timing caches, one per (TensorRT version, GPU) [default: the engine folder].")
+@click.option("--ort-provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default=None,
+              help="onnxruntime backend: the provider to optimize for [default: cuda if available, else cpu].")
+def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str, precision: str | None,
+                      max_batch: int | None, opt_level: int | None, workspace_gb: float | None,
+                      timing_cache: Path | None, ort_provider: str | None) -> None:
+    """Build TensorRT engines (or onnxruntime-optimized models) from an export bundle."""
+    from .engines.build import build_engines, default_engine_dir
+
+    out = out or default_engine_dir(bundle)
+    manifest = build_engines(
+        bundle, out, backend=backend, preset=preset, precision=precision, max_batch=max_batch, opt_level=opt_level,
+        workspace_gb=workspace_gb, timing_cache=timing_cache, ort_provider=ort_provider,
+    )
+    for a in manifest.artifacts:
+        seconds = a.engine.build_seconds if a.engine else 0.0
+        click.echo(f"  {a.stage:<14} {a.precision.value}  {a.file}  {a.size_bytes / 1e6:.1f} MB  {seconds:.1f} s")
+    click.echo(f"engines in {out}")
+
+
+@cli.command()
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Export bundle or engine folder.")
+@eeg_options
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
+              help="onnxruntime execution provider.")
+@click.option("--allow-cpu-fallback", is_flag=True, help="Warn instead of failing when a GPU provider is missing.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
+              help="Default: fp32 on the CPU, fp16 on a GPU.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--steps", type=click.Choice(["1", "4"]), default="1", show_default=True, help="SDXL-Turbo steps (paper: 4).")
+@click.option("--prior-steps", default=50, show_default=True)
+@click.option("--prior-sampler", type=click.Choice(["ddpm", "ddim", "dpmpp"]), default="ddpm", show_default=True,
+              help="ddpm is the paper's; see the README for the fast samplers' measured fidelity.")
+@click.option("--guidance", default=5.0, show_default=True, help="Prior classifier-free guidance.")
+@click.option("--ip-scale", type=float, default=None, help="IP-Adapter scale [default: the bundle's, 1.0].")
+@click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True)
+@click.option("--shared-subject-token", is_flag=True, help="Allow subject ids outside the encoder's table (shared token).")
+def infer(bundle: Path, out: Path, backend: str, device: str, allow_cpu_fallback: bool, precision: str | None, seed: int,
+          steps: str, prior_steps: int, prior_sampler: str, guidance: float, ip_scale: float | None, vae: str,
+          shared_subject_token: bool, **kw) -> None:
+    """Reconstruct images from EEG with the lean runtime (no torch): PNGs + result.json."""
+    from .runtime.images import save_images
+    from .runtime.pipeline import Pipeline
+
+    eeg, ids = read_eeg(kw)
+    pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, device=device, vae=vae,
+                                allow_cpu_fallback=allow_cpu_fallback)
+    res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, prior_sampler=prior_sampler,
+               ip_scale=ip_scale, shared_subject_token=shared_subject_token)
+    paths = save_images(res.images, out)
+    write_json(out / "result.json", {
+        "command": "infer", "bundle": str(bundle), "backend": backend, "device": device, "seed": seed,
+        "steps": int(steps), "prior_steps": prior_steps, "prior_sampler": prior_sampler, "guidance": guidance,
+        "vae": vae, "subject_ids": ids.tolist(), "timings_ms": res.timings_ms, "backend_ms": res.backend_ms,
+        "eeg_embeds": res.eeg_embeds.tolist(), "image_embeds": res.image_embeds.tolist(),
+        "images": [p.name for p in paths],
+    })
+    print_timings(f"infer ({len(eeg)} trial(s), {backend}/{device})", res.timings_ms)
+    click.echo(f"wrote {len(paths)} image(s) and result.json to {out}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
