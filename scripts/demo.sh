@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install into .venv and run the whole job on the tiny model set:
+# init-tiny -> reference -> export -> build-engines (onnxruntime) -> infer -> bench. Output in demo/.
+set -euo pipefail
+. "$(dirname "$0")/setup-venv.sh"
+out=demo
+rm -rf "$out"
+eeg2img-deploy init-tiny "$out/weights"
+eeg2img-deploy reference --weights "$out/weights" --eeg "$out/weights/eeg/synthetic_eeg.npy" --subject 8 --out "$out/reference"
+eeg2img-deploy export --weights "$out/weights" --out "$out/bundle"
+eeg2img-deploy build-engines --bundle "$out/bundle" --backend onnxruntime --out "$out/engines"
+eeg2img-deploy infer --bundle "$out/engines" --eeg "$out/weights/eeg/synthetic_eeg.npy" --subject 8 --out "$out/infer"
+eeg2img-deploy bench --bundle "$out/engines" --runs 5 --warmup 1 --json "$out/bench.json" --plot "$out/bench.png" \
+    --baseline torch --weights "$out/weights"
+echo "done: images in $out/reference and $out/infer, latency in $out/bench.json (tiny weights are random: the images are noise)"
