@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 TEXT_HIDDEN = 32  # each tiny text encoder's width; the UNet's cross-attention dim is twice this
 IP_TOKENS = 4  # the SDXL ViT-H IP-Adapter's image tokens
 CLIP_IMAGE_DIM = 1024  # ViT-H-14 embedding size: the prior's output, the IP-Adapter's input
+TAESD_OUT_GAIN = 0.03  # TAESD's last conv after He init: images mostly inside [0, 1], some clipped
 
 SDXL_TURBO_SCHEDULER = {  # stabilityai/sdxl-turbo scheduler/scheduler_config.json
     "_class_name": "EulerAncestralDiscreteScheduler",
@@ -103,18 +104,19 @@ def tiny_taesd():
     )
 
 
-def ip_adapter_state_dict(unet, generator, *, scale: float = 3.0) -> dict:
+def ip_adapter_state_dict(unet, generator, *, scale: float = 9.0) -> dict:
     """h94 layout: ``image_proj.{proj,norm}.*`` and ``ip_adapter.{1,3,5..}.to_{k,v}_ip.weight``.
 
     The key ids count the UNet's cross-attention processors in ``attn_processors`` order, 1, 3, 5...
-    as diffusers' loader reads them. ``scale`` makes the branch strong enough to matter.
+    as diffusers' loader reads them. ``scale`` (on the image keys/values) makes the branch dominate
+    the text branch, so the image embedding moves the image far more than any parity tolerance.
     """
     import torch
 
     cross = unet.config.cross_attention_dim
     modules = dict(unet.named_modules())
     sd = {
-        "image_proj.proj.weight": torch.randn(IP_TOKENS * cross, CLIP_IMAGE_DIM, generator=generator) * (scale / CLIP_IMAGE_DIM**0.5),
+        "image_proj.proj.weight": torch.randn(IP_TOKENS * cross, CLIP_IMAGE_DIM, generator=generator) * (3.0 / CLIP_IMAGE_DIM**0.5),
         "image_proj.proj.bias": torch.randn(IP_TOKENS * cross, generator=generator) * 0.1,
         "image_proj.norm.weight": 1.0 + 0.1 * torch.randn(cross, generator=generator),
         "image_proj.norm.bias": 0.1 * torch.randn(cross, generator=generator),
@@ -130,28 +132,84 @@ def ip_adapter_state_dict(unet, generator, *, scale: float = 3.0) -> dict:
     return sd
 
 
-def _strengthen_encoder(encoder, generator) -> None:
-    """Make the subject token matter and give BatchNorm non-trivial running statistics."""
+def _strengthen_stage2(pipe, taesd, generator) -> None:
+    """Let the cross-attention blocks and the decoders carry their input to the pixels.
+
+    At PyTorch's default init the UNet's transformer blocks add little to their residual stream, the
+    VAE's images span a third of the range, and TAESD's ReLU stack shrinks every layer so its image
+    is one flat colour: none of them would show a wrong image embedding or a wrong latent.
+    """
     import torch
+    from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
     with torch.no_grad():
-        table = encoder.encoder.enc_embedding.subject_embedding
-        table.subject_embedding.weight.normal_(0.0, 3.0, generator=generator)
-        table.shared_embedding.normal_(0.0, 3.0, generator=generator)
-        for bn in (encoder.enc_eeg[0].tsconv[2], encoder.enc_eeg[0].tsconv[5]):
-            bn.running_mean.normal_(0.0, 0.1, generator=generator)
-            bn.running_var.uniform_(0.5, 2.0, generator=generator)
-            bn.num_batches_tracked.fill_(1000)
+        for module in pipe.unet.modules():
+            if isinstance(module, Transformer2DModel):
+                module.proj_out.weight.mul_(3.0)
+        pipe.vae.decoder.conv_out.weight.mul_(1.5)
+        pipe.vae.decoder.conv_out.bias.mul_(1.5)
+        convs = [m for m in taesd.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+        for conv in convs:  # He init keeps the signal's scale through each ReLU
+            fan_in = conv.weight[0].numel()
+            conv.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=generator)
+            if conv.bias is not None:
+                conv.bias.zero_()
+        last = convs[-1]
+        last.weight.mul_(TAESD_OUT_GAIN)
+        last.bias.fill_(0.5)  # DecoderTiny maps [0, 1] to [-1, 1]: centre the image on mid-grey
 
 
-def _strengthen_prior(prior, scale: float = 4.0) -> None:
-    """The condition enters through small Linears; scale them so guidance visibly moves the output."""
+def _strengthen_encoder(encoder, seed: int) -> None:
+    """Make the EEG and the subject token move the embedding, as a trained encoder does.
+
+    At init the conv head's biases dwarf its input (two different trials give embeddings with cosine
+    0.97) and the soft attention hardly mixes tokens (noise of std 0.1 on the EEG moves the
+    embedding by 1-cos 4e-3). So: sharpen the attention and strengthen its values; calibrate both
+    BatchNorms' running statistics on synthetic EEG of every subject id, as training would, which
+    also gives them non-trivial values.
+    """
+    import torch
+
+    attention = encoder.encoder.encoder.attn_layers[0].attention
+    table = encoder.encoder.enc_embedding.subject_embedding
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        table.subject_embedding.weight.normal_(0.0, 1.0, generator=generator)
+        table.shared_embedding.normal_(0.0, 1.0, generator=generator)
+        attention.query_projection.weight.mul_(10.0)
+        attention.key_projection.weight.mul_(10.0)
+        attention.value_projection.weight.mul_(4.0)
+    eeg = torch.from_numpy(synthetic_eeg(64, seed + 1))
+    ids = torch.arange(len(eeg)) % (encoder.num_subjects + 2)  # every row and the shared token
+    was_training = encoder.training
+    encoder.eval()
+    tsconv = encoder.enc_eeg[0].tsconv
+    for bn in (tsconv[2], tsconv[5]):  # in order: the second sees the first's calibrated output
+        seen = []
+        hook = bn.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+        with torch.no_grad():
+            encoder(eeg, ids)
+        hook.remove()
+        bn.running_mean.copy_(seen[0].mean(dim=(0, 2, 3)))
+        bn.running_var.copy_(seen[0].var(dim=(0, 2, 3)))
+        bn.num_batches_tracked.fill_(1000)
+    encoder.train(was_training)
+
+
+def _strengthen_prior(prior, cond_scale: float = 4.0, output_scale: float = 0.5) -> None:
+    """The condition enters through small Linears; scale them so guidance visibly moves the output.
+
+    The sampler clips its x0 prediction to [-1, 1]; a smaller output layer keeps more of the final
+    embedding inside the range, where the condition can still move it.
+    """
     import torch
 
     with torch.no_grad():
         for layers in (prior.encode_cond_embedding, prior.decode_cond_embedding):
             for lin in layers:
-                lin.weight.mul_(scale)
+                lin.weight.mul_(cond_scale)
+        prior.output_layer.weight.mul_(output_scale)
+        prior.output_layer.bias.mul_(output_scale)
 
 
 def synthetic_eeg(n_trials: int, seed: int) -> np.ndarray:
@@ -184,15 +242,17 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4) -> Weigh
         tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=tiny_unet(),
         scheduler=EulerAncestralDiscreteScheduler.from_config(SDXL_TURBO_SCHEDULER),
     )
+    taesd = tiny_taesd()
+    _strengthen_stage2(pipe, taesd, gen)
     pipe.save_pretrained(out / "sdxl-turbo", safe_serialization=True)
     ip_dir = out / "ip-adapter" / "sdxl_models"
     ip_dir.mkdir(parents=True, exist_ok=True)
     save_file(ip_adapter_state_dict(pipe.unet, gen), str(ip_dir / "ip-adapter_sdxl_vit-h.safetensors"))
 
-    tiny_taesd().save_pretrained(out / "taesdxl", safe_serialization=True)
+    taesd.save_pretrained(out / "taesdxl", safe_serialization=True)
 
     encoder = ATMEncoder(num_subjects=10, num_subject_linears=2)
-    _strengthen_encoder(encoder, gen)
+    _strengthen_encoder(encoder, seed)
     (out / "encoder").mkdir(exist_ok=True)
     torch.save(encoder.state_dict(), out / "encoder" / "atms_sub-08.pth")
 
