@@ -120,20 +120,25 @@ def _sdxl(root: Path | None, override: str | os.PathLike | None) -> Path:
 
 
 def _ip_adapter(root: Path | None, override: str | os.PathLike | None) -> IPAdapterLocation:
-    looked: list[Path | str] = []
     if override is not None and Path(override).is_file():
         p = Path(override)
         return IPAdapterLocation(str(p.parent), "", p.name)
-    folders = ([Path(override)] if override else []) + ([root / "ip-adapter"] if root else [])
-    snap = hf_cache_snapshot(IP_ADAPTER_REPO)
-    if snap is not None:
-        folders.append(snap)
-    for folder in folders:
+    looked: list[Path | str] = []
+
+    def search(folder: Path) -> IPAdapterLocation | None:
         for sub in (IP_ADAPTER_SUBFOLDER, ""):
             for name in IP_ADAPTER_NAMES:
                 looked.append(folder / sub / name)
                 if (folder / sub / name).is_file():
                     return IPAdapterLocation(str(folder), sub, name)
+        return None
+
+    for folder in ([Path(override)] if override else []) + ([root / "ip-adapter"] if root else []):
+        if found := search(folder):
+            return found
+    if not override and (snap := hf_cache_snapshot(IP_ADAPTER_REPO)) is not None:
+        if found := search(snap):
+            return found
     raise _missing("IP-Adapter SDXL ViT-H weights", looked[:4] + [f"HF cache {IP_ADAPTER_REPO}"], "--ip-adapter")
 
 
