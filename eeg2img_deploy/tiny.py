@@ -12,7 +12,6 @@ more than any tolerance (``tests/test_sensitivity.py`` checks it). The images ar
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -186,7 +185,7 @@ def _strengthen_encoder(encoder, seed: int) -> None:
     tsconv = encoder.enc_eeg[0].tsconv
     for bn in (tsconv[2], tsconv[5]):  # in order: the second sees the first's calibrated output
         seen = []
-        hook = bn.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+        hook = bn.register_forward_hook(lambda _m, inputs, _o, seen=seen: seen.append(inputs[0]))
         with torch.no_grad():
             encoder(eeg, ids)
         hook.remove()

@@ -1,0 +1,117 @@
+"""The command line: --help without torch, ``reference`` end to end, and clear errors for bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from eeg2img_deploy import cli
+
+BLOCK_TORCH = textwrap.dedent(
+    """
+    import sys
+    from importlib.abc import MetaPathFinder
+
+    class BlockTorch(MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "diffusers", "transformers"):
+                raise ImportError(f"{name} is blocked for this test")
+
+    sys.meta_path.insert(0, BlockTorch())
+    sys.argv = ["eeg2img-deploy", *sys.argv[1:]]
+    from eeg2img_deploy.cli import main
+    main()
+    assert "torch" not in sys.modules
+    """
+)
+
+
+@pytest.mark.parametrize("args, expected", [(["--help"], ["init-tiny", "reference"]),
+                                            (["reference", "--help"], ["--weights", "--prior-steps", "--vae"])])
+def test_help_works_without_torch(args, expected):
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *args], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    for word in expected:
+        assert word in proc.stdout
+
+
+def run_main(monkeypatch, capsys, args) -> tuple[int, str]:
+    """``eeg2img-deploy ARGS`` in this process, through the real entry point; returns (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["eeg2img-deploy", *map(str, args)])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr().err
+
+
+def reference_args(weights, eeg, out, *extra):
+    return ["reference", "--weights", weights, "--eeg", eeg, "--subject", "8", "--out", out,
+            "--image-size", "128", "--prior-steps", "5", *extra]
+
+
+def test_reference_end_to_end(tiny_dir, tmp_path):
+    from click.testing import CliRunner
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.cli, reference_args(tiny_dir, tiny_dir / "eeg" / "synthetic_eeg.npy", out, "--trials", "0:2"))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "image_000.png", "image_001.png", "result.json"]
+    data = json.loads((out / "result.json").read_text())
+    assert len(data["eeg_embeds"]) == 2 and len(data["eeg_embeds"][0]) == 1024
+    assert len(data["image_embeds"]) == 2 and data["subject_ids"] == [8, 8]
+    assert data["images"] == ["image_000.png", "image_001.png", "grid.png"]
+    assert data["prior_steps"] == 5 and data["image_size"] == 128
+    assert data["sources"]["encoder"]["num_subjects"] == 10
+
+    from PIL import Image
+
+    assert np.asarray(Image.open(out / "image_000.png")).shape == (128, 128, 3)
+    assert np.asarray(Image.open(out / "grid.png")).shape == (128, 256, 3)
+
+
+@pytest.fixture
+def weights_without_prior(tiny_dir, tmp_path):
+    root = tmp_path / "weights"
+    root.mkdir()
+    for name in ("encoder", "sdxl-turbo", "ip-adapter", "taesdxl"):
+        (root / name).symlink_to(tiny_dir / name, target_is_directory=True)
+    return root
+
+
+def test_missing_component(monkeypatch, capsys, tmp_path, weights_without_prior, tiny_dir):
+    out = tmp_path / "out"
+    code, err = run_main(monkeypatch, capsys, reference_args(weights_without_prior, tiny_dir / "eeg" / "synthetic_eeg.npy", out))
+    assert code == 2 and "error: no diffusion prior found" in err and "--prior" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nan", "NaN"),
+    ("short", "300"),
+    ("trials", "--trials"),
+    ("trials_empty", "selects no trial"),
+])
+def test_bad_inputs_give_a_clear_error_and_no_output(monkeypatch, capsys, tmp_path, tiny_dir, tiny_eeg, case, message):
+    eeg_path, extra = tmp_path / "eeg.npy", []
+    if case == "nan":
+        bad = tiny_eeg.copy()
+        bad[1, 5, 17] = np.nan
+        np.save(eeg_path, bad)
+    elif case == "short":
+        np.save(eeg_path, np.zeros((63, 300), np.float32))
+    else:
+        np.save(eeg_path, tiny_eeg)
+        extra = ["--trials", "a:b" if case == "trials" else "7:9"]
+    out = tmp_path / "out"
+    code, err = run_main(monkeypatch, capsys, reference_args(tiny_dir, eeg_path, out, *extra))
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err
+    assert not out.exists()
