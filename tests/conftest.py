@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Small images keep the suite fast; every code path is the same as at 512x512.
-TEST_IMAGE_SIZE = 128
+from support import TEST_IMAGE_SIZE
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +39,25 @@ def reference_pipe(tiny_layout):
     from eeg2img_deploy.reference.pipeline import ReferencePipeline
 
     return ReferencePipeline.from_weights(tiny_layout)
+
+
+@pytest.fixture(scope="session")
+def tiny_export_settings():
+    """The settings ``tiny_bundle`` was exported with."""
+    from eeg2img_deploy.export.bundle import ExportSettings
+
+    return ExportSettings(image_size=TEST_IMAGE_SIZE, max_batch=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_layout, tiny_export_settings, tmp_path_factory) -> Path:
+    """The tiny set exported once per session (fp32 + fp16, 1 and 4 steps, max batch 4, TEST_IMAGE_SIZE).
+
+    Read-only for tests: a test that changes a bundle copies it first (shutil.copytree).
+    """
+    pytest.importorskip("onnx")
+    from eeg2img_deploy.export.bundle import export_bundle
+
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    export_bundle(tiny_layout, out, tiny_export_settings, progress=False)
+    return out

@@ -14,10 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-try:
-    from conftest import TEST_IMAGE_SIZE
-except ImportError:  # tests/engines/conftest.py was imported last under the same module name `conftest`
-    TEST_IMAGE_SIZE = 128  # tests/conftest.py's value
+from support import TEST_IMAGE_SIZE
 
 PRIOR_STEPS = 5
 SUBJECT = 8

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import ManifestError
+from ..errors import ManifestError, WeightsNotFoundError
 from ..fileio import atomic_path, sha256_bytes, sha256_file, staging_dir
 from ..manifest import MANIFEST_NAME, Artifact, Backend, Manifest, Precision, read_manifest, verify_files, write_manifest
 from ..weights import WeightsLayout
@@ -42,8 +42,8 @@ class ExportSettings:
     variant: dict[str, Any] = field(default_factory=lambda: {"token_slice": "paper", "positional_embedding": False})
 
     def __post_init__(self):
-        if self.image_size % 64:
-            raise ValueError(f"--image-size must be a multiple of 64 (the UNet downsamples latents by 8), got {self.image_size}")
+        if self.image_size < 64 or self.image_size % 64:
+            raise ValueError(f"--image-size must be a positive multiple of 64 (the UNet downsamples latents by 8), got {self.image_size}")
         if self.max_batch < 1:
             raise ValueError(f"--max-batch must be >= 1, got {self.max_batch}")
         if not set(self.steps) <= {1, 2, 3, 4}:
@@ -66,12 +66,18 @@ def _hash_tree(folder: Path, parts: tuple[str, ...]) -> str:
     return sha256_bytes("\n".join(entries).encode())
 
 
+def _hash_weights_file(path: Path, what: str) -> str:
+    if not Path(path).is_file():  # a bare FileNotFoundError from hashing would not say which component
+        raise WeightsNotFoundError(f"{what} weights {path} not found: check the path (--weights, --{what.replace('_', '-')})")
+    return sha256_file(path)
+
+
 def hash_sources(layout: WeightsLayout) -> dict[str, dict[str, str]]:
     src = {
-        "encoder": {"path": str(layout.encoder), "sha256": sha256_file(layout.encoder)},
-        "prior": {"path": str(layout.prior), "sha256": sha256_file(layout.prior)},
+        "encoder": {"path": str(layout.encoder), "sha256": _hash_weights_file(layout.encoder, "encoder")},
+        "prior": {"path": str(layout.prior), "sha256": _hash_weights_file(layout.prior, "prior")},
         "sdxl": {"path": str(layout.sdxl), "sha256": _hash_tree(layout.sdxl, SDXL_PARTS)},
-        "ip_adapter": {"path": str(layout.ip_adapter.file), "sha256": sha256_file(layout.ip_adapter.file)},
+        "ip_adapter": {"path": str(layout.ip_adapter.file), "sha256": _hash_weights_file(layout.ip_adapter.file, "ip_adapter")},
     }
     if layout.taesd is not None:
         src["taesd"] = {"path": str(layout.taesd), "sha256": _hash_tree(layout.taesd, ("config.json", "diffusion_pytorch_model.safetensors"))}

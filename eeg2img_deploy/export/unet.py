@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..manifest import TensorSpec
-from .spec import StageExport
+from ..manifest import Precision, TensorSpec
+from .spec import DEFAULT_TOLERANCE, StageExport
 
 
 class _TensorScale:
@@ -110,4 +110,9 @@ def unet_stage(unet, image_size: int) -> StageExport:
         make_inputs=make_inputs,
         # timesteps, sizes and the scale enter sinusoids or stay exact: fp32 inputs in every graph
         fp32_inputs=frozenset({"timestep", "time_ids", "ip_scale"}),
+        # The IP-Adapter's cross-attention over its 4 image tokens can be sharp (large logits); fp16
+        # rounding of the logits then moves the softmax weights. PyTorch's own fp16 UNet is 2-3e-2 off
+        # its fp32 output on the tiny set (1.8e-3 with ip_scale 0), so the default 1e-2 would reject a
+        # faithful graph. The runtime's image-level fp16 parity (PSNR) is the end-to-end check.
+        tolerance={**DEFAULT_TOLERANCE, Precision.FP16: 5e-2},
     )

@@ -47,7 +47,8 @@ class OrtStage:
             opts.intra_op_num_threads = threads
         wanted = _providers(device, trt_options)
         available = ort.get_available_providers()
-        if device != "cpu" and PROVIDERS[device][0] not in available:
+        missing = device != "cpu" and PROVIDERS[device][0] not in available
+        if missing:
             self._fallback(f"this onnxruntime has no {PROVIDERS[device][0]} (it has {available}): "
                            "install onnxruntime-gpu (`pip install 'eeg2img-deploy[gpu]'`) on a CUDA machine", allow_cpu_fallback)
             wanted = ["CPUExecutionProvider"]
@@ -56,7 +57,7 @@ class OrtStage:
         except Exception as e:  # onnxruntime raises its own exception types
             raise EngineError(f"onnxruntime cannot load {path.name} ({artifact.stage}): {e}") from e
         active = self.session.get_providers()
-        if device != "cpu" and active[0] != PROVIDERS[device][0]:
+        if device != "cpu" and not missing and active[0] != PROVIDERS[device][0]:  # one warning per stage
             self._fallback(f"onnxruntime could not start {PROVIDERS[device][0]} for {artifact.stage} (active: {active}); "
                            "check the CUDA/cuDNN libraries onnxruntime-gpu needs", allow_cpu_fallback)
         self._use_binding = active[0] != "CPUExecutionProvider"

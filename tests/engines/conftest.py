@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ -> `import fakes`
 
 from fakes import install_fake_gpu
-from fakes.tiny_bundle import write_tiny_bundle
+from fakes.onnx_bundle import write_tiny_bundle
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def onnx_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("export") / "tiny-bundle"
     write_tiny_bundle(folder)
     return folder

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fakes import install_fake_gpu, remove_tensorrt
 from fakes.fake_tensorrt import read_plan_header
-from fakes.tiny_bundle import run_onnx, sample_feeds
+from fakes.onnx_bundle import run_onnx, sample_feeds
 
 from eeg2img_deploy.engines import ort_optimize
 from eeg2img_deploy.engines.build import build_engines, default_engine_dir
@@ -21,15 +21,15 @@ from eeg2img_deploy.fileio import sha256_file
 from eeg2img_deploy.manifest import Backend, Precision, read_manifest
 
 
-def test_tensorrt_build_writes_engines_and_manifest(tiny_bundle: Path, tmp_path: Path, fake_gpu) -> None:
+def test_tensorrt_build_writes_engines_and_manifest(onnx_bundle: Path, tmp_path: Path, fake_gpu) -> None:
     out = tmp_path / "engines"
-    m = build_engines(tiny_bundle, out, backend="tensorrt", progress=False)
+    m = build_engines(onnx_bundle, out, backend="tensorrt", progress=False)
     assert m.backend is Backend.TENSORRT and read_manifest(out) == m
     # fp16 where the bundle has it, else fp32
     assert [(a.stage, a.precision) for a in m.artifacts] == [
         ("encoder", Precision.FP32), ("prior", Precision.FP16), ("unet", Precision.FP16)
     ]  # fmt: skip
-    assert m.parent == {"manifest_sha256": sha256_file(tiny_bundle / "manifest.json"), "bundle": "tiny-bundle"}
+    assert m.parent == {"manifest_sha256": sha256_file(onnx_bundle / "manifest.json"), "bundle": "tiny-bundle"}
     assert sha256_file(out / "constants.safetensors") == m.constants_sha256
     prior = m.artifact("prior", "fp16")
     assert prior.file.startswith("prior-fp16-sm89-trt10.3.0-") and prior.engine.compute_capability == "8.9"
@@ -39,57 +39,57 @@ def test_tensorrt_build_writes_engines_and_manifest(tiny_bundle: Path, tmp_path:
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging leftovers"
 
 
-def test_unchanged_rebuild_is_a_noop(tiny_bundle: Path, tmp_path: Path, fake_gpu, caplog) -> None:
+def test_unchanged_rebuild_is_a_noop(onnx_bundle: Path, tmp_path: Path, fake_gpu, caplog) -> None:
     out = tmp_path / "engines"
-    first = build_engines(tiny_bundle, out, backend="tensorrt", progress=False)
+    first = build_engines(onnx_bundle, out, backend="tensorrt", progress=False)
     stamp = (out / "manifest.json").stat().st_mtime_ns
     built = fake_gpu.plans_built
     with caplog.at_level(logging.INFO, logger="eeg2img_deploy.engines.build"):
-        second = build_engines(tiny_bundle, out, backend="tensorrt", progress=False)
+        second = build_engines(onnx_bundle, out, backend="tensorrt", progress=False)
     assert second == first and fake_gpu.plans_built == built
     assert (out / "manifest.json").stat().st_mtime_ns == stamp
     assert sum(": up to date (" in r.message for r in caplog.records) == 3
 
 
-def test_changed_setting_rebuilds_and_removes_the_replaced_engines(tiny_bundle: Path, tmp_path: Path, fake_gpu) -> None:
+def test_changed_setting_rebuilds_and_removes_the_replaced_engines(onnx_bundle: Path, tmp_path: Path, fake_gpu) -> None:
     out = tmp_path / "engines"
-    first = build_engines(tiny_bundle, out, backend="tensorrt", progress=False)
-    second = build_engines(tiny_bundle, out, backend="tensorrt", opt_level=4, progress=False)
+    first = build_engines(onnx_bundle, out, backend="tensorrt", progress=False)
+    second = build_engines(onnx_bundle, out, backend="tensorrt", opt_level=4, progress=False)
     assert {a.file for a in first.artifacts}.isdisjoint(a.file for a in second.artifacts)
     assert sorted(p.name for p in out.glob("*.plan")) == sorted(a.file for a in second.artifacts)
     # a corrupted engine is rebuilt even though its key is unchanged
     plan = out / second.artifacts[0].file
     plan.write_bytes(plan.read_bytes() + b"x")
     built = fake_gpu.plans_built
-    build_engines(tiny_bundle, out, backend="tensorrt", opt_level=4, progress=False)
+    build_engines(onnx_bundle, out, backend="tensorrt", opt_level=4, progress=False)
     assert fake_gpu.plans_built == built + 1
 
 
-def test_cancel_leaves_no_plan_and_no_manifest(tiny_bundle: Path, tmp_path: Path, fake_gpu) -> None:
+def test_cancel_leaves_no_plan_and_no_manifest(onnx_bundle: Path, tmp_path: Path, fake_gpu) -> None:
     fake_gpu.on_step = lambda step: os.kill(os.getpid(), signal.SIGINT) if step == 1 else None  # Ctrl-C mid-build
     out = tmp_path / "engines"
     with pytest.raises(EngineError, match="cancelled"):
-        build_engines(tiny_bundle, out, backend="tensorrt", progress=True)
+        build_engines(onnx_bundle, out, backend="tensorrt", progress=True)
     assert not (out / "manifest.json").exists() and not list(out.glob("*.plan"))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the Ctrl-C handler is restored"
 
 
-def test_missing_tensorrt_names_the_pip_extra(tiny_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+def test_missing_tensorrt_names_the_pip_extra(onnx_bundle: Path, tmp_path: Path, monkeypatch) -> None:
     remove_tensorrt(monkeypatch)
     with pytest.raises(BackendUnavailableError, match=r"pip install 'eeg2img-deploy\[tensorrt\]'"):
-        build_engines(tiny_bundle, tmp_path / "e", backend="tensorrt", progress=False)
+        build_engines(onnx_bundle, tmp_path / "e", backend="tensorrt", progress=False)
 
 
-def test_no_gpu_fails_before_the_builder(tiny_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+def test_no_gpu_fails_before_the_builder(onnx_bundle: Path, tmp_path: Path, monkeypatch) -> None:
     state = install_fake_gpu(monkeypatch, device_count=0)
     with pytest.raises(BackendUnavailableError, match="no CUDA GPU found.*--backend onnxruntime"):
-        build_engines(tiny_bundle, tmp_path / "e", backend="tensorrt", progress=False)
+        build_engines(onnx_bundle, tmp_path / "e", backend="tensorrt", progress=False)
     assert "Builder" not in state.names() and state.violations == []
 
 
-def test_explicit_precision_missing_from_the_bundle_names_the_export(tiny_bundle: Path, tmp_path: Path, fake_gpu) -> None:
+def test_explicit_precision_missing_from_the_bundle_names_the_export(onnx_bundle: Path, tmp_path: Path, fake_gpu) -> None:
     with pytest.raises(Exception, match="export --precision fp16"):
-        build_engines(tiny_bundle, tmp_path / "e", backend="tensorrt", precision="fp16", progress=False)
+        build_engines(onnx_bundle, tmp_path / "e", backend="tensorrt", precision="fp16", progress=False)
 
 
 def test_default_engine_dir(tmp_path: Path) -> None:
@@ -97,54 +97,54 @@ def test_default_engine_dir(tmp_path: Path) -> None:
 
 
 # ---- onnxruntime -------------------------------------------------------------------------------------
-def test_ort_models_run_and_match_the_bundle(tiny_bundle: Path, tmp_path: Path) -> None:
+def test_ort_models_run_and_match_the_bundle(onnx_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "ort"
-    m = build_engines(tiny_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False)
-    bundle = read_manifest(tiny_bundle)
+    m = build_engines(onnx_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False)
+    bundle = read_manifest(onnx_bundle)
     assert m.backend is Backend.ONNXRUNTIME and m.settings["onnxruntime"]["provider"] == "CPUExecutionProvider"
     for a in m.artifacts:
         assert a.precision is Precision.FP32
         feeds = sample_feeds(a, batch=3)
         got = run_onnx(out / a.file, feeds)
-        want = run_onnx(tiny_bundle / bundle.artifact(a.stage, a.precision).file, feeds)
+        want = run_onnx(onnx_bundle / bundle.artifact(a.stage, a.precision).file, feeds)
         for name in want:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
 
 
-def test_second_ort_build_is_a_noop(tiny_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+def test_second_ort_build_is_a_noop(onnx_bundle: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "ort"
-    first = build_engines(tiny_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False)
+    first = build_engines(onnx_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False)
     calls = []
     monkeypatch.setattr(ort_optimize, "optimize_model", lambda *a, **k: calls.append(a))
-    assert build_engines(tiny_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False) == first
+    assert build_engines(onnx_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False) == first
     assert calls == []
 
 
-def test_ort_large_model_keeps_external_data(tiny_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+def test_ort_large_model_keeps_external_data(onnx_bundle: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(ort_optimize, "EXTERNAL_INITIALIZER_MIN_BYTES", 64)
     out = tmp_path / "ort"
-    m = build_engines(tiny_bundle, out, backend="onnxruntime", ort_provider="cpu", stages=["unet"], progress=False)
+    m = build_engines(onnx_bundle, out, backend="onnxruntime", ort_provider="cpu", stages=["unet"], progress=False)
     unet = m.artifact("unet", "fp32")
     assert unet.data_file and (out / unet.data_file).is_file()  # the bundle's unet has external data
     feeds = sample_feeds(unet, batch=2)
-    want = run_onnx(tiny_bundle / "unet.onnx", feeds)
+    want = run_onnx(onnx_bundle / "unet.onnx", feeds)
     np.testing.assert_allclose(run_onnx(out / unet.file, feeds)["noise_pred"], want["noise_pred"], rtol=1e-5, atol=1e-5)
 
 
-def test_ort_tensorrt_ep_records_its_settings(tiny_bundle: Path, tmp_path: Path) -> None:
-    m = build_engines(tiny_bundle, tmp_path / "ort", backend="onnxruntime", ort_provider="tensorrt", progress=False)
+def test_ort_tensorrt_ep_records_its_settings(onnx_bundle: Path, tmp_path: Path) -> None:
+    m = build_engines(onnx_bundle, tmp_path / "ort", backend="onnxruntime", ort_provider="tensorrt", progress=False)
     ep = m.settings["onnxruntime"]["tensorrt_ep"]
     assert ep["trt_engine_cache_enable"] and ep["trt_engine_cache_path"] == "trt-ep-cache"
     assert m.settings["onnxruntime"]["graph_optimization_level"] == "basic"
 
 
-def test_ort_cuda_without_onnxruntime_gpu_is_a_clear_error(tiny_bundle: Path, tmp_path: Path) -> None:
+def test_ort_cuda_without_onnxruntime_gpu_is_a_clear_error(onnx_bundle: Path, tmp_path: Path) -> None:
     import onnxruntime
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here")
     with pytest.raises(BackendUnavailableError, match=r"eeg2img-deploy\[gpu\]"):
-        build_engines(tiny_bundle, tmp_path / "ort", backend="onnxruntime", ort_provider="cuda", progress=False)
+        build_engines(onnx_bundle, tmp_path / "ort", backend="onnxruntime", ort_provider="cuda", progress=False)
 
 
 if sys.platform == "win32":  # pragma: no cover - SIGINT to self is POSIX-only

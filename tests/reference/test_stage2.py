@@ -7,10 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-try:
-    from conftest import TEST_IMAGE_SIZE
-except ImportError:  # tests/engines/conftest.py was imported last under the same module name `conftest`
-    TEST_IMAGE_SIZE = 128  # tests/conftest.py's value
+from support import TEST_IMAGE_SIZE
 
 from eeg2img_deploy.errors import CheckpointError
 from eeg2img_deploy.reference.stage2 import (

@@ -3,16 +3,14 @@ and the fake's own enforcement of the API's preconditions."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ -> `import fakes`
 
 from fakes import install_fake_gpu, remove_tensorrt
-from fakes.tiny_bundle import run_onnx, sample_feeds, write_tiny_bundle
+from fakes.onnx_bundle import run_onnx, sample_feeds, write_tiny_bundle
 
 from eeg2img_deploy.engines.build import build_engines
 from eeg2img_deploy.errors import BackendUnavailableError, EngineError

@@ -1,0 +1,137 @@
+"""Bad inputs to ``infer``: each fails with its own error, naming the fix, and writes no output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from eeg2img_deploy.cli import cli
+from eeg2img_deploy.errors import BackendUnavailableError, EEGInputError, ManifestError
+from eeg2img_deploy.manifest import MANIFEST_NAME, read_manifest, write_manifest
+
+SUBJECT = "8"
+
+
+@pytest.fixture
+def eeg_file(tiny_eeg, tmp_path) -> Path:
+    path = tmp_path / "eeg.npy"
+    np.save(path, tiny_eeg[:1])
+    return path
+
+
+def infer(bundle: Path, eeg: Path, out: Path, *extra: str):
+    args = ["infer", "--bundle", str(bundle), "--eeg", str(eeg), "--out", str(out), "--prior-steps", "2", *extra]
+    if "--subject" not in extra:
+        args += ["--subject", SUBJECT]
+    return CliRunner().invoke(cli, args)
+
+
+def fails(result, error: type[Exception], match: str, out: Path) -> str:
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, error), repr(result.exception)
+    message = str(result.exception)
+    assert match in message, message
+    assert not out.exists(), f"{out} was written although the run failed"
+    return message
+
+
+def _linked_copy(bundle: Path, dst: Path) -> Path:
+    """A cheap copy (hard links): only manifest.json is changed, and it is replaced, never written in place."""
+    shutil.copytree(bundle, dst, copy_function=os.link)
+    return dst
+
+
+def test_each_bad_eeg_gets_its_own_error(tiny_bundle, tiny_eeg, tmp_path):
+    out = tmp_path / "out"
+    messages = []
+    short = tmp_path / "short.npy"
+    np.save(short, tiny_eeg[:2, :, :200])
+    messages.append(fails(infer(tiny_bundle, short, out), EEGInputError, "(2, 63, 200)", out))
+    nan = tmp_path / "nan.npy"
+    bad = tiny_eeg[:2].copy()
+    bad[1, 5, 7] = np.nan
+    np.save(nan, bad)
+    messages.append(fails(infer(tiny_bundle, nan, out), EEGInputError, "1 NaN", out))
+    transposed = tmp_path / "transposed.npy"
+    np.save(transposed, tiny_eeg[:1].transpose(0, 2, 1))
+    messages.append(fails(infer(tiny_bundle, transposed, out), EEGInputError, "transpose", out))
+    assert len(set(messages)) == 3
+
+
+def test_unknown_subject_needs_the_shared_token_flag(tiny_bundle, eeg_file, tmp_path):
+    out = tmp_path / "out"
+    n = read_manifest(tiny_bundle).settings["num_subjects"]
+    msg = fails(infer(tiny_bundle, eeg_file, out, "--subject", str(n)), EEGInputError, "--shared-subject-token", out)
+    assert f"{n} rows" in msg
+    ok = infer(tiny_bundle, eeg_file, out, "--subject", str(n), "--shared-subject-token")
+    assert ok.exit_code == 0, ok.output + repr(ok.exception)
+    result = json.loads((out / "result.json").read_text())
+    assert result["subject_ids"] == [n] and (out / "image_000.png").is_file()
+
+
+def test_missing_stage(tiny_bundle, eeg_file, tmp_path):
+    folder = _linked_copy(tiny_bundle, tmp_path / "no-taesd")
+    m = read_manifest(folder)
+    write_manifest(folder, m.replace(artifacts=tuple(a for a in m.artifacts if a.stage != "taesd_decoder")))
+    out = tmp_path / "out"
+    msg = fails(infer(folder, eeg_file, out, "--vae", "tiny"), ManifestError, "lacks stage(s) ['taesd_decoder']", out)
+    assert "--taesd" in msg
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"format": "something-else"}, "not an eeg2img-deploy manifest"),
+        ({"format_version": 99}, "format version 99 is not the supported"),
+        ({"backend": "pytorch"}, "malformed"),
+    ],
+)
+def test_foreign_manifest(tiny_bundle, eeg_file, tmp_path, change, match):
+    folder = tmp_path / "foreign"
+    folder.mkdir()
+    data = json.loads((tiny_bundle / MANIFEST_NAME).read_text())
+    (folder / MANIFEST_NAME).write_text(json.dumps({**data, **change}))
+    out = tmp_path / "out"
+    fails(infer(folder, eeg_file, out), ManifestError, match, out)
+
+
+def test_folder_without_manifest(eeg_file, tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    out = tmp_path / "out"
+    fails(infer(folder, eeg_file, out), ManifestError, "no manifest.json", out)
+
+
+def test_tensorrt_backend_on_an_onnx_bundle(tiny_bundle, eeg_file, tmp_path):
+    out = tmp_path / "out"
+    msg = fails(infer(tiny_bundle, eeg_file, out, "--backend", "tensorrt"), ManifestError, "build-engines", out)
+    assert "holds onnx artifacts, not tensorrt" in msg
+
+
+def test_cuda_device_without_onnxruntime_gpu(tiny_bundle, eeg_file, tmp_path, caplog):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    from eeg2img_deploy.runtime.pipeline import Pipeline
+
+    # the library warns through logging, once per stage session (before the CLI reconfigures logging)
+    with caplog.at_level("WARNING", logger="eeg2img_deploy.runtime.ort_backend"):
+        Pipeline.from_bundle(tiny_bundle, device="cuda", precision="fp32", allow_cpu_fallback=True).close()
+    warnings = [r.getMessage() for r in caplog.records if "RUNNING ON THE CPU" in r.getMessage()]
+    assert len(warnings) == 4 and all("CUDAExecutionProvider" in w for w in warnings), warnings
+
+    out = tmp_path / "out"
+    msg = fails(infer(tiny_bundle, eeg_file, out, "--device", "cuda"), BackendUnavailableError, "onnxruntime-gpu", out)
+    assert "--device cpu" in msg and "allow_cpu_fallback" in msg
+
+    ok = infer(tiny_bundle, eeg_file, out, "--device", "cuda", "--allow-cpu-fallback")
+    assert ok.exit_code == 0, ok.output + repr(ok.exception)
+    assert "RUNNING ON THE CPU" in ok.output
+    assert (out / "image_000.png").is_file()

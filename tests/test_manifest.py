@@ -1,0 +1,154 @@
+"""The manifest contract and the atomic file helpers (no torch, no onnx)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eeg2img_deploy.errors import ManifestError
+from eeg2img_deploy.fileio import atomic_path, sha256_file
+from eeg2img_deploy.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    Artifact,
+    Backend,
+    EngineInfo,
+    Manifest,
+    Precision,
+    TensorSpec,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+
+
+def make_folder(folder: Path, backend: Backend = Backend.ONNX) -> Manifest:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "encoder.onnx").write_bytes(b"graph-bytes" * 100)
+    (folder / "unet.fp16.onnx").write_bytes(b"other-graph" * 50)
+    (folder / "unet.fp16.onnx.data").write_bytes(b"\x00\x01" * 64)
+    (folder / "constants.safetensors").write_bytes(b"constants")
+    enc = Artifact(
+        stage="encoder", precision=Precision.FP32, file="encoder.onnx", sha256=sha256_file(folder / "encoder.onnx"),
+        size_bytes=1100,
+        inputs=(TensorSpec("eeg", "float32", ("batch", 63, 250)), TensorSpec("subject_ids", "int64", ("batch",))),
+        outputs=(TensorSpec("eeg_embeds", "float32", ("batch", 1024)),),
+        validation={"max_rel_error": {"batch1": 1e-6}, "tolerance": 1e-4},
+    )
+    unet = Artifact(
+        stage="unet", precision=Precision.FP16, file="unet.fp16.onnx", sha256=sha256_file(folder / "unet.fp16.onnx"),
+        size_bytes=678, inputs=(TensorSpec("sample", "float16", ("batch", 4, 16, 16)),),
+        outputs=(TensorSpec("noise_pred", "float16", ("batch", 4, 16, 16)),),
+        data_file="unet.fp16.onnx.data", data_sha256=sha256_file(folder / "unet.fp16.onnx.data"),
+        engine=EngineInfo(key={"stage": "unet"}, key_hash="abc", tensorrt_version="10.3.0", compute_capability="8.7",
+                          profile={"sample": {"min": [1, 4, 16, 16]}}),
+    )
+    m = Manifest(
+        backend=backend, artifacts=(enc, unet), constants_file="constants.safetensors",
+        constants_sha256=sha256_file(folder / "constants.safetensors"), eeg={"n_times": 250},
+        settings={"image_size": 128, "max_batch": 4, "axes": {"batch": {"min": 1, "opt": 1, "max": 4}}},
+        sources={"prior": {"name": "diffusion_prior.pt", "sha256": "00"}}, libraries={"onnx": "1.17"},
+    )
+    write_manifest(folder, m)
+    return m
+
+
+def test_round_trip(tmp_path):
+    m = make_folder(tmp_path)
+    assert Manifest.from_json(m.to_json()) == m
+    assert read_manifest(tmp_path) == m
+    back = read_manifest(tmp_path)
+    assert back.artifacts[1].engine.profile == {"sample": {"min": [1, 4, 16, 16]}}
+    assert back.artifacts[0].inputs[0].shape == ("batch", 63, 250)  # tuples, not JSON lists
+    assert back.stages() == ["encoder", "unet"] and back.precisions("unet") == [Precision.FP16]
+    assert json.loads(m.to_json())["format"] == "eeg2img-deploy"
+
+
+def _edited(tmp_path: Path, **changes) -> str:
+    d = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    d.update(changes)
+    return json.dumps(d)
+
+
+def test_unknown_fields_rejected(tmp_path):
+    make_folder(tmp_path)
+    with pytest.raises(ManifestError, match=r"unknown fields \['shiny_new_field'\]"):
+        Manifest.from_json(_edited(tmp_path, shiny_new_field=1))
+    d = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    d["artifacts"][0]["extra"] = True
+    with pytest.raises(ManifestError, match="malformed"):
+        Manifest.from_json(json.dumps(d))
+
+
+def test_wrong_format_rejected(tmp_path):
+    make_folder(tmp_path)
+    with pytest.raises(ManifestError, match="not an eeg2img-deploy manifest"):
+        Manifest.from_json(_edited(tmp_path, format="onnx-bundle"))
+    with pytest.raises(ManifestError, match=f"format version {FORMAT_VERSION + 1} is not the supported {FORMAT_VERSION}"):
+        Manifest.from_json(_edited(tmp_path, format_version=FORMAT_VERSION + 1))
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        Manifest.from_json('{"format": "eeg2img-deploy", ')
+    with pytest.raises(ManifestError, match="malformed"):
+        Manifest.from_json(_edited(tmp_path, backend="pytorch"))
+
+
+def test_missing_manifest_names_the_fix(tmp_path):
+    with pytest.raises(ManifestError, match="is not a folder"):
+        read_manifest(tmp_path / "nothing")
+    with pytest.raises(ManifestError, match="eeg2img-deploy export"):
+        read_manifest(tmp_path)
+
+
+def test_artifact_error_names_the_fix(tmp_path):
+    m = make_folder(tmp_path)
+    assert m.artifact("unet", "fp16").file == "unet.fp16.onnx"
+    with pytest.raises(ManifestError) as e:
+        m.artifact("unet", Precision.FP32)
+    msg = str(e.value)
+    assert "'unet' in fp32" in msg and "encoder/fp32, unet/fp16" in msg
+    assert "eeg2img-deploy export --precision fp32" in msg and "build engines" not in msg
+    with pytest.raises(ManifestError, match="and build engines again"):
+        m.replace(backend=Backend.TENSORRT).artifact("vae_decoder", "fp32")
+
+
+@pytest.mark.parametrize("name", ["encoder.onnx", "unet.fp16.onnx.data", "constants.safetensors"])
+def test_verify_files_detects_a_changed_byte(tmp_path, name):
+    m = make_folder(tmp_path)
+    verify_files(tmp_path, m)
+    path = tmp_path / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=rf"{name.replace('.', '[.]')} does not match the sha256"):
+        verify_files(tmp_path, m)
+    if name != "constants.safetensors":  # checking other stages only skips the changed file
+        other = "unet" if name.startswith("encoder") else "encoder"
+        verify_files(tmp_path, m, stages=[other])
+
+
+def test_verify_files_detects_a_missing_file(tmp_path):
+    m = make_folder(tmp_path)
+    (tmp_path / "unet.fp16.onnx").unlink()
+    with pytest.raises(ManifestError, match=r"unet\.fp16\.onnx is named in the manifest but missing"):
+        verify_files(tmp_path, m)
+
+
+def test_atomic_path_leaves_no_file_when_the_block_raises(tmp_path):
+    target = tmp_path / "sub" / "file.bin"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert not target.exists()
+    assert list((tmp_path / "sub").iterdir()) == [], "no .partial leftovers"
+
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+        raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old", "an existing file is kept as it was"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
