@@ -298,6 +298,43 @@ def infer(bundle: Path, out: Path, backend: str, device: str, allow_cpu_fallback
     click.echo(f"wrote {len(paths)} image(s) and result.json to {out}")
 
 
+@cli.command()
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Export bundle or engine folder.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
+              help="onnxruntime execution provider.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None)
+@click.option("--runs", default=20, show_default=True)
+@click.option("--warmup", default=3, show_default=True)
+@click.option("--batch", default=1, show_default=True)
+@click.option("--steps", type=click.Choice(["1", "4"]), default="1", show_default=True)
+@click.option("--prior-steps", default=50, show_default=True)
+@click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG stage breakdown.")
+@click.option("--baseline", type=click.Choice(["none", "torch"]), default="none", show_default=True,
+              help="Time the PyTorch reference pipeline in the same run (needs --weights).")
+@click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder for the baseline.")
+def bench(bundle: Path, backend: str, device: str, precision: str | None, runs: int, warmup: int, batch: int,
+          steps: str, prior_steps: int, vae: str, json_path: Path | None, plot_path: Path | None, baseline: str,
+          weights: Path | None) -> None:
+    """Latency per stage and end to end (p50/p90/p99), cold start, memory; optionally against PyTorch."""
+    from .bench import plot_report, print_report, run_bench
+
+    if baseline == "torch" and weights is None:
+        raise click.BadParameter("--baseline torch needs --weights DIR (the weights the bundle was exported from)")
+    report = run_bench(bundle, backend=backend, device=device, precision=precision, runs=runs, warmup=warmup,
+                       batch=batch, steps=int(steps), prior_steps=prior_steps, vae=vae,
+                       baseline_weights=weights if baseline == "torch" else None, progress=True)
+    print_report(report)
+    if json_path:
+        write_json(json_path, report)
+        click.echo(f"report: {json_path}")
+    if plot_path:
+        click.echo(f"plot: {plot_report(report, plot_path)}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
