@@ -274,16 +274,17 @@ def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str,
 @click.option("--ip-scale", type=float, default=None, help="IP-Adapter scale [default: the bundle's, 1.0].")
 @click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True)
 @click.option("--shared-subject-token", is_flag=True, help="Allow subject ids outside the encoder's table (shared token).")
+@click.option("--threads", type=int, default=None, help="onnxruntime CPU threads per session [default: all cores].")
 def infer(bundle: Path, out: Path, backend: str, device: str, allow_cpu_fallback: bool, precision: str | None, seed: int,
           steps: str, prior_steps: int, prior_sampler: str, guidance: float, ip_scale: float | None, vae: str,
-          shared_subject_token: bool, **kw) -> None:
+          shared_subject_token: bool, threads: int | None, **kw) -> None:
     """Reconstruct images from EEG with the lean runtime (no torch): PNGs + result.json."""
     from .runtime.images import save_images
     from .runtime.pipeline import Pipeline
 
     eeg, ids = read_eeg(kw)
     pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, device=device, vae=vae,
-                                allow_cpu_fallback=allow_cpu_fallback)
+                                allow_cpu_fallback=allow_cpu_fallback, threads=threads)
     res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, prior_sampler=prior_sampler,
                ip_scale=ip_scale, shared_subject_token=shared_subject_token)
     paths = save_images(res.images, out)
@@ -316,9 +317,10 @@ def infer(bundle: Path, out: Path, backend: str, device: str, allow_cpu_fallback
 @click.option("--baseline", type=click.Choice(["none", "torch"]), default="none", show_default=True,
               help="Time the PyTorch reference pipeline in the same run (needs --weights).")
 @click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder for the baseline.")
+@click.option("--threads", type=int, default=None, help="CPU threads for onnxruntime sessions and torch [default: all cores].")
 def bench(bundle: Path, backend: str, device: str, precision: str | None, runs: int, warmup: int, batch: int,
           steps: str, prior_steps: int, vae: str, json_path: Path | None, plot_path: Path | None, baseline: str,
-          weights: Path | None) -> None:
+          weights: Path | None, threads: int | None) -> None:
     """Latency per stage and end to end (p50/p90/p99), cold start, memory; optionally against PyTorch."""
     from .bench import plot_report, print_report, run_bench
 
@@ -326,7 +328,7 @@ def bench(bundle: Path, backend: str, device: str, precision: str | None, runs: 
         raise click.BadParameter("--baseline torch needs --weights DIR (the weights the bundle was exported from)")
     report = run_bench(bundle, backend=backend, device=device, precision=precision, runs=runs, warmup=warmup,
                        batch=batch, steps=int(steps), prior_steps=prior_steps, vae=vae,
-                       baseline_weights=weights if baseline == "torch" else None, progress=True)
+                       baseline_weights=weights if baseline == "torch" else None, progress=True, threads=threads)
     print_report(report)
     if json_path:
         write_json(json_path, report)

@@ -84,7 +84,9 @@ def load_sdxl_pipeline(sdxl_dir, ip: IPAdapterLocation, *, ip_scale: float = 1.0
         raise CheckpointError(f"IP-Adapter {ip.file} does not load into this UNet: {e}") from e
     pipe.set_ip_adapter_scale(ip_scale)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    pipe.vae.to(torch.float32)  # the SDXL VAE overflows in fp16: decode upcast, as diffusers' force_upcast does
+    return pipe
 
 
 @dataclass
@@ -143,14 +145,13 @@ def denoise(pipe, prompt: EmptyPrompt, image_embeds, seed: int, *, steps: int = 
 
 
 def decode(vae, latents, *, tiny: bool = False) -> np.ndarray:
-    """Latents -> uint8 images (B, H, W, 3). The full SDXL VAE runs in fp32 (it overflows in fp16)."""
+    """Latents -> uint8 images (B, H, W, 3), in the decoder's dtype (the SDXL VAE is kept fp32 at load)."""
     import torch
 
     with torch.no_grad():
         if tiny:  # AutoencoderTiny works on the scaled latents directly (its scaling factor is 1)
             image = vae.decode(latents.to(vae.dtype)).sample
         else:
-            vae32 = vae.to(torch.float32)
-            image = vae32.decode(latents.to(torch.float32) / vae32.config.scaling_factor).sample
+            image = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
     return to_uint8(image.float().cpu().numpy())
 

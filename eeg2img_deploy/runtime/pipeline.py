@@ -53,14 +53,14 @@ class _Timed:
         return out
 
 
-def _open_session(folder: Path, manifest: Manifest, artifact, backend: str, device: str, allow_cpu_fallback: bool):
+def _open_session(folder: Path, artifact, backend: str, device: str, allow_cpu_fallback: bool, threads: int | None):
     if backend == "tensorrt":
         from .trt_backend import open_tensorrt_stage
 
         return open_tensorrt_stage(folder, artifact)
     from .ort_backend import OrtStage
 
-    return OrtStage(folder / artifact.file, artifact, device=device, allow_cpu_fallback=allow_cpu_fallback)
+    return OrtStage(folder / artifact.file, artifact, device=device, allow_cpu_fallback=allow_cpu_fallback, threads=threads)
 
 
 def _check_backend(manifest: Manifest, backend: str, folder: Path) -> None:
@@ -98,8 +98,12 @@ class Pipeline:
         device: str = "cpu",
         vae: str = "full",
         allow_cpu_fallback: bool = False,
+        threads: int | None = None,
     ) -> Pipeline:
-        """Open an export bundle or an engine folder. ``precision`` defaults to fp16 on a GPU, fp32 on the CPU."""
+        """Open an export bundle or an engine folder. ``precision`` defaults to fp16 on a GPU, fp32 on the CPU.
+
+        ``threads``: onnxruntime intra-op threads per session (default: one per core).
+        """
         from safetensors.numpy import load_file
 
         folder = Path(path)
@@ -117,7 +121,7 @@ class Pipeline:
         chosen = {s: manifest.artifact(s, Precision.FP32 if s in fp32_only else precision) for s in stages}
         verify_files(folder, manifest, stages)
         constants = load_file(str(folder / manifest.constants_file))
-        sessions = {s: _open_session(folder, manifest, a, backend, device, allow_cpu_fallback) for s, a in chosen.items()}
+        sessions = {s: _open_session(folder, a, backend, device, allow_cpu_fallback, threads) for s, a in chosen.items()}
         log.info("opened %s (%s, %s): %s", folder, backend, precision.value, ", ".join(f"{s}={a.file}" for s, a in chosen.items()))
         return cls(manifest, constants, sessions, folder=folder, vae=vae)
 
@@ -127,7 +131,7 @@ class Pipeline:
 
     def _call(self, stage: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         out = self._run[stage](self._cast(stage, feeds))
-        return next(iter(out.values())).astype(np.float32)
+        return next(iter(out.values())).astype(np.float32, copy=False)
 
     def _euler(self, steps: int) -> EulerAncestral:
         key = f"euler_sigmas_{steps}"

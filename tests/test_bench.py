@@ -1,0 +1,115 @@
+"""The bench harness on the tiny bundle: runtime vs torch baseline, the report's numbers, the plot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eeg2img_deploy.bench import (
+    STAGES,
+    latency_stats,
+    plot_report,
+    print_report,
+    run_bench,
+)
+
+KEYS = (*STAGES, "total")
+
+
+@pytest.fixture(scope="module")
+def report(tiny_bundle, tiny_dir):
+    return run_bench(tiny_bundle, runs=2, warmup=1, prior_steps=3, baseline_weights=tiny_dir)
+
+
+def test_latency_stats_are_ordered():
+    st = latency_stats([5.0, 1.0, 3.0, 100.0, 2.0])
+    assert st["min"] == 1.0 and st["max"] == 100.0 and st["n"] == 5 and st["p50"] == 3.0
+    assert st["p50"] <= st["p90"] <= st["p99"] <= st["max"]
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        latency_stats([])
+
+
+def test_report_has_every_stage_for_both_pipelines(report):
+    for side in ("runtime", "baseline"):
+        lat = report[side]["latency_ms"]
+        assert set(lat) == set(KEYS)
+        for k in KEYS:
+            st = lat[k]
+            assert st["n"] == 2
+            assert 0 < st["min"] <= st["p50"] <= st["p90"] <= st["p99"] <= st["max"]
+        assert sum(lat[k]["mean"] for k in STAGES) <= lat["total"]["mean"] * 1.001  # stages sit inside the total
+        assert report[side]["throughput_images_per_s"] > 0
+        assert report[side]["memory"]["peak_rss_mb"] > 0
+        assert report[side]["first_call_ms"] > 0 and report[side]["load_ms"] > 0
+
+
+def test_ratios_and_overhead(report):
+    assert set(report["ratios"]) == set(KEYS)
+    assert all(r > 0 for r in report["ratios"].values())
+    rt = report["runtime"]
+    for total, backend, over in zip(rt["samples_ms"]["total"], rt["samples_ms"]["backend"], rt["samples_ms"]["overhead"]):
+        assert 0 < backend < total
+        assert over == pytest.approx(total - backend)
+    assert 0 < rt["overhead"]["pct"]["p50"] < 100
+
+
+def test_baseline_ran_the_same_computation(report):
+    base = report["baseline"]
+    assert base["same_weights"] is True
+    assert base["parity"]["image_embeds_max_abs_diff"] < 1e-3
+    assert base["parity"]["images_max_abs_diff"] <= 2
+
+
+def test_report_records_machine_and_settings(report):
+    assert report["settings"]["image_size"] == 128 and report["settings"]["batch"] == 1
+    assert report["machine"]["logical_cores"] >= 1
+    assert {"eeg2img-deploy", "numpy", "onnxruntime", "torch"} <= set(report["versions"])
+    assert report["runtime"]["artifacts"]["unet"]["precision"] == "fp32"
+    assert json.loads(json.dumps(report)) == report  # JSON-able as it stands
+
+
+def test_print_and_plot(report, tmp_path):
+    from PIL import Image
+    from rich.console import Console
+
+    console = Console(record=True, width=160)
+    print_report(report, console=console)
+    text = console.export_text()
+    for k in KEYS:
+        assert k in text
+    assert "torch/runtime" in text and "overhead" in text
+
+    path = plot_report(report, tmp_path / "plot" / "bench.png")
+    assert path.stat().st_size > 1024
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
+        assert len(np.unique(np.asarray(im.convert("L")))) > 2  # bars drawn, not a blank canvas
+
+
+def test_runtime_only_and_explicit_eeg(tiny_bundle):
+    eeg = np.random.default_rng(1).standard_normal((2, 63, 250), dtype=np.float32)
+    rep = run_bench(tiny_bundle, runs=1, warmup=0, prior_steps=2, eeg=eeg)
+    assert rep["baseline"] is None and rep["ratios"] is None
+    assert rep["settings"]["batch"] == 2
+    assert set(rep["runtime"]["latency_ms"]) == set(KEYS)
+
+
+def test_bad_settings_fail_before_any_work(tiny_bundle):
+    with pytest.raises(ValueError, match="runs >= 1"):
+        run_bench(tiny_bundle, runs=0)
+
+
+def test_markdown_and_readme_sections(report, tmp_path):
+    from eeg2img_deploy.bench import report_markdown, update_results_readme
+
+    md = report_markdown(report)
+    assert md.count("\n") == 6 and "torch / runtime" in md  # header, rule, 4 stages, total
+    readme = tmp_path / "README.md"
+    readme.write_text("# Results\n\n<!-- other -->\nkeep me\n<!-- /other -->\n")
+    update_results_readme(readme, "bench_x", "first")
+    update_results_readme(readme, "bench_x", "second")
+    text = readme.read_text()
+    assert "keep me" in text and "second" in text and "first" not in text
+    assert text.count("<!-- bench_x -->") == 1 and text.count("<!-- /bench_x -->") == 1
