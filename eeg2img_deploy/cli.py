@@ -16,7 +16,6 @@ from .errors import Eeg2ImgError
 log = logging.getLogger("eeg2img_deploy")
 
 DEFAULT_EXPORT_ROOT = Path("export")
-DEFAULT_ENGINE_ROOT = Path("engines")
 
 
 # ---- shared options -------------------------------------------------------------------------------
