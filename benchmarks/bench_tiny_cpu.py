@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, help="folder for the tiny weights and bundle (default: a temporary folder)")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, help="intra-op threads of both sides (default: each library's default)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         work = args.work or Path(tmp)
         weights, bundle = prepare_bundle(args.weights, work)
         report = run_bench(bundle, backend="onnxruntime", device="cpu", runs=args.runs, warmup=args.warmup, batch=1,
-                           steps=1, prior_steps=50, vae="full", baseline_weights=weights, progress=True)
+                           steps=1, prior_steps=50, vae="full", baseline_weights=weights, progress=True,
+                           threads=args.threads)
     report["command"] = command
     print_report(report)
     args.out.mkdir(parents=True, exist_ok=True)
