@@ -53,14 +53,22 @@ class _Timed:
         return out
 
 
-def _open_session(folder: Path, artifact, backend: str, device: str, allow_cpu_fallback: bool, threads: int | None):
+def _open_session(folder: Path, manifest: Manifest, artifact, backend: str, device: str, allow_cpu_fallback: bool,
+                  threads: int | None):
     if backend == "tensorrt":
         from .trt_backend import open_tensorrt_stage
 
         return open_tensorrt_stage(folder, artifact)
     from .ort_backend import OrtStage
 
-    return OrtStage(folder / artifact.file, artifact, device=device, allow_cpu_fallback=allow_cpu_fallback, threads=threads)
+    trt_options = None
+    if device == "tensorrt":  # the TensorRT EP settings build-engines recorded; its engine cache lives in the folder
+        trt_options = dict(manifest.settings.get("onnxruntime", {}).get("tensorrt_ep", {}))
+        for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
+            if key in trt_options:
+                trt_options[key] = str(folder / trt_options[key])
+    return OrtStage(folder / artifact.file, artifact, device=device, allow_cpu_fallback=allow_cpu_fallback,
+                    threads=threads, trt_options=trt_options or None)
 
 
 def _check_backend(manifest: Manifest, backend: str, folder: Path) -> None:
@@ -121,7 +129,9 @@ class Pipeline:
         chosen = {s: manifest.artifact(s, Precision.FP32 if s in fp32_only else precision) for s in stages}
         verify_files(folder, manifest, stages)
         constants = load_file(str(folder / manifest.constants_file))
-        sessions = {s: _open_session(folder, a, backend, device, allow_cpu_fallback, threads) for s, a in chosen.items()}
+        sessions = {
+            s: _open_session(folder, manifest, a, backend, device, allow_cpu_fallback, threads) for s, a in chosen.items()
+        }
         log.info("opened %s (%s, %s): %s", folder, backend, precision.value, ", ".join(f"{s}={a.file}" for s, a in chosen.items()))
         return cls(manifest, constants, sessions, folder=folder, vae=vae)
 

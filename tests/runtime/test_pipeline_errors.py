@@ -135,3 +135,23 @@ def test_cuda_device_without_onnxruntime_gpu(tiny_bundle, eeg_file, tmp_path, ca
     assert ok.exit_code == 0, ok.output + repr(ok.exception)
     assert "RUNNING ON THE CPU" in ok.output
     assert (out / "image_000.png").is_file()
+
+
+def test_tensorrt_ep_gets_the_recorded_options_with_the_cache_in_the_folder(tiny_bundle, monkeypatch):
+    """--device tensorrt on an onnxruntime engine folder: the EP options build-engines recorded reach the session."""
+    from eeg2img_deploy.manifest import Precision, read_manifest
+    from eeg2img_deploy.runtime import ort_backend, pipeline
+
+    seen = {}
+
+    class Spy:
+        def __init__(self, path, artifact, **kw):
+            seen.update(kw)
+
+    monkeypatch.setattr(ort_backend, "OrtStage", Spy)
+    m = read_manifest(tiny_bundle)
+    m = m.replace(settings={**m.settings, "onnxruntime": {"tensorrt_ep": {"trt_engine_cache_path": "trt-ep-cache", "trt_fp16_enable": True}}})
+    pipeline._open_session(tiny_bundle, m, m.artifact("unet", Precision.FP32), "onnxruntime", "tensorrt", False, None)
+    assert seen["trt_options"] == {"trt_engine_cache_path": str(tiny_bundle / "trt-ep-cache"), "trt_fp16_enable": True}
+    pipeline._open_session(tiny_bundle, m, m.artifact("unet", Precision.FP32), "onnxruntime", "cpu", False, None)
+    assert seen["trt_options"] is None
