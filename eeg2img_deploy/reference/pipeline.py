@@ -55,7 +55,7 @@ class ReferencePipeline:
         if layout.taesd is not None:
             from diffusers import AutoencoderTiny
 
-            taesd = AutoencoderTiny.from_pretrained(layout.taesd, local_files_only=True, torch_dtype=dtype or torch.float32)
+            taesd = AutoencoderTiny.from_pretrained(layout.taesd, local_files_only=True, dtype=dtype or torch.float32)
             taesd = taesd.to(device).eval()
         sources = {**layout.describe(), "encoder": enc_prov.to_dict(), "prior": prior_prov.to_dict()}
         return cls(encoder.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl), taesd=taesd, sources=sources)

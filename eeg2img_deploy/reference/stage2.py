@@ -66,7 +66,7 @@ def load_sdxl_pipeline(sdxl_dir, ip: IPAdapterLocation, *, ip_scale: float = 1.0
     from diffusers import StableDiffusionXLPipeline
 
     dtype = dtype or torch.float32
-    kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
+    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
     try:
         pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_dir, **kwargs)
     except (OSError, ValueError) as first:
