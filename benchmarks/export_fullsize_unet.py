@@ -1,6 +1,6 @@
 """Export the full-size SDXL-Turbo UNet + IP-Adapter through the toolkit's own export path; time it, measure memory.
 
-    python benchmarks/export_fullsize_unet.py [--precision fp32 fp16] [--out /tmp/eeg2img-fullsize-unet]
+    python benchmarks/export_fullsize_unet.py [--precision fp32 fp16] [--out DIR]
                                               [--no-ort-check] [--keep]
 
 The UNet is built from stabilityai/sdxl-turbo's unet/config.json (2.567 B parameters) with random
@@ -28,6 +28,7 @@ import resource
 import shlex
 import shutil
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -549,7 +550,7 @@ def write_readme(report: dict) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--precision", nargs="+", default=["fp32", "fp16"], choices=["fp32", "fp16"])
-    p.add_argument("--out", default=None, help="folder for the exported files (default: /tmp/eeg2img-fullsize-unet)")
+    p.add_argument("--out", default=None, help="folder for the exported files (default: eeg2img-fullsize-unet in the system temp folder)")
     p.add_argument("--ort-check", dest="ort_check", action="store_true", default=True)
     p.add_argument("--no-ort-check", dest="ort_check", action="store_false")
     p.add_argument("--keep", action="store_true", help="keep the exported files")
@@ -565,7 +566,7 @@ def main() -> int:
     p.add_argument("--disable-prepacking", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     args.out_is_default = args.out is None
-    args.out = args.out or "/tmp/eeg2img-fullsize-unet"
+    args.out = args.out or os.path.join(tempfile.gettempdir(), "eeg2img-fullsize-unet")
     if args.child:
         args.precision = args.precision[0]
         run_child(args)
