@@ -22,13 +22,12 @@ import platform
 import shlex
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .manifest import library_versions as manifest_library_versions
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +106,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def library_versions() -> dict[str, str]:
-    out = {"eeg2img-deploy": __version__}
-    for name in LIBRARIES:
-        with contextlib.suppress(PackageNotFoundError):
-            out[name] = version(name)
-    return out
+    return manifest_library_versions(LIBRARIES)
 
 
 def _reset_peak_rss() -> bool:

@@ -181,6 +181,19 @@ class Manifest:
             raise ManifestError(f"manifest.json is malformed ({type(e).__name__}: {e})") from e
 
 
+def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of ``names`` (absent ones left out), with this toolkit's, for manifests and reports."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"eeg2img-deploy": __version__}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
 def _stage_order(stage: str) -> int:
     return STAGES.index(stage) if stage in STAGES else len(STAGES)
 

@@ -20,7 +20,17 @@ import numpy as np
 from .. import __version__
 from ..errors import ManifestError, WeightsNotFoundError
 from ..fileio import atomic_path, sha256_bytes, sha256_file, staging_dir
-from ..manifest import MANIFEST_NAME, Artifact, Backend, Manifest, Precision, read_manifest, verify_files, write_manifest
+from ..manifest import (
+    MANIFEST_NAME,
+    Artifact,
+    Backend,
+    Manifest,
+    Precision,
+    library_versions,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
 from ..weights import WeightsLayout
 from .onnx_io import OPSET, check_onnx, export_onnx, validate
 from .spec import StageExport
@@ -28,6 +38,7 @@ from .spec import StageExport
 log = logging.getLogger(__name__)
 
 CONSTANTS_NAME = "constants.safetensors"
+EXPORT_LIBRARIES = ("torch", "diffusers", "transformers", "onnx", "onnxruntime")
 SDXL_PARTS = ("model_index.json", "unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
 
 
@@ -82,18 +93,6 @@ def hash_sources(layout: WeightsLayout) -> dict[str, dict[str, str]]:
     if layout.taesd is not None:
         src["taesd"] = {"path": str(layout.taesd), "sha256": _hash_tree(layout.taesd, ("config.json", "diffusion_pytorch_model.safetensors"))}
     return src
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"eeg2img-deploy": __version__}
-    for name in ("torch", "diffusers", "transformers", "onnx", "onnxruntime"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def fingerprint(sources: dict, settings: ExportSettings, whitening: np.ndarray | None) -> str:
@@ -270,7 +269,7 @@ def export_bundle(
             "encoder": ref.sources["encoder"],  # with the checkpoint's subject table, linears and variant
             "prior": ref.sources["prior"],
         },
-        libraries=library_versions(),
+        libraries=library_versions(EXPORT_LIBRARIES),
     )
     write_manifest(out_dir, manifest)
     return manifest, True
