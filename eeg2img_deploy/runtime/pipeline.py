@@ -140,8 +140,8 @@ class Pipeline:
         return {t.name: np.ascontiguousarray(feeds[t.name], dtype=t.dtype) for t in self.sessions[stage].inputs}
 
     def _call(self, stage: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        out = self._run[stage](self._cast(stage, feeds))
-        return next(iter(out.values())).astype(np.float32, copy=False)
+        out = next(iter(self._run[stage](self._cast(stage, feeds)).values()))
+        return out if out.dtype == np.uint8 else out.astype(np.float32, copy=False)
 
     def _euler(self, steps: int) -> EulerAncestral:
         key = f"euler_sigmas_{steps}"
@@ -194,7 +194,9 @@ class Pipeline:
         return latents
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        return to_uint8(self._call(DECODERS[self.vae], {"latents": latents}))
+        images = self._call(DECODERS[self.vae], {"latents": latents})
+        # The decoder graphs emit uint8 NHWC; bundles exported before that emit [-1, 1] floats.
+        return images if images.dtype == np.uint8 else to_uint8(images)
 
     # ---- the whole chain -----------------------------------------------------------------------------
     def __call__(

@@ -28,7 +28,8 @@ from eeg2img_deploy.manifest import (
 from eeg2img_deploy.weights import IPAdapterLocation, resolve_weights
 
 ALL_STAGES = ["encoder", "prior", "unet", "vae_decoder", "taesd_decoder"]
-ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64"}
+ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64",
+               onnx.TensorProto.UINT8: "uint8"}
 
 
 def _mtimes(folder: Path) -> dict[str, int]:
@@ -68,8 +69,8 @@ def test_fp16_graphs_have_float16_io(tiny_bundle):
         got = {v.name: ONNX_DTYPES[v.type.tensor_type.elem_type] for v in [*model.graph.input, *model.graph.output]}
         assert got == {t.name: t.dtype for t in (*a.inputs, *a.outputs)}, a.file  # the manifest tells the truth
         for name, dtype in got.items():
-            if a.precision is Precision.FP32 or dtype == "int64":
-                assert dtype in ("float32", "int64"), (a.file, name)
+            if a.precision is Precision.FP32 or dtype in ("int64", "uint8"):
+                assert dtype in ("float32", "int64", "uint8"), (a.file, name)
             elif name in fp32_kept.get(a.stage, set()):
                 assert dtype == "float32", (a.file, name)
             else:
