@@ -75,7 +75,9 @@ def run(prior, cond, seed=0, **kw) -> np.ndarray:
 def test_equals_independent_ddpm(prior, cond, steps):
     got = run(prior, cond[:1], 3, steps=steps)
     want = ddpm_numpy(*as_numpy(prior), cond[:1].astype(np.float64), 3, steps, 5.0)
-    assert np.abs(got - want).max() <= 1e-5
+    # torch fp32 against float64: 1.4e-5 seen at 5 steps on torch 2.13 CPU (x0 = (x - ..) / sqrt(alpha_bar)
+    # magnifies eps's rounding at high t, guidance 5 about 9x more).
+    assert np.abs(got - want).max() <= 3e-5
 
 
 def test_output_range_and_not_saturated(prior, cond):
