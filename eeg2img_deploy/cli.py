@@ -336,6 +336,12 @@ def bench(bundle: Path, backend: str, device: str, precision: str | None, runs: 
         click.echo(f"plot: {plot_report(report, plot_path)}")
 
 
+from .serve.command import client as client_cmd, serve as serve_cmd  # noqa: E402
+
+cli.add_command(serve_cmd)
+cli.add_command(client_cmd)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

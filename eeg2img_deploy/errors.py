@@ -31,3 +31,7 @@ class EngineError(Eeg2ImgError):
 
 class BackendUnavailableError(Eeg2ImgError):
     """A backend (GPU, TensorRT, CUDA provider) that this machine does not have."""
+
+
+class ServingError(Eeg2ImgError):
+    """A Triton server that cannot be reached, or that rejected a request."""

@@ -25,18 +25,26 @@ PURPOSES = {"prior": 0, "image": 1}
 class NoiseSource:
     """Per-sample standard-normal float32 streams: ``PCG64(SeedSequence([seed, i, purpose]))``."""
 
-    def __init__(self, seed: int, batch: int = 1, purpose: str = "prior", first: int = 0):
-        """Streams for samples ``first .. first + batch - 1`` (a chunk of a larger batch)."""
+    def __init__(self, seed: int | Sequence[int], batch: int = 1, purpose: str = "prior",
+                 first: int | Sequence[int] = 0):
+        """Streams for samples ``first .. first + batch - 1`` (a chunk of a larger batch).
+
+        ``seed`` and ``first`` may also be one value per sample (sequences of length ``batch``): sample i
+        then draws from stream ``(seed[i], first[i])``. A server batching requests with different seeds
+        this way gives each request the images it would get alone.
+        """
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
         if purpose not in PURPOSES:
             raise ValueError(f"purpose must be one of {sorted(PURPOSES)}, got {purpose!r}")
-        self.seed = int(seed)
+        seeds = _per_sample(seed, batch, "seed")
+        indices = _per_sample(first, batch, "first") if np.ndim(first) else [int(first) + i for i in range(batch)]
+        if min(seeds) < 0:
+            raise ValueError(f"seed must be >= 0, got {min(seeds)}")
+        self.seed = seeds[0] if np.ndim(seed) else int(seed)
         self._streams = [
-            np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, i, PURPOSES[purpose]])))
-            for i in range(first, first + batch)
+            np.random.Generator(np.random.PCG64(np.random.SeedSequence([s, i, PURPOSES[purpose]])))
+            for s, i in zip(seeds, indices)
         ]
 
     @property
@@ -46,3 +54,12 @@ class NoiseSource:
     def normal(self, shape: Sequence[int]) -> np.ndarray:
         """One draw of ``(batch, *shape)`` float32, sample i from stream i."""
         return np.stack([g.standard_normal(tuple(shape), dtype=np.float32) for g in self._streams])
+
+
+def _per_sample(value: int | Sequence[int], batch: int, name: str) -> list[int]:
+    if not np.ndim(value):
+        return [int(value)] * batch
+    values = [int(v) for v in np.asarray(value).reshape(-1)]
+    if len(values) != batch:
+        raise ValueError(f"{name} has {len(values)} values for a batch of {batch}")
+    return values

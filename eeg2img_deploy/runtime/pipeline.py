@@ -167,7 +167,7 @@ class Pipeline:
     def encode(self, eeg: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return self._call("encoder", {"eeg": eeg, "subject_ids": ids})
 
-    def prior(self, eeg_embeds: np.ndarray, seed: int, first: int, *, steps: int, guidance: float, sampler: str) -> np.ndarray:
+    def prior(self, eeg_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int, guidance: float, sampler: str) -> np.ndarray:
         def eps_fn(x, t, cond, mask):
             return self._call("prior", {"x": x, "t": t, "cond": cond, "cond_mask": mask})
 
@@ -175,7 +175,7 @@ class Pipeline:
         sample = get_prior_sampler(sampler)
         return sample(eps_fn, eeg_embeds, noise, self.constants["prior_alphas_cumprod"], steps=steps, guidance=guidance)
 
-    def denoise(self, image_embeds: np.ndarray, seed: int, first: int, *, steps: int, ip_scale: float) -> np.ndarray:
+    def denoise(self, image_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int, ip_scale: float) -> np.ndarray:
         b = len(image_embeds)
         euler = self._euler(steps)
         noise = NoiseSource(seed, b, "image", first=first)
@@ -203,7 +203,7 @@ class Pipeline:
         self,
         eeg: np.ndarray,
         subject_ids: int | np.ndarray,
-        seed: int = 0,
+        seed: int | np.ndarray = 0,
         *,
         steps: int = 1,
         prior_steps: int = 50,
@@ -211,9 +211,18 @@ class Pipeline:
         prior_sampler: str = "ddpm",
         ip_scale: float | None = None,
         shared_subject_token: bool = False,
+        sample_indices: np.ndarray | None = None,
     ) -> Result:
+        """Reconstruct images from ``eeg`` (N, 63, 250) or one trial (63, 250).
+
+        Trial i draws its noise from (seed, i): ``seed`` may also be one seed per trial and
+        ``sample_indices`` replaces i (a server batching unrelated requests keeps each request's own
+        seeds and indices, so batching never changes an image).
+        """
         eeg = validate_eeg(eeg, self.eeg_spec)
         ids = validate_subject_ids(subject_ids, len(eeg))
+        seeds = _per_trial(seed, len(eeg), "seed")
+        indices = np.arange(len(eeg)) if sample_indices is None else _per_trial(sample_indices, len(eeg), "sample index")
         self.check_subjects(ids, shared_subject_token)
         get_prior_sampler(prior_sampler)  # an unknown name fails before any work
         self._euler(steps)
@@ -229,9 +238,9 @@ class Pipeline:
             t0 = time.perf_counter()
             emb = self.encode(eeg[sl], ids[sl])
             t1 = time.perf_counter()
-            img_emb = self.prior(emb, seed, first, steps=prior_steps, guidance=guidance, sampler=prior_sampler)
+            img_emb = self.prior(emb, seeds[sl], indices[sl], steps=prior_steps, guidance=guidance, sampler=prior_sampler)
             t2 = time.perf_counter()
-            latents = self.denoise(img_emb, seed, first, steps=steps, ip_scale=scale)
+            latents = self.denoise(img_emb, seeds[sl], indices[sl], steps=steps, ip_scale=scale)
             t3 = time.perf_counter()
             images = self.decode(latents)
             t4 = time.perf_counter()
@@ -245,3 +254,13 @@ class Pipeline:
     def close(self) -> None:
         for s in self.sessions.values():
             s.close()
+
+
+def _per_trial(value, n: int, what: str) -> np.ndarray:
+    """One non-negative integer per trial (a scalar is broadcast)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu" or arr.ndim > 1 or (arr.ndim == 1 and len(arr) != n):
+        raise EEGInputError(f"{what} must be one integer or one per trial ({n}); got {value!r}")
+    if (arr < 0).any():
+        raise EEGInputError(f"{what} must be >= 0; got {int(arr.min())}")
+    return np.broadcast_to(arr.astype(np.int64), (n,))

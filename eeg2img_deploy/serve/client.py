@@ -1,0 +1,180 @@
+"""``client``: send EEG trials to a served ``eeg2img`` model (tritonclient, HTTP) and collect the images.
+
+Trial i of the file goes out as one request with ``sample_index = i``, so image i is the one ``infer``
+writes for the same file, subject and seed. With ``requests > trials`` and ``concurrency > 1`` it is a
+load generator: trials are sent round-robin from ``concurrency`` threads, every repeated answer is
+checked against the first one for its trial, and latency percentiles and throughput are reported.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, ServingError
+from .requests import MODEL_NAME, TIMING_KEYS
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    seed: int = 0
+    steps: int | None = None
+    prior_steps: int | None = None
+    ip_scale: float | None = None
+
+
+@dataclass
+class Answer:
+    trial: int
+    image: np.ndarray
+    image_embeds: np.ndarray
+    eeg_embeds: np.ndarray
+    timings_ms: dict[str, float]
+    batch_size: int
+    latency_ms: float
+
+
+@dataclass
+class LoadReport:
+    requests: int
+    concurrency: int
+    wall_s: float
+    latencies_ms: list[float]
+    batch_sizes: list[int]
+    errors: list[str] = field(default_factory=list)
+    mismatches: list[int] = field(default_factory=list)  # trials whose repeated answers differed
+
+    def summary(self) -> dict:
+        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        sizes, counts = np.unique(self.batch_sizes, return_counts=True) if self.batch_sizes else ([], [])
+        return {
+            "requests": self.requests, "concurrency": self.concurrency, "errors": len(self.errors),
+            "mismatches": len(self.mismatches), "wall_s": round(self.wall_s, 4),
+            "throughput_rps": round((self.requests - len(self.errors)) / self.wall_s, 3) if self.wall_s else 0.0,
+            "latency_ms": {k: round(float(v), 3) for k, v in (
+                ("p50", np.percentile(lat, 50)), ("p90", np.percentile(lat, 90)), ("p99", np.percentile(lat, 99)),
+                ("mean", lat.mean()), ("max", lat.max()))},
+            "server_batch_sizes": {str(int(s)): int(c) for s, c in zip(sizes, counts)},
+            "first_errors": self.errors[:3],
+        }
+
+
+def _tritonclient_http():
+    try:
+        import tritonclient.http as httpclient
+    except ImportError as e:
+        raise BackendUnavailableError(f"client needs tritonclient ({e}): pip install 'eeg2img-deploy[serve]'") from None
+    return httpclient
+
+
+def _strip_scheme(url: str) -> str:
+    for scheme in ("http://", "https://"):
+        if url.startswith(scheme):
+            return url[len(scheme):]
+    return url
+
+
+class Client:
+    """One HTTP connection per thread to ``url``, for model ``model``."""
+
+    def __init__(self, url: str, model: str = MODEL_NAME, timeout_s: float = 120.0):
+        self.httpclient = _tritonclient_http()
+        self.url = _strip_scheme(url)
+        self.model = model
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+
+    def _conn(self):
+        if not hasattr(self._local, "conn"):
+            self._local.conn = self.httpclient.InferenceServerClient(
+                self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
+        return self._local.conn
+
+    def check_ready(self) -> None:
+        try:
+            ready = self._conn().is_server_ready() and self._conn().is_model_ready(self.model)
+        except Exception as e:  # connection refused, DNS, timeout: tritonclient raises several types
+            raise ServingError(f"cannot reach a Triton server at {self.url} ({e}): start `eeg2img-deploy serve "
+                               "--bundle B` there or pass the right --url") from None
+        if not ready:
+            raise ServingError(f"the server at {self.url} is up but model {self.model!r} is not ready: check its log")
+
+    def infer(self, eeg: np.ndarray, subject: int, trial: int, opts: RequestOptions) -> Answer:
+        """One trial (63, 250) as one request; raises :class:`ServingError` with the server's message."""
+        http = self.httpclient
+        feeds = {"eeg": np.asarray(eeg, np.float32)[None], "subject_id": np.array([[subject]], np.int64),
+                 "seed": np.array([[opts.seed]], np.int64), "sample_index": np.array([[trial]], np.int64)}
+        for name, value, dtype in (("steps", opts.steps, np.int64), ("prior_steps", opts.prior_steps, np.int64),
+                                   ("ip_scale", opts.ip_scale, np.float32)):
+            if value is not None:
+                feeds[name] = np.array([[value]], dtype)
+        inputs = []
+        for name, arr in feeds.items():
+            t = http.InferInput(name, list(arr.shape), _triton_dtype(arr.dtype))
+            t.set_data_from_numpy(arr, binary_data=True)
+            inputs.append(t)
+        t0 = time.perf_counter()
+        try:
+            res = self._conn().infer(self.model, inputs)
+        except Exception as e:  # InferenceServerException carries the server's message
+            msg = e.message() if hasattr(e, "message") and callable(e.message) else str(e)
+            raise ServingError(f"trial {trial}: the server rejected the request: {server_message(msg)}") from None
+        latency = (time.perf_counter() - t0) * 1e3
+        timings = res.as_numpy("timings_ms")[0]
+        return Answer(trial, res.as_numpy("image")[0], res.as_numpy("image_embeds")[0], res.as_numpy("eeg_embeds")[0],
+                      dict(zip(TIMING_KEYS, map(float, timings))), int(res.as_numpy("batch_size")[0, 0]), latency)
+
+
+def server_message(text: str) -> str:
+    """The one line that says what was wrong (``serve`` answers a rejected batch with a traceback)."""
+    found = re.findall(r"RequestRejected: (.*)", text or "")
+    if found:
+        return found[-1].strip()
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else "no message"
+
+
+def _triton_dtype(dtype: np.dtype) -> str:
+    return {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "uint8": "UINT8"}[np.dtype(dtype).name]
+
+
+def run_trials(client: Client, eeg: np.ndarray, subject: int, opts: RequestOptions, *, concurrency: int = 1,
+               requests: int | None = None, progress=None) -> tuple[list[Answer], LoadReport]:
+    """Send ``requests`` (default: one per trial) round-robin over the trials from ``concurrency`` threads.
+
+    Returns the first answer of each trial and the load report. Errors are collected, not raised, so a
+    load run reports them all; the caller decides.
+    """
+    n = len(eeg)
+    total = n if requests is None else requests
+    first: dict[int, Answer] = {}
+    lock = threading.Lock()
+    report = LoadReport(total, concurrency, 0.0, [], [])
+
+    def one(k: int) -> None:
+        trial = k % n
+        try:
+            ans = client.infer(eeg[trial], subject, trial, opts)
+        except ServingError as e:
+            with lock:
+                report.errors.append(str(e))
+            return
+        with lock:
+            report.latencies_ms.append(ans.latency_ms)
+            report.batch_sizes.append(ans.batch_size)
+            seen = first.setdefault(trial, ans)
+            if seen is not ans and not np.array_equal(seen.image, ans.image):
+                report.mismatches.append(trial)
+        if progress:
+            progress()
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, range(total)))
+    report.wall_s = time.perf_counter() - t0
+    return [first[i] for i in sorted(first)], report

@@ -1,0 +1,118 @@
+"""CLI: ``serve`` (PyTriton), ``client`` (tritonclient) and ``triton-repo`` (a model repository for tritonserver)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _runtime_options(f):
+    opts = [
+        click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True),
+        click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
+                     help="onnxruntime execution provider."),
+        click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
+                     help="Default: fp32 on the CPU, fp16 on a GPU."),
+        click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True),
+        click.option("--threads", type=int, default=None, help="onnxruntime CPU threads per session [default: all cores]."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+@click.command()
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Export bundle or engine folder.")
+@_runtime_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
+@click.option("--http-port", default=8000, show_default=True)
+@click.option("--grpc-port", default=8001, show_default=True)
+@click.option("--metrics-port", default=8002, show_default=True, help="Prometheus metrics.")
+@click.option("--max-batch", type=click.IntRange(1), default=None,
+              help="Largest dynamic batch [default: the bundle's max_batch].")
+@click.option("--queue-delay-us", type=click.IntRange(0), default=2000, show_default=True,
+              help="How long the dynamic batcher waits to fill a batch.")
+@click.option("--instances", type=click.IntRange(1), default=1, show_default=True,
+              help="Model instances (each its own pipeline) running concurrently.")
+@click.option("--drain-timeout", type=click.IntRange(0), default=30, show_default=True,
+              help="Seconds in-flight requests may take to finish on Ctrl-C/SIGTERM.")
+@click.option("--shared-subject-token", is_flag=True, help="Allow subject ids outside the encoder's table.")
+def serve(bundle: Path, backend: str, provider: str, precision: str | None, vae: str, threads: int | None, host: str,
+          http_port: int, grpc_port: int, metrics_port: int, max_batch: int | None, queue_delay_us: int, instances: int,
+          drain_timeout: int, shared_subject_token: bool) -> None:
+    """Serve the runtime behind Triton Inference Server (PyTriton) as model `eeg2img`; Ctrl-C drains and stops."""
+    from ..runtime.pipeline import Pipeline
+    from .server import ServeSettings, serve as run_server
+
+    def open_pipeline():
+        return Pipeline.from_bundle(bundle, backend=backend, precision=precision, device=provider, vae=vae,
+                                    threads=threads)
+
+    settings = ServeSettings(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+                             max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances,
+                             drain_timeout_s=drain_timeout)
+    run_server(bundle, settings, open_pipeline=open_pipeline, shared_subject_token=shared_subject_token,
+               on_ready=lambda: click.echo(f"ready: http://{host}:{http_port} grpc {host}:{grpc_port} model eeg2img "
+                                           "(Ctrl-C to stop)", err=True))
+    click.echo("stopped", err=True)
+
+
+@click.command()
+@click.option("--url", required=True, help="Triton HTTP endpoint, host:port (e.g. localhost:8000).")
+@click.option("--eeg", "eeg_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="EEG trials: .npy (63,250)/(N,63,250), .npz, THINGS-EEG2 file, or raw (.fif/.edf/.bdf/.vhdr).")
+@click.option("--subject", required=True, type=int, help="Subject id (sub-08 -> 8).")
+@click.option("--trials", default=None, help="Which trials, as a Python slice: '0', '0:4', '::10'.")
+@click.option("--trusted-pickle", is_flag=True, help="Allow THINGS-EEG2 preprocessed files (pickles): trusted files only.")
+@click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help="(63,63) whitening matrix .npy.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--steps", type=click.Choice(["1", "4"]), default=None, help="SDXL-Turbo steps [default: 1].")
+@click.option("--prior-steps", type=click.IntRange(1, 1000), default=None, help="[default: 50]")
+@click.option("--ip-scale", type=float, default=None, help="IP-Adapter scale [default: the bundle's].")
+@click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
+              help="Requests in flight at once (load generator with --requests).")
+@click.option("--requests", "n_requests", type=click.IntRange(1), default=None,
+              help="Requests to send, round-robin over the trials [default: one per trial].")
+@click.option("--model", default="eeg2img", show_default=True, help="Model name on the server.")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request.")
+def client(url: str, out: Path, seed: int, steps: str | None, prior_steps: int | None, ip_scale: float | None,
+           concurrency: int, n_requests: int | None, model: str, timeout: float, **kw) -> None:
+    """Send EEG trials to a served model; write PNGs + result.json (with latency p50/p99 and throughput)."""
+    from rich.progress import Progress
+
+    from ..cli import read_eeg, write_json
+    from ..errors import ServingError
+    from ..runtime.images import save_images
+    from .client import Client, RequestOptions, run_trials
+
+    eeg, ids = read_eeg(kw)
+    conn = Client(url, model=model, timeout_s=timeout)
+    conn.check_ready()
+    opts = RequestOptions(seed=seed, steps=int(steps) if steps else None, prior_steps=prior_steps, ip_scale=ip_scale)
+    total = n_requests or len(eeg)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("requests", total=total)
+        answers, report = run_trials(conn, eeg, int(ids[0]), opts, concurrency=concurrency, requests=total,
+                                     progress=lambda: bar.advance(task))
+    load = report.summary()
+    if len(answers) < len(eeg):
+        raise ServingError(f"{load['errors']} of {total} requests failed; first: {report.errors[0]}")
+    import numpy as np
+
+    paths = save_images(np.stack([a.image for a in answers]), out)
+    write_json(out / "result.json", {
+        "command": "client", "url": url, "model": model, "seed": seed, "steps": opts.steps, "prior_steps": prior_steps,
+        "ip_scale": ip_scale, "subject_ids": ids.tolist(), "timings_ms": [a.timings_ms for a in answers],
+        "eeg_embeds": [a.eeg_embeds.tolist() for a in answers],
+        "image_embeds": [a.image_embeds.tolist() for a in answers], "images": [p.name for p in paths], "load": load,
+    })
+    lat = load["latency_ms"]
+    click.echo(f"{total} request(s), concurrency {concurrency}: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "
+               f"{load['throughput_rps']:.2f} req/s, errors {load['errors']}, batch sizes {load['server_batch_sizes']}")
+    click.echo(f"wrote {len(paths)} image(s) and result.json to {out}")
+    if report.errors or report.mismatches:
+        raise ServingError(f"{load['errors']} request(s) failed and {load['mismatches']} answer(s) differed from the "
+                           f"first for their trial; first error: {(report.errors or ['-'])[0]}")

@@ -1,0 +1,162 @@
+"""The served model ``eeg2img``: its inputs and outputs, and how a batch of requests becomes pipeline calls.
+
+numpy only, shared by ``serve`` (PyTriton) and the Python-backend model of ``triton-repo``. Every row
+(one trial) carries its own subject, seed and sample index, so its noise is the runtime's
+``(seed, sample index)`` stream whatever else Triton batched it with: a request answers exactly what
+``infer --seed S`` gives for the same trials (row j of a request is sample j unless ``sample_index``
+says otherwise; the client sends trial i of a file with ``sample_index = i``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..eeg.spec import validate_eeg, validate_subject_ids
+from ..errors import EEGInputError
+from ..runtime.pipeline import Pipeline
+
+MODEL_NAME = "eeg2img"
+TIMING_KEYS = ("encoder", "prior", "unet", "decoder", "total")
+
+
+@dataclass(frozen=True)
+class Port:
+    """One input or output of the served model; ``dims`` exclude the batch axis."""
+
+    name: str
+    dtype: str  # numpy dtype name
+    dims: tuple[int, ...]
+    optional: bool = False
+
+
+def model_inputs(pipe: Pipeline) -> tuple[Port, ...]:
+    return (
+        Port("eeg", "float32", pipe.eeg_spec.shape),
+        Port("subject_id", "int64", (1,)),
+        Port("seed", "int64", (1,)),
+        Port("sample_index", "int64", (1,), optional=True),  # default: the row's position in its request
+        Port("steps", "int64", (1,), optional=True),  # SDXL-Turbo steps, default 1
+        Port("prior_steps", "int64", (1,), optional=True),  # default 50
+        Port("ip_scale", "float32", (1,), optional=True),  # default: the bundle's
+    )
+
+
+def model_outputs(pipe: Pipeline) -> tuple[Port, ...]:
+    side = pipe.image_size
+    return (
+        Port("image", "uint8", (side, side, 3)),
+        Port("image_embeds", "float32", (1024,)),
+        Port("eeg_embeds", "float32", (1024,)),
+        Port("timings_ms", "float32", (len(TIMING_KEYS),)),  # of the pipeline call that ran this row
+        Port("batch_size", "int64", (1,)),  # trials run together in that call (dynamic batching at work)
+    )
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-row settings; rows with equal options run as one pipeline call."""
+
+    steps: int = 1
+    prior_steps: int = 50
+    ip_scale: float | None = None
+
+
+@dataclass
+class _Rows:
+    """The rows of one request that share options; ``rows`` are their positions in the request."""
+
+    rows: np.ndarray
+    eeg: np.ndarray
+    ids: np.ndarray
+    seeds: np.ndarray
+    indices: np.ndarray
+    options: Options
+
+
+def _column(request: dict[str, np.ndarray], name: str, n: int, dtype: str, default=None) -> np.ndarray:
+    if request.get(name) is None:
+        if default is None:
+            raise EEGInputError(f"request has no input {name!r}")
+        return np.asarray(default, dtype=dtype).reshape(-1)[:n] if np.ndim(default) else np.full(n, default, dtype)
+    arr = np.asarray(request[name])
+    if arr.dtype != np.dtype(dtype):
+        raise EEGInputError(f"input {name!r} has dtype {arr.dtype}; expected {dtype}")
+    flat = arr.reshape(len(arr), -1) if arr.ndim else arr.reshape(1, 1)
+    if flat.shape != (n, 1):
+        raise EEGInputError(f"input {name!r} has shape {arr.shape}; expected ({n}, 1): one value per EEG trial")
+    return flat[:, 0]
+
+
+def parse_request(pipe: Pipeline, request: dict[str, np.ndarray], shared_subject_token: bool = False) -> list[_Rows]:
+    """Validate one request (the runtime's own EEG and subject checks) and split it by options."""
+    if request.get("eeg") is None:
+        raise EEGInputError("request has no input 'eeg'")
+    eeg = validate_eeg(request["eeg"], pipe.eeg_spec)
+    n = len(eeg)
+    ids = validate_subject_ids(_column(request, "subject_id", n, "int64"), n)
+    pipe.check_subjects(ids, shared_subject_token)
+    seeds = _column(request, "seed", n, "int64")
+    indices = _column(request, "sample_index", n, "int64", default=np.arange(n))
+    if (seeds < 0).any() or (indices < 0).any():
+        raise EEGInputError("inputs 'seed' and 'sample_index' must be >= 0")
+    steps = _column(request, "steps", n, "int64", default=1)
+    prior_steps = _column(request, "prior_steps", n, "int64", default=50)
+    scales = _column(request, "ip_scale", n, "float32", default=np.nan)
+    allowed = pipe.manifest.settings.get("steps", [1, 4])
+    if not set(steps.tolist()) <= set(allowed):
+        raise EEGInputError(f"input 'steps' must be one of {allowed} (this bundle's scheduler tables); got {sorted(set(steps.tolist()))}")
+    if (prior_steps < 1).any() or (prior_steps > 1000).any():
+        raise EEGInputError(f"input 'prior_steps' must be 1..1000; got {sorted(set(prior_steps.tolist()))}")
+    if not np.isfinite(scales[~np.isnan(scales)]).all():
+        raise EEGInputError("input 'ip_scale' must be finite")
+    groups: dict[Options, list[int]] = {}
+    for j in range(n):
+        opt = Options(int(steps[j]), int(prior_steps[j]), None if np.isnan(scales[j]) else float(scales[j]))
+        groups.setdefault(opt, []).append(j)
+    return [_Rows(r, eeg[r], ids[r], seeds[r], indices[r], opt) for opt, r in ((o, np.array(r)) for o, r in groups.items())]
+
+
+def run_requests(pipe: Pipeline, requests: list[dict[str, np.ndarray]], *,
+                 shared_subject_token: bool = False) -> list[dict[str, np.ndarray] | EEGInputError]:
+    """One result per request: its outputs by name, or the error that rejected it (the others still run).
+
+    Rows with the same options run as one pipeline call across requests (the pipeline chunks them by the
+    engines' batch profile).
+    """
+    parsed: list[list[_Rows] | EEGInputError] = []
+    for req in requests:
+        try:
+            parsed.append(parse_request(pipe, req, shared_subject_token))
+        except EEGInputError as e:
+            parsed.append(e)
+    results: list[dict[str, np.ndarray] | EEGInputError] = []
+    for rows in parsed:
+        n = 0 if isinstance(rows, Exception) else sum(len(p.rows) for p in rows)
+        results.append(rows if isinstance(rows, Exception) else _empty_outputs(pipe, n))
+    by_option: dict[Options, list[tuple[int, _Rows]]] = {}
+    for r, rows in enumerate(parsed):
+        for part in [] if isinstance(rows, Exception) else rows:
+            by_option.setdefault(part.options, []).append((r, part))
+    for opt, parts in by_option.items():
+        eeg, ids, seeds, indices = (np.concatenate([getattr(p, k) for _, p in parts])
+                                    for k in ("eeg", "ids", "seeds", "indices"))
+        res = pipe(eeg, ids, seeds, sample_indices=indices, steps=opt.steps, prior_steps=opt.prior_steps,
+                   ip_scale=opt.ip_scale, shared_subject_token=shared_subject_token)
+        timings = np.array([res.timings_ms[k] for k in TIMING_KEYS], np.float32)
+        start = 0
+        for r, p in parts:
+            sl = slice(start, start + len(p.rows))
+            start = sl.stop
+            out = results[r]
+            out["image"][p.rows] = res.images[sl]
+            out["image_embeds"][p.rows] = res.image_embeds[sl]
+            out["eeg_embeds"][p.rows] = res.eeg_embeds[sl]
+            out["timings_ms"][p.rows] = timings
+            out["batch_size"][p.rows] = len(eeg)
+    return results
+
+
+def _empty_outputs(pipe: Pipeline, n: int) -> dict[str, np.ndarray]:
+    return {o.name: np.zeros((n, *o.dims), o.dtype) for o in model_outputs(pipe)}

@@ -1,0 +1,130 @@
+"""``serve``: the runtime behind Triton Inference Server's core through PyTriton (``pip install 'eeg2img-deploy[serve]'``).
+
+PyTriton starts the ``tritonserver`` it bundles and a Python stub per model instance that forwards the
+requests Triton's dynamic batcher gathered to :func:`~.requests.run_requests`, which calls the runtime's
+:class:`~eeg2img_deploy.runtime.pipeline.Pipeline` (one per instance).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BackendUnavailableError
+from .requests import MODEL_NAME, model_inputs, model_outputs, run_requests
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    max_batch: int | None = None  # default: the bundle's max_batch
+    queue_delay_us: int = 2000  # how long the dynamic batcher waits to fill a batch
+    instances: int = 1  # model instances (each its own Pipeline), run concurrently
+    drain_timeout_s: int = 30  # on Ctrl-C/SIGTERM, how long in-flight requests may finish
+
+
+def interpreter_libpython() -> Path | None:
+    """The folder holding this interpreter's own ``libpython3.X.so``, or None for a statically linked one.
+
+    PyTriton's Python stub links ``libpython3.X.so.1.0`` by name. Where another Python of the same minor
+    version is installed system-wide (Debian's next to pyenv's, conda's), the loader picks that one, and
+    model load fails with ``'_thread.RLock' object has no attribute '_recursion_count'`` (a patch-level
+    mismatch). Putting this folder first on ``LD_LIBRARY_PATH`` makes the stub load the right one.
+    """
+    name, libdir = sysconfig.get_config_var("INSTSONAME"), sysconfig.get_config_var("LIBDIR")
+    if not name or not libdir or not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        return None
+    folder = Path(libdir)
+    return folder if (folder / name).exists() else None
+
+
+def prefer_interpreter_libpython(env: dict[str, str] | os._Environ = os.environ) -> None:
+    """Put :func:`interpreter_libpython` first on ``LD_LIBRARY_PATH`` (PyTriton copies the environment)."""
+    folder = interpreter_libpython()
+    if folder is None:
+        log.warning("this Python has no shared libpython: PyTriton's stub will load whichever libpython the "
+                    "system has, which fails unless it is the same patch version")
+        return
+    parts = [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p and p != str(folder)]
+    env["LD_LIBRARY_PATH"] = ":".join([str(folder), *parts])
+
+
+def _pytriton():
+    try:
+        import pytriton.triton  # noqa: F401
+    except ImportError as e:
+        raise BackendUnavailableError(f"serve needs PyTriton ({e}): pip install 'eeg2img-deploy[serve]'") from None
+
+
+class RequestRejected(ValueError):
+    """A bad request; PyTriton puts the traceback in the answer, the client keeps the line after this name."""
+
+
+def _infer_function(pipe, shared_subject_token: bool):
+    """A PyTriton callable over one pipeline: a list of requests in, a list of output dicts out."""
+
+    def infer(requests):
+        results = run_requests(pipe, [dict(r.items()) for r in requests], shared_subject_token=shared_subject_token)
+        errors = [(i, e) for i, e in enumerate(results) if isinstance(e, Exception)]
+        if errors:  # PyTriton answers a batch with one error: name the request(s) it is about
+            raise RequestRejected("; ".join(f"request {i + 1} of {len(results)} in this batch: {e}" for i, e in errors))
+        return results
+
+    return infer
+
+
+def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, shared_subject_token: bool = False,
+          on_ready=None) -> None:
+    """Serve ``bundle`` until Ctrl-C or SIGTERM; in-flight requests finish first (up to ``drain_timeout_s``).
+
+    ``open_pipeline()`` returns a new :class:`Pipeline`; one is opened per instance.
+    """
+    _pytriton()
+    import numpy as np
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.triton import Triton, TritonConfig
+
+    pipes = [open_pipeline() for _ in range(settings.instances)]
+    max_batch = settings.max_batch or pipes[0].max_batch
+    prefer_interpreter_libpython()
+    config = TritonConfig(
+        http_address=settings.host, http_port=settings.http_port, grpc_address=settings.host,
+        grpc_port=settings.grpc_port, metrics_address=settings.host, metrics_port=settings.metrics_port,
+        exit_timeout_secs=settings.drain_timeout_s,
+    )
+
+    def tensors(ports):
+        return [Tensor(name=p.name, dtype=np.dtype(p.dtype).type, shape=p.dims, optional=p.optional) for p in ports]
+
+    # SIGTERM (docker stop, kubectl) drains like Ctrl-C: PyTriton stops Triton, which finishes in-flight requests
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with Triton(config=config) as triton:
+            triton.bind(
+                model_name=MODEL_NAME,
+                infer_func=[_infer_function(p, shared_subject_token) for p in pipes],
+                inputs=tensors(model_inputs(pipes[0])),
+                outputs=tensors(model_outputs(pipes[0])),
+                config=ModelConfig(max_batch_size=max_batch, batcher=DynamicBatcher(
+                    max_queue_delay_microseconds=settings.queue_delay_us)),
+                strict=True,
+            )
+            triton.run()
+            log.info("serving %s as model %r: http %s:%d, grpc %s:%d, metrics :%d", bundle, MODEL_NAME, settings.host,
+                     settings.http_port, settings.host, settings.grpc_port, settings.metrics_port)
+            if on_ready:
+                on_ready()
+            triton.serve()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for p in pipes:
+            p.close()

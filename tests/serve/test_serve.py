@@ -1,0 +1,182 @@
+"""``serve`` in a subprocess (PyTriton's tritonserver, CPU) against ``client`` and raw tritonclient requests.
+
+One server per module on free 127.0.0.1 ports, always stopped (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytriton")
+httpclient = pytest.importorskip("tritonclient.http")
+
+SUBJECT = 8
+PRIOR_STEPS = 10  # the load test's requests ask for fewer prior steps: faster, and an optional input at work
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle, tmp_path_factory):
+    from eeg2img_deploy.serve.process import ServerProcess
+
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    proc = ServerProcess(tiny_bundle, "--threads", "1", "--queue-delay-us", "20000", log_path=log)
+    try:
+        proc.start()
+    except Exception:
+        print(log.read_text(errors="replace")[-5000:])
+        raise
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_bundle):
+    from eeg2img_deploy.runtime.pipeline import Pipeline
+
+    p = Pipeline.from_bundle(tiny_bundle, threads=1)
+    yield p
+    p.close()
+
+
+def _send(url, feeds, timeout=60):
+    """A raw request: feeds by name, any dtype/shape (the client would fix those)."""
+    with httpclient.InferenceServerClient(url, network_timeout=timeout) as c:
+        inputs = []
+        for name, arr in feeds.items():
+            dtype = {"float32": "FP32", "float64": "FP64", "int64": "INT64"}[arr.dtype.name]
+            t = httpclient.InferInput(name, list(arr.shape), dtype)
+            t.set_data_from_numpy(arr)
+            inputs.append(t)
+        return c.infer("eeg2img", inputs)
+
+
+def test_health_and_model_metadata(server):
+    with httpclient.InferenceServerClient(server.url) as c:
+        assert c.is_server_live() and c.is_server_ready() and c.is_model_ready("eeg2img")
+        meta = c.get_model_metadata("eeg2img")
+        config = c.get_model_config("eeg2img")
+    inputs = {t["name"]: (t["datatype"], t["shape"]) for t in meta["inputs"]}
+    assert inputs["eeg"] == ("FP32", [-1, 63, 250]) and inputs["seed"] == ("INT64", [-1, 1])
+    outputs = {t["name"]: (t["datatype"], t["shape"]) for t in meta["outputs"]}
+    assert outputs["image"][0] == "UINT8" and outputs["image"][1][1:] == [128, 128, 3]
+    assert config["max_batch_size"] == 4 and "dynamic_batching" in config
+
+
+def test_client_writes_the_images_infer_writes(server, tiny_bundle, tiny_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from eeg2img_deploy.cli import cli
+
+    eeg_file = str(tiny_dir / "eeg" / "synthetic_eeg.npy")
+    common = ["--eeg", eeg_file, "--subject", str(SUBJECT), "--seed", "3", "--trials", "0:3"]
+    got = CliRunner().invoke(cli, ["client", "--url", server.url, "--out", str(tmp_path / "c"), *common])
+    assert got.exit_code == 0, got.output
+    want = CliRunner().invoke(cli, ["infer", "--bundle", str(tiny_bundle), "--out", str(tmp_path / "i"), *common])
+    assert want.exit_code == 0, want.output
+    for name in ("image_000.png", "image_001.png", "image_002.png", "grid.png"):
+        assert (tmp_path / "c" / name).read_bytes() == (tmp_path / "i" / name).read_bytes(), name
+    c, i = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("c", "i"))
+    np.testing.assert_array_equal(c["image_embeds"], i["image_embeds"])
+    assert c["load"]["errors"] == 0 and c["load"]["requests"] == 3
+
+
+def test_eight_concurrent_clients_get_their_own_images(server, pipe, tiny_eeg, record_property):
+    """8 clients x 20 requests, three seeds mixed: every answer equals the runtime's for its (trial, seed)."""
+    from eeg2img_deploy.serve.client import Client, RequestOptions
+
+    seeds = (0, 1, 2)
+    expected = {s: pipe(tiny_eeg, SUBJECT, s, prior_steps=PRIOR_STEPS).images for s in seeds}
+    client = Client(server.url, timeout_s=60)
+    answers, errors, lock = [], [], threading.Lock()
+
+    def worker(w: int) -> None:
+        for r in range(20):
+            trial, seed = (w + r) % len(tiny_eeg), seeds[(w * 20 + r) % 3]
+            try:
+                a = client.infer(tiny_eeg[trial], SUBJECT, trial, RequestOptions(seed=seed, prior_steps=PRIOR_STEPS))
+            except Exception as e:  # collected: the assertion below names them
+                with lock:
+                    errors.append(repr(e))
+                continue
+            with lock:
+                answers.append((trial, seed, a))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    wall = time.perf_counter() - t0
+    assert not errors, errors[:3]
+    assert len(answers) == 160
+    wrong = [(t, s) for t, s, a in answers if not np.array_equal(a.image, expected[s][t])]
+    assert not wrong, f"{len(wrong)} answers differ from the runtime's image for their (trial, seed): {wrong[:5]}"
+    sizes = [a.batch_size for _, _, a in answers]
+    assert max(sizes) > 1, "Triton never batched requests: the test did not exercise batching"
+    lat = np.array([a.latency_ms for _, _, a in answers])
+    stats = {"p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+             "throughput_rps": len(answers) / wall, "batch_sizes": np.bincount(sizes).tolist()}
+    record_property("serve_load", stats)
+    print("serve load, 8 clients x 20 requests:", stats)
+
+
+@pytest.mark.parametrize(("feeds", "message"), [
+    (lambda e: {"eeg": e[None, :, :200]}, "unexpected shape for input 'eeg'"),
+    (lambda e: {"eeg": e[None].astype(np.float64)}, "FP64"),
+    (lambda e: {"eeg": np.full((1, 63, 250), np.nan, np.float32)}, "non-finite values"),
+    (lambda e: {"eeg": e[None], "subject_id": np.array([[42]], np.int64)}, "subject id(s) [42]"),
+    (lambda e: {"eeg": e[None], "steps": np.array([[2]], np.int64)}, "'steps' must be one of"),
+])
+def test_bad_requests_get_an_error_and_the_server_keeps_serving(server, tiny_eeg, feeds, message):
+    from tritonclient.utils import InferenceServerException
+
+    from eeg2img_deploy.serve.client import server_message
+
+    good = {"eeg": tiny_eeg[None, 0], "subject_id": np.array([[SUBJECT]], np.int64), "seed": np.array([[0]], np.int64),
+            "prior_steps": np.array([[2]], np.int64)}
+    with pytest.raises(InferenceServerException) as err:
+        _send(server.url, {**good, **feeds(tiny_eeg[0])})
+    text = server_message(err.value.message())
+    assert message in text and "\n" not in text, text
+    res = _send(server.url, good)
+    assert res.as_numpy("image").shape == (1, 128, 128, 3)
+
+
+def test_client_cli_names_the_server_error(server, tiny_dir, tmp_path):
+    """The installed command line: one line naming the problem, exit code 2, nothing written."""
+    proc = subprocess.run([sys.executable, "-m", "eeg2img_deploy.cli", "client", "--url", server.url, "--eeg",
+                           str(tiny_dir / "eeg" / "synthetic_eeg.npy"), "--subject", "77", "--trials", "0",
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "subject id(s) [77]" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_sigterm_drains_in_flight_requests(server, tiny_eeg):
+    """Last in the module: stops the server. A request in flight when SIGTERM arrives still gets its answer."""
+    result = {}
+
+    def slow_request():
+        feeds = {"eeg": np.repeat(tiny_eeg[None, 0], 4, axis=0), "subject_id": np.full((4, 1), SUBJECT, np.int64),
+                 "seed": np.zeros((4, 1), np.int64), "steps": np.full((4, 1), 4, np.int64)}
+        try:
+            result["image"] = _send(server.url, feeds).as_numpy("image")
+        except Exception as e:  # recorded for the assertion
+            result["error"] = repr(e)
+
+    t = threading.Thread(target=slow_request)
+    t.start()
+    time.sleep(0.3)
+    server.terminate()
+    t.join(timeout=60)
+    assert result.get("image") is not None and result["image"].shape[0] == 4, result
+    assert server.proc.wait(60) == 0
+    assert not server.ready()
