@@ -336,10 +336,11 @@ def bench(bundle: Path, backend: str, device: str, precision: str | None, runs: 
         click.echo(f"plot: {plot_report(report, plot_path)}")
 
 
-from .serve.command import client as client_cmd, serve as serve_cmd  # noqa: E402
+from .serve.command import client as client_cmd, serve as serve_cmd, triton_repo as triton_repo_cmd  # noqa: E402
 
 cli.add_command(serve_cmd)
 cli.add_command(client_cmd)
+cli.add_command(triton_repo_cmd)
 
 
 def main() -> None:

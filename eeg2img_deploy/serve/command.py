@@ -116,3 +116,31 @@ def client(url: str, out: Path, seed: int, steps: str | None, prior_steps: int |
     if report.errors or report.mismatches:
         raise ServingError(f"{load['errors']} request(s) failed and {load['mismatches']} answer(s) differed from the "
                            f"first for their trial; first error: {(report.errors or ['-'])[0]}")
+
+
+@click.command("triton-repo")
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Export bundle or engine folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Repository folder to write (new or empty).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
+              help="Default: fp16 on GPU instances, fp32 on CPU ones (fp32-only stages stay fp32).")
+@click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True)
+@click.option("--kind", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True,
+              help="Stage instances: auto = GPU for TensorRT plans and CUDA/TensorRT onnxruntime folders.")
+@click.option("--instances", type=click.IntRange(1), default=1, show_default=True, help="Instances per stage model.")
+@click.option("--max-batch", type=click.IntRange(1), default=None, help="eeg2img's max batch [default: the bundle's].")
+@click.option("--queue-delay-us", type=click.IntRange(0), default=2000, show_default=True)
+@click.option("--stage-backend", type=click.Choice(["native", "python"]), default="native", show_default=True,
+              help="python: stages as Python-backend onnxruntime models (servers without the onnxruntime backend).")
+def triton_repo(bundle: Path, out: Path, precision: str | None, vae: str, kind: str, instances: int,
+                max_batch: int | None, queue_delay_us: int, stage_backend: str) -> None:
+    """Write a Triton model repository (one model per stage + the eeg2img model) for `tritonserver`."""
+    from .triton_repo import RepoSettings, write_repository
+
+    settings = RepoSettings(precision=precision, vae=vae, instances=instances, kind=kind, max_batch=max_batch,
+                            queue_delay_us=queue_delay_us, stage_backend=stage_backend)
+    configs = write_repository(bundle, out, settings)
+    for name, cfg in configs.items():
+        click.echo(f"  {name:<14} {cfg.get('platform') or cfg['backend']:<17} max batch {cfg['max_batch_size']}")
+    click.echo(f"repository in {out}: tritonserver --model-repository {out}")

@@ -1,4 +1,5 @@
-"""``serve`` in a child process on free local ports: for tests, benchmarks and notebooks.
+"""Servers in child processes on free local ports, for tests, benchmarks and notebooks: ``serve``, and a
+``triton-repo`` repository on PyTriton's bundled ``tritonserver``.
 
 Always stopped on exit (SIGTERM, which drains in-flight requests, then SIGKILL after a deadline).
 """
@@ -6,6 +7,7 @@ Always stopped on exit (SIGTERM, which drains in-flight requests, then SIGKILL a
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +39,7 @@ class ServerProcess:
                  stop_timeout_s: float = 60.0):
         self.bundle = Path(bundle)
         self.args = args
+        self.env: dict[str, str] | None = None
         self.log_path = log_path
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -44,12 +47,14 @@ class ServerProcess:
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self.url = f"127.0.0.1:{self.http_port}"
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "eeg2img_deploy.cli", "serve", "--bundle", str(self.bundle), "--host", "127.0.0.1",
+                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                "--metrics-port", str(self.metrics_port), *self.args]
+
     def start(self) -> ServerProcess:
-        cmd = [sys.executable, "-m", "eeg2img_deploy.cli", "serve", "--bundle", str(self.bundle), "--host", "127.0.0.1",
-               "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
-               "--metrics-port", str(self.metrics_port), *self.args]
         self._log = open(self.log_path or os.devnull, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -91,3 +96,35 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class BundledTritonProcess(ServerProcess):
+    """``tritonserver --model-repository REPO`` with the binary PyTriton bundles (Python backend only, CPU).
+
+    Prepared as PyTriton prepares it: the Python backend with this interpreter's stub in a backend folder
+    under ``workdir``, the bundled libraries and this interpreter's libpython on ``LD_LIBRARY_PATH``, and
+    this environment's ``bin`` first on ``PATH`` (the stub's interpreter finds its packages from there).
+    """
+
+    def __init__(self, repository: Path, workdir: Path, **kw):
+        super().__init__(repository, **kw)
+        from pytriton.utils.distribution import get_libs_path, get_root_module_path, get_stub_path
+
+        from .server import prefer_interpreter_libpython
+
+        server = get_root_module_path() / "tritonserver"
+        backends = Path(workdir) / "backends"
+        shutil.copytree(server / "backends", backends, dirs_exist_ok=True)
+        shutil.copy2(get_stub_path(f"{sys.version_info.major}.{sys.version_info.minor}"),
+                     backends / "python" / "triton_python_backend_stub")
+        self.binary, self.backends = server / "bin" / "tritonserver", backends
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in (str(get_libs_path()), env.get("LD_LIBRARY_PATH")) if p)
+        prefer_interpreter_libpython(env)
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+        self.env = env
+
+    def command(self) -> list[str]:
+        return [str(self.binary), "--model-repository", str(self.bundle), "--backend-directory", str(self.backends),
+                "--http-address", "127.0.0.1", "--http-port", str(self.http_port), "--grpc-address", "127.0.0.1",
+                "--grpc-port", str(self.grpc_port), "--metrics-port", str(self.metrics_port), "--exit-timeout-secs", "5"]

@@ -31,9 +31,9 @@ class Port:
     optional: bool = False
 
 
-def model_inputs(pipe: Pipeline) -> tuple[Port, ...]:
+def model_inputs(eeg_shape: tuple[int, int]) -> tuple[Port, ...]:
     return (
-        Port("eeg", "float32", pipe.eeg_spec.shape),
+        Port("eeg", "float32", tuple(eeg_shape)),
         Port("subject_id", "int64", (1,)),
         Port("seed", "int64", (1,)),
         Port("sample_index", "int64", (1,), optional=True),  # default: the row's position in its request
@@ -43,8 +43,8 @@ def model_inputs(pipe: Pipeline) -> tuple[Port, ...]:
     )
 
 
-def model_outputs(pipe: Pipeline) -> tuple[Port, ...]:
-    side = pipe.image_size
+def model_outputs(image_size: int) -> tuple[Port, ...]:
+    side = image_size
     return (
         Port("image", "uint8", (side, side, 3)),
         Port("image_embeds", "float32", (1024,)),
@@ -159,4 +159,4 @@ def run_requests(pipe: Pipeline, requests: list[dict[str, np.ndarray]], *,
 
 
 def _empty_outputs(pipe: Pipeline, n: int) -> dict[str, np.ndarray]:
-    return {o.name: np.zeros((n, *o.dims), o.dtype) for o in model_outputs(pipe)}
+    return {o.name: np.zeros((n, *o.dims), o.dtype) for o in model_outputs(pipe.image_size)}

@@ -112,8 +112,8 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, shared_subjec
             triton.bind(
                 model_name=MODEL_NAME,
                 infer_func=[_infer_function(p, shared_subject_token) for p in pipes],
-                inputs=tensors(model_inputs(pipes[0])),
-                outputs=tensors(model_outputs(pipes[0])),
+                inputs=tensors(model_inputs(pipes[0].eeg_spec.shape)),
+                outputs=tensors(model_outputs(pipes[0].image_size)),
                 config=ModelConfig(max_batch_size=max_batch, batcher=DynamicBatcher(
                     max_queue_delay_microseconds=settings.queue_delay_us)),
                 strict=True,

@@ -1,0 +1,211 @@
+"""``triton-repo``: a Triton model repository from a bundle or engine folder, for a production ``tritonserver``.
+
+One model per stage with the engine folder's native backend (``tensorrt_plan`` for TensorRT plans,
+``onnxruntime_onnx`` for ONNX), its I/O, dtypes, dims and ``max_batch_size`` from the manifest, dynamic
+batching and an instance group; plus the model clients call, ``eeg2img`` (the same inputs and outputs as
+``serve``'s): a Python-backend model that runs the runtime's numpy samplers and calls the stage models
+through BLS (business logic scripting), so the prior's 50 steps and Stage II's loop stay on the host
+while every graph runs in Triton.
+
+``--stage-backend python`` wraps each ONNX stage in a Python-backend model running onnxruntime instead,
+for servers built without the onnxruntime backend (PyTriton's bundled ``tritonserver``, which the tests
+use to run the whole repository on a CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..eeg.spec import EEGSpec
+from ..errors import ManifestError
+from ..fileio import atomic_write_text
+from ..manifest import Artifact, Backend, Manifest, Precision, read_manifest, verify_files
+from .pbtxt import Enum, render, tensor
+from .requests import MODEL_NAME, model_inputs, model_outputs
+
+log = logging.getLogger(__name__)
+
+DECODERS = {"full": "vae_decoder", "tiny": "taesd_decoder"}
+STAGE_RUNTIME = "stage_model.py"  # the Python-backend stage (onnxruntime) shipped as each stage's model.py
+ORCHESTRATOR = "bls_model.py"  # the eeg2img model's model.py
+REPO_SETTINGS = "repo.json"  # what the eeg2img model reads: stage -> precision, vae
+
+
+@dataclass(frozen=True)
+class RepoSettings:
+    precision: str | None = None  # default: fp16 on GPU instances, fp32 on CPU ones; a stage without it keeps its own
+    vae: str = "full"
+    instances: int = 1  # per stage model
+    kind: str = "auto"  # gpu | cpu | auto (gpu for TensorRT plans and GPU-optimized onnxruntime folders)
+    max_batch: int | None = None  # the eeg2img model's; default: the manifest's
+    queue_delay_us: int = 2000
+    stage_backend: str = "native"  # native | python
+
+
+def instance_kind(manifest: Manifest, kind: str) -> str:
+    if kind != "auto":
+        return kind
+    if manifest.backend is Backend.TENSORRT:
+        return "gpu"
+    provider = manifest.settings.get("onnxruntime", {}).get("provider", "cpu")
+    return "gpu" if manifest.backend is Backend.ONNXRUNTIME and provider in ("cuda", "tensorrt") else "cpu"
+
+
+def pick_artifact(manifest: Manifest, stage: str, precision: Precision) -> Artifact:
+    """The stage in ``precision`` if the folder has it, else the one precision it has (fp32-only stages)."""
+    have = manifest.precisions(stage)
+    if precision in have or len(have) != 1:
+        return manifest.artifact(stage, precision)
+    return manifest.artifact(stage, have[0])
+
+
+def _batch_axis(a: Artifact, axes: dict) -> tuple[bool, int]:
+    """Whether every I/O starts with the same dynamic axis, and that axis' largest size."""
+    firsts = {t.shape[0] if t.shape and isinstance(t.shape[0], str) else None for t in (*a.inputs, *a.outputs)}
+    if len(firsts) != 1 or None in firsts:
+        return False, 0
+    name = firsts.pop()
+    if name not in axes:
+        raise ManifestError(f"{a.stage}: dynamic axis {name!r} has no range in the manifest's settings['axes']")
+    return True, int(axes[name]["max"])
+
+
+def stage_config(a: Artifact, manifest: Manifest, settings: RepoSettings, kind: str) -> dict:
+    batched, max_batch = _batch_axis(a, manifest.settings.get("axes", {}))
+    cut = 1 if batched else 0
+
+    def io(t, **kw):
+        if any(isinstance(d, str) for d in t.shape[cut:]):
+            raise ManifestError(f"{a.stage}: {t.name} has a dynamic axis other than the batch: {t.shape}")
+        return tensor(t.name, t.dtype, tuple(int(d) for d in t.shape[cut:]), batched=batched, **kw)
+
+    cfg: dict = {"name": a.stage}
+    if settings.stage_backend == "python":
+        cfg["backend"] = "python"
+    elif manifest.backend is Backend.TENSORRT:
+        cfg["platform"], cfg["default_model_filename"] = "tensorrt_plan", "model.plan"
+    else:
+        cfg["platform"], cfg["default_model_filename"] = "onnxruntime_onnx", "model.onnx"
+    cfg["max_batch_size"] = max_batch
+    cfg["input"] = [io(t) for t in a.inputs]
+    cfg["output"] = [io(t) for t in a.outputs]
+    if batched:
+        cfg["dynamic_batching"] = {"max_queue_delay_microseconds": 100}
+    group = {"count": settings.instances, "kind": Enum("KIND_GPU" if kind == "gpu" else "KIND_CPU")}
+    cfg["instance_group"] = [group]
+    return cfg
+
+
+def orchestrator_config(manifest: Manifest, settings: RepoSettings) -> dict:
+    eeg_shape = EEGSpec.from_dict({k: v for k, v in manifest.eeg.items() if k != "whitening"}).shape
+    image_size = int(manifest.settings["image_size"])
+    return {
+        "name": MODEL_NAME,
+        "backend": "python",
+        "max_batch_size": settings.max_batch or int(manifest.settings["max_batch"]),
+        "input": [tensor(p.name, p.dtype, p.dims, batched=True, optional=p.optional) for p in model_inputs(eeg_shape)],
+        "output": [tensor(p.name, p.dtype, p.dims, batched=True) for p in model_outputs(image_size)],
+        "dynamic_batching": {"max_queue_delay_microseconds": settings.queue_delay_us},
+        # the host-side loop: CPU instances that wait on the stage models most of the time
+        "instance_group": [{"count": max(2, settings.instances), "kind": Enum("KIND_CPU")}],
+    }
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Hard-link (engines are large), or copy across file systems."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSettings()) -> dict:
+    """Write the repository to ``out`` (which must not exist, or be empty) and return {model: config}."""
+    bundle, out = Path(bundle), Path(out)
+    manifest = read_manifest(bundle)
+    if settings.vae not in DECODERS:
+        raise ManifestError(f"vae must be one of {sorted(DECODERS)}, got {settings.vae!r} (--vae)")
+    if out.exists() and any(out.iterdir()):
+        raise ManifestError(f"{out} exists and is not empty: pass a new folder to --out")
+    if settings.stage_backend == "python" and manifest.backend is Backend.TENSORRT:
+        raise ManifestError("--stage-backend python runs ONNX with onnxruntime; TensorRT plans need the native "
+                            "tensorrt_plan backend: drop --stage-backend python")
+    kind = instance_kind(manifest, settings.kind)
+    precision = Precision(settings.precision or ("fp16" if kind == "gpu" else "fp32"))
+    stages = ["encoder", "prior", "unet", DECODERS[settings.vae]]
+    missing = [s for s in stages if s not in manifest.stages()]
+    if missing:
+        raise ManifestError(f"{bundle} lacks stage(s) {missing}: export the bundle again (or choose another --vae)")
+    chosen = {s: pick_artifact(manifest, s, precision) for s in stages}
+    verify_files(bundle, manifest, stages)
+    configs: dict[str, dict] = {}
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for stage, a in chosen.items():
+        cfg = stage_config(a, manifest, settings, kind)
+        version = tmp / stage / "1"
+        if settings.stage_backend == "python":
+            _place(bundle / a.file, version / a.file)
+            shutil.copy2(Path(__file__).with_name(STAGE_RUNTIME), version / "model.py")
+            (version / "stage.json").write_text(json.dumps({"file": a.file, "artifact": a.to_dict()}, indent=2))
+        else:
+            _place(bundle / a.file, version / cfg["default_model_filename"])
+        if a.data_file:  # ONNX external data, found next to the graph under its own name
+            _place(bundle / a.data_file, version / a.data_file)
+        configs[stage] = cfg
+    version = tmp / MODEL_NAME / "1"
+    version.mkdir(parents=True)
+    shutil.copy2(Path(__file__).with_name(ORCHESTRATOR), version / "model.py")
+    _place(bundle / manifest.constants_file, version / manifest.constants_file)
+    shutil.copy2(bundle / "manifest.json", version / "manifest.json")
+    (version / REPO_SETTINGS).write_text(json.dumps(
+        {"vae": settings.vae, "precisions": {s: a.precision.value for s, a in chosen.items()}}, indent=2) + "\n")
+    configs[MODEL_NAME] = orchestrator_config(manifest, settings)
+    for name, cfg in configs.items():
+        atomic_write_text(tmp / name / "config.pbtxt", render(cfg))
+    atomic_write_text(tmp / "README.md", repo_readme(bundle, manifest, chosen, configs, kind, settings))
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
+    return configs
+
+
+def repo_readme(bundle: Path, manifest: Manifest, chosen: dict[str, Artifact], configs: dict, kind: str,
+                settings: RepoSettings) -> str:
+    rows = "\n".join(
+        f"| `{s}` | {configs[s].get('platform') or configs[s]['backend']} | {a.precision.value} | "
+        f"{', '.join(t.name for t in a.inputs)} -> {', '.join(t.name for t in a.outputs)} | {configs[s]['max_batch_size']} |"
+        for s, a in chosen.items())
+    return f"""# Triton model repository for eeg2img-deploy
+
+Written by `eeg2img-deploy triton-repo` from `{bundle.name}` ({manifest.backend.value} artifacts, instances {kind.upper()}).
+
+## Start it
+
+```bash
+tritonserver --model-repository $PWD     # e.g. in nvcr.io/nvidia/tritonserver:<yy.mm>-py3
+```
+
+The `eeg2img` model is Python code that imports `eeg2img_deploy`: install it into the server's Python
+first (`pip install eeg2img-deploy`, the base install: numpy, onnxruntime, safetensors).
+{"TensorRT plans load only on the TensorRT version and GPU they were built for (see the manifest): build them in the same container." if manifest.backend is Backend.TENSORRT else ""}
+Then send requests as to `eeg2img-deploy serve`: `eeg2img-deploy client --url HOST:8000 --eeg trials.npy --subject 8 --out out/`.
+
+## Models
+
+| model | backend | precision | inputs -> outputs | max batch |
+|---|---|---|---|---|
+{rows}
+| `eeg2img` | python (BLS) | - | eeg, subject_id, seed, optional sample_index, steps, prior_steps, ip_scale -> image (uint8 HWC), image_embeds, eeg_embeds, timings_ms, batch_size | {configs[MODEL_NAME]['max_batch_size']} |
+
+`eeg2img` runs the runtime's pipeline (validation, the prior's DDPM loop with classifier-free guidance,
+the Euler-ancestral Stage II, the noise from `(seed, sample_index)`), calling the stage models above for
+every graph: the images are those of `eeg2img-deploy infer` with the same bundle, seed and trials.
+Each stage model batches dynamically; scale out with `instance_group` counts or more servers.
+"""

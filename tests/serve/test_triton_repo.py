@@ -1,0 +1,153 @@
+"""``triton-repo``: every config.pbtxt parses with Triton's ModelConfig and matches the manifest; the
+repository runs on PyTriton's bundled tritonserver (Python-backend stages, CPU) and answers what ``infer`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eeg2img_deploy.manifest import Backend, read_manifest, write_manifest
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+text_format = pytest.importorskip("google.protobuf.text_format")
+
+TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "uint8": "TYPE_UINT8"}
+SUBJECT = 8
+
+
+def parse(path: Path):
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def _write(bundle, out, **kw):
+    from eeg2img_deploy.serve.triton_repo import RepoSettings, write_repository
+
+    return write_repository(bundle, out, RepoSettings(**kw))
+
+
+def _check_against_manifest(repo: Path, manifest, precision_of):
+    axes = manifest.settings["axes"]
+    for stage in ("encoder", "prior", "unet", "vae_decoder"):
+        cfg = parse(repo / stage / "config.pbtxt")
+        a = manifest.artifact(stage, precision_of(stage))
+        assert cfg.name == stage
+        assert cfg.max_batch_size == axes[a.inputs[0].shape[0]]["max"]
+        for specs, ios in ((a.inputs, cfg.input), (a.outputs, cfg.output)):
+            assert [t.name for t in specs] == [io.name for io in ios]
+            for t, io in zip(specs, ios):
+                assert model_config_pb2.DataType.Name(io.data_type) == TYPES[t.dtype], (stage, t.name)
+                model_dims = list(io.reshape.shape) if io.HasField("reshape") else list(io.dims)
+                assert model_dims == list(t.shape[1:]), (stage, t.name)
+        assert cfg.HasField("dynamic_batching") and cfg.instance_group[0].count == 1
+
+
+def test_onnx_repository_parses_and_matches_the_manifest(tiny_bundle, tmp_path):
+    configs = _write(tiny_bundle, tmp_path / "repo")
+    manifest = read_manifest(tiny_bundle)
+    assert set(configs) == {"encoder", "prior", "unet", "vae_decoder", "eeg2img"}
+    _check_against_manifest(tmp_path / "repo", manifest, lambda s: "fp32")
+    enc = parse(tmp_path / "repo" / "encoder" / "config.pbtxt")
+    assert enc.platform == "onnxruntime_onnx" and enc.instance_group[0].kind == enc.instance_group[0].KIND_CPU
+    assert (tmp_path / "repo" / "encoder" / "1" / "model.onnx").read_bytes() == (tiny_bundle / "encoder.onnx").read_bytes()
+    top = parse(tmp_path / "repo" / "eeg2img" / "config.pbtxt")
+    assert top.backend == "python" and top.max_batch_size == 4
+    ins = {i.name: (list(i.dims), i.optional) for i in top.input}
+    assert ins["eeg"] == ([63, 250], False) and ins["seed"] == ([1], False) and ins["prior_steps"] == ([1], True)
+    assert {o.name: list(o.dims) for o in top.output}["image"] == [128, 128, 3]
+    assert (tmp_path / "repo" / "eeg2img" / "1" / "model.py").is_file()
+    assert "tritonserver --model-repository" in (tmp_path / "repo" / "README.md").read_text()
+
+
+def test_tensorrt_folder_gets_plans_on_gpu_instances(tiny_bundle, tmp_path):
+    """An engine folder of TensorRT plans (here the bundle relabelled: triton-repo only copies files)."""
+    folder = tmp_path / "engines"
+    shutil.copytree(tiny_bundle, folder)
+    manifest = read_manifest(folder)
+    write_manifest(folder, dataclasses.replace(manifest, backend=Backend.TENSORRT))
+    _write(folder, tmp_path / "repo", instances=2)
+    unet = parse(tmp_path / "repo" / "unet" / "config.pbtxt")
+    assert unet.platform == "tensorrt_plan" and unet.default_model_filename == "model.plan"
+    assert unet.instance_group[0].kind == unet.instance_group[0].KIND_GPU and unet.instance_group[0].count == 2
+    assert (tmp_path / "repo" / "unet" / "1" / "model.plan").read_bytes() == (folder / "unet.fp16.onnx").read_bytes()
+    repo_manifest = read_manifest(tmp_path / "repo" / "eeg2img" / "1")
+    assert repo_manifest.backend is Backend.TENSORRT
+    fp32_only = set(manifest.settings["fp32_only_stages"])
+    for stage in ("encoder", "prior", "unet", "vae_decoder"):  # fp16 where the folder has it
+        cfg = parse(tmp_path / "repo" / stage / "config.pbtxt")
+        a = manifest.artifact(stage, "fp32" if stage in fp32_only else "fp16")
+        assert [TYPES[t.dtype] for t in a.inputs] == [model_config_pb2.DataType.Name(i.data_type) for i in cfg.input]
+
+
+def test_a_misspelled_field_fails_the_parse():
+    from eeg2img_deploy.serve.pbtxt import Enum, render
+
+    good = render({"name": "m", "max_batch_size": 4, "instance_group": [{"count": 1, "kind": Enum("KIND_GPU")}]})
+    parse_text = text_format.Parse
+    parse_text(good, model_config_pb2.ModelConfig())
+    with pytest.raises(text_format.ParseError):
+        parse_text(good.replace("max_batch_size", "max_batch"), model_config_pb2.ModelConfig())
+    with pytest.raises(text_format.ParseError):
+        parse_text(good.replace("KIND_GPU", "KIND_GPUS"), model_config_pb2.ModelConfig())
+
+
+def test_bad_settings_are_refused(tiny_bundle, tmp_path):
+    from eeg2img_deploy.errors import ManifestError
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    with pytest.raises(ManifestError, match="--out"):
+        _write(tiny_bundle, tmp_path / "full")
+    with pytest.raises(ManifestError, match="--vae"):
+        _write(tiny_bundle, tmp_path / "r", vae="medium")
+
+
+@pytest.fixture(scope="module")
+def bundled_server(tiny_bundle, tmp_path_factory):
+    pytest.importorskip("pytriton")
+    from eeg2img_deploy.serve.process import BundledTritonProcess
+
+    work = tmp_path_factory.mktemp("triton-repo")
+    _write(tiny_bundle, work / "repo", stage_backend="python")
+    proc = BundledTritonProcess(work / "repo", work / "server", log_path=work / "tritonserver.log")
+    try:
+        proc.start()
+    except Exception:
+        print((work / "tritonserver.log").read_text(errors="replace")[-5000:])
+        raise
+    yield proc
+    proc.stop()
+
+
+def test_the_repository_runs_on_tritonserver_and_answers_what_infer_does(bundled_server, tiny_bundle, tiny_eeg):
+    from eeg2img_deploy.runtime.pipeline import Pipeline
+    from eeg2img_deploy.serve.client import Client, RequestOptions, ServingError
+
+    pipe = Pipeline.from_bundle(tiny_bundle, threads=1)
+    want = {s: pipe(tiny_eeg, SUBJECT, s, prior_steps=4) for s in (0, 5)}
+    client = Client(bundled_server.url, timeout_s=60)
+    answers, errors = [], []
+
+    def send(trial, seed, subject=SUBJECT):
+        try:
+            answers.append((trial, seed, client.infer(tiny_eeg[trial], subject, trial, RequestOptions(seed, prior_steps=4))))
+        except ServingError as e:
+            errors.append(str(e))
+
+    # six good requests and one bad one at once: the BLS model answers each request on its own
+    jobs = [threading.Thread(target=send, args=(t % 4, (0, 5)[t % 2])) for t in range(6)]
+    jobs.append(threading.Thread(target=send, args=(0, 0, 99)))
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join(timeout=120)
+    assert len(errors) == 1 and "subject id(s) [99]" in errors[0], errors
+    assert len(answers) == 6
+    for trial, seed, a in answers:
+        np.testing.assert_array_equal(a.image, want[seed].images[trial])
+        np.testing.assert_allclose(a.image_embeds, want[seed].image_embeds[trial], rtol=0, atol=1e-6)
