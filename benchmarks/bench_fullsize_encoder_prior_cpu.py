@@ -83,7 +83,7 @@ def open_pipeline(bundle: Path, threads: int | None):
     from eeg2img_deploy.runtime.ort_backend import OrtStage
     from eeg2img_deploy.runtime.pipeline import Pipeline
 
-    pipe = Pipeline.from_bundle(bundle, backend="onnxruntime", device="cpu", precision="fp32")
+    pipe = Pipeline.from_bundle(bundle, backend="onnxruntime", provider="cpu", precision="fp32")
     if threads is None:
         return pipe
     sessions = {s: OrtStage(bundle / pipe.sessions[s].artifact.file, pipe.sessions[s].artifact, threads=threads)

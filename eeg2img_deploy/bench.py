@@ -310,7 +310,7 @@ def _bench_runtime(bundle, *, backend, device, precision, vae, eeg, batch, call_
 
         used0 = _nvml_used_mb() if device != "cpu" or backend == "tensorrt" else None
         t0 = time.perf_counter()
-        pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, device=device, vae=vae, threads=threads)
+        pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=device, vae=vae, threads=threads)
         rt["load_ms"] = (time.perf_counter() - t0) * 1e3
         rt["artifacts"] = {s: {"file": sess.artifact.file, "precision": sess.artifact.precision.value}
                            for s, sess in pipe.sessions.items()}

@@ -282,7 +282,7 @@ def infer(bundle: Path, out: Path, backend: str, device: str, allow_cpu_fallback
     from .runtime.pipeline import Pipeline
 
     eeg, ids = read_eeg(kw)
-    pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, device=device, vae=vae,
+    pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=device, vae=vae,
                                 allow_cpu_fallback=allow_cpu_fallback, threads=threads)
     res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, prior_sampler=prior_sampler,
                ip_scale=ip_scale, shared_subject_token=shared_subject_token)

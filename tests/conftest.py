@@ -61,3 +61,13 @@ def tiny_bundle(tiny_layout, tiny_export_settings, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "tiny"
     export_bundle(tiny_layout, out, tiny_export_settings, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def ort_engines(tiny_bundle, tmp_path_factory):
+    """``build-engines --backend onnxruntime`` (CPU) of the tiny bundle: (folder, manifest)."""
+    from eeg2img_deploy.engines.build import build_engines
+
+    out = tmp_path_factory.mktemp("engines") / "ort"
+    manifest = build_engines(tiny_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False)
+    return out, manifest

@@ -83,7 +83,7 @@ def build_engines(
     if backend is Backend.TENSORRT:
         maker: _StageMaker = _TensorRTMaker(bundle_dir, out_dir, p, axes, Path(timing_cache or out_dir), progress)
     else:
-        maker = _OnnxRuntimeMaker(bundle_dir, out_dir, ort_provider)
+        maker = _OnnxRuntimeMaker(bundle_dir, out_dir, ort_provider, axes)
     artifacts = []
     for a in chosen:
         key, digest, file_name = maker.key(a)
@@ -287,8 +287,8 @@ class _TensorRTMaker(_StageMaker):
 
 
 class _OnnxRuntimeMaker(_StageMaker):
-    def __init__(self, bundle_dir: Path, out_dir: Path, provider: str | None) -> None:
-        self.bundle_dir, self.out_dir = bundle_dir, out_dir
+    def __init__(self, bundle_dir: Path, out_dir: Path, provider: str | None, axes: dict) -> None:
+        self.bundle_dir, self.out_dir, self.axes = bundle_dir, out_dir, axes
         self.target = ort_optimize.choose_ort_target(provider)
         self.version = ort_optimize.onnxruntime_version()
         log.info("onnxruntime %s, optimizing for %s", self.version, self.target.provider_name)
@@ -314,7 +314,7 @@ class _OnnxRuntimeMaker(_StageMaker):
         model, data = ort_optimize.optimize_model(
             self.bundle_dir / a.file, self.out_dir / file_name, self.target, external=True if a.data_file else None
         )
-        return Artifact(
+        built = Artifact(
             stage=a.stage,
             precision=a.precision,
             file=model.name,
@@ -326,12 +326,14 @@ class _OnnxRuntimeMaker(_StageMaker):
             data_sha256=sha256_file(data) if data else None,
             engine=EngineInfo(key=key, key_hash=digest),
         )
+        if self.target.provider == "tensorrt":
+            ort_optimize.warm_up_tensorrt_ep(self.out_dir, built, self.axes)
+        return built
 
     def settings(self, artifacts: list[Artifact]) -> dict[str, Any]:
         ort_settings: dict[str, Any] = {"provider": self.target.provider_name, "graph_optimization_level": self.target.level}
         if self.target.provider == "tensorrt":
-            fp16 = any(a.precision is Precision.FP16 for a in artifacts)
-            ort_settings["tensorrt_ep"] = ort_optimize.tensorrt_ep_options(fp16=fp16)
+            ort_settings["tensorrt_ep"] = ort_optimize.tensorrt_ep_options()
         return {"onnxruntime": ort_settings}
 
     def libraries(self) -> dict[str, str]:

@@ -24,14 +24,14 @@ from typing import Any
 
 from ..errors import EngineError
 from ..fileio import atomic_path, atomic_write_bytes
-from ..manifest import TensorSpec
-from ..runtime.trt_backend import (
+from ..gpu import (
     CudaDevice,
     cuda_device,
     import_cudart,
     import_tensorrt,
     make_trt_logger,
 )
+from ..manifest import TensorSpec
 from .cache_key import sm_tag
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def build_engine(
     config.progress_monitor = monitor
     start = time.perf_counter()
     with monitor, _sigint_cancels(monitor):
-        plan = builder.build_serialized_network(network, config)
+        plan = _build_in_thread(builder, network, config)
     seconds = time.perf_counter() - start
     if plan is None:
         if monitor.cancelled:
@@ -195,13 +195,41 @@ def _add_profile(builder: Any, network: Any, config: Any, profile: dict[str, dic
         raise EngineError(f"{stage}: TensorRT rejected the optimization profile {profile}")
 
 
+def _build_in_thread(builder: Any, network: Any, config: Any) -> Any:
+    """``build_serialized_network`` on a worker thread while this one waits in Python.
+
+    The build is C++ and calls the progress monitor from its own threads; a Python signal handler
+    runs only on the main thread and only between bytecodes, so with the build on the main thread a
+    Ctrl-C would be handled only after the build. Here the main thread keeps running Python (a short
+    join loop), so Ctrl-C sets ``monitor.cancelled`` at once and the next ``step_complete`` stops it.
+    """
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            result.append(builder.build_serialized_network(network, config))
+        except BaseException as e:  # re-raised on the calling thread
+            failure.append(e)
+
+    worker = threading.Thread(target=build, name="tensorrt-build", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 def _load_timing_cache(config: Any, path: Path | None) -> Any:
+    """The timing cache from ``path`` (created when missing); an unreadable or foreign one is replaced."""
     if path is None:
         return None
     data = path.read_bytes() if path.is_file() else b""
-    cache = config.create_timing_cache(data)
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        log.warning("timing cache %s does not match this TensorRT/GPU; starting an empty one", path)
+    cache = config.create_timing_cache(data)  # None when the bytes are not a timing cache
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        why = "is not a readable timing cache" if cache is None else "does not match this TensorRT/GPU"
+        log.warning("timing cache %s %s; starting an empty one (it is rewritten after the build)", path, why)
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, ignore_mismatch=False)
     return cache

@@ -1,20 +1,24 @@
 """onnxruntime backend: one InferenceSession per stage on the CPU, CUDA or TensorRT execution provider.
 
-onnxruntime-gpu quietly falls back to the CPU when its CUDA libraries are missing; here that is an
-error unless the caller allowed the CPU, and then it is a loud warning.
+onnxruntime-gpu quietly falls back to a lesser provider when the libraries of the one asked for are
+missing (TensorRT EP -> CUDA -> CPU); here that is an error unless the caller allowed it, and then a
+loud warning that names the provider actually running.
+
+On a GPU provider the stage runs through I/O binding: host inputs are copied once, and outputs can
+stay on the device as ``OrtValue``s that the next stage binds directly (no host round trip).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, EngineError
-from ..manifest import Artifact, TensorSpec
+from ..manifest import Artifact, Precision, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -23,24 +27,95 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+GPU_INSTALL = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'eeg2img-deploy[gpu]'"
+
+# CUDA EP options (onnxruntime's CUDA-ExecutionProvider docs). cuDNN's EXHAUSTIVE search (the default)
+# benchmarks every convolution algorithm at each new input shape, seconds for the UNet; the runtime
+# meets a new shape at each chunk size, so HEURISTIC. One arena growth per request, not powers of two.
+CUDA_EP_OPTIONS = {
+    "device_id": "0",
+    "cudnn_conv_algo_search": "HEURISTIC",
+    "cudnn_conv_use_max_workspace": "1",
+    "arena_extend_strategy": "kSameAsRequested",
+    "do_copy_in_default_stream": "1",
+}
 
 
-def _providers(device: str, trt_options: dict[str, Any] | None) -> list:
-    if device not in PROVIDERS:
-        raise ValueError(f"onnxruntime device must be one of {sorted(PROVIDERS)}, got {device!r}")
-    names = PROVIDERS[device]
-    return [(n, trt_options) if n == "TensorrtExecutionProvider" and trt_options else n for n in names]
+def _installed(dist: str) -> bool:
+    try:
+        metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def missing_provider_message(provider: str, available: list[str]) -> str:
+    """Why this onnxruntime has no provider for ``provider`` ("cuda"/"tensorrt"), and the fix."""
+    if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
+        why = ("both onnxruntime and onnxruntime-gpu are installed; they share one module and the CPU one "
+               f"won (microsoft/onnxruntime#26996): `{GPU_INSTALL}`")  # fmt: skip
+    else:
+        why = f"install onnxruntime-gpu instead of onnxruntime on a CUDA machine: `{GPU_INSTALL}`"
+    return f"no CUDA: this onnxruntime has no {PROVIDERS[provider][0]} (it has {available}); {why}"
+
+
+def check_provider(provider: str, allow_cpu_fallback: bool) -> str:
+    """The provider that will really run: ``provider``, or "cpu" when it is missing and the CPU is allowed."""
+    if provider not in PROVIDERS:
+        raise ValueError(f"onnxruntime provider must be one of {sorted(PROVIDERS)}, got {provider!r}")
+    if provider == "cpu":
+        return provider
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if PROVIDERS[provider][0] in available:
+        return provider
+    message = missing_provider_message(provider, available)
+    if not allow_cpu_fallback:
+        raise BackendUnavailableError(message + " (or pass --provider cpu / --allow-cpu-fallback)")
+    log.warning("RUNNING ON THE CPU: %s", message)
+    return "cpu"
+
+
+def profile_shapes(artifact: Artifact, axes: dict[str, dict[str, int]]) -> dict[str, str]:
+    """The TensorRT EP's explicit profile (``trt_profile_{min,opt,max}_shapes``, "name:1x2x3,...") from the
+    manifest's axis ranges, so it builds one engine for the whole range instead of one per new shape."""
+    out = {}
+    for which in ("min", "opt", "max"):
+        parts = []
+        for t in artifact.inputs:
+            dims = [str(axes[d][which]) if isinstance(d, str) else str(d) for d in t.shape]
+            parts.append(f"{t.name}:{'x'.join(dims)}")
+        out[f"trt_profile_{which}_shapes"] = ",".join(parts)
+    return out
+
+
+def trt_ep_options(common: dict[str, Any], artifact: Artifact, axes: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """The recorded TensorRT EP options for one session: fp16 only for an fp16 graph (the fp32-only VAE
+    overflows in fp16), the profile of this artifact's inputs."""
+    opts = {k: v for k, v in common.items() if k != "trt_fp16_enable"}
+    opts["trt_fp16_enable"] = artifact.precision is Precision.FP16
+    if any(isinstance(d, str) for t in artifact.inputs for d in t.shape):
+        opts.update(profile_shapes(artifact, axes))
+    return opts
+
+
+def _providers(provider: str, trt_options: dict[str, Any] | None) -> list:
+    names = PROVIDERS[provider]
+    options = {"TensorrtExecutionProvider": trt_options, "CUDAExecutionProvider": CUDA_EP_OPTIONS}
+    return [(n, options[n]) if options.get(n) else n for n in names]
 
 
 class OrtStage:
     """A :class:`~.backend.StageSession` over one ONNX file."""
 
-    def __init__(self, path: Path, artifact: Artifact, *, device: str = "cpu", allow_cpu_fallback: bool = False,
+    def __init__(self, path: Path, artifact: Artifact, *, provider: str = "cpu", allow_cpu_fallback: bool = False,
                  trt_options: dict[str, Any] | None = None, threads: int | None = None):
         import onnxruntime as ort
 
         self.artifact = artifact
-        self.device = device
+        provider = check_provider(provider, allow_cpu_fallback)
+        self.provider = provider
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -48,29 +123,21 @@ class OrtStage:
         # Four sessions run one after another: a pool that spins after its call keeps a core busy while the
         # next session runs (the 50-step prior took 375 ms with spinning, 225 ms without, on 2 cores).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        wanted = _providers(device, trt_options)
-        available = ort.get_available_providers()
-        missing = device != "cpu" and PROVIDERS[device][0] not in available
-        if missing:
-            self._fallback(f"this onnxruntime has no {PROVIDERS[device][0]} (it has {available}): "
-                           "install onnxruntime-gpu (`pip install 'eeg2img-deploy[gpu]'`) on a CUDA machine", allow_cpu_fallback)
-            wanted = ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=wanted)
+            self.session = ort.InferenceSession(str(path), opts, providers=_providers(provider, trt_options))
         except Exception as e:  # onnxruntime raises its own exception types
             raise EngineError(f"onnxruntime cannot load {path.name} ({artifact.stage}): {e}") from e
         active = self.session.get_providers()
-        if device != "cpu" and not missing and active[0] != PROVIDERS[device][0]:  # one warning per stage
-            self._fallback(f"onnxruntime could not start {PROVIDERS[device][0]} for {artifact.stage} (active: {active}); "
-                           "check the CUDA/cuDNN libraries onnxruntime-gpu needs", allow_cpu_fallback)
-        self._use_binding = active[0] != "CPUExecutionProvider"
+        self.active = active[0]
+        if active[0] != PROVIDERS[provider][0]:  # one warning per stage, naming what really runs
+            message = (f"onnxruntime could not start {PROVIDERS[provider][0]} for {artifact.stage}; it runs on "
+                       f"{active[0]} (check the CUDA/cuDNN/TensorRT libraries onnxruntime-gpu needs)")  # fmt: skip
+            if not allow_cpu_fallback:
+                raise BackendUnavailableError(message + " (or pass --allow-cpu-fallback)")
+            log.warning("%s%s", "RUNNING ON THE CPU: " if active[0] == "CPUExecutionProvider" else "", message)
+        self._on_gpu = active[0] != "CPUExecutionProvider"
         self._out_names = [t.name for t in artifact.outputs]
-
-    @staticmethod
-    def _fallback(message: str, allowed: bool) -> None:
-        if not allowed:
-            raise BackendUnavailableError(message + " (or pass --device cpu / allow_cpu_fallback=True)")
-        log.warning("RUNNING ON THE CPU: %s", message)
+        self._resident: dict[str, Any] = {}
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -80,23 +147,32 @@ class OrtStage:
     def outputs(self) -> tuple[TensorSpec, ...]:
         return self.artifact.outputs
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if not self._use_binding:
+    def set_resident(self, name: str, value: np.ndarray) -> None:
+        """An input that stays the same for the next runs: copied to the device once, then left out of their feeds."""
+        if self._on_gpu:
+            import onnxruntime as ort
+
+            self._resident[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", 0)
+        else:
+            self._resident[name] = value
+
+    def run(self, feeds: dict[str, Any], *, keep_on_device: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Run once. ``feeds``: numpy arrays or (on a GPU provider) device ``OrtValue``s from another stage;
+        outputs named in ``keep_on_device`` stay on the device as ``OrtValue``s (on the CPU: numpy)."""
+        feeds = {**self._resident, **feeds}
+        if not self._on_gpu:
             return dict(zip(self._out_names, self.session.run(self._out_names, feeds)))
-        # On a GPU provider, I/O binding copies inputs once and lets onnxruntime place outputs.
         binding = self.session.io_binding()
-        for name, arr in feeds.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(arr))
+        for name, value in feeds.items():
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))  # one host-to-device copy
+            else:
+                binding.bind_ortvalue_input(name, value)  # already on the device
         for name in self._out_names:
-            binding.bind_output(name, "cpu")
+            binding.bind_output(name, "cuda" if name in keep_on_device else "cpu")
         self.session.run_with_iobinding(binding)
-        return dict(zip(self._out_names, binding.copy_outputs_to_cpu()))
+        values = binding.get_outputs()
+        return {n: v if n in keep_on_device else v.numpy() for n, v in zip(self._out_names, values)}
 
     def close(self) -> None:
         self.session = None
-
-
-def time_call(fn, *args) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, (time.perf_counter() - t0) * 1e3

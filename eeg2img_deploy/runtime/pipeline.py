@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from .images import to_uint8
 from .noise import NoiseSource
 from .prior_solvers import get_prior_sampler
 from .schedulers import EulerAncestral
+from .sessions import open_sessions
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +48,11 @@ class _Timed:
         self.session = session
         self.counter = counter
 
-    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, feeds: dict[str, Any], **kw: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
-        out = self.session.run(feeds)
+        out = self.session.run(feeds, **kw)
         self.counter[0] += (time.perf_counter() - t0) * 1e3
         return out
-
-
-def _open_session(folder: Path, manifest: Manifest, artifact, backend: str, device: str, allow_cpu_fallback: bool,
-                  threads: int | None):
-    if backend == "tensorrt":
-        from .trt_backend import open_tensorrt_stage
-
-        return open_tensorrt_stage(folder, artifact)
-    from .ort_backend import OrtStage
-
-    trt_options = None
-    if device == "tensorrt":  # the TensorRT EP settings build-engines recorded; its engine cache lives in the folder
-        trt_options = dict(manifest.settings.get("onnxruntime", {}).get("tensorrt_ep", {}))
-        for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
-            if key in trt_options:
-                trt_options[key] = str(folder / trt_options[key])
-    return OrtStage(folder / artifact.file, artifact, device=device, allow_cpu_fallback=allow_cpu_fallback,
-                    threads=threads, trt_options=trt_options or None)
 
 
 def _check_backend(manifest: Manifest, backend: str, folder: Path) -> None:
@@ -83,8 +67,9 @@ def _check_backend(manifest: Manifest, backend: str, folder: Path) -> None:
 
 class Pipeline:
     def __init__(self, manifest: Manifest, constants: dict[str, np.ndarray], sessions: dict[str, StageSession],
-                 *, folder: Path, vae: str):
+                 *, folder: Path, vae: str, stream: Any = None):
         self.manifest = manifest
+        self._stream = stream  # the CUDA stream the TensorRT stages share (closed last)
         self.constants = constants
         self.sessions = sessions
         self.folder = folder
@@ -103,13 +88,14 @@ class Pipeline:
         *,
         backend: str = "onnxruntime",
         precision: str | Precision | None = None,
-        device: str = "cpu",
+        provider: str = "cpu",
         vae: str = "full",
         allow_cpu_fallback: bool = False,
         threads: int | None = None,
     ) -> Pipeline:
-        """Open an export bundle or an engine folder. ``precision`` defaults to fp16 on a GPU, fp32 on the CPU.
+        """Open an export bundle or an engine folder with ``backend`` (onnxruntime on ``provider``, or TensorRT).
 
+        ``precision`` None: per stage, fp16 on a GPU where the folder has it, else fp32 (see :mod:`.sessions`).
         ``threads``: onnxruntime intra-op threads per session (default: one per core).
         """
         from safetensors.numpy import load_file
@@ -124,20 +110,17 @@ class Pipeline:
         if missing:
             hint = " (export with a TAESDXL folder: weights/taesdxl or --taesd)" if "taesd_decoder" in missing else ""
             raise ManifestError(f"{folder} lacks stage(s) {missing}{hint}: export the bundle again")
-        precision = Precision(precision or ("fp32" if device == "cpu" and backend == "onnxruntime" else "fp16"))
-        fp32_only = set(manifest.settings.get("fp32_only_stages", []))
-        chosen = {s: manifest.artifact(s, Precision.FP32 if s in fp32_only else precision) for s in stages}
         verify_files(folder, manifest, stages)
         constants = load_file(str(folder / manifest.constants_file))
-        sessions = {
-            s: _open_session(folder, manifest, a, backend, device, allow_cpu_fallback, threads) for s, a in chosen.items()
-        }
-        log.info("opened %s (%s, %s): %s", folder, backend, precision.value, ", ".join(f"{s}={a.file}" for s, a in chosen.items()))
-        return cls(manifest, constants, sessions, folder=folder, vae=vae)
+        sessions, stream = open_sessions(folder, manifest, stages, backend=backend, precision=precision,
+                                         provider=provider, allow_cpu_fallback=allow_cpu_fallback, threads=threads)  # fmt: skip
+        return cls(manifest, constants, sessions, folder=folder, vae=vae, stream=stream)
 
     # ---- helpers ----------------------------------------------------------------------------------
-    def _cast(self, stage: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {t.name: np.ascontiguousarray(feeds[t.name], dtype=t.dtype) for t in self.sessions[stage].inputs}
+    def _cast(self, stage: str, feeds: dict[str, Any]) -> dict[str, Any]:
+        """Host arrays in the stage's dtypes; device tensors (another stage's output) pass as they are."""
+        return {t.name: np.ascontiguousarray(feeds[t.name], dtype=t.dtype) if isinstance(feeds[t.name], np.ndarray)
+                or np.isscalar(feeds[t.name]) else feeds[t.name] for t in self.sessions[stage].inputs if t.name in feeds}  # fmt: skip
 
     def _call(self, stage: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         out = next(iter(self._run[stage](self._cast(stage, feeds)).values()))
@@ -188,6 +171,11 @@ class Pipeline:
             "image_embeds": image_embeds,
             "ip_scale": np.full(b, ip_scale, np.float32),
         }
+        unet = self.sessions["unet"]
+        if hasattr(unet, "set_resident"):  # a GPU backend: the fixed inputs go to the device once per chunk
+            for name, value in self._cast("unet", fixed).items():
+                unet.set_resident(name, value)
+            fixed = {}
         for i, t in enumerate(euler.timesteps):
             feeds = {**fixed, "sample": euler.scale_input(latents, i), "timestep": np.full(b, t, np.float32)}
             latents = euler.step(self._call("unet", feeds), i, latents, noise)
@@ -254,6 +242,9 @@ class Pipeline:
     def close(self) -> None:
         for s in self.sessions.values():
             s.close()
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
 
 def _per_trial(value, n: int, what: str) -> np.ndarray:

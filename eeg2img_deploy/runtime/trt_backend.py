@@ -1,46 +1,52 @@
-"""The TensorRT backend: one serialized engine per stage, run by tensor name on one CUDA stream.
-
-CUDA binding: cuda-python (``cuda.bindings.runtime``; ``from cuda import cudart`` before cuda-python
-12.6). It is NVIDIA's own thin 1:1 binding of the CUDA runtime API, the one TensorRT's samples use,
-a small wheel in the ``[tensorrt]`` extra, and it exposes stream capture and CUDA graphs directly.
-pycuda needs a compiler and manages contexts implicitly (``autoinit``); cupy is a 100+ MB array
-library for what here is malloc, memcpy and a stream.
+"""The TensorRT backend: one serialized engine per stage, run by tensor name on a CUDA stream.
 
 Before anything touches TensorRT, :func:`check_engine_compatible` compares the engine's recorded
 TensorRT version and GPU compute capability with this machine (a plan loads only on the exact
-TensorRT version and GPU architecture it was built for), and :func:`cuda_device` checks that a CUDA
-device exists at all (``trt.Runtime`` is created happily without one and fails later).
+TensorRT version and GPU architecture it was built for), and :func:`~..gpu.cuda_device` checks that
+a usable CUDA device exists (``trt.Runtime`` is created happily without one and fails later).
+
+How a stage runs (as NVIDIA's ``samples/python/common_runtime.py`` and ``demo/Diffusion`` do):
+* every I/O buffer is allocated once, at the profile's largest shapes, and bound once, so nothing is
+  allocated while running (or while capturing a CUDA graph) and graphs stay valid;
+* host data goes through page-locked (pinned) staging buffers, the only memory ``cudaMemcpyAsync``
+  is asynchronous with; the stream is synchronized before a download is read;
+* a batch below the profile's minimum (a static ``jetson-orin`` profile, or a partial last chunk) is
+  padded to it and the padding rows are dropped from the outputs;
+* with CUDA graphs, a graph is captured on the second run at the same shapes (the first enqueue at
+  new shapes sets TensorRT up, which allocates) and replayed while the shapes stay; a shape change
+  drops it (the context re-plans); a failed capture runs the work eagerly and stops capturing;
+* inputs may be :class:`~..gpu.DeviceTensor`s (another stage's output on the same stream, copied
+  device to device) and outputs can stay on the device: a chain of stages never visits the host.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, EngineError, ManifestError
-from ..manifest import Artifact, TensorSpec, read_manifest
+from ..errors import EngineError, ManifestError
+from ..gpu import (
+    DeviceBuffer,
+    DeviceTensor,
+    PinnedBuffer,
+    cuda_call,
+    cuda_device,
+    handle,
+    import_cudart,
+    import_tensorrt,
+    make_trt_logger,
+)
+from ..manifest import Artifact, TensorSpec
 
 log = logging.getLogger(__name__)
-
-PIP_HINT = "pip install 'eeg2img-deploy[tensorrt]'"
 
 # Every TensorRT name this module uses (checked against the real bindings by
 # tests/engines/test_tensorrt_api_names.py, for TensorRT 10.3 and 11.x).
 TRT_API_USED = (
     "__version__",
-    "ILogger",
-    "ILogger.__init__",
-    "ILogger.log",
-    "ILogger.Severity",
-    "Severity.INTERNAL_ERROR",
-    "Severity.ERROR",
-    "Severity.WARNING",
-    "Severity.INFO",
-    "Severity.VERBOSE",
     "Runtime",
     "Runtime.deserialize_cuda_engine",
     "TensorIOMode",
@@ -50,99 +56,16 @@ TRT_API_USED = (
     "ICudaEngine.get_tensor_name",
     "ICudaEngine.get_tensor_mode",
     "ICudaEngine.get_tensor_dtype",
+    "ICudaEngine.get_tensor_profile_shape",
     "ICudaEngine.create_execution_context",
     "ICudaEngine.weight_streaming_budget_v2",
     "IExecutionContext.set_input_shape",
-    "IExecutionContext.all_binding_shapes_specified",
     "IExecutionContext.infer_shapes",
     "IExecutionContext.get_tensor_shape",
     "IExecutionContext.set_tensor_address",
     "IExecutionContext.execute_async_v3",
 )
-
-
-# ---- imports and the machine ------------------------------------------------------------------------
-def import_tensorrt() -> Any:
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise BackendUnavailableError(
-            f"TensorRT is not installed ({e}): on a machine with an NVIDIA GPU run `{PIP_HINT}`, "
-            "or use --backend onnxruntime"
-        ) from e
-    return trt
-
-
-def import_cudart() -> Any:
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError as e:
-            raise BackendUnavailableError(
-                f"the CUDA Python bindings are not installed ({e}): run `{PIP_HINT}` (it installs cuda-python)"
-            ) from e
-    return cudart
-
-
-def cuda_call(cudart: Any, result: Any, what: str) -> Any:
-    """cuda-python returns ``(err, *values)``; raise on an error, return the value(s)."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        _, text = cudart.cudaGetErrorString(err)
-        text = text.decode() if isinstance(text, bytes) else str(text)
-        raise EngineError(f"CUDA call {what} failed: {text} ({int(err)})")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-@dataclass(frozen=True)
-class CudaDevice:
-    index: int
-    name: str
-    compute_capability: str  # "8.7"
-    total_bytes: int
-    free_bytes: int
-
-
-def cuda_device(cudart: Any | None = None, index: int = 0) -> CudaDevice:
-    """The CUDA device, or a clear error when there is none (checked before any TensorRT object)."""
-    cudart = cudart or import_cudart()
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or count == 0:
-        _, text = cudart.cudaGetErrorString(err)
-        text = text.decode() if isinstance(text, bytes) else str(text)
-        raise BackendUnavailableError(
-            f"no CUDA GPU found (cudaGetDeviceCount: {text if int(err) else '0 devices'}): TensorRT engines "
-            "need an NVIDIA GPU with its driver; use --backend onnxruntime on this machine"
-        )
-    props = cuda_call(cudart, cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
-    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    free, total = cuda_call(cudart, cudart.cudaMemGetInfo(), "cudaMemGetInfo")
-    return CudaDevice(index, name.rstrip("\x00"), f"{props.major}.{props.minor}", int(total), int(free))
-
-
-def make_trt_logger(trt: Any, sink: list[str] | None = None) -> Any:
-    """A TensorRT logger that forwards to :mod:`logging` and keeps errors for the exception message."""
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = sink if sink is not None else []
-
-        def log(self, severity: Any, msg: str) -> None:
-            S = trt.ILogger.Severity
-            if severity in (S.INTERNAL_ERROR, S.ERROR):
-                self.errors.append(msg)
-                log.error("TensorRT: %s", msg)
-            elif severity == S.WARNING:
-                log.warning("TensorRT: %s", msg)
-            elif severity == S.INFO:
-                log.debug("TensorRT: %s", msg)
-
-    return _Logger()
+Shapes = tuple[tuple[str, tuple[int, ...]], ...]
 
 
 # ---- compatibility ---------------------------------------------------------------------------------
@@ -166,9 +89,32 @@ def check_engine_compatible(artifact: Artifact, tensorrt_version: str, compute_c
         )
 
 
+# ---- the stream several stages share -----------------------------------------------------------------
+class CudaStream:
+    """One CUDA stream; stages chained on it need no synchronization between them."""
+
+    def __init__(self, cudart: Any | None = None) -> None:
+        self.cudart = cudart or import_cudart()
+        self.stream = cuda_call(self.cudart, self.cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.handle = handle(self.stream)
+
+    def synchronize(self) -> None:
+        cuda_call(self.cudart, self.cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+
+    def copy(self, dst: int, src: int, nbytes: int, kind: str) -> None:
+        k = getattr(self.cudart.cudaMemcpyKind, f"cudaMemcpy{kind}")
+        cuda_call(self.cudart, self.cudart.cudaMemcpyAsync(dst, src, nbytes, k, self.stream), f"cudaMemcpyAsync {kind}")
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.cudart.cudaStreamSynchronize(self.stream)
+            self.cudart.cudaStreamDestroy(self.stream)
+            self.stream = None
+
+
 # ---- the stage -------------------------------------------------------------------------------------
 class TensorRTStage:
-    """One engine, one execution context, one stream. Buffers grow only when a bigger shape comes."""
+    """One engine, one execution context, buffers at the profile's largest shapes, a (shared) stream."""
 
     def __init__(
         self,
@@ -178,13 +124,15 @@ class TensorRTStage:
         bundle_hint: str = "<bundle folder>",
         cuda_graph: bool = False,
         weight_streaming_budget_bytes: int | None = None,
+        stream: CudaStream | None = None,
     ) -> None:
         self.artifact = artifact
+        self._cudart = None
         trt = import_tensorrt()
         cudart = import_cudart()
         device = cuda_device(cudart)  # before trt.Runtime: without a GPU it is created and crashes later
         check_engine_compatible(artifact, trt.__version__, device.compute_capability, bundle_hint)
-        self._trt, self._cudart = trt, cudart
+        self._cudart = cudart
         self._errors: list[str] = []
         self._logger = make_trt_logger(trt, self._errors)
         self._runtime = trt.Runtime(self._logger)
@@ -197,17 +145,23 @@ class TensorRTStage:
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise EngineError(f"TensorRT could not create an execution context for {plan_path}: {'; '.join(self._errors)}")
-        self._names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        self._input_names = [n for n in self._names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self._output_names = [n for n in self._names if n not in self._input_names]
-        self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in self._names}
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        self._inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._outputs = [n for n in names if n not in self._inputs]
+        self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
         self._check_io_matches_manifest()
-        self._stream = cuda_call(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
-        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
+        self._profile = {n: [tuple(s) for s in self._engine.get_tensor_profile_shape(n, 0)] for n in self._inputs}
+        self._own_stream = stream is None
+        self._stream = stream or CudaStream(cudart)
+        self._device: dict[str, DeviceBuffer] = {}
+        self._pinned: dict[str, PinnedBuffer] = {}
+        self._allocate()
         self._use_graph = cuda_graph
-        self._graph: tuple[Any, Any] | None = None  # (graph, graph exec) for self._graph_shapes
-        self._graph_shapes: dict[str, tuple[int, ...]] | None = None
-        self._last_shapes: dict[str, tuple[int, ...]] | None = None
+        self._graph: tuple[Shapes, Any] | None = None  # (input shapes, graph exec)
+        self._last_key: Shapes | None = None  # the shapes of the last eager enqueue
+        self._uploads_pending = False
+        self._resident: dict[str, np.ndarray] = {}  # inputs fixed across runs, and the padded shape uploaded
+        self._resident_at: dict[str, tuple[int, ...]] = {}
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -217,114 +171,178 @@ class TensorRTStage:
     def outputs(self) -> tuple[TensorSpec, ...]:
         return self.artifact.outputs
 
+    @property
+    def stream(self) -> CudaStream:
+        return self._stream
+
     def _check_io_matches_manifest(self) -> None:
         want = {t.name: np.dtype(t.dtype) for t in (*self.artifact.inputs, *self.artifact.outputs)}
-        have = dict(self._dtypes)
-        if want != have:
+        if want != self._dtypes:
             raise EngineError(
-                f"engine {self.artifact.file} has I/O {sorted((k, str(v)) for k, v in have.items())}, "
+                f"engine {self.artifact.file} has I/O {sorted((k, str(v)) for k, v in self._dtypes.items())}, "
                 f"manifest.json says {sorted((k, str(v)) for k, v in want.items())}: the folder is inconsistent; "
                 "build the engines again"
             )
 
-    # ---- buffers --------------------------------------------------------------------------------
-    def _buffer(self, name: str, nbytes: int) -> int:
-        ptr, cap = self._buffers.get(name, (0, 0))
-        if nbytes > cap:
-            if ptr:
-                cuda_call(self._cudart, self._cudart.cudaFree(ptr), "cudaFree")
-            ptr = cuda_call(self._cudart, self._cudart.cudaMalloc(max(nbytes, 1)), f"cudaMalloc({nbytes}) for {name}")
-            self._buffers[name] = (int(ptr), nbytes)
-            self._drop_graph()  # the captured graph points at the old buffer
-        return self._buffers[name][0]
+    def _allocate(self) -> None:
+        """Device and pinned buffers for the largest shapes, bound once (graphs keep these addresses)."""
+        largest = {n: self._profile[n][2] for n in self._inputs}
+        out = self._set_shapes(largest)
+        for name, shape in (*largest.items(), *out.items()):
+            nbytes = int(np.prod(shape, dtype=np.int64)) * self._dtypes[name].itemsize
+            self._device[name] = DeviceBuffer(self._cudart, nbytes, f"{self.artifact.stage}/{name}")
+            self._pinned[name] = PinnedBuffer(self._cudart, nbytes, f"{self.artifact.stage}/{name}")
+            self._context.set_tensor_address(name, self._device[name].ptr)
 
-    # ---- run ------------------------------------------------------------------------------------
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = [n for n in self._input_names if n not in feeds]
-        if missing:
-            raise ValueError(f"{self.artifact.stage}: missing inputs {missing}; it takes {self._input_names}")
-        cudart = self._cudart
-        shapes: dict[str, tuple[int, ...]] = {}
-        for name in self._input_names:
-            arr = feeds[name]
-            if arr.dtype != self._dtypes[name]:
-                raise ValueError(f"{self.artifact.stage}: input {name!r} is {arr.dtype}, the engine takes {self._dtypes[name]}")
-            shapes[name] = tuple(arr.shape)
-            if not self._context.set_input_shape(name, shapes[name]):
+    def _set_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        for name, shape in shapes.items():
+            if not self._context.set_input_shape(name, shape):
+                lo, _, hi = self._profile[name]
                 raise EngineError(
-                    f"{self.artifact.stage}: input {name!r} shape {shapes[name]} is outside the engine's profile "
-                    f"({'; '.join(self._errors[-1:]) or 'see the TensorRT log'}); build engines with a larger --max-batch"
+                    f"{self.artifact.stage}: input {name!r} shape {shape} is outside the engine's profile {lo}..{hi} "
+                    f"({'; '.join(self._errors[-1:]) or 'see the TensorRT log'}): rebuild the engines with "
+                    "`eeg2img-deploy build-engines --max-batch N` for a larger batch (or export the bundle again for "
+                    "another image size)"
                 )
         unresolved = self._context.infer_shapes()
-        if unresolved or not self._context.all_binding_shapes_specified:
+        if unresolved:
             raise EngineError(f"{self.artifact.stage}: TensorRT could not infer the shapes of {list(unresolved)}")
-        out_shapes = {n: tuple(self._context.get_tensor_shape(n)) for n in self._output_names}
-        for name in self._names:
-            shape = shapes.get(name) or out_shapes[name]
+        out = {n: tuple(self._context.get_tensor_shape(n)) for n in self._outputs}
+        for name, shape in out.items():
             if any(d < 0 for d in shape):
                 raise EngineError(f"{self.artifact.stage}: output {name!r} has a data-dependent shape {shape}")
-            ptr = self._buffer(name, int(np.prod(shape, dtype=np.int64)) * self._dtypes[name].itemsize)
-            self._context.set_tensor_address(name, ptr)
-        h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        for name in self._input_names:
-            arr = np.ascontiguousarray(feeds[name])
-            cuda_call(cudart, cudart.cudaMemcpyAsync(self._buffers[name][0], arr.ctypes.data, arr.nbytes, h2d, self._stream), "cudaMemcpyAsync")
-        self._execute(shapes)
-        results: dict[str, np.ndarray] = {}
-        d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        for name in self._output_names:
-            out = np.empty(out_shapes[name], dtype=self._dtypes[name])
-            cuda_call(cudart, cudart.cudaMemcpyAsync(out.ctypes.data, self._buffers[name][0], out.nbytes, d2h, self._stream), "cudaMemcpyAsync")
-            results[name] = out
-        cuda_call(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-        return results
+        return out
 
-    def _execute(self, shapes: dict[str, tuple[int, ...]]) -> None:
-        cudart = self._cudart
-        if self._use_graph and self._graph is not None and shapes == self._graph_shapes:
-            cuda_call(cudart, cudart.cudaGraphLaunch(self._graph[1], self._stream), "cudaGraphLaunch")
+    # ---- run ------------------------------------------------------------------------------------
+    def set_resident(self, name: str, value: np.ndarray) -> None:
+        """An input that stays the same for the next runs: uploaded once, then left out of their feeds."""
+        self._resident[name] = np.ascontiguousarray(value)
+        self._resident_at.pop(name, None)
+
+    def run(self, feeds: dict[str, Any], *, keep_on_device: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Run once. ``feeds``: numpy arrays or DeviceTensors; outputs named in ``keep_on_device`` come back
+        as DeviceTensors (valid until this stage runs again), the others as numpy arrays."""
+        feeds = {**self._resident, **feeds}
+        missing = [n for n in self._inputs if n not in feeds]
+        if missing:
+            raise ValueError(f"{self.artifact.stage}: missing inputs {missing}; it takes {self._inputs}")
+        for name in self._inputs:
+            if np.dtype(feeds[name].dtype) != self._dtypes[name]:
+                raise ValueError(f"{self.artifact.stage}: input {name!r} is {feeds[name].dtype}, the engine takes {self._dtypes[name]}")
+        shapes, rows = self._padded_shapes({n: tuple(feeds[n].shape) for n in self._inputs})
+        out_shapes = self._set_shapes(shapes)
+        if self._uploads_pending and any(isinstance(feeds[n], np.ndarray) for n in self._inputs):
+            self._stream.synchronize()  # the pinned staging buffers are still being read by the last upload
+        for name in self._inputs:
+            value = feeds[name]
+            if value is self._resident.get(name):
+                if self._resident_at.get(name) == shapes[name]:
+                    continue  # still in the input buffer from an earlier run
+                self._resident_at[name] = shapes[name]
+            self._upload(name, value, shapes[name])
+        self._execute(tuple(sorted(shapes.items())))
+        results: dict[str, Any] = {}
+        host = [n for n in self._outputs if n not in keep_on_device]
+        for name in self._outputs:
+            shape = self._unpadded(out_shapes[name], rows)
+            if name in keep_on_device:
+                results[name] = DeviceTensor(self._device[name].ptr, shape, self._dtypes[name])
+            else:
+                nbytes = int(np.prod(shape, dtype=np.int64)) * self._dtypes[name].itemsize
+                self._stream.copy(self._pinned[name].ptr, self._device[name].ptr, nbytes, "DeviceToHost")
+        self._uploads_pending = not host
+        if host:
+            self._stream.synchronize()  # before reading a download
+            for name in host:
+                results[name] = self._pinned[name].view(self._unpadded(out_shapes[name], rows), self._dtypes[name]).copy()
+        return {n: results[n] for n in self._outputs}
+
+    def _padded_shapes(self, shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, tuple[int, ...]], tuple[int, int] | None]:
+        """Pad the batch axis up to the profile's minimum (static profiles); (real, padded) rows or None."""
+        rows = None
+        out = dict(shapes)
+        for name, shape in shapes.items():
+            lo = self._profile[name][0]
+            if shape and len(lo) == len(shape) and shape[0] < lo[0]:
+                out[name] = (lo[0], *shape[1:])
+                rows = rows or (shape[0], lo[0])
+        return out, rows
+
+    @staticmethod
+    def _unpadded(shape: tuple[int, ...], rows: tuple[int, int] | None) -> tuple[int, ...]:
+        if rows is None or not shape:
+            return shape
+        real, padded = rows
+        return (shape[0] * real // padded, *shape[1:])
+
+    def _upload(self, name: str, value: Any, padded: tuple[int, ...]) -> None:
+        dst = self._device[name].ptr
+        if isinstance(value, DeviceTensor):
+            self._stream.copy(dst, value.ptr, value.nbytes, "DeviceToDevice")
+            row = value.nbytes // max(value.shape[0], 1) if value.shape else 0
+            for i in range(value.shape[0] if value.shape else 0, padded[0] if padded else 0):  # pad: repeat the last row
+                self._stream.copy(dst + i * row, value.ptr + value.nbytes - row, row, "DeviceToDevice")
             return
-        if self._use_graph and shapes == self._last_shapes and self._capture(shapes):
+        staging = self._pinned[name].view(padded, self._dtypes[name])
+        if value.ndim == 0 or len(value) == padded[0]:
+            staging[...] = value
+        else:  # pad: repeat the last row (real data, so no NaN or overflow in the padding)
+            staging[: len(value)], staging[len(value) :] = value, value[-1]
+        self._stream.copy(dst, self._pinned[name].ptr, staging.nbytes, "HostToDevice")
+
+    def _execute(self, key: Shapes) -> None:
+        """Eagerly, or by replaying the graph of these shapes. A graph is valid only while the context has
+        enqueued nothing at other shapes since its capture (TensorRT re-plans at a shape change), so a
+        change drops it; the second run at the new shapes captures again (the first one warms up)."""
+        cudart, stream = self._cudart, self._stream
+        if self._graph is not None and self._graph[0] == key and self._last_key == key:
+            cuda_call(cudart, cudart.cudaGraphLaunch(self._graph[1], stream.stream), "cudaGraphLaunch")
             return
-        if not self._context.execute_async_v3(int(self._stream)):
+        if self._use_graph and self._last_key == key and self._capture(key):
+            return
+        self._drop_graph()
+        if not self._context.execute_async_v3(stream.handle):
             raise EngineError(f"{self.artifact.stage}: TensorRT execution failed: {'; '.join(self._errors[-3:])}")
-        self._last_shapes = shapes
+        self._last_key = key
 
-    def _capture(self, shapes: dict[str, tuple[int, ...]]) -> bool:
-        """Capture one enqueue as a CUDA graph after a warm run with the same shapes; False: run eagerly."""
-        cudart = self._cudart
+    def _capture(self, key: Shapes) -> bool:
+        """Capture one enqueue at ``key``'s shapes as a CUDA graph and launch it; False: nothing ran (run eagerly)."""
+        cudart, stream = self._cudart, self._stream
         self._drop_graph()
         mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        cuda_call(cudart, cudart.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture")
-        ok = self._context.execute_async_v3(int(self._stream))
-        graph = cuda_call(cudart, cudart.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture")
-        if not ok:
-            log.warning("%s: CUDA graph capture failed; running without graphs", self.artifact.stage)
-            cudart.cudaGraphDestroy(graph)
+        cuda_call(cudart, cudart.cudaStreamBeginCapture(stream.stream, mode), "cudaStreamBeginCapture")
+        ok = self._context.execute_async_v3(stream.handle)
+        err, graph = cudart.cudaStreamEndCapture(stream.stream)  # not cuda_call: a failed capture is not fatal
+        if not ok or err != cudart.cudaError_t.cudaSuccess or graph is None:
+            if graph is not None:
+                cudart.cudaGraphDestroy(graph)
+            log.warning("%s: CUDA graph capture failed (%s); running without CUDA graphs", self.artifact.stage,
+                        "enqueue failed" if not ok else repr(err))  # fmt: skip
             self._use_graph = False
             return False
         graph_exec = cuda_call(cudart, cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
-        self._graph, self._graph_shapes = (graph, graph_exec), shapes
-        cuda_call(cudart, cudart.cudaGraphLaunch(graph_exec, self._stream), "cudaGraphLaunch")
+        cudart.cudaGraphDestroy(graph)  # the exec keeps what it needs
+        self._graph = (key, graph_exec)
+        cuda_call(cudart, cudart.cudaGraphLaunch(graph_exec, stream.stream), "cudaGraphLaunch")
         return True
 
     def _drop_graph(self) -> None:
         if self._graph is not None:
-            graph, graph_exec = self._graph
-            self._cudart.cudaGraphExecDestroy(graph_exec)
-            self._cudart.cudaGraphDestroy(graph)
-            self._graph, self._graph_shapes = None, None
+            self._cudart.cudaGraphExecDestroy(self._graph[1])
+            self._graph = None
 
     def close(self) -> None:
-        if getattr(self, "_cudart", None) is None:
+        if self._cudart is None:
             return
-        self._drop_graph()
-        for ptr, _ in self._buffers.values():
-            self._cudart.cudaFree(ptr)
-        self._buffers.clear()
         if getattr(self, "_stream", None) is not None:
-            self._cudart.cudaStreamDestroy(self._stream)
-            self._stream = None
+            self._stream.synchronize()
+        if getattr(self, "_graph", None) is not None:
+            self._drop_graph()
+        for buf in (*getattr(self, "_device", {}).values(), *getattr(self, "_pinned", {}).values()):
+            buf.free()
+        if getattr(self, "_own_stream", False):
+            self._stream.close()
+        self._device, self._pinned = {}, {}
         self._context = self._engine = self._runtime = None
         self._cudart = None
 
@@ -339,31 +357,18 @@ def open_tensorrt_stage(
     folder: str | Path,
     artifact: Artifact,
     *,
-    cuda_graph: bool | None = None,
+    bundle_hint: str = "<bundle folder>",
+    cuda_graph: bool = False,
     weight_streaming_budget_bytes: int | None = None,
+    stream: CudaStream | None = None,
 ) -> TensorRTStage:
-    """Open ``artifact`` (a TensorRT engine listed in ``folder``'s manifest) as a :class:`TensorRTStage`.
-
-    ``cuda_graph`` and the weight-streaming budget default to what ``build-engines`` recorded in the
-    manifest's ``settings['engines']``.
-    """
-    folder = Path(folder)
-    bundle_hint, runtime_settings = "<bundle folder>", {}
-    try:
-        manifest = read_manifest(folder)
-        if manifest.parent and manifest.parent.get("bundle"):
-            bundle_hint = f"export/{manifest.parent['bundle']}"
-        runtime_settings = manifest.settings.get("engines", {})
-    except ManifestError:
-        pass  # the caller holds the artifact already; the hint stays generic
-    if cuda_graph is None:
-        cuda_graph = bool(runtime_settings.get("cuda_graphs", False))
-    if weight_streaming_budget_bytes is None:
-        weight_streaming_budget_bytes = runtime_settings.get("weight_streaming_budget_bytes", {}).get(artifact.stage)
+    """Open ``artifact`` (a TensorRT engine in ``folder``). The caller passes what its manifest says:
+    ``bundle_hint`` (the parent bundle, for the rebuild command), CUDA graphs, the weight-streaming budget."""
     return TensorRTStage(
-        folder / artifact.file,
+        Path(folder) / artifact.file,
         artifact,
         bundle_hint=bundle_hint,
         cuda_graph=cuda_graph,
         weight_streaming_budget_bytes=weight_streaming_budget_bytes,
+        stream=stream,
     )

@@ -47,7 +47,7 @@ def serve(bundle: Path, backend: str, provider: str, precision: str | None, vae:
     from .server import ServeSettings, serve as run_server
 
     def open_pipeline():
-        return Pipeline.from_bundle(bundle, backend=backend, precision=precision, device=provider, vae=vae,
+        return Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=provider, vae=vae,
                                     threads=threads)
 
     settings = ServeSettings(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,

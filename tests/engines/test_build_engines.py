@@ -66,17 +66,32 @@ def test_changed_setting_rebuilds_and_removes_the_replaced_engines(onnx_bundle: 
 
 
 def test_cancel_leaves_no_plan_and_no_manifest(onnx_bundle: Path, tmp_path: Path, fake_gpu) -> None:
+    """TensorRT calls the monitor from its own thread while the caller sits in C++: old code (building on
+    the main thread) handled the Ctrl-C only after the build had finished and written its plan."""
     fake_gpu.on_step = lambda step: os.kill(os.getpid(), signal.SIGINT) if step == 1 else None  # Ctrl-C mid-build
+    fake_gpu.step_seconds = 0.05
     out = tmp_path / "engines"
     with pytest.raises(EngineError, match="cancelled"):
         build_engines(onnx_bundle, out, backend="tensorrt", progress=True)
     assert not (out / "manifest.json").exists() and not list(out.glob("*.plan"))
+    assert fake_gpu.monitor_threads and "MainThread" not in fake_gpu.monitor_threads
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the Ctrl-C handler is restored"
+
+
+def test_corrupt_timing_cache_is_replaced(onnx_bundle: Path, tmp_path: Path, fake_gpu, caplog) -> None:
+    """Old code: create_timing_cache returned None and set_timing_cache(None) raised TypeError."""
+    out = tmp_path / "engines"
+    out.mkdir()
+    cache = out / "timing-trt10.3.0-sm89-nvidia-fake-gpu.cache"
+    cache.write_bytes(b"\x00garbage")
+    build_engines(onnx_bundle, out, backend="tensorrt", progress=False)
+    assert "is not a readable timing cache" in caplog.text
+    assert cache.read_bytes().startswith(b"FAKETC1"), "rewritten as a valid cache after the build"
 
 
 def test_missing_tensorrt_names_the_pip_extra(onnx_bundle: Path, tmp_path: Path, monkeypatch) -> None:
     remove_tensorrt(monkeypatch)
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'eeg2img-deploy\[tensorrt\]'"):
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'eeg2img-deploy\[tensorrt-cu12\]'"):
         build_engines(onnx_bundle, tmp_path / "e", backend="tensorrt", progress=False)
 
 
@@ -136,6 +151,19 @@ def test_ort_tensorrt_ep_records_its_settings(onnx_bundle: Path, tmp_path: Path)
     ep = m.settings["onnxruntime"]["tensorrt_ep"]
     assert ep["trt_engine_cache_enable"] and ep["trt_engine_cache_path"] == "trt-ep-cache"
     assert m.settings["onnxruntime"]["graph_optimization_level"] == "basic"
+
+
+def test_ort_tensorrt_ep_engines_are_built_by_build_engines(onnx_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    """Old code gave the TensorRT EP no profile and no warm-up: its engines were built in the first infer."""
+    from fakes.fake_onnxruntime import install_fake_onnxruntime
+
+    ep = "TensorrtExecutionProvider"
+    state = install_fake_onnxruntime(monkeypatch, available=[ep, "CPUExecutionProvider"], startable={ep, "CPUExecutionProvider"})
+    m = build_engines(onnx_bundle, tmp_path / "ort", backend="onnxruntime", ort_provider="tensorrt", progress=False)
+    warmed = [dict(p[1]) for _, providers in state.sessions for p in providers if isinstance(p, tuple) and p[0] == ep]
+    assert len(warmed) == len(m.artifacts), "one TensorRT EP session per stage, run once"
+    assert {w["trt_profile_max_shapes"] for w in warmed} >= {"x:8x6,t:8", "eeg:4x4x8"}
+    assert all(w["trt_engine_cache_path"] == str(tmp_path / "ort" / "trt-ep-cache") for w in warmed)
 
 
 def test_ort_cuda_without_onnxruntime_gpu_is_a_clear_error(onnx_bundle: Path, tmp_path: Path) -> None:

@@ -20,13 +20,6 @@ SUBJECT = 8
 SEED = 2
 
 
-@pytest.fixture(scope="module")
-def ort_engines(tiny_bundle, tmp_path_factory):
-    out = tmp_path_factory.mktemp("engines") / "ort"
-    manifest = build_engines(tiny_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False)
-    return out, manifest
-
-
 def _images(folder, eeg, **kw):
     pipe = Pipeline.from_bundle(folder, **kw)
     try:
@@ -72,5 +65,5 @@ def test_cli_tensorrt_without_tensorrt_fails_clearly(tiny_bundle, tmp_path, monk
         main()
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "eeg2img-deploy[tensorrt]" in err and "--backend onnxruntime" in err, err
+    assert "eeg2img-deploy[tensorrt-cu12]" in err and "--backend onnxruntime" in err, err
     assert not out.exists() or not any(out.iterdir()), "nothing is written when TensorRT is missing"

@@ -18,10 +18,11 @@ from fakes.fake_cudart import GpuState
 from fakes.fake_tensorrt import TrtState, make_fake_tensorrt
 
 from eeg2img_deploy.engines import tensorrt_builder
+from eeg2img_deploy import gpu
 from eeg2img_deploy.runtime import trt_backend
 
-MODULES = (tensorrt_builder, trt_backend)
-USED = sorted(set(tensorrt_builder.TRT_API_USED) | set(trt_backend.TRT_API_USED))
+MODULES = (tensorrt_builder, trt_backend, gpu)
+USED = sorted(set(tensorrt_builder.TRT_API_USED) | set(trt_backend.TRT_API_USED) | set(gpu.TRT_API_USED))
 # variables that hold TensorRT objects in those modules, and their classes
 OBJECTS = {
     "builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser", "config": "IBuilderConfig",
@@ -95,7 +96,8 @@ def _fake_names(fake) -> set[str]:
             continue
         names.add(attr)
         if isinstance(value, type):
-            members = value.__members__ if issubclass(value, enum.Enum) else vars(value)
+            own = [vars(k) for k in value.__mro__ if k.__module__ != "builtins"]  # with the base classes'
+            members = value.__members__ if issubclass(value, enum.Enum) else {n for d in own for n in d}
             names.update(n for n in members if not n.startswith("_"))
     return names
 

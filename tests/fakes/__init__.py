@@ -10,7 +10,7 @@ import sys
 import types
 from typing import Any
 
-from .fake_cudart import GpuState, make_fake_cudart
+from .fake_cudart import GpuState, make_fake_cudart, native
 from .fake_tensorrt import TrtState, make_fake_tensorrt
 
 __all__ = ["GpuState", "TrtState", "install_fake_gpu", "remove_tensorrt"]
@@ -24,18 +24,24 @@ def install_fake_gpu(
     device_count: int = 1,
     name: str = "NVIDIA Fake GPU",
     free_bytes: int = 20 << 30,
+    driver_too_old: bool = False,
+    tensorrt: bool = True,
 ) -> TrtState:
-    state = TrtState(version=version, gpu=GpuState(device_count=device_count, name=name,
+    """``tensorrt=False``: only the CUDA bindings (onnxruntime-CUDA machines without TensorRT)."""
+    state = TrtState(version=version, gpu=GpuState(device_count=device_count, name=name, driver_too_old=driver_too_old,
                                                    compute_capability=compute_capability, free_bytes=free_bytes))  # fmt: skip
     cudart = make_fake_cudart(state.gpu)
     cuda = types.ModuleType("cuda")
     bindings = types.ModuleType("cuda.bindings")
-    bindings.runtime = cudart
+    utils = types.ModuleType("cuda.bindings.utils")
+    utils.get_cuda_native_handle = native
+    bindings.runtime, bindings.utils = cudart, utils
     cuda.bindings = bindings
-    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(state))
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(state) if tensorrt else None)
     monkeypatch.setitem(sys.modules, "cuda", cuda)
     monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.utils", utils)
     return state
 
 

@@ -1,11 +1,21 @@
-"""A small fake of cuda-python's ``cuda.bindings.runtime`` (cudart) for CPU tests.
+"""A small fake of cuda-python's ``cuda.bindings.runtime`` (cudart) that behaves like a GPU where it matters.
 
 "Device" memory is host memory (numpy buffers) at real addresses, so the code under test passes real
-pointers around and the fake TensorRT engine can read and write them. The fake enforces what the real
-runtime would reject: copies to or from pointers that were never allocated (or past their end), freeing
-twice, synchronizing a stream while it is being captured, launching a graph that was destroyed.
-Violations return the CUDA error code AND are recorded in ``state.violations`` so a test fails even if
-the code under test ignored the error.
+pointers around and the fake TensorRT engine reads and writes them. What the fake models:
+
+* **Asynchronous streams.** Copies, kernels and graph launches are queued on their stream and run at
+  ``cudaStreamSynchronize``: a download into pinned memory is not there before the sync.
+* **Pageable vs pinned host memory.** ``cudaMallocHost`` memory is pinned; a copy from/to any other
+  host memory is *pageable*: the driver stages it synchronously (a download first drains the stream),
+  and it cannot be captured into a graph. ``state.copies`` records every copy with its direction.
+* **Stream capture.** Work issued while capturing is recorded, not run. ``state.fail_captures`` makes
+  ``cudaStreamEndCapture`` report an invalidated capture (the recorded work is then lost, as on a real
+  GPU); allocating or synchronizing during a capture is an error that invalidates it.
+* **Graphs.** A graph exec replays exactly the recorded operations; the fake TensorRT adds a check
+  that the execution context still has the shapes the graph was captured with.
+
+Every broken rule returns the CUDA error code AND is recorded in ``state.violations``, so a test fails
+even if the code under test ignored the error.
 """
 
 from __future__ import annotations
@@ -24,9 +34,9 @@ class cudaError_t(enum.IntEnum):
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
     cudaErrorMemoryAllocation = 2
+    cudaErrorInvalidDevicePointer = 17
     cudaErrorInsufficientDriver = 35
     cudaErrorNoDevice = 100
-    cudaErrorInvalidDevicePointer = 17
     cudaErrorStreamCaptureUnsupported = 900
     cudaErrorStreamCaptureInvalidated = 901
 
@@ -45,6 +55,25 @@ class cudaStreamCaptureMode(enum.IntEnum):
     cudaStreamCaptureModeRelaxed = 2
 
 
+OK = cudaError_t.cudaSuccess
+
+
+@dataclass
+class Op:
+    """One unit of queued GPU work. ``check`` runs when a graph holding it is launched."""
+
+    what: str
+    run: Callable[[], None]
+    check: Callable[[], str | None] | None = None
+
+
+@dataclass
+class Copy:
+    kind: str  # "H2D" | "D2H" | "D2D"
+    nbytes: int
+    pinned: bool  # the host side is page-locked (always True for D2D)
+
+
 @dataclass
 class GpuState:
     """What the fake machine has, and everything the code under test did to it."""
@@ -55,12 +84,15 @@ class GpuState:
     total_bytes: int = 24 << 30
     free_bytes: int = 20 << 30
     no_driver: bool = False
+    driver_too_old: bool = False
+    fail_captures: bool = False
     calls: list[tuple[str, tuple]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
-    allocations: dict[int, np.ndarray] = field(default_factory=dict)
-    streams: dict[int, dict[str, Any]] = field(default_factory=dict)  # handle -> {"capturing": list | None}
-    graphs: dict[int, list[Callable[[], None]]] = field(default_factory=dict)
-    graph_execs: dict[int, list[Callable[[], None]]] = field(default_factory=dict)
+    allocations: dict[int, np.ndarray] = field(default_factory=dict)  # device memory
+    pinned: dict[int, np.ndarray] = field(default_factory=dict)  # cudaMallocHost memory
+    streams: dict[int, Stream] = field(default_factory=dict)
+    graph_execs: dict[int, list[Op]] = field(default_factory=dict)
+    copies: list[Copy] = field(default_factory=list)
     kernel_launches: int = 0
 
     def names(self) -> list[str]:
@@ -69,31 +101,36 @@ class GpuState:
     def violate(self, msg: str) -> None:
         self.violations.append(msg)
 
-    def find(self, ptr: int, nbytes: int) -> bool:
-        for base, buf in self.allocations.items():
-            if base <= ptr and ptr + nbytes <= base + buf.nbytes:
-                return True
-        return False
+    def count(self, kind: str) -> int:
+        return sum(c.kind == kind for c in self.copies)
 
-    def launch(self, stream: int, op: Callable[[], None]) -> None:
-        """Run ``op`` on ``stream`` now, or record it when the stream is being captured."""
-        capture = self.streams[stream]["capturing"]
-        if capture is not None:
-            capture.append(op)
-        else:
-            op()
+    def capturing(self) -> bool:
+        return any(s.capture is not None for s in self.streams.values())
+
+    @staticmethod
+    def _inside(table: dict[int, np.ndarray], ptr: int, nbytes: int) -> bool:
+        return any(base <= ptr and ptr + nbytes <= base + buf.nbytes for base, buf in table.items())
+
+    def is_device(self, ptr: int, nbytes: int) -> bool:
+        return self._inside(self.allocations, ptr, nbytes)
+
+    def is_pinned(self, ptr: int, nbytes: int) -> bool:
+        return self._inside(self.pinned, ptr, nbytes)
 
 
-class _Handle:
-    """Like cuda-python's opaque handles (cudaStream_t, cudaGraph_t): ``int(handle)`` is the address."""
+class Handle:
+    """Like cuda-python's opaque handles (cudaStream_t, cudaGraph_t): the address via ``getPtr()`` or
+    ``cuda.bindings.utils.get_cuda_native_handle``; ``int(handle)`` is deprecated (cuda-bindings 12.9.1+)."""
 
     _next = 0x1000
 
-    def __init__(self, kind: str) -> None:
-        _Handle._next += 0x10
-        self._value, self._kind = _Handle._next, kind
+    def __init__(self, kind: str, state: GpuState | None = None) -> None:
+        Handle._next += 0x10
+        self._value, self._kind, self._state = Handle._next, kind, state
 
     def __int__(self) -> int:
+        if self._state is not None:
+            self._state.violate(f"int() on a {self._kind}: deprecated in cuda-bindings 13 (use get_cuda_native_handle)")
         return self._value
 
     def getPtr(self) -> int:
@@ -101,6 +138,34 @@ class _Handle:
 
     def __repr__(self) -> str:
         return f"<fake {self._kind} 0x{self._value:x}>"
+
+
+def native(obj: Any) -> int:
+    """The fake's ``cuda.bindings.utils.get_cuda_native_handle``."""
+    return obj if isinstance(obj, int) else obj.getPtr()
+
+
+class Stream:
+    """A queue of work that runs at synchronize; or, while capturing, a recorder of it."""
+
+    def __init__(self, state: GpuState) -> None:
+        self.state = state
+        self.handle = Handle("cudaStream_t", state)
+        self.queue: list[Op] = []
+        self.capture: list[Op] | None = None
+        self.capture_broken: str | None = None
+
+    def enqueue(self, op: Op) -> None:
+        (self.capture if self.capture is not None else self.queue).append(op)
+
+    def drain(self) -> None:
+        queue, self.queue = self.queue, []
+        for op in queue:
+            op.run()
+
+    def invalidate(self, why: str) -> None:
+        self.state.violate(why)
+        self.capture_broken = why
 
 
 @dataclass
@@ -111,158 +176,219 @@ class _Props:
     totalGlobalMem: int
 
 
-def make_fake_cudart(state: GpuState) -> types.ModuleType:
-    m = types.ModuleType("cuda.bindings.runtime")
-    ok = (cudaError_t.cudaSuccess,)
-    m.cudaError_t, m.cudaMemcpyKind, m.cudaStreamCaptureMode = cudaError_t, cudaMemcpyKind, cudaStreamCaptureMode
+class CudaRuntime:
+    """The functions of ``cuda.bindings.runtime`` the toolkit uses; each returns ``(err, *values)``."""
 
-    def record(name: str, *args: Any) -> None:
-        state.calls.append((name, args))
+    def __init__(self, state: GpuState) -> None:
+        self.state = state
 
-    def cudaGetErrorString(err: Any) -> tuple:
-        return (cudaError_t.cudaSuccess, cudaError_t(int(err)).name.encode())
+    def _record(self, name: str, *args: Any) -> None:
+        self.state.calls.append((name, args))
 
-    def cudaGetDeviceCount() -> tuple:
-        record("cudaGetDeviceCount")
-        if state.no_driver:
-            return (cudaError_t.cudaErrorInsufficientDriver, 0)
-        if state.device_count == 0:
-            return (cudaError_t.cudaErrorNoDevice, 0)
-        return (cudaError_t.cudaSuccess, state.device_count)
+    def _stream(self, stream: Any, what: str) -> Stream | None:
+        s = self.state.streams.get(native(stream))
+        if s is None:
+            self.state.violate(f"{what} on a stream that does not exist")
+        return s
 
-    def _need_device(name: str) -> cudaError_t | None:
-        if state.no_driver or state.device_count == 0:
-            state.violate(f"{name} called on a machine without a CUDA device")
+    def _no_device(self, what: str) -> cudaError_t | None:
+        if self.state.no_driver or self.state.driver_too_old or self.state.device_count == 0:
+            self.state.violate(f"{what} called on a machine without a usable CUDA device")
             return cudaError_t.cudaErrorNoDevice
         return None
 
-    def cudaGetDeviceProperties(device: int) -> tuple:
-        record("cudaGetDeviceProperties", device)
-        if (err := _need_device("cudaGetDeviceProperties")) is not None:
+    def _during_capture(self, what: str) -> cudaError_t | None:
+        for s in self.state.streams.values():
+            if s.capture is not None:
+                s.invalidate(f"{what} during stream capture (not capturable; it invalidates the capture)")
+                return cudaError_t.cudaErrorStreamCaptureUnsupported
+        return None
+
+    # ---- device -------------------------------------------------------------------------------------
+    def cudaGetErrorString(self, err: Any) -> tuple:
+        return (OK, cudaError_t(int(err)).name.encode())
+
+    def cudaGetDeviceCount(self) -> tuple:
+        self._record("cudaGetDeviceCount")
+        if self.state.driver_too_old:
+            return (cudaError_t.cudaErrorInsufficientDriver, 0)
+        if self.state.no_driver:
+            return (cudaError_t.cudaErrorNoDevice, 0)
+        if self.state.device_count == 0:
+            return (cudaError_t.cudaErrorNoDevice, 0)
+        return (OK, self.state.device_count)
+
+    def cudaGetDeviceProperties(self, device: int) -> tuple:
+        self._record("cudaGetDeviceProperties", device)
+        if (err := self._no_device("cudaGetDeviceProperties")) is not None:
             return (err, None)
-        major, minor = state.compute_capability
-        return (cudaError_t.cudaSuccess, _Props(state.name.encode(), major, minor, state.total_bytes))
+        major, minor = self.state.compute_capability
+        return (OK, _Props(self.state.name.encode(), major, minor, self.state.total_bytes))
 
-    def cudaMemGetInfo() -> tuple:
-        record("cudaMemGetInfo")
-        if (err := _need_device("cudaMemGetInfo")) is not None:
+    def cudaMemGetInfo(self) -> tuple:
+        self._record("cudaMemGetInfo")
+        if (err := self._no_device("cudaMemGetInfo")) is not None:
             return (err, 0, 0)
-        return (cudaError_t.cudaSuccess, state.free_bytes, state.total_bytes)
+        return (OK, self.state.free_bytes, self.state.total_bytes)
 
-    def cudaMalloc(nbytes: int) -> tuple:
-        record("cudaMalloc", nbytes)
-        if (err := _need_device("cudaMalloc")) is not None:
+    # ---- memory -------------------------------------------------------------------------------------
+    def _alloc(self, name: str, table: dict[int, np.ndarray], nbytes: int) -> tuple:
+        self._record(name, nbytes)
+        if (err := self._no_device(name)) is not None:
+            return (err, 0)
+        if (err := self._during_capture(name)) is not None:
             return (err, 0)
         buf = np.zeros(max(int(nbytes), 1), dtype=np.uint8)
-        state.allocations[buf.ctypes.data] = buf
-        return (cudaError_t.cudaSuccess, buf.ctypes.data)
+        table[buf.ctypes.data] = buf
+        return (OK, buf.ctypes.data)
 
-    def cudaFree(ptr: int) -> tuple:
-        record("cudaFree", ptr)
-        if state.allocations.pop(int(ptr), None) is None:
-            state.violate(f"cudaFree of {ptr:#x}, which is not an allocation (double free?)")
+    def _free(self, name: str, table: dict[int, np.ndarray], ptr: Any) -> tuple:
+        self._record(name, ptr)
+        if (err := self._during_capture(name)) is not None:
+            return (err,)
+        if table.pop(native(ptr), None) is None:
+            self.state.violate(f"{name} of {native(ptr):#x}, which is not such an allocation (double free?)")
             return (cudaError_t.cudaErrorInvalidDevicePointer,)
-        return ok
+        return (OK,)
 
-    def _copy(name: str, dst: int, src: int, count: int, kind: cudaMemcpyKind) -> cudaError_t:
-        dst, src = int(dst), int(src)
-        dev_dst = kind in (cudaMemcpyKind.cudaMemcpyHostToDevice, cudaMemcpyKind.cudaMemcpyDeviceToDevice)
-        dev_src = kind in (cudaMemcpyKind.cudaMemcpyDeviceToHost, cudaMemcpyKind.cudaMemcpyDeviceToDevice)
-        if (dev_dst and not state.find(dst, count)) or (dev_src and not state.find(src, count)):
-            state.violate(f"{name}: {count} bytes {kind.name} outside any device allocation")
-            return cudaError_t.cudaErrorInvalidValue
-        return cudaError_t.cudaSuccess
+    def cudaMalloc(self, nbytes: int) -> tuple:
+        return self._alloc("cudaMalloc", self.state.allocations, nbytes)
 
-    def cudaMemcpyAsync(dst: int, src: int, count: int, kind: Any, stream: Any) -> tuple:
-        record("cudaMemcpyAsync", dst, src, count, kind)
-        kind = cudaMemcpyKind(int(kind))
-        if int(stream) not in state.streams:
-            state.violate("cudaMemcpyAsync on a stream that does not exist")
-            return (cudaError_t.cudaErrorInvalidValue,)
-        err = _copy("cudaMemcpyAsync", dst, src, count, kind)
-        if err == cudaError_t.cudaSuccess:
-            state.launch(int(stream), lambda: ctypes.memmove(int(dst), int(src), int(count)))
-        return (err,)
+    def cudaFree(self, ptr: Any) -> tuple:
+        return self._free("cudaFree", self.state.allocations, ptr)
 
-    def cudaStreamCreate() -> tuple:
-        record("cudaStreamCreate")
-        if (err := _need_device("cudaStreamCreate")) is not None:
-            return (err, None)
-        h = _Handle("cudaStream_t")
-        state.streams[int(h)] = {"capturing": None}
-        return (cudaError_t.cudaSuccess, h)
+    def cudaMallocHost(self, nbytes: int) -> tuple:
+        return self._alloc("cudaMallocHost", self.state.pinned, nbytes)
 
-    def cudaStreamDestroy(stream: Any) -> tuple:
-        record("cudaStreamDestroy")
-        if state.streams.pop(int(stream), None) is None:
-            state.violate("cudaStreamDestroy of an unknown stream")
-            return (cudaError_t.cudaErrorInvalidValue,)
-        return ok
+    def cudaFreeHost(self, ptr: Any) -> tuple:
+        return self._free("cudaFreeHost", self.state.pinned, ptr)
 
-    def cudaStreamSynchronize(stream: Any) -> tuple:
-        record("cudaStreamSynchronize")
-        s = state.streams.get(int(stream))
+    def cudaMemcpyAsync(self, dst: Any, src: Any, count: int, kind: Any, stream: Any) -> tuple:
+        self._record("cudaMemcpyAsync", dst, src, count, kind)
+        dst, src, count, kind = native(dst), native(src), int(count), cudaMemcpyKind(int(kind))
+        s = self._stream(stream, "cudaMemcpyAsync")
         if s is None:
-            state.violate("cudaStreamSynchronize of an unknown stream")
             return (cudaError_t.cudaErrorInvalidValue,)
-        if s["capturing"] is not None:
-            state.violate("cudaStreamSynchronize during stream capture (illegal; invalidates the capture)")
+        st = self.state
+        to_dev = kind in (cudaMemcpyKind.cudaMemcpyHostToDevice, cudaMemcpyKind.cudaMemcpyDeviceToDevice)
+        from_dev = kind in (cudaMemcpyKind.cudaMemcpyDeviceToHost, cudaMemcpyKind.cudaMemcpyDeviceToDevice)
+        if (to_dev and not st.is_device(dst, count)) or (from_dev and not st.is_device(src, count)):
+            st.violate(f"cudaMemcpyAsync: {count} bytes {kind.name} outside any device allocation")
+            return (cudaError_t.cudaErrorInvalidValue,)
+        if kind not in (cudaMemcpyKind.cudaMemcpyHostToDevice, cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                        cudaMemcpyKind.cudaMemcpyDeviceToDevice):  # fmt: skip
+            st.violate(f"cudaMemcpyAsync with {kind.name}: say the direction")
+            return (cudaError_t.cudaErrorInvalidValue,)
+        host = src if kind == cudaMemcpyKind.cudaMemcpyHostToDevice else dst
+        pinned = kind == cudaMemcpyKind.cudaMemcpyDeviceToDevice or st.is_pinned(host, count)
+        label = {1: "H2D", 2: "D2H", 3: "D2D"}[int(kind)]
+        if not pinned and s.capture is not None:
+            s.invalidate(f"cudaMemcpyAsync {label} with pageable host memory during stream capture")
             return (cudaError_t.cudaErrorStreamCaptureUnsupported,)
-        return ok
+        st.copies.append(Copy(label, count, pinned))
+        if pinned:
+            s.enqueue(Op(f"memcpy {label}", lambda: ctypes.memmove(dst, src, count)))
+        elif label == "H2D":  # staged now: the caller may reuse its array at once, the device sees it later
+            staged = np.frombuffer((ctypes.c_char * count).from_address(src), np.uint8).copy()
+            s.enqueue(Op("memcpy H2D (staged)", lambda: ctypes.memmove(dst, staged.ctypes.data, count)))
+        else:  # pageable download: the driver waits for the stream, then copies (synchronous)
+            s.drain()
+            ctypes.memmove(dst, src, count)
+        return (OK,)
 
-    def cudaStreamBeginCapture(stream: Any, mode: Any) -> tuple:
-        record("cudaStreamBeginCapture")
-        s = state.streams[int(stream)]
-        if s["capturing"] is not None:
-            state.violate("cudaStreamBeginCapture on a stream already capturing")
+    # ---- streams, capture, graphs -------------------------------------------------------------------
+    def cudaStreamCreate(self) -> tuple:
+        self._record("cudaStreamCreate")
+        if (err := self._no_device("cudaStreamCreate")) is not None:
+            return (err, None)
+        s = Stream(self.state)
+        self.state.streams[native(s.handle)] = s
+        return (OK, s.handle)
+
+    def cudaStreamDestroy(self, stream: Any) -> tuple:
+        self._record("cudaStreamDestroy")
+        s = self.state.streams.pop(native(stream), None)
+        if s is None:
+            self.state.violate("cudaStreamDestroy of an unknown stream")
+            return (cudaError_t.cudaErrorInvalidValue,)
+        s.drain()
+        return (OK,)
+
+    def cudaStreamSynchronize(self, stream: Any) -> tuple:
+        self._record("cudaStreamSynchronize")
+        s = self._stream(stream, "cudaStreamSynchronize")
+        if s is None:
+            return (cudaError_t.cudaErrorInvalidValue,)
+        if s.capture is not None:
+            s.invalidate("cudaStreamSynchronize during stream capture")
+            return (cudaError_t.cudaErrorStreamCaptureUnsupported,)
+        s.drain()
+        return (OK,)
+
+    def cudaStreamBeginCapture(self, stream: Any, mode: Any) -> tuple:
+        self._record("cudaStreamBeginCapture")
+        s = self._stream(stream, "cudaStreamBeginCapture")
+        if s is None or s.capture is not None:
+            self.state.violate("cudaStreamBeginCapture on a missing stream or one already capturing")
             return (cudaError_t.cudaErrorStreamCaptureInvalidated,)
-        s["capturing"] = []
-        return ok
+        s.capture, s.capture_broken = [], None
+        return (OK,)
 
-    def cudaStreamEndCapture(stream: Any) -> tuple:
-        record("cudaStreamEndCapture")
-        s = state.streams[int(stream)]
-        if s["capturing"] is None:
-            state.violate("cudaStreamEndCapture without BeginCapture")
+    def cudaStreamEndCapture(self, stream: Any) -> tuple:
+        self._record("cudaStreamEndCapture")
+        s = self._stream(stream, "cudaStreamEndCapture")
+        if s is None or s.capture is None:
+            self.state.violate("cudaStreamEndCapture without BeginCapture")
             return (cudaError_t.cudaErrorInvalidValue, None)
-        g = _Handle("cudaGraph_t")
-        state.graphs[int(g)], s["capturing"] = s["capturing"], None
-        return (cudaError_t.cudaSuccess, g)
+        ops, s.capture = s.capture, None
+        if self.state.fail_captures or s.capture_broken:  # the recorded work is gone; nothing ran
+            return (cudaError_t.cudaErrorStreamCaptureInvalidated, None)
+        g = Handle("cudaGraph_t", self.state)
+        g.ops = ops  # type: ignore[attr-defined]
+        return (OK, g)
 
-    def cudaGraphInstantiate(graph: Any, flags: int = 0) -> tuple:
-        record("cudaGraphInstantiate")
-        if int(graph) not in state.graphs:
-            state.violate("cudaGraphInstantiate of an unknown graph")
+    def cudaGraphInstantiate(self, graph: Any, flags: int = 0) -> tuple:
+        self._record("cudaGraphInstantiate")
+        if not hasattr(graph, "ops"):
+            self.state.violate("cudaGraphInstantiate of something that is not a graph")
             return (cudaError_t.cudaErrorInvalidValue, None)
-        e = _Handle("cudaGraphExec_t")
-        state.graph_execs[int(e)] = list(state.graphs[int(graph)])
-        return (cudaError_t.cudaSuccess, e)
+        e = Handle("cudaGraphExec_t", self.state)
+        self.state.graph_execs[native(e)] = list(graph.ops)
+        return (OK, e)
 
-    def cudaGraphLaunch(graph_exec: Any, stream: Any) -> tuple:
-        record("cudaGraphLaunch")
-        ops = state.graph_execs.get(int(graph_exec))
-        if ops is None:
-            state.violate("cudaGraphLaunch of a destroyed or unknown graph")
+    def cudaGraphLaunch(self, graph_exec: Any, stream: Any) -> tuple:
+        self._record("cudaGraphLaunch")
+        ops, s = self.state.graph_execs.get(native(graph_exec)), self._stream(stream, "cudaGraphLaunch")
+        if ops is None or s is None:
+            self.state.violate("cudaGraphLaunch of a destroyed or unknown graph (or on an unknown stream)")
             return (cudaError_t.cudaErrorInvalidValue,)
         for op in ops:
-            state.launch(int(stream), op)
-        return ok
+            problem = op.check() if op.check else None
+            if problem:
+                self.state.violate(f"cudaGraphLaunch: {problem}")
+                return (cudaError_t.cudaErrorInvalidValue,)
+        for op in ops:
+            s.enqueue(op)
+        return (OK,)
 
-    def cudaGraphExecDestroy(graph_exec: Any) -> tuple:
-        record("cudaGraphExecDestroy")
-        state.graph_execs.pop(int(graph_exec), None)
-        return ok
+    def cudaGraphExecDestroy(self, graph_exec: Any) -> tuple:
+        self._record("cudaGraphExecDestroy")
+        if self.state.graph_execs.pop(native(graph_exec), None) is None:
+            self.state.violate("cudaGraphExecDestroy of an unknown graph exec")
+        return (OK,)
 
-    def cudaGraphDestroy(graph: Any) -> tuple:
-        record("cudaGraphDestroy")
-        state.graphs.pop(int(graph), None)
-        return ok
+    def cudaGraphDestroy(self, graph: Any) -> tuple:
+        self._record("cudaGraphDestroy")
+        return (OK,)
 
-    for fn in (
-        cudaGetErrorString, cudaGetDeviceCount, cudaGetDeviceProperties, cudaMemGetInfo, cudaMalloc, cudaFree,
-        cudaMemcpyAsync, cudaStreamCreate, cudaStreamDestroy, cudaStreamSynchronize, cudaStreamBeginCapture,
-        cudaStreamEndCapture, cudaGraphInstantiate, cudaGraphLaunch, cudaGraphExecDestroy, cudaGraphDestroy,
-    ):  # fmt: skip
-        setattr(m, fn.__name__, fn)
+
+def make_fake_cudart(state: GpuState) -> types.ModuleType:
+    """A module object with the runtime functions bound to ``state`` (and the enums)."""
+    m = types.ModuleType("cuda.bindings.runtime")
+    rt = CudaRuntime(state)
+    for name in dir(CudaRuntime):
+        if name.startswith("cuda"):
+            setattr(m, name, getattr(rt, name))
+    m.cudaError_t, m.cudaMemcpyKind, m.cudaStreamCaptureMode = cudaError_t, cudaMemcpyKind, cudaStreamCaptureMode
     m._state = state
     return m

@@ -123,13 +123,13 @@ def test_cuda_device_without_onnxruntime_gpu(tiny_bundle, eeg_file, tmp_path, ca
 
     # the library warns through logging, once per stage session (before the CLI reconfigures logging)
     with caplog.at_level("WARNING", logger="eeg2img_deploy.runtime.ort_backend"):
-        Pipeline.from_bundle(tiny_bundle, device="cuda", precision="fp32", allow_cpu_fallback=True).close()
+        Pipeline.from_bundle(tiny_bundle, provider="cuda", precision="fp32", allow_cpu_fallback=True).close()
     warnings = [r.getMessage() for r in caplog.records if "RUNNING ON THE CPU" in r.getMessage()]
-    assert len(warnings) == 4 and all("CUDAExecutionProvider" in w for w in warnings), warnings
+    assert len(warnings) == 1 and "no CUDA" in warnings[0] and "CUDAExecutionProvider" in warnings[0], warnings
 
     out = tmp_path / "out"
     msg = fails(infer(tiny_bundle, eeg_file, out, "--device", "cuda"), BackendUnavailableError, "onnxruntime-gpu", out)
-    assert "--device cpu" in msg and "allow_cpu_fallback" in msg
+    assert "--provider cpu" in msg and "--allow-cpu-fallback" in msg
 
     ok = infer(tiny_bundle, eeg_file, out, "--device", "cuda", "--allow-cpu-fallback")
     assert ok.exit_code == 0, ok.output + repr(ok.exception)
@@ -138,9 +138,12 @@ def test_cuda_device_without_onnxruntime_gpu(tiny_bundle, eeg_file, tmp_path, ca
 
 
 def test_tensorrt_ep_gets_the_recorded_options_with_the_cache_in_the_folder(tiny_bundle, monkeypatch):
-    """--device tensorrt on an onnxruntime engine folder: the EP options build-engines recorded reach the session."""
-    from eeg2img_deploy.manifest import Precision, read_manifest
-    from eeg2img_deploy.runtime import ort_backend, pipeline
+    """--provider tensorrt on an onnxruntime engine folder: the EP options build-engines recorded reach the
+    session, with the cache inside the folder and fp16 only for an fp16 graph."""
+    from fakes.fake_onnxruntime import install_fake_onnxruntime
+
+    from eeg2img_deploy.manifest import read_manifest
+    from eeg2img_deploy.runtime import ort_backend, sessions
 
     seen = {}
 
@@ -148,10 +151,14 @@ def test_tensorrt_ep_gets_the_recorded_options_with_the_cache_in_the_folder(tiny
         def __init__(self, path, artifact, **kw):
             seen.update(kw)
 
+    ep = "TensorrtExecutionProvider"
+    install_fake_onnxruntime(monkeypatch, available=[ep, "CPUExecutionProvider"])
     monkeypatch.setattr(ort_backend, "OrtStage", Spy)
     m = read_manifest(tiny_bundle)
     m = m.replace(settings={**m.settings, "onnxruntime": {"tensorrt_ep": {"trt_engine_cache_path": "trt-ep-cache", "trt_fp16_enable": True}}})
-    pipeline._open_session(tiny_bundle, m, m.artifact("unet", Precision.FP32), "onnxruntime", "tensorrt", False, None)
-    assert seen["trt_options"] == {"trt_engine_cache_path": str(tiny_bundle / "trt-ep-cache"), "trt_fp16_enable": True}
-    pipeline._open_session(tiny_bundle, m, m.artifact("unet", Precision.FP32), "onnxruntime", "cpu", False, None)
+    kw = dict(backend="onnxruntime", precision="fp32", allow_cpu_fallback=False, threads=None)
+    sessions.open_sessions(tiny_bundle, m, ["unet"], provider="tensorrt", **kw)
+    opts = seen["trt_options"]
+    assert opts["trt_engine_cache_path"] == str(tiny_bundle / "trt-ep-cache") and opts["trt_fp16_enable"] is False
+    sessions.open_sessions(tiny_bundle, m, ["unet"], provider="cpu", **kw)
     assert seen["trt_options"] is None

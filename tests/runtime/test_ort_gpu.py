@@ -1,0 +1,94 @@
+"""The onnxruntime GPU paths against a fake onnxruntime-gpu (real CPU numbers, faked providers and copies):
+provider checks, per-stage precision, per-session TensorRT EP options, fallback reporting, I/O binding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes.fake_onnxruntime import install_fake_onnxruntime
+
+from eeg2img_deploy.errors import BackendUnavailableError
+from eeg2img_deploy.runtime import ort_backend
+from eeg2img_deploy.runtime.pipeline import Pipeline
+
+TRT_EP = "TensorrtExecutionProvider"
+
+
+def _run(folder, eeg, **kw):
+    pipe = Pipeline.from_bundle(folder, **kw)
+    try:
+        return pipe, pipe(eeg, 8, 2, prior_steps=3)
+    finally:
+        pipe.close()
+
+
+def _options(state, provider: str) -> dict[str, dict]:
+    """stage file -> the options ``provider`` got."""
+    out = {}
+    for path, providers in state.sessions:
+        for p in providers:
+            if isinstance(p, tuple) and p[0] == provider:
+                out[path.rsplit("/", 1)[-1]] = p[1]
+    return out
+
+
+def test_cuda_on_a_cpu_only_machine_says_no_cuda(ort_engines, monkeypatch) -> None:
+    """issue 10 bug 6: an fp32 engine folder with --provider cuda on a CPU-only onnxruntime (old: 'fp16 missing')."""
+    folder, _ = ort_engines
+    install_fake_onnxruntime(monkeypatch, available=["CPUExecutionProvider"])
+    with pytest.raises(BackendUnavailableError, match=r"^no CUDA: .*onnxruntime-gpu"):
+        Pipeline.from_bundle(folder, provider="cuda")
+
+
+def test_both_onnxruntime_packages_installed_is_named(monkeypatch) -> None:
+    install_fake_onnxruntime(monkeypatch, available=["CPUExecutionProvider"])
+    monkeypatch.setattr(ort_backend, "_installed", lambda dist: True)
+    with pytest.raises(BackendUnavailableError, match="both onnxruntime and onnxruntime-gpu are installed"):
+        ort_backend.check_provider("cuda", allow_cpu_fallback=False)
+
+
+def test_cuda_runs_what_an_fp32_engine_folder_holds(ort_engines, tiny_eeg, monkeypatch) -> None:
+    """Old code asked for fp16 files build-engines never wrote; now each stage runs what the folder has."""
+    folder, manifest = ort_engines
+    _, want = _run(folder, tiny_eeg[:2])
+    state = install_fake_onnxruntime(monkeypatch)
+    pipe, got = _run(folder, tiny_eeg[:2], provider="cuda")
+    assert {a.precision.value for a in manifest.artifacts} == {"fp32"}
+    np.testing.assert_array_equal(got.images, want.images)
+    cuda = _options(state, "CUDAExecutionProvider")
+    assert cuda and all(o["cudnn_conv_algo_search"] == "HEURISTIC" for o in cuda.values())
+
+
+def test_io_binding_uploads_fixed_unet_inputs_once(ort_engines, tiny_eeg, monkeypatch) -> None:
+    folder, _ = ort_engines
+    state = install_fake_onnxruntime(monkeypatch)
+    pipe = Pipeline.from_bundle(folder, provider="cuda")
+    try:
+        pipe(tiny_eeg[:1], 8, 2, prior_steps=3, steps=4)
+    finally:
+        pipe.close()
+    # encoder 2 in / 1 out; prior 3 steps x (4 in / 1 out); unet 5 fixed inputs once + 4 steps x (2 in / 1 out);
+    # decoder 1 in / 1 out (old code: 7 uploads per UNet step)
+    assert state.count("H2D") == 2 + 3 * 4 + 5 + 4 * 2 + 1
+    assert state.count("D2H") == 1 + 3 + 4 + 1
+
+
+def test_tensorrt_ep_options_per_session(tiny_bundle, tiny_eeg, monkeypatch) -> None:
+    """fp16 only for fp16 graphs (old: the fp32-only VAE too) and the manifest's profile for every session."""
+    state = install_fake_onnxruntime(monkeypatch, available=[TRT_EP, "CUDAExecutionProvider", "CPUExecutionProvider"],
+                                     startable={TRT_EP, "CUDAExecutionProvider", "CPUExecutionProvider"})  # fmt: skip
+    _run(tiny_bundle, tiny_eeg[:1], provider="tensorrt", precision="fp16")
+    opts = _options(state, TRT_EP)
+    assert opts["vae_decoder.onnx"]["trt_fp16_enable"] is False
+    assert opts["unet.fp16.onnx"]["trt_fp16_enable"] is True
+    unet = opts["unet.fp16.onnx"]
+    assert unet["trt_profile_min_shapes"].startswith("sample:1x4x") and "image_embeds:4x1024" in unet["trt_profile_max_shapes"]
+    assert "x:2x1024" in opts["prior.fp16.onnx"]["trt_profile_min_shapes"], "the prior's cond+uncond axis"
+
+
+def test_tensorrt_ep_falling_back_to_cuda_is_reported_as_cuda(tiny_bundle, tiny_eeg, monkeypatch, caplog) -> None:
+    install_fake_onnxruntime(monkeypatch, available=[TRT_EP, "CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(BackendUnavailableError, match=f"could not start {TRT_EP} for encoder; it runs on CUDAExecutionProvider"):
+        Pipeline.from_bundle(tiny_bundle, provider="tensorrt")
+    Pipeline.from_bundle(tiny_bundle, provider="tensorrt", allow_cpu_fallback=True).close()
+    assert "runs on CUDAExecutionProvider" in caplog.text and "RUNNING ON THE CPU" not in caplog.text
