@@ -28,6 +28,10 @@ def weights_options(f):
         click.option("--sdxl", type=click.Path(file_okay=False, path_type=Path), help="SDXL-Turbo diffusers folder."),
         click.option("--ip-adapter", type=click.Path(path_type=Path), help="IP-Adapter folder or file (h94 layout)."),
         click.option("--taesd", type=click.Path(file_okay=False, path_type=Path), help="TAESDXL folder (fast VAE)."),
+        click.option("--low-level", is_flag=False, flag_value="", default=None, metavar="[PATH]",
+                     help="Low-level encoder checkpoint [default: weights/low-level/]; `reference --low-level` runs its path."),
+        click.option("--latent-convention", type=click.Choice(["unscaled", "scaled"]), default="unscaled", show_default=True,
+                     help="What the low-level encoder regresses: unscaled VAE latents (the paper) or scaled ones."),
         click.option("--token-slice", type=click.Choice(["paper", "refactor"]), default="paper", show_default=True,
                      help="Encoder token slice: paper-era [:, :63] or the 2025 refactor's [:, 1:]."),
         click.option("--positional-embedding/--no-positional-embedding", default=False, show_default=True,
@@ -41,9 +45,10 @@ def weights_options(f):
 def resolve_layout(kw: dict):
     from .weights import resolve_weights
 
+    low_level = kw.pop("low_level")
     return resolve_weights(
         kw.pop("weights"), encoder=kw.pop("encoder"), prior=kw.pop("prior"), sdxl=kw.pop("sdxl"),
-        ip_adapter=kw.pop("ip_adapter"), taesd=kw.pop("taesd"),
+        ip_adapter=kw.pop("ip_adapter"), taesd=kw.pop("taesd"), low_level=low_level or None,
     )
 
 
@@ -61,6 +66,19 @@ def eeg_options(f):
         click.option("--trials", default=None, help="Which trials, as a Python slice: '0', '0:4', '::10'."),
         click.option("--trusted-pickle", is_flag=True, help="Allow THINGS-EEG2 preprocessed files (pickles): trusted files only."),
         click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help="(63,63) whitening matrix .npy."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def low_level_options(f):
+    """--strength and --low-level-mode of the low-level path (reference, infer)."""
+    opts = [
+        click.option("--strength", default=0.5, show_default=True, type=float,
+                     help="Low-level img2img strength: the last int(steps * strength) steps run (paper demo: 0.5)."),
+        click.option("--low-level-mode", type=click.Choice(["image", "latent"]), default="image", show_default=True,
+                     help="image: the paper's decode/CLIP-normalise/encode round trip; latent: skip it (faster)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -130,11 +148,12 @@ def cli(verbose: int) -> None:
 @cli.command("init-tiny")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=0, show_default=True, help="Seed of every tiny weight.")
-def init_tiny_cmd(out_dir: Path, seed: int) -> None:
+@click.option("--image-size", default=512, show_default=True, help="Image size the tiny low-level encoder's latents fit.")
+def init_tiny_cmd(out_dir: Path, seed: int, image_size: int) -> None:
     """Write a complete tiny model set (random weights, real formats) to OUT_DIR."""
     from .tiny import init_tiny
 
-    layout = init_tiny(out_dir, seed=seed)
+    layout = init_tiny(out_dir, seed=seed, image_size=image_size)
     click.echo(f"tiny model set written to {out_dir}")
     for k, v in layout.describe().items():
         click.echo(f"  {k:<11} {v}")
@@ -151,22 +170,33 @@ def init_tiny_cmd(out_dir: Path, seed: int) -> None:
 @click.option("--image-size", default=512, show_default=True)
 @click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1.")
+@low_level_options
 def reference(out: Path, seed: int, steps: str, prior_steps: int, guidance: float, image_size: int, vae: str,
-              device: str, **kw) -> None:
+              device: str, strength: float, low_level_mode: str, **kw) -> None:
     """Run the PyTorch/diffusers pipeline (the ground truth) and write PNGs + result.json."""
+    import dataclasses
+
     from .reference.pipeline import ReferencePipeline
     from .runtime.images import save_images
+    from .runtime.low_level import LowLevelOptions
 
+    run_low_level = kw["low_level"] is not None
+    convention = kw.pop("latent_convention")
     layout = resolve_layout(kw)
+    if not run_low_level:
+        layout = dataclasses.replace(layout, low_level=None)  # not loaded unless asked for
+    options = LowLevelOptions(strength=strength, mode=low_level_mode) if run_low_level else None
     variant = encoder_variant(kw)
     eeg, ids = read_eeg(kw)
-    pipe = ReferencePipeline.from_weights(layout, variant=variant, device=device)
-    res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, image_size=image_size, vae=vae)
+    pipe = ReferencePipeline.from_weights(layout, variant=variant, device=device, latent_convention=convention)
+    res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, image_size=image_size, vae=vae,
+               low_level=options)
     paths = save_images(res.images, out)
     write_json(out / "result.json", {
         "command": "reference", "seed": seed, "steps": int(steps), "prior_steps": prior_steps, "guidance": guidance,
         "image_size": image_size, "vae": vae, "subject_ids": ids.tolist(), "timings_ms": res.timings_ms,
         "eeg_embeds": res.eeg_embeds.tolist(), "image_embeds": res.image_embeds.tolist(),
+        "low_level": dataclasses.asdict(options) if options else None,
         "images": [p.name for p in paths], "sources": pipe.sources,
     })
     print_timings(f"reference ({len(eeg)} trial(s), {device})", res.timings_ms)
@@ -193,6 +223,7 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
     from .manifest import Precision
 
     weights_dir = kw.get("weights")
+    convention = kw.pop("latent_convention")
     layout = resolve_layout(kw)
     variant = encoder_variant(kw)
     precisions = (Precision.FP32, Precision.FP16) if precision == "both" else (Precision(precision),)
@@ -200,6 +231,7 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
         precisions=precisions, image_size=image_size, max_batch=max_batch,
         steps=(1, 4) if steps == "both" else (int(steps),), validate=validate,
         variant={"token_slice": variant.token_slice, "positional_embedding": variant.positional_embedding},
+        latent_convention=convention,
     )
     out = out or DEFAULT_EXPORT_ROOT / (Path(weights_dir).name if weights_dir else "bundle")
     w = load_whitening(whitening) if whitening else None
@@ -274,23 +306,31 @@ def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str,
 @click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True)
 @click.option("--shared-subject-token", is_flag=True, help="Allow subject ids outside the encoder's table (shared token).")
 @click.option("--threads", type=int, default=None, help="onnxruntime CPU threads per session [default: all cores].")
+@click.option("--low-level", "low_level", is_flag=True, help="Start Stage II from the low-level encoder's image (img2img).")
+@low_level_options
 def infer(bundle: Path, out: Path, backend: str, device: str, allow_cpu_fallback: bool, precision: str | None, seed: int,
           steps: str, prior_steps: int, prior_sampler: str, guidance: float, ip_scale: float | None, vae: str,
-          shared_subject_token: bool, threads: int | None, **kw) -> None:
+          shared_subject_token: bool, threads: int | None, low_level: bool, strength: float, low_level_mode: str,
+          **kw) -> None:
     """Reconstruct images from EEG with the lean runtime (no torch): PNGs + result.json."""
+    import dataclasses
+
     from .runtime.images import save_images
+    from .runtime.low_level import LowLevelOptions
     from .runtime.pipeline import Pipeline
 
+    options = LowLevelOptions(strength=strength, mode=low_level_mode) if low_level else None
     eeg, ids = read_eeg(kw)
     pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=device, vae=vae,
-                                allow_cpu_fallback=allow_cpu_fallback, threads=threads)
+                                allow_cpu_fallback=allow_cpu_fallback, threads=threads, low_level=low_level)
     res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, prior_sampler=prior_sampler,
-               ip_scale=ip_scale, shared_subject_token=shared_subject_token)
+               ip_scale=ip_scale, shared_subject_token=shared_subject_token, low_level=options)
     paths = save_images(res.images, out)
     write_json(out / "result.json", {
         "command": "infer", "bundle": str(bundle), "backend": backend, "device": device, "seed": seed,
         "steps": int(steps), "prior_steps": prior_steps, "prior_sampler": prior_sampler, "guidance": guidance,
         "vae": vae, "subject_ids": ids.tolist(), "timings_ms": res.timings_ms, "backend_ms": res.backend_ms,
+        "low_level": dataclasses.asdict(options) if options else None,
         "eeg_embeds": res.eeg_embeds.tolist(), "image_embeds": res.image_embeds.tolist(),
         "images": [p.name for p in paths],
     })

@@ -35,3 +35,7 @@ class BackendUnavailableError(Eeg2ImgError):
 
 class ServingError(Eeg2ImgError):
     """A Triton server that cannot be reached, or that rejected a request."""
+
+
+class SettingsError(Eeg2ImgError, ValueError):
+    """A combination of run settings that cannot work (e.g. a strength that leaves no denoising step)."""

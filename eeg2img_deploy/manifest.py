@@ -22,7 +22,7 @@ from .fileio import atomic_write_text, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
-STAGES = ("encoder", "prior", "unet", "vae_decoder", "taesd_decoder")
+STAGES = ("encoder", "prior", "unet", "vae_decoder", "taesd_decoder", "low_level_encoder", "vae_encoder")
 
 
 class Precision(str, enum.Enum):

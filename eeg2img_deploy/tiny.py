@@ -158,6 +158,25 @@ def _strengthen_stage2(pipe, taesd, generator) -> None:
         last.bias.fill_(0.5)  # DecoderTiny maps [0, 1] to [-1, 1]: centre the image on mid-grey
 
 
+def _sharpen_vae_posterior(vae, seed: int, mean_std: float = 5.0, log_var: float = -6.0) -> None:
+    """Give the VAE encoder the SDXL VAE's posterior: unscaled means of std ~5, a narrow variance.
+
+    At init its means have std 0.3 and its std is 1, so after the scaling factor the low-level
+    path's start image would be lost in the unit noise the paper adds; only ``quant_conv`` changes.
+    """
+    import torch
+
+    half = vae.config.latent_channels
+    conv = vae.quant_conv
+    images = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(seed + 5)) * 2 - 1
+    with torch.no_grad():
+        mean = vae.encode(images).latent_dist.mean
+        conv.weight[:half].mul_(mean_std / float(mean.std()))
+        conv.bias[:half].mul_(mean_std / float(mean.std()))
+        conv.weight[half:].mul_(0.1)
+        conv.bias[half:].fill_(log_var)
+
+
 def _strengthen_encoder(encoder, seed: int) -> None:
     """Make the EEG and the subject token move the embedding, as a trained encoder does.
 
@@ -180,19 +199,8 @@ def _strengthen_encoder(encoder, seed: int) -> None:
         attention.value_projection.weight.mul_(4.0)
     eeg = torch.from_numpy(synthetic_eeg(64, seed + 1))
     ids = torch.arange(len(eeg)) % (encoder.num_subjects + 2)  # every row and the shared token
-    was_training = encoder.training
-    encoder.eval()
     tsconv = encoder.enc_eeg[0].tsconv
-    for bn in (tsconv[2], tsconv[5]):  # in order: the second sees the first's calibrated output
-        seen = []
-        hook = bn.register_forward_hook(lambda _m, inputs, _o, seen=seen: seen.append(inputs[0]))
-        with torch.no_grad():
-            encoder(eeg, ids)
-        hook.remove()
-        bn.running_mean.copy_(seen[0].mean(dim=(0, 2, 3)))
-        bn.running_var.copy_(seen[0].var(dim=(0, 2, 3)))
-        bn.num_batches_tracked.fill_(1000)
-    encoder.train(was_training)
+    _calibrate_batchnorms(encoder, (eeg, ids), (tsconv[2], tsconv[5]))
 
 
 def _strengthen_prior(prior, cond_scale: float = 4.0, output_scale: float = 0.5) -> None:
@@ -211,6 +219,53 @@ def _strengthen_prior(prior, cond_scale: float = 4.0, output_scale: float = 0.5)
         prior.output_layer.bias.mul_(output_scale)
 
 
+def tiny_low_level_encoder(latent_side: int, seed: int):
+    """The refactor's layout with narrow layers: Linear(250 -> 2), one stride-2 block per doubling.
+
+    Its BatchNorm statistics are calibrated on synthetic EEG, as training would leave them, and its
+    output is scaled to the spread of real unscaled SDXL latents (std ~5), so the EEG moves the start
+    image of Stage II by far more than any parity tolerance.
+    """
+    import torch
+
+    from .models.low_level_encoder import LowLevelArchitecture, LowLevelEncoder
+
+    blocks = int(np.log2(latent_side))
+    if 2**blocks != latent_side:
+        raise ValueError(f"--image-size / 8 must be a power of two for the tiny low-level encoder, got {latent_side}")
+    torch.manual_seed(seed + 7)
+    arch = LowLevelArchitecture(generation="refactor", linear_features=2, widths=(16,) * blocks, head=())
+    model = LowLevelEncoder(arch)
+    bns = [m for m in model.upsampler if isinstance(m, torch.nn.BatchNorm2d)]
+    _calibrate_batchnorms(model, torch.from_numpy(synthetic_eeg(64, seed + 2)), bns)
+    with torch.no_grad():
+        eeg = torch.from_numpy(synthetic_eeg(64, seed + 3))
+        last = model.upsampler[-1]
+        out = model.eval()(eeg)
+        gain = 5.0 / float(out.std())
+        last.weight.mul_(gain)
+        last.bias.copy_(last.bias * gain - (out.mean(dim=(0, 2, 3)) * gain))  # centred per channel
+    return model
+
+
+def _calibrate_batchnorms(model, inputs, bns) -> None:
+    """Set each BatchNorm's running statistics to those of its input on ``inputs``, in order."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    for bn in bns:  # in order: each later one sees the earlier ones' calibrated output
+        seen = []
+        hook = bn.register_forward_hook(lambda _m, args, _o, seen=seen: seen.append(args[0]))
+        with torch.no_grad():
+            model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+        hook.remove()
+        bn.running_mean.copy_(seen[0].mean(dim=(0, 2, 3)))
+        bn.running_var.copy_(seen[0].var(dim=(0, 2, 3)))
+        bn.num_batches_tracked.fill_(1000)
+    model.train(was_training)
+
+
 def synthetic_eeg(n_trials: int, seed: int) -> np.ndarray:
     """Whitened-looking trials (unit-variance noise) with an evoked response around 100-200 ms."""
     rng = np.random.default_rng(seed)
@@ -219,8 +274,12 @@ def synthetic_eeg(n_trials: int, seed: int) -> np.ndarray:
     return (rng.normal(0, 1.0, size=(n_trials, len(CHANNELS_63), 250)) + evoked).astype(np.float32)
 
 
-def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4) -> WeightsLayout:
-    """Write the tiny weights folder; returns its resolved layout."""
+def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_size: int = 512) -> WeightsLayout:
+    """Write the tiny weights folder; returns its resolved layout.
+
+    ``image_size``: the images the low-level encoder's latents decode to (its output size is fixed by
+    its layer count, as in the paper's, whose 64x64 latents are 512x512 images).
+    """
     import torch
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
     from safetensors.torch import save_file
@@ -243,6 +302,7 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4) -> Weigh
     )
     taesd = tiny_taesd()
     _strengthen_stage2(pipe, taesd, gen)
+    _sharpen_vae_posterior(pipe.vae, seed)
     pipe.save_pretrained(out / "sdxl-turbo", safe_serialization=True)
     ip_dir = out / "ip-adapter" / "sdxl_models"
     ip_dir.mkdir(parents=True, exist_ok=True)
@@ -259,6 +319,10 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4) -> Weigh
     _strengthen_prior(prior)
     (out / "prior").mkdir(exist_ok=True)
     torch.save(prior.state_dict(), out / "prior" / "diffusion_prior.pt")
+
+    low_level = tiny_low_level_encoder(image_size // 8, seed)
+    (out / "low-level").mkdir(exist_ok=True)
+    torch.save(low_level.state_dict(), out / "low-level" / "best_encoder.pth")
 
     (out / "eeg").mkdir(exist_ok=True)
     np.save(out / "eeg" / "synthetic_eeg.npy", synthetic_eeg(n_trials, seed))

@@ -26,7 +26,8 @@ DIR/
   prior/diffusion_prior.pt      diffusion prior state dict
   sdxl-turbo/                   diffusers folder (or the HF cache of stabilityai/sdxl-turbo)
   ip-adapter/sdxl_models/ip-adapter_sdxl_vit-h.safetensors   (or the HF cache of h94/IP-Adapter)
-  taesdxl/                      optional AutoencoderTiny (the fast VAE)"""
+  taesdxl/                      optional AutoencoderTiny (the fast VAE)
+  low-level/<name>.pth          optional low-level encoder (EEG -> SDXL VAE latent; paper era or refactor)"""
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class WeightsLayout:
     sdxl: Path
     ip_adapter: IPAdapterLocation
     taesd: Path | None = None
+    low_level: Path | None = None  # the optional low-level encoder (EEG -> VAE latent)
 
     def describe(self) -> dict[str, str | None]:
         return {
@@ -55,6 +57,7 @@ class WeightsLayout:
             "sdxl": str(self.sdxl),
             "ip_adapter": str(self.ip_adapter.file),
             "taesd": str(self.taesd) if self.taesd else None,
+            "low_level": str(self.low_level) if self.low_level else None,
         }
 
 
@@ -150,6 +153,7 @@ def resolve_weights(
     sdxl: str | os.PathLike | None = None,
     ip_adapter: str | os.PathLike | None = None,
     taesd: str | os.PathLike | None = None,
+    low_level: str | os.PathLike | None = None,
 ) -> WeightsLayout:
     root = Path(weights) if weights is not None else None
     if root is not None and not root.is_dir():
@@ -167,4 +171,12 @@ def resolve_weights(
         sdxl=_sdxl(root, sdxl),
         ip_adapter=_ip_adapter(root, ip_adapter),
         taesd=taesd_path,
+        low_level=_optional_checkpoint(root, low_level, "low-level", "low-level encoder", "--low-level"),
     )
+
+
+def _optional_checkpoint(root: Path | None, override, sub: str, what: str, flag: str) -> Path | None:
+    """An optional component: given explicitly, or present in its subfolder; otherwise None."""
+    if override is None and (root is None or not (root / sub).is_dir()):
+        return None
+    return _checkpoint(root, override, sub, what, flag)

@@ -18,7 +18,7 @@ def tiny_dir(tmp_path_factory) -> Path:
 
     logging.getLogger("diffusers").setLevel(logging.ERROR)
     out = tmp_path_factory.mktemp("weights") / "tiny"
-    init_tiny(out, seed=0)
+    init_tiny(out, seed=0, image_size=TEST_IMAGE_SIZE)
     return out
 
 

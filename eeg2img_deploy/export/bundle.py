@@ -51,6 +51,7 @@ class ExportSettings:
     ip_scale: float = 1.0  # the runtime default; the scale is an input of the UNet graph
     validate: bool = True
     variant: dict[str, Any] = field(default_factory=lambda: {"token_slice": "paper", "positional_embedding": False})
+    latent_convention: str = "unscaled"  # what the low-level encoder's latents are (models/low_level_encoder.py)
 
     def __post_init__(self):
         if self.image_size < 64 or self.image_size % 64:
@@ -90,6 +91,8 @@ def hash_sources(layout: WeightsLayout) -> dict[str, dict[str, str]]:
         "sdxl": {"path": str(layout.sdxl), "sha256": _hash_tree(layout.sdxl, SDXL_PARTS)},
         "ip_adapter": {"path": str(layout.ip_adapter.file), "sha256": _hash_weights_file(layout.ip_adapter.file, "ip_adapter")},
     }
+    if layout.low_level is not None:
+        src["low_level"] = {"path": str(layout.low_level), "sha256": _hash_weights_file(layout.low_level, "low_level")}
     if layout.taesd is not None:
         src["taesd"] = {"path": str(layout.taesd), "sha256": _hash_tree(layout.taesd, ("config.json", "diffusion_pytorch_model.safetensors"))}
     return src
@@ -134,6 +137,12 @@ def build_stages(ref, settings: ExportSettings) -> list[StageExport]:
     ]
     if ref.taesd is not None:
         stages.append(taesd_stage(ref.taesd, settings.image_size))
+    if ref.low_level is not None:
+        from ..runtime.low_level import check_low_level_size
+        from .low_level import low_level_encoder_stage, vae_encoder_stage
+
+        check_low_level_size(ref.low_level.arch.latent_side, settings.image_size)
+        stages += [low_level_encoder_stage(ref.low_level), vae_encoder_stage(ref.sdxl.vae, settings.image_size)]
     return stages
 
 
@@ -141,9 +150,11 @@ def constants(ref, settings: ExportSettings, whitening: np.ndarray | None) -> di
     """Everything the runtime needs besides the graphs: conditioning, scheduler tables, scales."""
     from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler
 
+    from ..reference.low_level import clip_normalisation
     from ..reference.stage2 import time_ids
 
     out = {
+        **clip_normalisation(),  # the low-level path's start image is normalised as CLIP images are
         "prompt_embeds": ref.prompt.prompt_embeds.float().cpu().numpy(),
         "pooled_prompt_embeds": ref.prompt.pooled.float().cpu().numpy(),
         "time_ids": np.array([time_ids(settings.image_size)], np.float32),
@@ -199,7 +210,8 @@ def export_bundle(
         return existing, False
 
     # Load and check every weight before writing anything.
-    ref = ReferencePipeline.from_weights(layout, variant=EncoderVariant(**settings.variant), ip_scale=settings.ip_scale)
+    ref = ReferencePipeline.from_weights(layout, variant=EncoderVariant(**settings.variant), ip_scale=settings.ip_scale,
+                                         latent_convention=settings.latent_convention)
     stages = build_stages(ref, settings)
     consts = constants(ref, settings, whitening)
 
@@ -263,11 +275,13 @@ def export_bundle(
             "encoder_variant": dict(settings.variant),
             "num_subjects": enc["num_subjects"],
             "fp32_only_stages": [s.name for s in stages if s.fp32_only],
+            **({"low_level": {"latent_convention": settings.latent_convention}} if ref.low_level is not None else {}),
         },
         sources={
             **{k: {"name": Path(v["path"]).name, "sha256": v["sha256"]} for k, v in sources.items()},
             "encoder": ref.sources["encoder"],  # with the checkpoint's subject table, linears and variant
             "prior": ref.sources["prior"],
+            **({"low_level": ref.sources["low_level"]} if "low_level" in ref.sources else {}),
         },
         libraries=library_versions(EXPORT_LIBRARIES),
     )

@@ -19,6 +19,12 @@ from eeg2img_deploy.errors import CheckpointError, WeightsNotFoundError
 from eeg2img_deploy.fileio import sha256_file
 from eeg2img_deploy.models.atm_encoder import ATMEncoder, EncoderVariant
 from eeg2img_deploy.models.diffusion_prior import DiffusionPriorUNet
+from eeg2img_deploy.models.low_level_encoder import (
+    LATENT_CONVENTIONS,
+    LINEAR_PREFIX,
+    LowLevelArchitecture,
+    LowLevelEncoder,
+)
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -175,6 +181,71 @@ def load_prior(path: str | Path) -> tuple[DiffusionPriorUNet, PriorProvenance]:
         file_name=path.name,
         sha256=sha256_file(path),
         cond_dim=model.cond_dim,
+        num_parameters=_num_parameters(model),
+    )
+    return model, provenance
+
+
+# ---- the low-level encoder ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LowLevelProvenance:
+    file_name: str
+    sha256: str
+    architecture: dict
+    latent_convention: str
+    num_parameters: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_UPSAMPLER_WEIGHT = re.compile(r"^upsampler\.(\d+)\.weight$")
+
+
+def low_level_architecture(state: dict[str, torch.Tensor], what: str) -> LowLevelArchitecture:
+    """Read generation, widths and head from the keys and shapes (the load stays strict: see the caller)."""
+    generation = next((g for g, prefix in LINEAR_PREFIX.items() if f"{prefix}.0.weight" in state), None)
+    if generation is None:
+        raise CheckpointError(
+            f"{what} has neither subject_wise_linear.0.weight (paper era) nor subject_linear.0.weight (2025 "
+            "refactor): it is not a low-level encoder state dict; pass the encoder_low_level checkpoint to --low-level"
+        )
+    prefix = LINEAR_PREFIX[generation]
+    linear_ids = {int(m.group(1)) for k in state if (m := re.match(rf"^{prefix}\.(\d+)\.", k))}
+    features, samples = state[f"{prefix}.0.weight"].shape
+    convs = sorted((int(m.group(1)), state[k]) for k in state if (m := _UPSAMPLER_WEIGHT.match(k)) and state[k].ndim == 4)
+    if not convs or samples != 250:
+        raise CheckpointError(f"{what}: {prefix}.0.weight is {list(state[f'{prefix}.0.weight'].shape)} and the "
+                              f"upsampler has {len(convs)} ConvTranspose2d layers; expected [128, 250] and 7-8 layers")
+    # ConvTranspose2d weights are (in, out, k, k): 4x4 kernels double the size, 1x1 ones form the head
+    widths = tuple(int(w.shape[1]) for _, w in convs if w.shape[-1] == 4)
+    head = tuple(int(w.shape[1]) for _, w in convs[len(widths):-1])
+    arch = LowLevelArchitecture(generation=generation, num_linears=max(linear_ids) + 1, linear_features=int(features),
+                                widths=widths, head=head, logit_scale="logit_scale" in state)
+    return arch
+
+
+def low_level_encoder_from_state(state: dict[str, torch.Tensor], what: str) -> LowLevelEncoder:
+    """An eval-mode ``LowLevelEncoder`` holding ``state``'s tensors; every key and shape must match."""
+    arch = low_level_architecture(state, what)
+    with torch.device("meta"):  # no init cost: the paper's first layer alone has 132 M weights
+        model = LowLevelEncoder(arch)
+    check_state_dict(model, state, what)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()
+
+
+def load_low_level_encoder(path: str | Path, latent_convention: str = "unscaled") -> tuple[LowLevelEncoder, LowLevelProvenance]:
+    """Build an eval-mode ``LowLevelEncoder`` shaped like the checkpoint and load it strictly."""
+    if latent_convention not in LATENT_CONVENTIONS:
+        raise ValueError(f"latent convention must be one of {LATENT_CONVENTIONS}, got {latent_convention!r}")
+    path = Path(path)
+    model = low_level_encoder_from_state(load_state_dict_file(path), f"low-level encoder checkpoint {path.name}")
+    provenance = LowLevelProvenance(
+        file_name=path.name,
+        sha256=sha256_file(path),
+        architecture=model.arch.to_dict(),
+        latent_convention=latent_convention,
         num_parameters=_num_parameters(model),
     )
     return model, provenance

@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 
 from ..eeg.spec import validate_eeg, validate_subject_ids
+from ..errors import WeightsNotFoundError
+from ..runtime.low_level import LowLevelOptions, check_low_level_size
+from ..runtime.noise import NoiseSource
+from ..runtime.schedulers import img2img_cut
 from ..weights import WeightsLayout
+from . import low_level as ll
 from .prior_sampler import PRIOR_GUIDANCE, PRIOR_STEPS, sample_prior
 from .stage2 import EmptyPrompt, decode, denoise, load_sdxl_pipeline
 
@@ -28,11 +33,15 @@ class ReferenceResult:
     eeg_embeds: np.ndarray  # (B, 1024) encoder output
     image_embeds: np.ndarray  # (B, 1024) prior output
     latents: np.ndarray  # (B, 4, H/8, W/8) before the VAE
+    low_level_latents: np.ndarray | None = None  # (B, 4, H/8, W/8) the low-level encoder's output
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 class ReferencePipeline:
-    def __init__(self, encoder, prior, sdxl, prompt: EmptyPrompt, *, taesd=None, sources: dict[str, Any] | None = None):
+    def __init__(self, encoder, prior, sdxl, prompt: EmptyPrompt, *, taesd=None, sources: dict[str, Any] | None = None,
+                 low_level=None, latent_convention: str = "unscaled"):
+        self.low_level = low_level  # the optional low-level encoder (EEG -> VAE latent)
+        self.latent_convention = latent_convention
         self.encoder = encoder
         self.prior = prior
         self.sdxl = sdxl
@@ -41,8 +50,13 @@ class ReferencePipeline:
         self.sources = sources or {}
 
     @classmethod
-    def from_weights(cls, layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None):
-        """Load every component. ``dtype`` applies to Stage II; encoder, prior and VAE stay fp32."""
+    def from_weights(cls, layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None,
+                     latent_convention: str = "unscaled"):
+        """Load every component. ``dtype`` applies to Stage II; encoders, prior and VAE stay fp32.
+
+        ``latent_convention``: what the low-level encoder's latents are, if the layout has one (see
+        :mod:`eeg2img_deploy.models.low_level_encoder`).
+        """
         import torch
 
         from ..models.atm_encoder import EncoderVariant
@@ -58,7 +72,15 @@ class ReferencePipeline:
             taesd = AutoencoderTiny.from_pretrained(layout.taesd, local_files_only=True, dtype=dtype or torch.float32)
             taesd = taesd.to(device).eval()
         sources = {**layout.describe(), "encoder": enc_prov.to_dict(), "prior": prior_prov.to_dict()}
-        return cls(encoder.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl), taesd=taesd, sources=sources)
+        low_level = None
+        if layout.low_level is not None:
+            from ..models.checkpoints import load_low_level_encoder
+
+            low_level, ll_prov = load_low_level_encoder(layout.low_level, latent_convention)
+            low_level = low_level.to(device)
+            sources["low_level"] = ll_prov.to_dict()
+        return cls(encoder.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl), taesd=taesd, sources=sources,
+                   low_level=low_level, latent_convention=latent_convention)
 
     @property
     def device(self):
@@ -83,6 +105,18 @@ class ReferencePipeline:
             ids = torch.from_numpy(subject_ids).to(self.device)
             return self.encoder(x, ids)
 
+    def encode_low_level(self, eeg: np.ndarray):
+        import torch
+
+        with torch.no_grad():
+            return self.low_level(torch.from_numpy(eeg).to(self.device))
+
+    def _check_low_level(self, options: LowLevelOptions, steps: int, image_size: int) -> None:
+        if self.low_level is None:
+            raise WeightsNotFoundError("--low-level needs a low-level encoder: put it in weights/low-level/ or pass --low-level PATH")
+        img2img_cut(steps, options.strength)
+        check_low_level_size(self.low_level.arch.latent_side, image_size)
+
     def __call__(
         self,
         eeg: np.ndarray,
@@ -94,21 +128,36 @@ class ReferencePipeline:
         guidance: float = PRIOR_GUIDANCE,
         image_size: int = 512,
         vae: str = "full",
+        low_level: LowLevelOptions | None = None,
     ) -> ReferenceResult:
+        """``low_level``: run the paper's low-level path (img2img from the low-level encoder's latent)."""
         if vae not in ("full", "tiny"):
             raise ValueError(f"vae must be 'full' or 'tiny', got {vae!r}")
         if vae == "tiny" and self.taesd is None:
             raise ValueError("--vae tiny needs a TAESDXL folder (weights/taesdxl or --taesd)")
         eeg = validate_eeg(eeg)
         ids = validate_subject_ids(subject_ids, len(eeg))
+        if low_level is not None:
+            self._check_low_level(low_level, steps, image_size)
         t: dict[str, float] = {}
         t_start = time.perf_counter()
         with self._timed(t, "encoder"):
             eeg_embeds = self.encode(eeg, ids)
         with self._timed(t, "prior"):
             image_embeds = sample_prior(self.prior, eeg_embeds, seed, steps=prior_steps, guidance=guidance)
-        with self._timed(t, "unet"):
-            latents = denoise(self.sdxl, self.prompt, image_embeds, seed, steps=steps, image_size=image_size)
+        z = None
+        if low_level is None:
+            with self._timed(t, "unet"):
+                latents = denoise(self.sdxl, self.prompt, image_embeds, seed, steps=steps, image_size=image_size)
+        else:
+            noise = NoiseSource(seed, len(eeg), "low_level")
+            with self._timed(t, "low_level"):
+                z = self.encode_low_level(eeg)
+                start = ll.start_latents(self.sdxl.vae, z, noise, mode=low_level.mode,
+                                         latent_convention=self.latent_convention, image_size=image_size)
+            with self._timed(t, "unet"):
+                latents = ll.img2img_denoise(self.sdxl, self.prompt, image_embeds, start, noise, steps=steps,
+                                             strength=low_level.strength, image_size=image_size)
         with self._timed(t, "vae"):
             images = decode(self.taesd if vae == "tiny" else self.sdxl.vae, latents, tiny=vae == "tiny")
         t["total"] = (time.perf_counter() - t_start) * 1e3
@@ -117,5 +166,6 @@ class ReferencePipeline:
             eeg_embeds=eeg_embeds.float().cpu().numpy(),
             image_embeds=image_embeds.float().cpu().numpy(),
             latents=latents.float().cpu().numpy(),
+            low_level_latents=None if z is None else z.float().cpu().numpy(),
             timings_ms=t,
         )

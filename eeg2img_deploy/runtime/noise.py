@@ -7,6 +7,9 @@ bit-identical noise in both. The order is part of the contract:
    (DDPM adds no noise at t=0);
 2. Stage II: initial latents ``(B, 4, H/8, W/8)``, then one ancestral draw of the same shape per
    Euler-ancestral step.
+3. The low-level path (purpose ``low_level``, instead of 2; all ``(B, 4, H/8, W/8)``): the VAE posterior
+   sample (``latent_dist.sample()``; drawn in latent mode too, unused, so both modes share the rest),
+   the noise added to the start latents, then one ancestral draw per step of the cut schedule.
 
 Each (seed, sample index, purpose) has its own stream: a batch never changes what sample i draws,
 and the prior's step count never shifts the Stage II noise.
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-PURPOSES = {"prior": 0, "image": 1}
+PURPOSES = {"prior": 0, "image": 1, "low_level": 2}
 
 
 class NoiseSource:

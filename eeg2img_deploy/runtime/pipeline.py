@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 
 from ..eeg.spec import EEGSpec, validate_eeg, validate_subject_ids
-from ..errors import EEGInputError, ManifestError
+from ..errors import EEGInputError, ManifestError, SettingsError
 from ..manifest import Backend, Manifest, Precision, read_manifest, verify_files
 from .backend import StageSession
 from .images import to_uint8
+from .low_level import LowLevelOptions, LowLevelPath
+from .low_level import STAGES as LOW_LEVEL_STAGES
 from .noise import NoiseSource
 from .prior_solvers import get_prior_sampler
-from .schedulers import EulerAncestral
+from .schedulers import EulerAncestral, img2img_cut
 from .sessions import open_sessions
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class Result:
     eeg_embeds: np.ndarray  # (B, 1024)
     image_embeds: np.ndarray  # (B, 1024)
     latents: np.ndarray  # (B, 4, H/8, W/8)
+    low_level_latents: np.ndarray | None = None  # (B, 4, H/8, W/8) the low-level encoder's output
     timings_ms: dict[str, float] = field(default_factory=dict)  # wall time per stage + total
     backend_ms: float = 0.0  # time inside backend calls; total - backend_ms is the runtime's overhead
 
@@ -80,6 +83,7 @@ class Pipeline:
         self.eeg_spec = EEGSpec.from_dict({k: v for k, v in manifest.eeg.items() if k != "whitening"})
         self._backend_ms = [0.0]
         self._run = {name: _Timed(s, self._backend_ms) for name, s in sessions.items()}
+        self.low_level = self._low_level_path() if "low_level_encoder" in sessions else None
 
     @classmethod
     def from_bundle(
@@ -92,11 +96,13 @@ class Pipeline:
         vae: str = "full",
         allow_cpu_fallback: bool = False,
         threads: int | None = None,
+        low_level: bool = False,
     ) -> Pipeline:
         """Open an export bundle or an engine folder with ``backend`` (onnxruntime on ``provider``, or TensorRT).
 
         ``precision`` None: per stage, fp16 on a GPU where the folder has it, else fp32 (see :mod:`.sessions`).
         ``threads``: onnxruntime intra-op threads per session (default: one per core).
+        ``low_level``: also open the low-level path's stages (:mod:`.low_level`).
         """
         from safetensors.numpy import load_file
 
@@ -105,10 +111,12 @@ class Pipeline:
         _check_backend(manifest, backend, folder)
         if vae not in DECODERS:
             raise ValueError(f"vae must be one of {sorted(DECODERS)}, got {vae!r}")
-        stages = [*REQUIRED, DECODERS[vae]]
+        stages = list(dict.fromkeys([*REQUIRED, DECODERS[vae], *(LOW_LEVEL_STAGES if low_level else ())]))
         missing = [s for s in stages if s not in manifest.stages()]
         if missing:
             hint = " (export with a TAESDXL folder: weights/taesdxl or --taesd)" if "taesd_decoder" in missing else ""
+            if "low_level_encoder" in missing:
+                hint = " (export with a low-level encoder: weights/low-level/ or --low-level PATH)"
             raise ManifestError(f"{folder} lacks stage(s) {missing}{hint}: export the bundle again")
         verify_files(folder, manifest, stages)
         constants = load_file(str(folder / manifest.constants_file))
@@ -146,6 +154,17 @@ class Pipeline:
                 "with shared_subject_token=True (--shared-subject-token)"
             )
 
+    def _low_level_path(self) -> LowLevelPath:
+        from .low_level import check_low_level_size
+
+        side = int(self.sessions["low_level_encoder"].outputs[0].shape[-1])
+        check_low_level_size(side, self.image_size)
+        return LowLevelPath(
+            run=self._call, vae_scale=float(self.constants["vae_scaling_factor"][0]),
+            clip_mean=self.constants["clip_image_mean"], clip_std=self.constants["clip_image_std"],
+            latent_convention=self.manifest.settings.get("low_level", {}).get("latent_convention", "unscaled"),
+        )
+
     # ---- stages ------------------------------------------------------------------------------------
     def encode(self, eeg: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return self._call("encoder", {"eeg": eeg, "subject_ids": ids})
@@ -158,12 +177,18 @@ class Pipeline:
         sample = get_prior_sampler(sampler)
         return sample(eps_fn, eeg_embeds, noise, self.constants["prior_alphas_cumprod"], steps=steps, guidance=guidance)
 
-    def denoise(self, image_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int, ip_scale: float) -> np.ndarray:
+    def denoise(self, image_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int,
+                ip_scale: float, start: tuple[np.ndarray, NoiseSource, int] | None = None) -> np.ndarray:
+        """``start``: img2img (the low-level path) from these latents with this noise, from step index ``[2]`` on."""
         b = len(image_embeds)
         euler = self._euler(steps)
-        noise = NoiseSource(seed, b, "image", first=first)
-        side = self.image_size // 8
-        latents = euler.initial_latents(noise, (int(self.manifest.settings["latent_channels"]), side, side))
+        if start is None:
+            noise = NoiseSource(seed, b, "image", first=first)
+            side = self.image_size // 8
+            latents = euler.initial_latents(noise, (int(self.manifest.settings["latent_channels"]), side, side))
+        else:
+            latents, noise, cut = start
+            euler = euler.cut(cut)
         fixed = {
             "encoder_hidden_states": np.repeat(self.constants["prompt_embeds"], b, axis=0),
             "text_embeds": np.repeat(self.constants["pooled_prompt_embeds"], b, axis=0),
@@ -200,12 +225,14 @@ class Pipeline:
         ip_scale: float | None = None,
         shared_subject_token: bool = False,
         sample_indices: np.ndarray | None = None,
+        low_level: LowLevelOptions | None = None,
     ) -> Result:
         """Reconstruct images from ``eeg`` (N, 63, 250) or one trial (63, 250).
 
         Trial i draws its noise from (seed, i): ``seed`` may also be one seed per trial and
         ``sample_indices`` replaces i (a server batching unrelated requests keeps each request's own
-        seeds and indices, so batching never changes an image).
+        seeds and indices, so batching never changes an image). ``low_level``: img2img from the
+        low-level encoder's latent (open with ``low_level=True``).
         """
         eeg = validate_eeg(eeg, self.eeg_spec)
         ids = validate_subject_ids(subject_ids, len(eeg))
@@ -214,30 +241,45 @@ class Pipeline:
         self.check_subjects(ids, shared_subject_token)
         get_prior_sampler(prior_sampler)  # an unknown name fails before any work
         self._euler(steps)
+        cut = self._check_low_level(low_level, steps)
         if "eeg_whitening" in self.constants:
             eeg = np.einsum("ij,njt->nit", self.constants["eeg_whitening"], eeg).astype(np.float32)
         scale = float(self.manifest.settings.get("ip_scale", 1.0) if ip_scale is None else ip_scale)
-        timings = dict.fromkeys(("encoder", "prior", "unet", "decoder"), 0.0)
+        timings = dict.fromkeys(("encoder", "prior", *(("low_level",) if low_level else ()), "unet", "decoder"), 0.0)
         self._backend_ms[0] = 0.0
         parts: list[tuple[np.ndarray, ...]] = []
         t_start = time.perf_counter()
         for first in range(0, len(eeg), self.max_batch):  # chunks within the engines' batch profile
             sl = slice(first, first + self.max_batch)
-            t0 = time.perf_counter()
+            marks = [time.perf_counter()]
             emb = self.encode(eeg[sl], ids[sl])
-            t1 = time.perf_counter()
+            marks.append(time.perf_counter())
             img_emb = self.prior(emb, seeds[sl], indices[sl], steps=prior_steps, guidance=guidance, sampler=prior_sampler)
-            t2 = time.perf_counter()
-            latents = self.denoise(img_emb, seeds[sl], indices[sl], steps=steps, ip_scale=scale)
-            t3 = time.perf_counter()
+            marks.append(time.perf_counter())
+            start, z = None, np.zeros((len(emb), 0), np.float32)
+            if low_level is not None:
+                noise = NoiseSource(seeds[sl], len(emb), "low_level", first=indices[sl])
+                z = self.low_level.encode(eeg[sl])
+                start = (self.low_level.start_latents(z, noise, low_level.mode), noise, cut)
+                marks.append(time.perf_counter())
+            latents = self.denoise(img_emb, seeds[sl], indices[sl], steps=steps, ip_scale=scale, start=start)
+            marks.append(time.perf_counter())
             images = self.decode(latents)
-            t4 = time.perf_counter()
-            for k, (a, b) in zip(timings, ((t0, t1), (t1, t2), (t2, t3), (t3, t4))):
+            marks.append(time.perf_counter())
+            for k, a, b in zip(timings, marks, marks[1:]):
                 timings[k] += (b - a) * 1e3
-            parts.append((images, emb, img_emb, latents))
+            parts.append((images, emb, img_emb, latents, z))
         timings["total"] = (time.perf_counter() - t_start) * 1e3
-        images, emb, img_emb, latents = (np.concatenate(x) for x in zip(*parts))
-        return Result(images, emb, img_emb, latents, timings, backend_ms=self._backend_ms[0])
+        images, emb, img_emb, latents, z = (np.concatenate(x) for x in zip(*parts))
+        return Result(images, emb, img_emb, latents, z if low_level else None, timings, backend_ms=self._backend_ms[0])
+
+    def _check_low_level(self, options: LowLevelOptions | None, steps: int) -> int | None:
+        if options is None:
+            return None
+        if self.low_level is None:
+            raise SettingsError("this pipeline was opened without the low-level stages: open it with low_level=True "
+                                "(infer --low-level)")
+        return img2img_cut(steps, options.strength)
 
     def close(self) -> None:
         for s in self.sessions.values():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import SettingsError
 from .noise import NoiseSource
 
 # eps_fn(x (2B, D), t (2B,), cond (2B, D), cond_mask (2B,)) -> eps (2B, D); rows [:B] conditional.
@@ -65,6 +66,23 @@ def ddpm_sample(
     return x.astype(np.float32)
 
 
+def img2img_cut(steps: int, strength: float) -> int:
+    """Index of the first step img2img runs, as the paper computes it (``custom_pipeline_low_level.py``).
+
+    ``init_timestep = min(int(steps * strength), steps)``; the last ``init_timestep`` steps run. ``int``
+    truncates, so 4 steps at strength 0.6 run 2 steps, not 3; a pair that runs none is refused.
+    """
+    if not 0.0 < strength <= 1.0:
+        raise SettingsError(f"--strength must be in (0, 1], got {strength}")
+    run = min(int(steps * strength), steps)
+    if run == 0:
+        raise SettingsError(
+            f"--strength {strength} with --steps {steps} leaves no denoising step (int({steps} * {strength}) = 0): "
+            f"raise --strength to at least {1 / steps:g} or use more --steps"
+        )
+    return steps - run
+
+
 @dataclass(frozen=True)
 class EulerAncestral:
     """SDXL-Turbo's Euler-ancestral steps from exported tables (sigmas has one trailing 0)."""
@@ -72,6 +90,10 @@ class EulerAncestral:
     timesteps: np.ndarray  # (n,)
     sigmas: np.ndarray  # (n + 1,)
     init_noise_sigma: float
+
+    def cut(self, start: int) -> EulerAncestral:
+        """The schedule from step ``start`` on (img2img): the same sigmas, fewer steps."""
+        return EulerAncestral(self.timesteps[start:], self.sigmas[start:], self.init_noise_sigma)
 
     def initial_latents(self, noise: NoiseSource, shape: tuple[int, ...]) -> np.ndarray:
         return noise.normal(shape) * np.float32(self.init_noise_sigma)

@@ -27,7 +27,8 @@ from eeg2img_deploy.manifest import (
 )
 from eeg2img_deploy.weights import IPAdapterLocation, resolve_weights
 
-ALL_STAGES = ["encoder", "prior", "unet", "vae_decoder", "taesd_decoder"]
+ALL_STAGES = ["encoder", "prior", "unet", "vae_decoder", "taesd_decoder", "low_level_encoder", "vae_encoder"]
+FP32_ONLY = ("vae_decoder", "vae_encoder")  # the SDXL VAE overflows fp16 both ways
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64",
                onnx.TensorProto.UINT8: "uint8"}
 
@@ -47,9 +48,16 @@ def test_every_stage_exported_and_validated(tiny_bundle, tiny_export_settings):
     m = read_manifest(tiny_bundle)
     assert m.stages() == ALL_STAGES
     for stage in ALL_STAGES:
-        want = [Precision.FP32] if stage == "vae_decoder" else [Precision.FP32, Precision.FP16]
+        want = [Precision.FP32] if stage in FP32_ONLY else [Precision.FP32, Precision.FP16]
         assert m.precisions(stage) == want, stage
-    assert m.settings["fp32_only_stages"] == ["vae_decoder"]
+    assert m.settings["fp32_only_stages"] == list(FP32_ONLY)
+    assert m.settings["low_level"] == {"latent_convention": "unscaled"}
+    assert m.sources["low_level"]["architecture"]["generation"] == "refactor"
+    from safetensors.numpy import load_file
+
+    consts = load_file(str(tiny_bundle / m.constants_file))  # the low-level start image is CLIP-normalised
+    np.testing.assert_allclose(consts["clip_image_mean"], [0.48145466, 0.4578275, 0.40821073])
+    np.testing.assert_allclose(consts["clip_image_std"], [0.26862954, 0.26130258, 0.27577711])
     assert m.settings["image_size"] == tiny_export_settings.image_size and m.settings["max_batch"] == 4
     assert m.settings["steps"] == [1, 4]
     for a in m.artifacts:
