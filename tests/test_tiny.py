@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from support import TEST_IMAGE_SIZE
 
 torch = pytest.importorskip("torch")
 

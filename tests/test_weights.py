@@ -40,7 +40,8 @@ def test_finds_the_tiny_layout(tiny_dir):
     assert layout.sdxl == tiny_dir / "sdxl-turbo"
     assert layout.ip_adapter == IPAdapterLocation(str(tiny_dir / "ip-adapter"), "sdxl_models", "ip-adapter_sdxl_vit-h.safetensors")
     assert layout.taesd == tiny_dir / "taesdxl"
-    assert set(layout.describe()) == {"encoder", "prior", "sdxl", "ip_adapter", "taesd"}
+    assert layout.low_level == tiny_dir / "low-level" / "best_encoder.pth"
+    assert set(layout.describe()) == {"encoder", "prior", "sdxl", "ip_adapter", "taesd", "low_level"}
 
 
 def test_layout_without_taesd(tmp_path):
@@ -102,3 +103,16 @@ def test_two_checkpoints_in_encoder_folder(tmp_path):
     (root / "encoder" / "atms_sub-01.pth").unlink()
     (root / "encoder" / "README.txt").write_text("x")
     assert resolve_weights(root).encoder.name == "atms_sub-08.pth"
+
+
+def test_low_level_encoder_is_optional_and_overridable(tmp_path):
+    root = fake_layout(tmp_path / "w")
+    assert resolve_weights(root).low_level is None  # no low-level/ folder: the main path only
+    (root / "low-level").mkdir()
+    (root / "low-level" / "80.pth").write_bytes(b"")
+    assert resolve_weights(root).low_level == root / "low-level" / "80.pth"
+    other = tmp_path / "best_encoder.pth"
+    other.write_bytes(b"")
+    assert resolve_weights(root, low_level=other).low_level == other
+    with pytest.raises(WeightsNotFoundError, match="--low-level"):
+        resolve_weights(root, low_level=tmp_path / "missing.pth")
