@@ -32,7 +32,13 @@ from .manifest import library_versions as manifest_library_versions
 log = logging.getLogger(__name__)
 
 STAGES = ("encoder", "prior", "unet", "decoder")
-REFERENCE_STAGE = {"encoder": "encoder", "prior": "prior", "unet": "unet", "decoder": "vae"}  # runtime -> reference
+LOW_LEVEL_STAGES = ("encoder", "prior", "low_level", "unet", "decoder")  # with the low-level path's start latents
+REFERENCE_STAGE = {"encoder": "encoder", "prior": "prior", "low_level": "low_level", "unet": "unet", "decoder": "vae"}
+
+
+def report_stages(settings: dict[str, Any]) -> tuple[str, ...]:
+    """The timed stages of a run: the low-level path adds one."""
+    return LOW_LEVEL_STAGES if settings.get("low_level") else STAGES
 LIBRARIES = ("numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "torch", "diffusers", "transformers")
 REPORT_VERSION = 1
 
@@ -260,8 +266,11 @@ def run_bench(
     eeg: np.ndarray | None = None,
     progress: bool = False,
     threads: int | None = None,
+    low_level=None,
 ) -> dict[str, Any]:
     """Time ``Pipeline.from_bundle(bundle, ...)`` and, with ``baseline_weights``, the torch reference.
+
+    ``low_level``: a :class:`~.runtime.low_level.LowLevelOptions`, to time the low-level path.
 
     ``eeg`` (B, 63, 250) replaces the synthetic batch of ``batch`` trials; subject ids cycle 0, 1, ...
     Returns a JSON-able report (see the module docstring); :func:`print_report` and :func:`plot_report` show it.
@@ -271,12 +280,13 @@ def run_bench(
     settings = {"bundle": str(bundle), "backend": backend, "device": device, "precision": precision, "runs": runs,
                 "warmup": warmup, "batch": batch, "steps": steps, "prior_steps": prior_steps, "vae": vae,
                 "baseline_weights": None if baseline_weights is None else str(baseline_weights), "seed": seed,
-                "threads": threads}
+                "threads": threads, "low_level": None if low_level is None else {"strength": low_level.strength,
+                                                                                      "mode": low_level.mode}}
     report: dict[str, Any] = {"report_version": REPORT_VERSION, "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                               "settings": settings}
 
     load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-    call_kw = {"seed": seed, "steps": steps, "prior_steps": prior_steps}
+    call_kw = {"seed": seed, "steps": steps, "prior_steps": prior_steps, "low_level": low_level}
     rt, first, manifest, eeg, ids = _bench_runtime(bundle, backend=backend, device=device, precision=precision, vae=vae,
                                                    eeg=eeg, batch=batch, call_kw=call_kw, runs=runs, warmup=warmup,
                                                    progress=progress, threads=threads)
@@ -288,7 +298,8 @@ def run_bench(
             precision=rt["artifacts"]["unet"]["precision"], call_kw=call_kw, vae=vae,
             image_size=settings["image_size"], runs=runs, warmup=warmup, progress=progress, threads=threads,
         )
-        report["ratios"] = {k: base["latency_ms"][k]["p50"] / rt["latency_ms"][k]["p50"] for k in (*STAGES, "total")}
+        report["ratios"] = {k: base["latency_ms"][k]["p50"] / rt["latency_ms"][k]["p50"]
+                            for k in (*report_stages(settings), "total")}
     # Machine info last: torch.cuda (if the baseline imported torch) can then name the GPU.
     report["machine"] = machine_info()
     report["machine"]["load_average_1m_at_start"] = load_before
@@ -299,6 +310,7 @@ def run_bench(
 def _bench_runtime(bundle, *, backend, device, precision, vae, eeg, batch, call_kw, runs, warmup, progress, threads):
     """Cold start (backend import, load, first call), then the timed runs; the pipeline is closed after."""
     rt: dict[str, Any] = {"backend": backend, "device": device, "memory": {}}
+    stages = report_stages(call_kw)
     with _memory_phase(rt["memory"]):
         module = "tensorrt" if backend == "tensorrt" else "onnxruntime"
         if module not in sys.modules:
@@ -310,7 +322,8 @@ def _bench_runtime(bundle, *, backend, device, precision, vae, eeg, batch, call_
 
         used0 = _nvml_used_mb() if device != "cpu" or backend == "tensorrt" else None
         t0 = time.perf_counter()
-        pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=device, vae=vae, threads=threads)
+        pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=device, vae=vae, threads=threads,
+                                    low_level=call_kw["low_level"] is not None)
         rt["load_ms"] = (time.perf_counter() - t0) * 1e3
         rt["artifacts"] = {s: {"file": sess.artifact.file, "precision": sess.artifact.precision.value}
                            for s, sess in pipe.sessions.items()}
@@ -321,7 +334,7 @@ def _bench_runtime(bundle, *, backend, device, precision, vae, eeg, batch, call_
             ids = (np.arange(len(eeg)) % pipe.num_subjects).astype(np.int64)
         first = pipe(eeg, ids, **call_kw)
         rt["first_call_ms"] = first.timings_ms["total"]
-        rt["first_call_stages_ms"] = {k: first.timings_ms[k] for k in STAGES}
+        rt["first_call_stages_ms"] = {k: first.timings_ms[k] for k in stages}
 
         def call():
             r = pipe(eeg, ids, **call_kw)
@@ -330,12 +343,12 @@ def _bench_runtime(bundle, *, backend, device, precision, vae, eeg, batch, call_
                                   "overhead_pct": 100.0 * overhead / r.timings_ms["total"]}
 
         with _progress(progress) as bar:
-            samples = _time_calls(call, runs, warmup, (*STAGES, "total"), bar, "runtime")
+            samples = _time_calls(call, runs, warmup, (*stages, "total"), bar, "runtime")
         if used0 is not None and (used1 := _nvml_used_mb()) is not None:
             rt["memory"]["cuda_used_delta_mb"] = used1 - used0  # NVML sees every process on the device
     pipe.close()
     rt["samples_ms"] = samples
-    rt["latency_ms"] = _stats_table({k: samples[k] for k in (*STAGES, "total")})
+    rt["latency_ms"] = _stats_table({k: samples[k] for k in (*stages, "total")})
     rt["backend_ms"] = latency_stats(samples["backend"])
     rt["overhead"] = {"ms": latency_stats(samples["overhead"]), "pct": latency_stats(samples["overhead_pct"])}
     rt["throughput_images_per_s"] = len(eeg) * 1e3 / rt["latency_ms"]["total"]["mean"]
@@ -349,6 +362,7 @@ def _bench_baseline(weights, manifest, eeg, ids, runtime_first, *, device, preci
 
         torch.set_num_threads(threads)  # the same thread budget as the runtime's sessions
     base: dict[str, Any] = {"memory": {}}
+    stages = report_stages(call_kw)
     with _memory_phase(base["memory"]):
         t0 = time.perf_counter()
         import torch
@@ -365,18 +379,18 @@ def _bench_baseline(weights, manifest, eeg, ids, runtime_first, *, device, preci
 
         def call():
             r = ref(eeg, ids, image_size=image_size, vae=vae, **call_kw)
-            return {**{k: r.timings_ms[REFERENCE_STAGE[k]] for k in STAGES}, "total": r.timings_ms["total"]}, {}
+            return {**{k: r.timings_ms[REFERENCE_STAGE[k]] for k in stages}, "total": r.timings_ms["total"]}, {}
 
         first = ref(eeg, ids, image_size=image_size, vae=vae, **call_kw)
         base["first_call_ms"] = first.timings_ms["total"]
-        base["first_call_stages_ms"] = {k: first.timings_ms[REFERENCE_STAGE[k]] for k in STAGES}
+        base["first_call_stages_ms"] = {k: first.timings_ms[REFERENCE_STAGE[k]] for k in stages}
         # Same EEG, seed and noise on both sides: a large gap here means the two did not compute the same thing.
         base["parity"] = {
             "image_embeds_max_abs_diff": float(np.abs(first.image_embeds - runtime_first.image_embeds).max()),
             "images_max_abs_diff": int(np.abs(first.images.astype(np.int16) - runtime_first.images.astype(np.int16)).max()),
         }
         with _progress(progress) as bar:
-            samples = _time_calls(call, runs, warmup, (*STAGES, "total"), bar, "torch baseline")
+            samples = _time_calls(call, runs, warmup, (*stages, "total"), bar, "torch baseline")
         if cuda:
             base["memory"]["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     base["samples_ms"] = samples
@@ -406,7 +420,7 @@ def print_report(report: dict[str, Any], console=None) -> None:
     if base:
         table.add_column("torch p50", justify="right", no_wrap=True)
         table.add_column("torch/runtime", justify="right", no_wrap=True)
-    for k in (*STAGES, "total"):
+    for k in (*report_stages(s), "total"):
         st = rt["latency_ms"][k]
         row = [k, *(f"{st[c]:.1f}" for c in ("p50", "p90", "p99", "mean", "min", "max"))]
         if base:
@@ -447,7 +461,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     ax = fig.add_subplot()
     names = list(bars)
     bottom = np.zeros(len(names))
-    for stage in STAGES:
+    for stage in report_stages(s):
         values = np.array([bars[n]["latency_ms"][stage]["p50"] for n in names])
         ax.bar(names, values, bottom=bottom, label=stage, width=0.5)
         bottom += values
@@ -472,7 +486,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     rt, base, ratios = report["runtime"], report.get("baseline"), report.get("ratios")
     head = ["stage", "runtime p50", "p90", "p99", "mean"] + (["torch p50", "p90", "torch / runtime"] if base else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for k in (*STAGES, "total"):
+    for k in (*report_stages(report["settings"]), "total"):
         st = rt["latency_ms"][k]
         row = [f"**{k}**" if k == "total" else k, *(f"{st[c]:.2f}" for c in ("p50", "p90", "p99", "mean"))]
         if base:

@@ -357,17 +357,21 @@ def infer(bundle: Path, out: Path, backend: str, device: str, allow_cpu_fallback
               help="Time the PyTorch reference pipeline in the same run (needs --weights).")
 @click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder for the baseline.")
 @click.option("--threads", type=int, default=None, help="CPU threads for onnxruntime sessions and torch [default: all cores].")
+@click.option("--low-level", "low_level", is_flag=True, help="Time the low-level path (img2img from the low-level encoder).")
+@low_level_options
 def bench(bundle: Path, backend: str, device: str, precision: str | None, runs: int, warmup: int, batch: int,
           steps: str, prior_steps: int, vae: str, json_path: Path | None, plot_path: Path | None, baseline: str,
-          weights: Path | None, threads: int | None) -> None:
+          weights: Path | None, threads: int | None, low_level: bool, strength: float, low_level_mode: str) -> None:
     """Latency per stage and end to end (p50/p90/p99), cold start, memory; optionally against PyTorch."""
     from .bench import plot_report, print_report, run_bench
+    from .runtime.low_level import LowLevelOptions
 
     if baseline == "torch" and weights is None:
         raise click.BadParameter("--baseline torch needs --weights DIR (the weights the bundle was exported from)")
     report = run_bench(bundle, backend=backend, device=device, precision=precision, runs=runs, warmup=warmup,
                        batch=batch, steps=int(steps), prior_steps=prior_steps, vae=vae,
-                       baseline_weights=weights if baseline == "torch" else None, progress=True, threads=threads)
+                       baseline_weights=weights if baseline == "torch" else None, progress=True, threads=threads,
+                       low_level=LowLevelOptions(strength=strength, mode=low_level_mode) if low_level else None)
     print_report(report)
     if json_path:
         write_json(json_path, report)

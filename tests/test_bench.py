@@ -113,3 +113,22 @@ def test_markdown_and_readme_sections(report, tmp_path):
     text = readme.read_text()
     assert "keep me" in text and "second" in text and "first" not in text
     assert text.count("<!-- bench_x -->") == 1 and text.count("<!-- /bench_x -->") == 1
+
+
+def test_low_level_benchmark_script_smoke(tiny_dir, tiny_bundle, tmp_path):
+    """``benchmarks/bench_low_level_cpu.py --smoke`` on the session's tiny bundle: both modes timed, PSNR written."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_low_level_cpu.py"
+    spec = importlib.util.spec_from_file_location("bench_low_level_cpu", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    result = script.main(["--smoke", "--weights", str(tiny_dir), "--bundle", str(tiny_bundle), "--out", str(tmp_path)])
+    for mode in ("image", "latent"):
+        assert set(result[mode]["runtime"]["latency_ms"]) == {"encoder", "prior", "low_level", "unet", "decoder", "total"}
+        assert result[mode]["settings"]["low_level"] == {"strength": 0.5, "mode": mode}
+    diff = result["difference"]
+    assert len(diff["psnr_image_vs_latent_db"]) == 4 and all(0 < d < 100 for d in diff["psnr_image_vs_latent_db"])
+    assert json.loads((tmp_path / "bench_low_level_cpu.json").read_text())["difference"] == diff
+    assert "image vs latent mode" in (tmp_path / "README.md").read_text()

@@ -67,3 +67,20 @@ def test_cli_tensorrt_without_tensorrt_fails_clearly(tiny_bundle, tmp_path, monk
     err = capsys.readouterr().err
     assert "eeg2img-deploy[tensorrt-cu12]" in err and "--backend onnxruntime" in err, err
     assert not out.exists() or not any(out.iterdir()), "nothing is written when TensorRT is missing"
+
+
+def test_engine_folder_runs_the_low_level_path(tiny_bundle, ort_engines, tiny_eeg):
+    from eeg2img_deploy.runtime.low_level import LowLevelOptions
+
+    out, manifest = ort_engines
+    assert {"low_level_encoder", "vae_encoder"} <= set(manifest.stages())
+    options = LowLevelOptions(strength=0.5)
+    runs = []
+    for folder in (tiny_bundle, out):
+        pipe = Pipeline.from_bundle(folder, low_level=True)
+        try:
+            runs.append(pipe(tiny_eeg[:1], SUBJECT, SEED, steps=4, prior_steps=4, low_level=options))
+        finally:
+            pipe.close()
+    assert np.abs(runs[0].images.astype(int) - runs[1].images).max() <= 2
+    np.testing.assert_allclose(runs[0].low_level_latents, runs[1].low_level_latents, atol=1e-4)
