@@ -65,7 +65,14 @@ def eeg_options(f):
         click.option("--subject", required=True, type=int, help="Subject id (sub-08 -> 8)."),
         click.option("--trials", default=None, help="Which trials, as a Python slice: '0', '0:4', '::10'."),
         click.option("--trusted-pickle", is_flag=True, help="Allow THINGS-EEG2 preprocessed files (pickles): trusted files only."),
-        click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help="(63,63) whitening matrix .npy."),
+        click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path),
+                     help="(63,63) whitening matrix .npy, for bundles that ship none."),
+        click.option("--events", "events_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Raw recordings: stimulus events (n,3) .npy or mne events file, when no stim channel/annotations."),
+        click.option("--event-id", default=None, help="Raw recordings: which events, as JSON: 3, [1, 2] or {\"stim\": 1}."),
+        click.option("--rename-channels", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Raw recordings: JSON {\"name in file\": \"encoder channel name\"}."),
+        click.option("--allow-resample", is_flag=True, help="Raw recordings: upsample rates below 250 Hz instead of refusing."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -83,13 +90,29 @@ def low_level_options(f):
     for opt in reversed(opts):
         f = opt(f)
     return f
+def parse_event_id(text: str | None):
+    """``--event-id`` JSON: a code, a list of codes or {description: code}."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise click.BadParameter(f"--event-id {text!r} is not JSON: give 3, [1, 2] or '{{\"stim\": 1}}'") from None
+    ok = (isinstance(value, int) or (isinstance(value, list) and all(isinstance(v, int) for v in value))
+          or (isinstance(value, dict) and all(isinstance(v, int) for v in value.values())))
+    if not ok or isinstance(value, bool):
+        raise click.BadParameter(f"--event-id {text!r}: expected an integer code, a list of codes or an object of codes")
+    return value
 
 
 def read_eeg(kw: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The EEG options' trials and subject ids (the --whitening option stays in kw: the runtime applies it)."""
     from .eeg.readers import load_eeg
     from .eeg.spec import validate_subject_ids
 
-    trials = load_eeg(kw.pop("eeg_path"), trusted_pickle=kw.pop("trusted_pickle"), whitening=kw.pop("whitening"))
+    trials = load_eeg(kw.pop("eeg_path"), trusted_pickle=kw.pop("trusted_pickle"), events=kw.pop("events_path"),
+                      event_id=parse_event_id(kw.pop("event_id")), allow_resample=kw.pop("allow_resample"),
+                      rename_channels=kw.pop("rename_channels"))
     data = trials.data[parse_slice(kw.pop("trials"), len(trials))]
     return data, validate_subject_ids(kw.pop("subject"), len(data))
 
@@ -188,6 +211,7 @@ def reference(out: Path, seed: int, steps: str, prior_steps: int, guidance: floa
     options = LowLevelOptions(strength=strength, mode=low_level_mode) if run_low_level else None
     variant = encoder_variant(kw)
     eeg, ids = read_eeg(kw)
+    eeg = whiten_if_asked(eeg, kw)
     pipe = ReferencePipeline.from_weights(layout, variant=variant, device=device, latent_convention=convention)
     res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, image_size=image_size, vae=vae,
                low_level=options)
@@ -218,7 +242,7 @@ def reference(out: Path, seed: int, steps: str, prior_steps: int, guidance: floa
 def export(out: Path | None, precision: str, steps: str, image_size: int, max_batch: int, whitening: Path | None,
            validate: bool, force: bool, **kw) -> None:
     """Export every stage to validated ONNX (fp32 + fp16), constants and a manifest."""
-    from .eeg.readers import load_whitening
+    from .eeg.whitening import load_whitening
     from .export.bundle import ExportSettings, export_bundle
     from .manifest import Precision
 
@@ -322,7 +346,8 @@ def infer(bundle: Path, out: Path, backend: str, device: str, allow_cpu_fallback
     options = LowLevelOptions(strength=strength, mode=low_level_mode) if low_level else None
     eeg, ids = read_eeg(kw)
     pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=device, vae=vae,
-                                allow_cpu_fallback=allow_cpu_fallback, threads=threads, low_level=low_level)
+                                allow_cpu_fallback=allow_cpu_fallback, threads=threads, low_level=low_level,
+                                whitening=kw.pop("whitening"))
     res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, prior_sampler=prior_sampler,
                ip_scale=ip_scale, shared_subject_token=shared_subject_token, low_level=options)
     paths = save_images(res.images, out)
@@ -385,6 +410,10 @@ from .serve.command import client as client_cmd, serve as serve_cmd, triton_repo
 cli.add_command(serve_cmd)
 cli.add_command(client_cmd)
 cli.add_command(triton_repo_cmd)
+
+from .stream.command import stream_cmd  # noqa: E402  (click and stdlib only at its top)
+
+cli.add_command(stream_cmd)
 
 
 def main() -> None:

@@ -274,6 +274,20 @@ def synthetic_eeg(n_trials: int, seed: int) -> np.ndarray:
     return (rng.normal(0, 1.0, size=(n_trials, len(CHANNELS_63), 250)) + evoked).astype(np.float32)
 
 
+RECORDING = "recording_raw.fif"  # 63 channels at 500 Hz, 6 annotated stimuli: for raw `infer` and `stream --replay`
+
+
+def _write_recording(path: Path, seed: int) -> None:
+    try:
+        import mne  # noqa: F401
+    except ImportError:
+        log.warning("mne is not installed (pip install 'eeg2img-deploy[eeg]'): no %s written", path.name)
+        return
+    from .eeg.synthetic import write_tiny_recording
+
+    write_tiny_recording(path, n_stimuli=6, soa_s=0.5, sfreq=500.0, seed=seed)
+
+
 def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_size: int = 512) -> WeightsLayout:
     """Write the tiny weights folder; returns its resolved layout.
 
@@ -326,6 +340,7 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
 
     (out / "eeg").mkdir(exist_ok=True)
     np.save(out / "eeg" / "synthetic_eeg.npy", synthetic_eeg(n_trials, seed))
+    _write_recording(out / "eeg" / RECORDING, seed)
     (out / "README.txt").write_text(
         "Tiny model set written by `eeg2img-deploy init-tiny`: random weights in the real formats.\n"
         "Images made from it are noise; it exists to run and test every command.\n",

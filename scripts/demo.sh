@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install into .venv and run the whole job on the tiny model set:
-# init-tiny -> reference -> export -> build-engines (onnxruntime) -> infer -> bench. Output in demo/.
+# init-tiny -> reference -> export -> build-engines (onnxruntime) -> infer -> bench -> stream --replay. Output in demo/.
 set -euo pipefail
 . "$(dirname "$0")/setup-venv.sh"
 out=demo
@@ -12,4 +12,6 @@ eeg2img-deploy build-engines --bundle "$out/bundle" --backend onnxruntime --out 
 eeg2img-deploy infer --bundle "$out/engines" --eeg "$out/weights/eeg/synthetic_eeg.npy" --subject 8 --out "$out/infer"
 eeg2img-deploy bench --bundle "$out/engines" --runs 5 --warmup 1 --json "$out/bench.json" --plot "$out/bench.png" \
     --baseline torch --weights "$out/weights"
-echo "done: images in $out/reference and $out/infer, latency in $out/bench.json (tiny weights are random: the images are noise)"
+eeg2img-deploy stream --bundle "$out/engines" --replay "$out/weights/eeg/recording_raw.fif" --subject 8 --max-epochs 5 \
+    --out "$out/stream"
+echo "done: images in $out/reference and $out/infer, latency in $out/bench.json, live replay in $out/stream (tiny weights are random: the images are noise)"

@@ -8,4 +8,4 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[cpu,export,eeg,bench,serve,dev]"
+python -m pip install -q -e ".[cpu,export,eeg,stream,bench,serve,dev]"

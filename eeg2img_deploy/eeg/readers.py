@@ -16,8 +16,7 @@ numpy only at import time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,41 +30,15 @@ from eeg2img_deploy.eeg.spec import (
     validate_eeg,
     validate_sfreq,
 )
+from eeg2img_deploy.eeg import mne_preprocess
+from eeg2img_deploy.eeg.trials import EEGTrials, PathLike
 from eeg2img_deploy.errors import EEGInputError
 
 log = logging.getLogger(__name__)
 
-PathLike = str | Path
-Whitening = np.ndarray | PathLike | None  # a (63, 63) matrix or a .npy path
-
-RAW_SUFFIXES = (".fif", ".fif.gz", ".edf", ".bdf", ".vhdr")
+RAW_SUFFIXES = tuple(mne_preprocess.RAW_READERS)
 THINGS_KEYS = ("preprocessed_eeg_data", "ch_names", "times")
 NPZ_KEYS = ("eeg", "ch_names", "sfreq", "condition_index")
-
-
-@dataclass(frozen=True, eq=False)
-class EEGTrials:
-    """EEG trials ready for the encoder, with where they came from."""
-
-    data: np.ndarray  # float32 (N, C, T), C and T as in the spec
-    channel_names: tuple[str, ...]
-    sfreq: float  # Hz
-    source: str  # human-readable: file and how it was read
-    # Per trial: the image condition (THINGS files) or event code (raw files); None if unknown.
-    condition_index: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.data.ndim != 3 or self.data.shape[1] != len(self.channel_names):
-            raise EEGInputError(
-                f"EEGTrials data has shape {self.data.shape}; expected (N, {len(self.channel_names)}, T)"
-            )
-        if self.condition_index is not None and len(self.condition_index) != len(self.data):
-            raise EEGInputError(
-                f"EEGTrials has {len(self.condition_index)} condition indices for {len(self.data)} trials"
-            )
-
-    def __len__(self) -> int:
-        return int(self.data.shape[0])
 
 
 def load_eeg(
@@ -74,33 +47,38 @@ def load_eeg(
     spec: EEGSpec = DEFAULT_SPEC,
     trusted_pickle: bool = False,
     average_repetitions: bool = True,
-    events: np.ndarray | None = None,
+    events: np.ndarray | PathLike | None = None,
     event_id: Any = None,
-    whitening: Whitening = None,
+    allow_resample: bool = False,
+    rename_channels: Mapping[str, str] | PathLike | None = None,
 ) -> EEGTrials:
     """Read EEG trials from ``path`` and check them against ``spec``.
 
     ``trusted_pickle`` allows THINGS-EEG2 preprocessed files (pickles: only for files you trust).
     ``average_repetitions`` averages a THINGS file's repetitions per image condition, as the paper
-    does for test trials; without it every repetition is a trial. ``events`` and ``event_id`` select
-    the epochs of raw recordings. ``whitening`` (a (63, 63) matrix or a ``.npy`` path) is applied as
-    ``W @ x`` per trial; THINGS preprocessed files are already whitened.
+    does for test trials; without it every repetition is a trial. For raw recordings, ``events`` (an
+    (n, 3) array or a file, CLI ``--events``) and ``event_id`` select the epochs, ``allow_resample``
+    accepts rates below the spec's, ``rename_channels`` (a mapping or a JSON file) renames channels
+    first. Nothing is whitened here: the runtime applies whitening (``eeg/whitening.py``).
     """
     path = Path(path)
     if not path.is_file():
         raise EEGInputError(f"EEG file {path} does not exist (or is not a file)")
     name = path.name.lower()
     if name.endswith(RAW_SUFFIXES):
-        from eeg2img_deploy.eeg import mne_preprocess
-
+        if isinstance(events, (str, Path)):
+            events = mne_preprocess.read_events_file(events)
+        if isinstance(rename_channels, (str, Path)):
+            rename_channels = mne_preprocess.read_channel_renames(rename_channels)
         raw = mne_preprocess.read_raw(path)
         return mne_preprocess.preprocess_raw(
-            raw, events=events, event_id=event_id, whitening=whitening, spec=spec, source=str(path)
+            raw, events=events, event_id=event_id, spec=spec, source=str(path),
+            allow_resample=allow_resample, rename_channels=rename_channels,
         )
-    if events is not None or event_id is not None:
+    if events is not None or event_id is not None or rename_channels or allow_resample:
         raise EEGInputError(
-            f"events/event_id only apply to raw recordings ({', '.join(RAW_SUFFIXES)}); {path.name} "
-            "holds epoched trials: drop those arguments"
+            f"--events, --event-id, --rename-channels and --allow-resample only apply to raw recordings "
+            f"({', '.join(RAW_SUFFIXES)}); {path.name} holds epoched trials: drop them"
         )
     if name.endswith(".npy"):
         if _npy_holds_objects(path):
@@ -115,14 +93,6 @@ def load_eeg(
         raise EEGInputError(
             f"EEG file {path.name} has an unknown suffix; expected one of .npy, .npz, "
             f"{', '.join(RAW_SUFFIXES)}"
-        )
-    if whitening is not None:
-        trials = EEGTrials(
-            apply_whitening(trials.data, whitening, spec),
-            trials.channel_names,
-            trials.sfreq,
-            trials.source + ", whitened",
-            trials.condition_index,
         )
     return trials
 
@@ -148,8 +118,19 @@ def _npy_holds_objects(path: Path) -> bool:
     return bool(dtype.hasobject)
 
 
+def _refuse_integers(arr: np.ndarray, what: str) -> None:
+    """Integer EEG is raw ADC counts or a quantized copy: its scale is unknown, so a cast would be a guess."""
+    if arr.dtype.kind in "iu":
+        raise EEGInputError(
+            f"{what} holds integers ({arr.dtype}), e.g. raw ADC counts; the encoder expects float EEG in the "
+            "units it was trained on (THINGS-EEG2: volts, preprocessed). Scale it to those units and save it "
+            "as float32: np.save(path, counts.astype(np.float32) * volts_per_count)"
+        )
+
+
 def _load_plain_npy(path: Path, spec: EEGSpec) -> EEGTrials:
     arr = np.load(path, allow_pickle=False)
+    _refuse_integers(arr, path.name)
     data = validate_eeg(arr, spec)
     return EEGTrials(
         data, spec.channels, spec.sfreq, f"{path} (numpy array, channels assumed in spec order)"
@@ -162,8 +143,8 @@ def _load_things_eeg2(
     if not trusted_pickle:
         raise EEGInputError(
             f"{path.name} is a pickle (a numpy object array, e.g. a THINGS-EEG2 preprocessed_eeg_*.npy "
-            "dict); loading it can run arbitrary code. Pass trusted_pickle=True (CLI: --trusted-pickle) "
-            "only for files from a source you trust, or convert it once to .npz with save_eeg_npz"
+            "dict); loading it can run arbitrary code. Pass --trusted-pickle "
+            "only for files from a source you trust, or convert it once to .npz (eeg2img_deploy.eeg.readers.save_eeg_npz)"
         )
     obj = np.load(path, allow_pickle=True)
     d = obj.item() if obj.shape == () else None
@@ -267,6 +248,7 @@ def _load_npz(path: Path, spec: EEGSpec) -> EEGTrials:
         raise
     names = [str(n) for n in arrays["ch_names"].ravel()] if "ch_names" in arrays else None
     sfreq = float(arrays["sfreq"]) if "sfreq" in arrays else None
+    _refuse_integers(arrays["eeg"], f"{path.name}: 'eeg'")
     data = validate_eeg(arrays["eeg"], spec, channel_names=names, sfreq=sfreq)
     condition_index = None
     if "condition_index" in arrays:
@@ -301,50 +283,3 @@ def save_eeg_npz(
     with open(path, "wb") as f:  # a file object keeps np.savez from appending ".npz"
         np.savez(f, **arrays)
     return path
-
-
-def load_whitening(path: PathLike, spec: EEGSpec = DEFAULT_SPEC) -> np.ndarray:
-    """Read a whitening matrix (sigma^-1/2, (63, 63)) from a ``.npy`` file, as float64."""
-    path = Path(path)
-    if not path.is_file():
-        raise EEGInputError(f"whitening file {path} does not exist")
-    if path.suffix.lower() != ".npy":
-        raise EEGInputError(
-            f"whitening file {path.name} must be a .npy array of shape {spec.n_channels}x{spec.n_channels}"
-        )
-    try:
-        w = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise EEGInputError(
-            f"whitening file {path.name} could not be read as a numeric array: {e}"
-        ) from None
-    return check_whitening(w, spec, what=f"whitening matrix in {path.name}")
-
-
-def check_whitening(
-    w: Any, spec: EEGSpec = DEFAULT_SPEC, *, what: str = "whitening matrix"
-) -> np.ndarray:
-    w = np.asarray(w)
-    c = spec.n_channels
-    if w.dtype.kind not in "iuf":
-        raise EEGInputError(f"{what} has dtype {w.dtype}; expected a float ({c}, {c}) matrix")
-    if w.shape != (c, c):
-        raise EEGInputError(
-            f"{what} has shape {w.shape}; expected ({c}, {c}) (sigma^-1/2 over the spec's channels)"
-        )
-    if not np.all(np.isfinite(w)):
-        raise EEGInputError(
-            f"{what} has {int((~np.isfinite(w)).sum())} non-finite values; expected finite"
-        )
-    return w.astype(np.float64)
-
-
-def apply_whitening(
-    data: np.ndarray, whitening: np.ndarray | PathLike, spec: EEGSpec = DEFAULT_SPEC
-) -> np.ndarray:
-    """Multivariate noise normalization: ``W @ x`` for each trial x (C, T); returns float32."""
-    if isinstance(whitening, (str, Path)):
-        w = load_whitening(whitening, spec)
-    else:
-        w = check_whitening(whitening, spec)
-    return np.matmul(w, np.asarray(data, dtype=np.float64)).astype(np.float32)

@@ -234,8 +234,8 @@ def _check_shape(arr: np.ndarray, spec: EEGSpec) -> None:
         )
     if c != c_exp:
         hint = (
-            f"pick the {c_exp} channels in the order of EEGSpec.channels (CHANNELS_63); "
-            "drop stimulus, reference and EOG channels"
+            f"keep the {c_exp} channels in the paper's order (README, 'EEG input'); drop stimulus, "
+            "reference and EOG channels, or give the raw recording (.fif/.edf/.bdf/.vhdr) instead"
         )
         raise EEGInputError(
             f"EEG data has {c} channels (shape {arr.shape}); expected {c_exp} channels, "
@@ -309,13 +309,13 @@ def validate_channel_names(names: Iterable[str], spec: EEGSpec = DEFAULT_SPEC) -
         if case_only:
             msg += f"; some differ only in case ({', '.join(case_only[:5])}): rename them"
         else:
-            msg += "; pick/rename channels to match CHANNELS_63 and drop the others"
+            msg += "; keep the paper's 63 channels (README, 'EEG input') and drop the others"
         raise EEGInputError(msg)
     i = next(i for i, (a, b) in enumerate(zip(found, expected)) if a != b)
     raise EEGInputError(
         f"EEG channels are the right {len(expected)} but their order differs from the spec: first "
-        f"mismatch at index {i}, expected {expected[i]!r}, found {found[i]!r}. Reorder the channel "
-        "axis with reorder_channels(x, names)"
+        f"mismatch at index {i}, expected {expected[i]!r}, found {found[i]!r}. Write the channel axis in "
+        "the paper's order (eeg2img_deploy.eeg.spec.reorder_channels does it)"
     )
 
 

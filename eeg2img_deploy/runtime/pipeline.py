@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..eeg.spec import EEGSpec, validate_eeg, validate_subject_ids
+from ..eeg.whitening import apply_whitening, check_whitening, load_whitening
 from ..errors import EEGInputError, ManifestError, SettingsError
 from ..manifest import Backend, Manifest, Precision, read_manifest, verify_files
 from .backend import StageSession
@@ -68,9 +69,22 @@ def _check_backend(manifest: Manifest, backend: str, folder: Path) -> None:
         raise ManifestError(f"{folder} holds {manifest.backend.value} artifacts, not {backend} ones: {fix}")
 
 
+def _choose_whitening(shipped: np.ndarray | None, given, spec: EEGSpec) -> np.ndarray | None:
+    """The one whitening matrix the pipeline applies: the bundle's, or the caller's; never both."""
+    if given is None:
+        return None if shipped is None else check_whitening(shipped, spec, what="the bundle's whitening matrix")
+    if shipped is not None:
+        raise EEGInputError(
+            "this bundle ships a whitening matrix and applies it to every trial; whitening again would distort "
+            "the EEG: drop --whitening (or export a bundle without one)"
+        )
+    return load_whitening(given, spec) if isinstance(given, (str, Path)) else check_whitening(given, spec)
+
+
 class Pipeline:
     def __init__(self, manifest: Manifest, constants: dict[str, np.ndarray], sessions: dict[str, StageSession],
-                 *, folder: Path, vae: str, stream: Any = None):
+                 *, folder: Path, vae: str, stream: Any = None,
+                 whitening: np.ndarray | None = None):
         self.manifest = manifest
         self._stream = stream  # the CUDA stream the TensorRT stages share (closed last)
         self.constants = constants
@@ -81,6 +95,7 @@ class Pipeline:
         self.num_subjects = int(manifest.settings["num_subjects"])
         self.image_size = int(manifest.settings["image_size"])
         self.eeg_spec = EEGSpec.from_dict({k: v for k, v in manifest.eeg.items() if k != "whitening"})
+        self.whitening = _choose_whitening(constants.get("eeg_whitening"), whitening, self.eeg_spec)
         self._backend_ms = [0.0]
         self._run = {name: _Timed(s, self._backend_ms) for name, s in sessions.items()}
         self.low_level = self._low_level_path() if "low_level_encoder" in sessions else None
@@ -97,12 +112,14 @@ class Pipeline:
         allow_cpu_fallback: bool = False,
         threads: int | None = None,
         low_level: bool = False,
+        whitening: np.ndarray | str | Path | None = None,
     ) -> Pipeline:
         """Open an export bundle or an engine folder with ``backend`` (onnxruntime on ``provider``, or TensorRT).
 
         ``precision`` None: per stage, fp16 on a GPU where the folder has it, else fp32 (see :mod:`.sessions`).
         ``threads``: onnxruntime intra-op threads per session (default: one per core).
         ``low_level``: also open the low-level path's stages (:mod:`.low_level`).
+        ``whitening``: a (63, 63) matrix (or .npy) for bundles that ship none; with one that does, it is refused.
         """
         from safetensors.numpy import load_file
 
@@ -122,7 +139,7 @@ class Pipeline:
         constants = load_file(str(folder / manifest.constants_file))
         sessions, stream = open_sessions(folder, manifest, stages, backend=backend, precision=precision,
                                          provider=provider, allow_cpu_fallback=allow_cpu_fallback, threads=threads)  # fmt: skip
-        return cls(manifest, constants, sessions, folder=folder, vae=vae, stream=stream)
+        return cls(manifest, constants, sessions, folder=folder, vae=vae, stream=stream, whitening=whitening)
 
     # ---- helpers ----------------------------------------------------------------------------------
     def _cast(self, stage: str, feeds: dict[str, Any]) -> dict[str, Any]:
@@ -242,8 +259,8 @@ class Pipeline:
         get_prior_sampler(prior_sampler)  # an unknown name fails before any work
         self._euler(steps)
         cut = self._check_low_level(low_level, steps)
-        if "eeg_whitening" in self.constants:
-            eeg = np.einsum("ij,njt->nit", self.constants["eeg_whitening"], eeg).astype(np.float32)
+        if self.whitening is not None:
+            eeg = apply_whitening(eeg, self.whitening, self.eeg_spec)
         scale = float(self.manifest.settings.get("ip_scale", 1.0) if ip_scale is None else ip_scale)
         timings = dict.fromkeys(("encoder", "prior", *(("low_level",) if low_level else ()), "unet", "decoder"), 0.0)
         self._backend_ms[0] = 0.0

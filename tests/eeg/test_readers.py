@@ -1,13 +1,9 @@
 import numpy as np
 import pytest
 
-from eeg2img_deploy.eeg.readers import (
-    EEGTrials,
-    apply_whitening,
-    load_eeg,
-    load_whitening,
-    save_eeg_npz,
-)
+from eeg2img_deploy.eeg.readers import load_eeg, save_eeg_npz
+from eeg2img_deploy.eeg.trials import EEGTrials
+from eeg2img_deploy.eeg.whitening import apply_whitening, load_whitening
 from eeg2img_deploy.eeg.spec import CHANNELS_63
 from eeg2img_deploy.errors import EEGInputError
 
@@ -58,7 +54,7 @@ def test_npy_bad_shape_names_the_fix(tmp_path):
 
 def test_things_pickle_refused_without_flag(tmp_path):
     path = _save_things(tmp_path, _things_dict())
-    with pytest.raises(EEGInputError, match="is a pickle.*trusted_pickle=True"):
+    with pytest.raises(EEGInputError, match="is a pickle.*Pass --trusted-pickle"):
         load_eeg(path)
 
 
@@ -201,21 +197,38 @@ def test_not_an_npy_file(tmp_path):
 
 def test_events_refused_for_epoched_files(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 63, 250), dtype=np.float32))
-    with pytest.raises(EEGInputError, match="only apply to raw recordings"):
+    with pytest.raises(EEGInputError, match="--events, --event-id, --rename-channels and --allow-resample only apply"):
         load_eeg(tmp_path / "x.npy", event_id=1)
 
 
 def test_whitening_applied_per_trial(tmp_path):
     x = RNG.standard_normal((3, 63, 250)).astype(np.float32)
     w = RNG.standard_normal((63, 63))
-    np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "w.npy", w)
     np.testing.assert_array_equal(load_whitening(tmp_path / "w.npy"), w)
-    trials = load_eeg(tmp_path / "x.npy", whitening=tmp_path / "w.npy")
     expected = np.stack([w @ xi.astype(np.float64) for xi in x])
-    np.testing.assert_allclose(trials.data, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(apply_whitening(x, w), expected, rtol=1e-5, atol=1e-5)
-    assert trials.source.endswith("whitened")
+    np.testing.assert_allclose(apply_whitening(x, tmp_path / "w.npy"), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_readers_never_whiten():
+    # Bug 11: whitening in the reader and again in the pipeline. The readers have no such argument now.
+    with pytest.raises(TypeError):
+        load_eeg("x.npy", whitening=np.eye(63))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.uint16])
+def test_integer_npy_refused(tmp_path, dtype):
+    # Bug 10: integer EEG (ADC counts) was cast silently; its scale is unknown, so it is refused.
+    np.save(tmp_path / "x.npy", np.ones((2, 63, 250), dtype=dtype))
+    with pytest.raises(EEGInputError, match=rf"holds integers \({np.dtype(dtype).name}\).*float32"):
+        load_eeg(tmp_path / "x.npy")
+
+
+def test_integer_npz_refused(tmp_path):
+    np.savez(tmp_path / "x.npz", eeg=np.ones((2, 63, 250), dtype=np.int16))
+    with pytest.raises(EEGInputError, match="holds integers"):
+        load_eeg(tmp_path / "x.npz")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,150 @@
+"""``eeg2img-deploy stream``: reconstruct images live from an LSL EEG stream (click and stdlib only at the top)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+
+def _event_id(text: str | None):
+    if text is None:
+        return None
+    from ..cli import parse_event_id
+
+    return parse_event_id(text)
+
+
+@click.command("stream")
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Export bundle or engine folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: epoch_NNNNNN.png + epochs.jsonl, written as epochs arrive.")
+@click.option("--subject", required=True, type=click.IntRange(min=0), help="Subject id (sub-08 -> 8).")
+@click.option("--source", default=None, help="EEG stream name [default: the one LSL stream of type EEG].")
+@click.option("--events", default=None, help="Marker/annotation stream name [default: the one such stream].")
+@click.option("--event-channel", default=None, help="Stim channel in the EEG stream, instead of a marker stream.")
+@click.option("--event-id", default=None, help="Which events, as JSON: 3, [1, 2] or {\"stimulus\": 1}.")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=None, help="Stop after this many images.")
+@click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Play this raw recording (.fif/.edf/.bdf/.vhdr, with its annotations) as the stream.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds to wait for the streams to appear at start.")
+@click.option("--reconnect-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds to wait for a stream that disappeared before giving up.")
+@click.option("--queue-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Epochs waiting for the engines; beyond it the oldest waiting epoch is dropped (counted).")
+@click.option("--rename-channels", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON {\"stream channel\": \"encoder channel name\"}.")
+@click.option("--allow-resample", is_flag=True, help="Upsample streams below 250 Hz instead of refusing.")
+@click.option("--overwrite", is_flag=True, help="Replace the epoch images and epochs.jsonl of an earlier run in --out.")
+@click.option("--view", is_flag=True, help="Serve a live page of the reconstructions on localhost.")
+@click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
+@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
+              help="onnxruntime execution provider.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime CPU threads per session.")
+@click.option("--steps", type=click.Choice(["1", "4"]), default="1", show_default=True)
+@click.option("--prior-steps", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--guidance", type=click.FloatRange(min=0), default=5.0, show_default=True)
+@click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True)
+def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events: str | None, event_channel: str | None,
+               event_id: str | None, max_epochs: int | None, replay: Path | None, connect_timeout: float,
+               reconnect_timeout: float,
+               queue_size: int, rename_channels: Path | None, allow_resample: bool, overwrite: bool, view: bool,
+               view_port: int, seed: int, backend: str, provider: str, precision: str | None, threads: int | None,
+               steps: str, prior_steps: int, guidance: float, vae: str) -> None:
+    """Reconstruct an image for each stimulus of a live LSL EEG stream (or a --replay of a recording)."""
+    from ..eeg.mne_preprocess import read_channel_renames
+    from ..runtime.pipeline import Pipeline
+    from .lsl import import_mne_lsl
+    from .output import EpochWriter, LiveState
+    from .reconstructor import StreamReconstructor, StreamSettings
+
+    if replay and source:
+        raise click.BadParameter("--replay plays its own stream: drop --source")
+    import_mne_lsl()
+    settings = StreamSettings(
+        subject=subject, seed=seed, source=source, events=events, event_channel=event_channel,
+        event_id=_event_id(event_id), queue_size=queue_size, max_epochs=max_epochs,
+        connect_timeout=connect_timeout, reconnect_timeout=reconnect_timeout, allow_resample=allow_resample,
+        rename_channels=read_channel_renames(rename_channels) if rename_channels else None,
+        run={"steps": int(steps), "prior_steps": prior_steps, "guidance": guidance},
+    )
+    writer = EpochWriter(out, overwrite=overwrite)  # refuses a used folder before anything starts
+    pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=provider, vae=vae, threads=threads)
+    player = None
+    if replay:
+        from .replay import start_player
+
+        player = start_player(replay, name=f"eeg2img-replay-{os.getpid()}")
+    rec = StreamReconstructor(pipe, settings, player=player)
+    state = LiveState()
+    live = _LiveLine()
+    page = None
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        rec.stop()
+        click.echo("\nCtrl-C: stopping after the epoch in flight (Ctrl-C again to abort)", err=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        rec.connect()  # wrong channels or rate end here, before any epoch
+        if view:
+            from .view import LiveView
+
+            page = LiveView(state, out, view_port).start()
+            click.echo(f"live view: {page.url}", err=True)
+        state.status = "waiting for stimuli"
+        for result in rec:
+            state.add(writer.write(result), rec.stats)
+            live.show(state.line())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        writer.close()
+        rec.close()
+        live.end()
+        state.status = "stopped"
+        if page is not None:
+            page.close()
+    _summary(out, rec.stats, state)
+    if interrupted:
+        sys.exit(130)
+
+
+def _summary(out: Path, stats, state) -> None:
+    p50, p99 = state.percentiles()
+    lat = "" if stats.epochs == 0 else f"; stimulus-to-image latency p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+    drops = f" ({json.dumps(dict(stats.dropped))})" if stats.dropped else ""
+    batches = ", ".join(f"{n} x {size}" for size, n in sorted(stats.batches.items()))
+    click.echo(f"{stats.epochs} epoch(s) written to {out}, {stats.n_dropped} dropped{drops}{lat}; "
+               f"batches: {batches or 'none'}")
+
+
+class _LiveLine:
+    """One status line on stderr: rewritten in place on a terminal, every 10th epoch otherwise."""
+
+    def __init__(self):
+        self.tty = sys.stderr.isatty()
+        self.n = 0
+
+    def show(self, text: str) -> None:
+        self.n += 1
+        if self.tty:
+            click.echo(f"\r{text}\033[K", err=True, nl=False)
+        elif self.n % 10 == 1:
+            click.echo(text, err=True)
+
+    def end(self) -> None:
+        if self.tty and self.n:
+            click.echo("", err=True)

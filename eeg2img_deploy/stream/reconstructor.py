@@ -1,0 +1,264 @@
+"""``StreamReconstructor``: EEG from LSL in, one reconstructed image per stimulus out, as a generator.
+
+    rec = StreamReconstructor(Pipeline.from_bundle("engines/tiny"), StreamSettings(subject=8))
+    for r in rec:                      # blocks while waiting for stimuli; rec.stop() ends it
+        act_on(r.image, r.index)       # a closed loop's own code
+
+One thread: poll the marker inlet (or stim channel), cut every epoch whose window is complete
+(:mod:`.epocher`), queue it, reconstruct up to the engines' max batch of waiting epochs, yield each.
+mne-lsl's acquisition thread fills the EEG buffer meanwhile. The queue is bounded: when epochs arrive
+faster than they are reconstructed and ``queue_size`` are waiting, the oldest waiting epoch is dropped
+(counted in ``stats``): a live display wants the newest stimuli, and memory stays flat.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import EEGInputError
+from .epocher import Epoch, Epocher
+from .lsl import ANNOTATION_TYPES, MarkerInlet, StreamError, import_mne_lsl, local_clock, resolve_one
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    subject: int
+    seed: int = 0
+    source: str | None = None  # EEG stream name [default: the one stream of type EEG]
+    events: str | None = None  # marker/annotation stream name [default: the one such stream]
+    event_channel: str | None = None  # a stim channel of the EEG stream instead of a marker stream
+    event_id: Any = None  # a code, a list of codes, or {description: code}
+    queue_size: int = 8  # epochs waiting for the pipeline; beyond it the oldest waiting one is dropped
+    max_epochs: int | None = None
+    connect_timeout: float = 10.0  # seconds to find the streams at start
+    reconnect_timeout: float = 10.0  # seconds to wait for a stream that disappeared
+    stall_s: float = 1.0  # no new sample for this long: the stream is gone
+    rename_channels: dict[str, str] | None = None
+    allow_resample: bool = False
+    buffer_s: float = 30.0  # the EEG ring buffer; an epoch must be cut before its window leaves it
+    poll_s: float = 0.005
+    run: dict[str, Any] = field(default_factory=dict)  # Pipeline.__call__ options: steps, prior_steps, guidance...
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise EEGInputError(f"--queue-size must be >= 1, got {self.queue_size}")
+        if self.events and self.event_channel:
+            raise EEGInputError("give the stimuli either as a marker stream (--events) or a stim channel (--event-channel), not both")
+
+
+@dataclass
+class EpochResult:
+    index: int  # stimulus number in the stream; also the noise stream index
+    code: int
+    description: str
+    event_time: float  # LSL clock: the stimulus
+    window_end: float  # LSL clock: the epoch window's last sample
+    cut_time: float  # LSL clock: the epoch was cut
+    image_time: float  # LSL clock: the pipeline returned the image
+    image: np.ndarray = field(repr=False)  # (H, W, 3) uint8
+    subject: int = 0
+    seed: int = 0
+    batch_size: int = 1
+    timings_ms: dict[str, float] = field(default_factory=dict)  # the batch's per-stage wall times
+
+
+@dataclass
+class StreamStats:
+    epochs: int = 0
+    dropped: Counter = field(default_factory=Counter)  # reason -> count
+    batches: Counter = field(default_factory=Counter)  # batch size -> count
+    max_queue: int = 0
+
+    @property
+    def n_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+
+class EpochQueue:
+    """Bounded FIFO of cut epochs. Policy: full -> drop the oldest waiting epoch (counted by the caller)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: deque[Epoch] = deque()
+
+    def push(self, ep: Epoch) -> Epoch | None:
+        """Add ``ep``; returns the epoch dropped to make room, if any."""
+        dropped = self.items.popleft() if len(self.items) >= self.size else None
+        self.items.append(ep)
+        return dropped
+
+    def take(self, n: int) -> list[Epoch]:
+        return [self.items.popleft() for _ in range(min(n, len(self.items)))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class StreamReconstructor:
+    """Iterate to connect and reconstruct; ``stop()`` (e.g. from a signal handler) ends after the batch in flight."""
+
+    def __init__(self, pipeline, settings: StreamSettings, *, player=None):
+        self.pipeline = pipeline
+        self.settings = settings
+        self.player = player  # a PlayerLSL started by --replay: its end is the stream's normal end
+        self.stats = StreamStats()
+        self.queue = EpochQueue(settings.queue_size)
+        self.stream = None
+        self.markers: MarkerInlet | None = None
+        self.epocher: Epocher | None = None
+        self._stop = False
+        self._last_ts = -np.inf
+        self._last_progress = 0.0
+        self._gone_since: float | None = None
+
+    def stop(self) -> None:
+        self._stop = True
+
+    # ---- connection -------------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Find the streams and check the EEG's channels and rate (the file path's errors), before any epoch."""
+        import_mne_lsl()
+        from mne_lsl.stream import StreamLSL
+
+        from ..eeg.mne_preprocess import check_recording, renamed_channels
+
+        s = self.settings
+        timeout = max(s.connect_timeout, 0.5)
+        source = s.source or (self.player.name if self.player is not None else None)
+        sinfo = resolve_one(name=source, stype=("eeg",), what="EEG stream", option="--source", timeout=timeout)
+        self.stream = StreamLSL(s.buffer_s, name=sinfo.name, source_id=sinfo.source_id)
+        try:
+            self.stream.connect(acquisition_delay=0.005, processing_flags=["clocksync"], timeout=timeout)
+        except RuntimeError as e:
+            raise StreamError(f"could not connect to the EEG stream {sinfo.name!r}: {e}") from None
+        names = renamed_channels(self.stream.ch_names, s.rename_channels)
+        what = f"LSL stream {sinfo.name!r}"
+        check_recording(names, float(self.stream.info["sfreq"]), self.pipeline.eeg_spec,
+                        allow_resample=s.allow_resample, what=what)
+        codes = _codes(s.event_id)
+        if s.event_channel:
+            if s.event_channel not in names:
+                raise EEGInputError(f"--event-channel {s.event_channel!r} is not in {what}; it has {names}")
+        else:
+            mname = s.events or (f"{self.player.name}-annotations" if self.player is not None else None)
+            minfo = resolve_one(name=mname, stype=ANNOTATION_TYPES, what="marker stream",
+                                option="--events NAME (or --event-channel CH for a stim channel)", timeout=timeout)
+            self.markers = MarkerInlet(minfo, s.event_id if isinstance(s.event_id, dict) else None)
+        self.epocher = Epocher(self.stream, spec=self.pipeline.eeg_spec, ch_names=names,
+                               event_channel=s.event_channel, event_codes=codes)
+        self._last_progress = local_clock()
+        log.info("connected to %s (%d channels, %g Hz)", what, len(names), self.stream.info["sfreq"])
+
+    def close(self) -> None:
+        if self.markers is not None:
+            self.markers.close()
+        if self.stream is not None and self.stream.connected:
+            self.stream.disconnect()
+        if self.player is not None and self.player.running:
+            self.player.stop()
+
+    # ---- the loop ---------------------------------------------------------------------------------
+    def __iter__(self):
+        if self.stream is None:
+            self.connect()
+        try:
+            yield from self._loop()
+        finally:
+            self.close()
+
+    def _loop(self):
+        s = self.settings
+        batch_max = self.pipeline.max_batch
+        while not self._stop:
+            gone = self._poll()
+            cut, dropped = self.epocher.cut_ready()
+            for ep in dropped:
+                self._count_drop(ep)
+            for ep in cut:
+                old = self.queue.push(ep)
+                if old is not None:
+                    old.drop_reason = "queue full: the oldest waiting epoch is dropped"
+                    self._count_drop(old)
+            self.stats.max_queue = max(self.stats.max_queue, len(self.queue))
+            if self.queue:
+                left = None if s.max_epochs is None else s.max_epochs - self.stats.epochs
+                batch = self.queue.take(batch_max if left is None else min(batch_max, left))
+                yield from self._reconstruct(batch)
+                if s.max_epochs is not None and self.stats.epochs >= s.max_epochs:
+                    return
+            elif gone:  # only once everything that arrived is reconstructed
+                raise StreamError(
+                    f"the EEG stream {self.stream.name!r} sent nothing for {local_clock() - self._gone_since:.1f} s and "
+                    f"did not come back within --reconnect-timeout {s.reconnect_timeout:g} s; stopped after "
+                    f"{self.stats.epochs} epoch(s)"
+                )
+            elif self._ended():
+                for ep in self.epocher.pending:
+                    ep.drop_reason = "the stream ended before its window was complete"
+                    self._count_drop(ep)
+                self.epocher.pending.clear()
+                return
+            else:
+                time.sleep(s.poll_s)
+
+    def _reconstruct(self, batch: list[Epoch]):
+        s = self.settings
+        eeg = np.stack([ep.eeg for ep in batch])
+        # Stimulus k draws noise stream (seed, k), whatever batch it lands in: `infer`'s trial k.
+        res = self.pipeline(eeg, s.subject, s.seed, sample_indices=np.array([ep.index for ep in batch]), **s.run)
+        now = local_clock()
+        self.stats.batches[len(batch)] += 1
+        for ep, image in zip(batch, res.images):
+            self.stats.epochs += 1
+            yield EpochResult(ep.index, ep.code, ep.description, ep.event_time, ep.window_end, ep.cut_time, now,
+                              image, s.subject, s.seed, len(batch), dict(res.timings_ms))
+
+    def _count_drop(self, ep: Epoch) -> None:
+        self.stats.dropped[ep.drop_reason or "unknown"] += 1
+
+    def _poll(self) -> bool:
+        """Read new markers and note whether the EEG advanced; True once the stream is given up as gone."""
+        if self.markers is not None:
+            for ep in self.epocher.add_markers(self.markers.pull()):
+                self._count_drop(ep)
+        elif self.epocher.event_channel:
+            for ep in self.epocher.scan_event_channel():
+                self._count_drop(ep)
+        _, ts = self.stream.get_data(winsize=1 / self.epocher.sfreq, exclude=())
+        now = local_clock()
+        latest = float(ts[-1]) if len(ts) else -np.inf
+        if latest > self._last_ts:
+            if self._gone_since is not None:
+                log.warning("EEG stream is back after %.1f s", now - self._gone_since)
+                self._gone_since = None
+            self._last_ts, self._last_progress = latest, now
+            return False
+        if now - self._last_progress < self.settings.stall_s or self._ended():
+            return False
+        if self._gone_since is None:
+            self._gone_since = self._last_progress
+            log.warning("the EEG stream sent nothing for %.1f s: gone? waiting up to %g s (--reconnect-timeout) for it",
+                        now - self._last_progress, self.settings.reconnect_timeout)
+        return now - self._gone_since > self.settings.reconnect_timeout
+
+    def _ended(self) -> bool:
+        """A replay that played to its end (a live stream never ends: it can only go away)."""
+        return self.player is not None and not self.player.running
+
+
+def _codes(event_id: Any) -> set[int] | None:
+    if event_id is None:
+        return None
+    if isinstance(event_id, dict):
+        return {int(v) for v in event_id.values()}
+    if isinstance(event_id, (list, tuple)):
+        return {int(v) for v in event_id}
+    return {int(event_id)}
