@@ -110,11 +110,21 @@ def read_eeg(kw: dict) -> tuple[np.ndarray, np.ndarray]:
     from .eeg.readers import load_eeg
     from .eeg.spec import validate_subject_ids
 
-    trials = load_eeg(kw.pop("eeg_path"), trusted_pickle=kw.pop("trusted_pickle"), events=kw.pop("events_path"),
-                      event_id=parse_event_id(kw.pop("event_id")), allow_resample=kw.pop("allow_resample"),
-                      rename_channels=kw.pop("rename_channels"))
+    trials = load_eeg(kw.pop("eeg_path"), trusted_pickle=kw.pop("trusted_pickle"), events=kw.pop("events_path", None),
+                      event_id=parse_event_id(kw.pop("event_id", None)), allow_resample=kw.pop("allow_resample", False),
+                      rename_channels=kw.pop("rename_channels", None))
     data = trials.data[parse_slice(kw.pop("trials"), len(trials))]
     return data, validate_subject_ids(kw.pop("subject"), len(data))
+
+
+def whiten_if_asked(eeg: np.ndarray, kw: dict) -> np.ndarray:
+    """--whitening for commands without a bundle (reference, client): the runtime's one implementation."""
+    path = kw.pop("whitening", None)
+    if not path:
+        return eeg
+    from .eeg.whitening import apply_whitening
+
+    return apply_whitening(eeg, path)
 
 
 def parse_slice(text: str | None, n: int) -> slice:

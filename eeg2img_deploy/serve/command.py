@@ -83,12 +83,13 @@ def client(url: str, out: Path, seed: int, steps: str | None, prior_steps: int |
     """Send EEG trials to a served model; write PNGs + result.json (with latency p50/p99 and throughput)."""
     from rich.progress import Progress
 
-    from ..cli import read_eeg, write_json
+    from ..cli import read_eeg, whiten_if_asked, write_json
     from ..errors import ServingError
     from ..runtime.images import save_images
     from .client import Client, RequestOptions, run_trials
 
     eeg, ids = read_eeg(kw)
+    eeg = whiten_if_asked(eeg, kw)  # here, before sending: the server only knows its bundle's matrix
     conn = Client(url, model=model, timeout_s=timeout)
     conn.check_ready()
     opts = RequestOptions(seed=seed, steps=int(steps) if steps else None, prior_steps=prior_steps, ip_scale=ip_scale)
