@@ -186,7 +186,8 @@ class Pipeline:
     def encode(self, eeg: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return self._call("encoder", {"eeg": eeg, "subject_ids": ids})
 
-    def prior(self, eeg_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int, guidance: float, sampler: str) -> np.ndarray:
+    def prior(self, eeg_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int,
+              guidance: float, sampler: str) -> np.ndarray:
         def eps_fn(x, t, cond, mask):
             return self._call("prior", {"x": x, "t": t, "cond": cond, "cond_mask": mask})
 

@@ -106,7 +106,8 @@ def parse_request(pipe: Pipeline, request: dict[str, np.ndarray], shared_subject
     scales = _column(request, "ip_scale", n, "float32", default=np.nan)
     allowed = pipe.manifest.settings.get("steps", [1, 4])
     if not set(steps.tolist()) <= set(allowed):
-        raise EEGInputError(f"input 'steps' must be one of {allowed} (this bundle's scheduler tables); got {sorted(set(steps.tolist()))}")
+        raise EEGInputError(f"input 'steps' must be one of {allowed} (this bundle's scheduler tables); "
+                            f"got {sorted(set(steps.tolist()))}")
     if (prior_steps < 1).any() or (prior_steps > 1000).any():
         raise EEGInputError(f"input 'prior_steps' must be 1..1000; got {sorted(set(prior_steps.tolist()))}")
     if not np.isfinite(scales[~np.isnan(scales)]).all():

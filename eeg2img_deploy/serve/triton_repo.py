@@ -34,6 +34,10 @@ DECODERS = {"full": "vae_decoder", "tiny": "taesd_decoder"}
 STAGE_RUNTIME = "stage_model.py"  # the Python-backend stage (onnxruntime) shipped as each stage's model.py
 ORCHESTRATOR = "bls_model.py"  # the eeg2img model's model.py
 REPO_SETTINGS = "repo.json"  # what the eeg2img model reads: stage -> precision, vae
+TRT_NOTE = ("TensorRT plans load only on the TensorRT version and GPU they were built for (see the manifest): "
+            "build them in the same container.")
+TOP_IO = ("eeg, subject_id, seed, optional sample_index, steps, prior_steps, ip_scale -> image (uint8 HWC), "
+          "image_embeds, eeg_embeds, timings_ms, batch_size")
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,7 @@ tritonserver --model-repository $PWD     # e.g. in nvcr.io/nvidia/tritonserver:<
 
 The `eeg2img` model is Python code that imports `eeg2img_deploy`: install it into the server's Python
 first (`pip install eeg2img-deploy`, the base install: numpy, onnxruntime, safetensors).
-{"TensorRT plans load only on the TensorRT version and GPU they were built for (see the manifest): build them in the same container." if manifest.backend is Backend.TENSORRT else ""}
+{TRT_NOTE if manifest.backend is Backend.TENSORRT else ""}
 Then send requests as to `eeg2img-deploy serve`: `eeg2img-deploy client --url HOST:8000 --eeg trials.npy --subject 8 --out out/`.
 
 ## Models
@@ -202,7 +206,7 @@ Then send requests as to `eeg2img-deploy serve`: `eeg2img-deploy client --url HO
 | model | backend | precision | inputs -> outputs | max batch |
 |---|---|---|---|---|
 {rows}
-| `eeg2img` | python (BLS) | - | eeg, subject_id, seed, optional sample_index, steps, prior_steps, ip_scale -> image (uint8 HWC), image_embeds, eeg_embeds, timings_ms, batch_size | {configs[MODEL_NAME]['max_batch_size']} |
+| `eeg2img` | python (BLS) | - | {TOP_IO} | {configs[MODEL_NAME]['max_batch_size']} |
 
 `eeg2img` runs the runtime's pipeline (validation, the prior's DDPM loop with classifier-free guidance,
 the Euler-ancestral Stage II, the noise from `(seed, sample_index)`), calling the stage models above for
