@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from . import __version__
+from .cli_semantic import git_weights_options, pop_semantic, semantic_options, write_captions
 from .errors import Eeg2ImgError
 
 log = logging.getLogger("eeg2img_deploy")
@@ -49,6 +50,7 @@ def resolve_layout(kw: dict):
     return resolve_weights(
         kw.pop("weights"), encoder=kw.pop("encoder"), prior=kw.pop("prior"), sdxl=kw.pop("sdxl"),
         ip_adapter=kw.pop("ip_adapter"), taesd=kw.pop("taesd"), low_level=low_level or None,
+        git=kw.pop("git", None), projector=kw.pop("projector", None),
     )
 
 
@@ -194,7 +196,9 @@ def init_tiny_cmd(out_dir: Path, seed: int, image_size: int) -> None:
 
 @cli.command()
 @weights_options
+@git_weights_options
 @eeg_options
+@semantic_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--steps", type=click.Choice(["1", "4"]), default="1", show_default=True, help="SDXL-Turbo steps (paper: 4).")
@@ -215,6 +219,7 @@ def reference(out: Path, seed: int, steps: str, prior_steps: int, guidance: floa
 
     run_low_level = kw["low_level"] is not None
     convention = kw.pop("latent_convention")
+    semantic = pop_semantic(kw)
     layout = resolve_layout(kw)
     if not run_low_level:
         layout = dataclasses.replace(layout, low_level=None)  # not loaded unless asked for
@@ -224,9 +229,10 @@ def reference(out: Path, seed: int, steps: str, prior_steps: int, guidance: floa
     eeg = whiten_if_asked(eeg, kw)
     pipe = ReferencePipeline.from_weights(layout, variant=variant, device=device, latent_convention=convention)
     res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, image_size=image_size, vae=vae,
-               low_level=options)
+               low_level=options, **semantic)
     paths = save_images(res.images, out)
-    write_json(out / "result.json", {
+    write_json(out / "result.json", {**write_captions(out, res.captions), "prompt": semantic["prompt"],
+                                     "prompt_from_caption": semantic["prompt_from_caption"],
         "command": "reference", "seed": seed, "steps": int(steps), "prior_steps": prior_steps, "guidance": guidance,
         "image_size": image_size, "vae": vae, "subject_ids": ids.tolist(), "timings_ms": res.timings_ms,
         "eeg_embeds": res.eeg_embeds.tolist(), "image_embeds": res.image_embeds.tolist(),
@@ -239,6 +245,7 @@ def reference(out: Path, seed: int, steps: str, prior_steps: int, guidance: floa
 
 @cli.command()
 @weights_options
+@git_weights_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder [default: export/<name of the weights folder>].")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "both"]), default="both", show_default=True)
@@ -323,6 +330,7 @@ def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str,
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Export bundle or engine folder.")
 @eeg_options
+@semantic_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
@@ -352,16 +360,20 @@ def infer(bundle: Path, out: Path, backend: str, device: str, allow_cpu_fallback
     from .runtime.images import save_images
     from .runtime.low_level import LowLevelOptions
     from .runtime.pipeline import Pipeline
+    from .runtime.semantic import SemanticRequest
 
     options = LowLevelOptions(strength=strength, mode=low_level_mode) if low_level else None
+    semantic = pop_semantic(kw)
     eeg, ids = read_eeg(kw)
     pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=device, vae=vae,
                                 allow_cpu_fallback=allow_cpu_fallback, threads=threads, low_level=low_level,
                                 whitening=kw.pop("whitening"))
     res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, prior_sampler=prior_sampler,
-               ip_scale=ip_scale, shared_subject_token=shared_subject_token, low_level=options)
+               ip_scale=ip_scale, shared_subject_token=shared_subject_token, low_level=options,
+               semantic=SemanticRequest(**semantic))
     paths = save_images(res.images, out)
-    write_json(out / "result.json", {
+    write_json(out / "result.json", {**write_captions(out, res.captions), "prompt": semantic["prompt"],
+                                     "prompt_from_caption": semantic["prompt_from_caption"],
         "command": "infer", "bundle": str(bundle), "backend": backend, "device": device, "seed": seed,
         "steps": int(steps), "prior_steps": prior_steps, "prior_sampler": prior_sampler, "guidance": guidance,
         "vae": vae, "subject_ids": ids.tolist(), "timings_ms": res.timings_ms, "backend_ms": res.backend_ms,

@@ -22,7 +22,8 @@ from .fileio import atomic_write_text, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
-STAGES = ("encoder", "prior", "unet", "vae_decoder", "taesd_decoder", "low_level_encoder", "vae_encoder")
+STAGES = ("encoder", "prior", "unet", "vae_decoder", "taesd_decoder", "low_level_encoder", "vae_encoder", "text_encoders",
+          "projector", "caption_prefill", "caption_decoder")
 
 
 class Precision(str, enum.Enum):

@@ -317,6 +317,9 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
     taesd = tiny_taesd()
     _strengthen_stage2(pipe, taesd, gen)
     _sharpen_vae_posterior(pipe.vae, seed)
+    from .tiny_semantic import strengthen_text_path, write_semantic
+
+    strengthen_text_path(pipe)
     pipe.save_pretrained(out / "sdxl-turbo", safe_serialization=True)
     ip_dir = out / "ip-adapter" / "sdxl_models"
     ip_dir.mkdir(parents=True, exist_ok=True)
@@ -337,6 +340,7 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
     low_level = tiny_low_level_encoder(image_size // 8, seed)
     (out / "low-level").mkdir(exist_ok=True)
     torch.save(low_level.state_dict(), out / "low-level" / "best_encoder.pth")
+    write_semantic(out, seed)  # GIT captioner and PixelProjector
 
     (out / "eeg").mkdir(exist_ok=True)
     np.save(out / "eeg" / "synthetic_eeg.npy", synthetic_eeg(n_trials, seed))

@@ -18,6 +18,7 @@ SDXL_REPO = "stabilityai/sdxl-turbo"
 IP_ADAPTER_REPO = "h94/IP-Adapter"
 IP_ADAPTER_SUBFOLDER = "sdxl_models"
 IP_ADAPTER_NAMES = ("ip-adapter_sdxl_vit-h.safetensors", "ip-adapter_sdxl_vit-h.bin")
+GIT_REPO = "microsoft/git-large-coco"  # the paper's captioner (optional: only for captions)
 
 # The tiny set and the recommended layout for real weights.
 LAYOUT_HELP = """\
@@ -27,7 +28,9 @@ DIR/
   sdxl-turbo/                   diffusers folder (or the HF cache of stabilityai/sdxl-turbo)
   ip-adapter/sdxl_models/ip-adapter_sdxl_vit-h.safetensors   (or the HF cache of h94/IP-Adapter)
   taesdxl/                      optional AutoencoderTiny (the fast VAE)
-  low-level/<name>.pth          optional low-level encoder (EEG -> SDXL VAE latent; paper era or refactor)"""
+  low-level/<name>.pth          optional low-level encoder (EEG -> SDXL VAE latent; paper era or refactor)
+  git-large-coco/               optional: microsoft/git-large-coco (or its HF cache), for captions
+  pixel-projector/PixelProjector_best.bin   optional: the paper's PixelProjector, for captions"""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class WeightsLayout:
     ip_adapter: IPAdapterLocation
     taesd: Path | None = None
     low_level: Path | None = None  # the optional low-level encoder (EEG -> VAE latent)
+    git: Path | None = None  # GIT captioner folder; captions need it and the projector
+    projector: Path | None = None
 
     def describe(self) -> dict[str, str | None]:
         return {
@@ -58,6 +63,8 @@ class WeightsLayout:
             "ip_adapter": str(self.ip_adapter.file),
             "taesd": str(self.taesd) if self.taesd else None,
             "low_level": str(self.low_level) if self.low_level else None,
+            "git": str(self.git) if self.git else None,
+            "projector": str(self.projector) if self.projector else None,
         }
 
 
@@ -145,6 +152,17 @@ def _ip_adapter(root: Path | None, override: str | os.PathLike | None) -> IPAdap
     raise _missing("IP-Adapter SDXL ViT-H weights", looked[:4] + [f"HF cache {IP_ADAPTER_REPO}"], "--ip-adapter")
 
 
+def _git(root: Path | None, override: str | os.PathLike | None) -> Path | None:
+    if override is not None:
+        if not (Path(override) / "config.json").is_file():
+            raise WeightsNotFoundError(f"--git {override} is not a transformers model folder (no config.json)")
+        return Path(override)
+    if root is not None and (root / "git-large-coco" / "config.json").is_file():
+        return root / "git-large-coco"
+    snap = hf_cache_snapshot(GIT_REPO)
+    return snap if snap is not None and (snap / "config.json").is_file() else None
+
+
 def resolve_weights(
     weights: str | os.PathLike | None = None,
     *,
@@ -154,6 +172,8 @@ def resolve_weights(
     ip_adapter: str | os.PathLike | None = None,
     taesd: str | os.PathLike | None = None,
     low_level: str | os.PathLike | None = None,
+    git: str | os.PathLike | None = None,
+    projector: str | os.PathLike | None = None,
 ) -> WeightsLayout:
     root = Path(weights) if weights is not None else None
     if root is not None and not root.is_dir():
@@ -172,6 +192,8 @@ def resolve_weights(
         ip_adapter=_ip_adapter(root, ip_adapter),
         taesd=taesd_path,
         low_level=_optional_checkpoint(root, low_level, "low-level", "low-level encoder", "--low-level"),
+        git=_git(root, git),
+        projector=_optional_checkpoint(root, projector, "pixel-projector", "PixelProjector", "--projector"),
     )
 
 

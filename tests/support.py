@@ -2,3 +2,11 @@
 
 # Small images keep the suite fast; every code path is the same as at 512x512.
 TEST_IMAGE_SIZE = 128
+
+
+def psnr(a, b) -> float:
+    """PSNR in dB of two uint8 images (inf when equal)."""
+    import numpy as np
+
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))

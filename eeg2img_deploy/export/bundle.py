@@ -95,6 +95,9 @@ def hash_sources(layout: WeightsLayout) -> dict[str, dict[str, str]]:
         src["low_level"] = {"path": str(layout.low_level), "sha256": _hash_weights_file(layout.low_level, "low_level")}
     if layout.taesd is not None:
         src["taesd"] = {"path": str(layout.taesd), "sha256": _hash_tree(layout.taesd, ("config.json", "diffusion_pytorch_model.safetensors"))}
+    if layout.git is not None and layout.projector is not None:  # captions need both
+        src["git"] = {"path": str(layout.git), "sha256": _hash_tree(layout.git, tuple(sorted(p.name for p in layout.git.iterdir())))}
+        src["projector"] = {"path": str(layout.projector), "sha256": _hash_weights_file(layout.projector, "projector")}
     return src
 
 
@@ -143,7 +146,9 @@ def build_stages(ref, settings: ExportSettings) -> list[StageExport]:
 
         check_low_level_size(ref.low_level.arch.latent_side, settings.image_size)
         stages += [low_level_encoder_stage(ref.low_level), vae_encoder_stage(ref.sdxl.vae, settings.image_size)]
-    return stages
+    from .semantic import semantic_stages
+
+    return stages + semantic_stages(ref)
 
 
 def constants(ref, settings: ExportSettings, whitening: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -169,7 +174,9 @@ def constants(ref, settings: ExportSettings, whitening: np.ndarray | None) -> di
         out[f"euler_init_noise_sigma_{n}"] = np.array([float(euler.init_noise_sigma)], np.float32)
     if whitening is not None:
         out["eeg_whitening"] = np.ascontiguousarray(whitening, np.float32)
-    return out
+    from .semantic import semantic_constants
+
+    return {**out, **semantic_constants(ref)}
 
 
 def _file_name(stage: str, precision: Precision) -> str:
@@ -200,6 +207,7 @@ def export_bundle(
     from ..eeg.spec import EEGSpec
     from ..models.atm_encoder import EncoderVariant
     from ..reference.pipeline import ReferencePipeline
+    from .semantic import semantic_axes
 
     out_dir = Path(out_dir)
     log.info("hashing the weights")
@@ -230,7 +238,8 @@ def export_bundle(
                     feeds = stage.make_inputs(batch, rng)
                     with torch.no_grad():
                         ref_out = stage.module(*[torch.from_numpy(feeds[t.name]) for t in stage.inputs])
-                    cases.append((feeds, ref_out.float().numpy().astype(np.float64)))
+                    outs = ref_out if isinstance(ref_out, tuple) else (ref_out,)  # multi-output stages return tuples
+                    cases.append((feeds, tuple(o.float().numpy().astype(np.float64) for o in outs)))
             example = stage.make_inputs(2, rng)  # batch >= 2 so exporters keep the batch axis dynamic
             for precision in settings.precisions:
                 if stage.fp32_only and precision is Precision.FP16:
@@ -268,7 +277,7 @@ def export_bundle(
             "image_size": settings.image_size,
             "latent_channels": int(ref.sdxl.unet.config.in_channels),
             "max_batch": settings.max_batch,
-            "axes": settings.axes(),
+            "axes": {**settings.axes(), **semantic_axes(ref)},
             "opset": OPSET,
             "steps": list(settings.steps),
             "ip_scale": settings.ip_scale,

@@ -126,16 +126,21 @@ def relative_error(got: np.ndarray, ref: np.ndarray) -> float:
     return float(diff / max(np.abs(ref).max(), 1e-12))
 
 
-def validate(path: Path, stage: StageExport, precision: Precision, cases: list[tuple[dict, np.ndarray]]) -> dict:
-    """Run the ONNX file in onnxruntime on each (fp32 feeds, torch fp32 output) case; fail above tolerance."""
+def validate(path: Path, stage: StageExport, precision: Precision, cases: list[tuple[dict, tuple[np.ndarray, ...]]]) -> dict:
+    """Run the ONNX file in onnxruntime on each (fp32 feeds, torch fp32 outputs) case; fail above tolerance.
+
+    Every output is compared; the error of a case is its worst output's.
+    """
     sess = ort_session(path)
-    out_name = stage.outputs[0].name
+    out_names = [t.name for t in stage.outputs]
     errors = {}
-    for feeds, ref in cases:
-        got = sess.run([out_name], stage.feeds_for(feeds, precision))[0]
-        if got.shape != ref.shape:
-            raise ExportError(f"{stage.name} ({precision.value}): onnxruntime output {got.shape}, torch {ref.shape}")
-        errors[f"batch{len(ref) if stage.batch_axis == 'batch' else len(ref) // 2}"] = relative_error(got, ref)
+    for feeds, refs in cases:
+        got = sess.run(out_names, stage.feeds_for(feeds, precision))
+        for name, g, ref in zip(out_names, got, refs):
+            if g.shape != ref.shape:
+                raise ExportError(f"{stage.name} ({precision.value}): onnxruntime output {name} {g.shape}, torch {ref.shape}")
+        batch = len(refs[0]) if stage.batch_axis == "batch" else len(refs[0]) // 2
+        errors[f"batch{batch}"] = max(relative_error(g, ref) for g, ref in zip(got, refs))
     worst = max(errors.values())
     tol = stage.tolerance[precision]
     metric = "max|ort - torch_fp32| / max|torch_fp32|"

@@ -22,7 +22,8 @@ from ..runtime.schedulers import img2img_cut
 from ..weights import WeightsLayout
 from . import low_level as ll
 from .prior_sampler import PRIOR_GUIDANCE, PRIOR_STEPS, sample_prior
-from .stage2 import EmptyPrompt, decode, denoise, load_sdxl_pipeline
+from .semantic import CAPTION_PRIOR_STEPS, caption, require_captioner
+from .stage2 import EmptyPrompt, decode, denoise, encode_prompts, load_sdxl_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,14 @@ class ReferenceResult:
     latents: np.ndarray  # (B, 4, H/8, W/8) before the VAE
     low_level_latents: np.ndarray | None = None  # (B, 4, H/8, W/8) the low-level encoder's output
     timings_ms: dict[str, float] = field(default_factory=dict)
+    captions: list[str] | None = None  # with caption=True or prompt_from_caption=True
+    caption_ids: list[list[int]] | None = None
+    prompt_embeds: np.ndarray | None = None  # (B, 77, 2048) when a prompt was used
 
 
 class ReferencePipeline:
     def __init__(self, encoder, prior, sdxl, prompt: EmptyPrompt, *, taesd=None, sources: dict[str, Any] | None = None,
-                 low_level=None, latent_convention: str = "unscaled"):
+                 low_level=None, latent_convention: str = "unscaled", captioner=None, projector=None):
         self.low_level = low_level  # the optional low-level encoder (EEG -> VAE latent)
         self.latent_convention = latent_convention
         self.encoder = encoder
@@ -48,6 +52,8 @@ class ReferencePipeline:
         self.prompt = prompt
         self.taesd = taesd
         self.sources = sources or {}
+        self.captioner = captioner  # GitCaptioner and PixelProjector: both or neither (captions)
+        self.projector = projector
 
     @classmethod
     def from_weights(cls, layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None,
@@ -79,8 +85,14 @@ class ReferencePipeline:
             low_level, ll_prov = load_low_level_encoder(layout.low_level, latent_convention)
             low_level = low_level.to(device)
             sources["low_level"] = ll_prov.to_dict()
+        captioner = projector = None
+        if layout.git is not None and layout.projector is not None:
+            from ..models.git_caption import GitCaptioner
+            from ..models.pixel_projector import load_projector
+
+            captioner, projector = GitCaptioner.load(layout.git, device), load_projector(layout.projector).to(device)
         return cls(encoder.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl), taesd=taesd, sources=sources,
-                   low_level=low_level, latent_convention=latent_convention)
+                   low_level=low_level, latent_convention=latent_convention, captioner=captioner, projector=projector)
 
     @property
     def device(self):
@@ -129,8 +141,14 @@ class ReferencePipeline:
         image_size: int = 512,
         vae: str = "full",
         low_level: LowLevelOptions | None = None,
+        caption: bool = False,
+        prompt: str | None = None,
+        prompt_from_caption: bool = False,
+        caption_prior_steps: int = CAPTION_PRIOR_STEPS,
     ) -> ReferenceResult:
-        """``low_level``: run the paper's low-level path (img2img from the low-level encoder's latent)."""
+        """``low_level``: run the paper's low-level path (img2img from the low-level encoder's latent).
+        ``caption``: GIT captions (the paper's semantic level); ``prompt`` / ``prompt_from_caption``: Stage II's
+        text prompt, one for all samples or each sample's caption (default: the empty prompt)."""
         if vae not in ("full", "tiny"):
             raise ValueError(f"vae must be 'full' or 'tiny', got {vae!r}")
         if vae == "tiny" and self.taesd is None:
@@ -139,16 +157,29 @@ class ReferencePipeline:
         ids = validate_subject_ids(subject_ids, len(eeg))
         if low_level is not None:
             self._check_low_level(low_level, steps, image_size)
+        if prompt is not None and prompt_from_caption:
+            raise ValueError("give a prompt or prompt_from_caption, not both (--prompt / --prompt-from-caption)")
+        if caption or prompt_from_caption:
+            require_captioner(self.captioner, self.projector)
         t: dict[str, float] = {}
+        captions = None
         t_start = time.perf_counter()
         with self._timed(t, "encoder"):
             eeg_embeds = self.encode(eeg, ids)
         with self._timed(t, "prior"):
             image_embeds = sample_prior(self.prior, eeg_embeds, seed, steps=prior_steps, guidance=guidance)
+        if caption or prompt_from_caption:
+            with self._timed(t, "caption"):
+                captions = self._caption(eeg_embeds, seed, steps=caption_prior_steps, guidance=guidance)
+        text = self.prompt
+        prompts = captions.texts if prompt_from_caption else None if prompt is None else [prompt] * len(eeg)
+        if prompts is not None:
+            with self._timed(t, "text_encoder"):
+                text = encode_prompts(self.sdxl, prompts)
         z = None
         if low_level is None:
             with self._timed(t, "unet"):
-                latents = denoise(self.sdxl, self.prompt, image_embeds, seed, steps=steps, image_size=image_size)
+                latents = denoise(self.sdxl, text, image_embeds, seed, steps=steps, image_size=image_size)
         else:
             noise = NoiseSource(seed, len(eeg), "low_level")
             with self._timed(t, "low_level"):
@@ -156,7 +187,7 @@ class ReferencePipeline:
                 start = ll.start_latents(self.sdxl.vae, z, noise, mode=low_level.mode,
                                          latent_convention=self.latent_convention, image_size=image_size)
             with self._timed(t, "unet"):
-                latents = ll.img2img_denoise(self.sdxl, self.prompt, image_embeds, start, noise, steps=steps,
+                latents = ll.img2img_denoise(self.sdxl, text, image_embeds, start, noise, steps=steps,
                                              strength=low_level.strength, image_size=image_size)
         with self._timed(t, "vae"):
             images = decode(self.taesd if vae == "tiny" else self.sdxl.vae, latents, tiny=vae == "tiny")
@@ -168,4 +199,10 @@ class ReferencePipeline:
             latents=latents.float().cpu().numpy(),
             low_level_latents=None if z is None else z.float().cpu().numpy(),
             timings_ms=t,
+            captions=captions.texts if captions else None,
+            caption_ids=captions.ids if captions else None,
+            prompt_embeds=None if prompts is None else text.prompt_embeds.float().cpu().numpy(),
         )
+
+    def _caption(self, eeg_embeds, seed: int, *, steps: int, guidance: float):
+        return caption(self.prior, self.projector, self.captioner, eeg_embeds, seed, steps=steps, guidance=guidance)

@@ -15,8 +15,12 @@ PRIOR_STEPS = 50
 PRIOR_GUIDANCE = 5.0
 
 
-def sample_prior(prior, cond, seed: int, *, steps: int = PRIOR_STEPS, guidance: float = PRIOR_GUIDANCE):
-    """EEG embeddings ``cond (B, 1024)`` -> CLIP image embeddings ``(B, 1024)``, every element in [-1, 1]."""
+def sample_prior(prior, cond, seed: int, *, steps: int = PRIOR_STEPS, guidance: float = PRIOR_GUIDANCE,
+                 purpose: str = "prior"):
+    """EEG embeddings ``cond (B, 1024)`` -> CLIP image embeddings ``(B, 1024)``, every element in [-1, 1].
+
+    ``purpose`` names the noise stream ("caption_prior" for the caption's own 4-step run).
+    """
     import torch
     from diffusers import DDPMScheduler
     from diffusers.schedulers import scheduling_ddpm
@@ -24,7 +28,7 @@ def sample_prior(prior, cond, seed: int, *, steps: int = PRIOR_STEPS, guidance: 
     scheduler = DDPMScheduler()
     scheduler.set_timesteps(steps)
     batch = cond.shape[0]
-    noise = NoiseSource(seed, batch, "prior")
+    noise = NoiseSource(seed, batch, purpose)
     x = torch.from_numpy(noise.normal((cond.shape[1],))).to(cond.device, cond.dtype)
     with torch.no_grad(), shared_noise(scheduling_ddpm, noise):
         for t in scheduler.timesteps:

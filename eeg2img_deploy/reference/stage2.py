@@ -107,6 +107,17 @@ class EmptyPrompt:
         return cls(embeds, pooled)
 
 
+def encode_prompts(pipe, prompts: list[str]) -> EmptyPrompt:
+    """Text conditioning of one prompt per sample (``(B, 77, 2048)``, ``(B, 1280)``), as diffusers encodes it."""
+    import torch
+
+    with torch.no_grad():
+        embeds, _, pooled, _ = pipe.encode_prompt(
+            prompt=list(prompts), device=pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
+    return EmptyPrompt(embeds, pooled)
+
+
 def time_ids(image_size: int) -> list[float]:
     """SDXL micro-conditioning: original size, crop top-left, target size."""
     return [float(image_size), float(image_size), 0.0, 0.0, float(image_size), float(image_size)]
@@ -125,13 +136,15 @@ def denoise(pipe, prompt: EmptyPrompt, image_embeds, seed: int, *, steps: int = 
     side = image_size // VAE_SCALE
     dtype = pipe.unet.dtype
     out = []
+    per_sample = prompt.prompt_embeds.shape[0] > 1  # one prompt per sample (captions), else one for all
     for i in range(image_embeds.shape[0]):
+        text = slice(i, i + 1) if per_sample else slice(0, 1)
         noise = NoiseSource(seed, 1, "image", first=i)
         latents = torch.from_numpy(noise.normal((pipe.unet.config.in_channels, side, side))).to(pipe.device, dtype)
         with torch.no_grad(), shared_noise(euler_module, noise):
             result = pipe(
-                prompt_embeds=prompt.prompt_embeds,
-                pooled_prompt_embeds=prompt.pooled,
+                prompt_embeds=prompt.prompt_embeds[text].to(dtype),
+                pooled_prompt_embeds=prompt.pooled[text].to(dtype),
                 ip_adapter_image_embeds=[image_embeds[i : i + 1, None, :].to(pipe.device, dtype)],
                 num_inference_steps=steps,
                 guidance_scale=0.0,

@@ -10,6 +10,8 @@ bit-identical noise in both. The order is part of the contract:
 3. The low-level path (purpose ``low_level``, instead of 2; all ``(B, 4, H/8, W/8)``): the VAE posterior
    sample (``latent_dist.sample()``; drawn in latent mode too, unused, so both modes share the rest),
    the noise added to the start latents, then one ancestral draw per step of the cut schedule.
+4. captions: the paper samples the prior a second time (4 steps) for the caption, from its own
+   stream ("caption_prior"), in the prior's order; asking for a caption never changes the image.
 
 Each (seed, sample index, purpose) has its own stream: a batch never changes what sample i draws,
 and the prior's step count never shifts the Stage II noise.
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-PURPOSES = {"prior": 0, "image": 1, "low_level": 2}
+PURPOSES = {"prior": 0, "image": 1, "low_level": 2, "caption_prior": 3}
 
 
 class NoiseSource:

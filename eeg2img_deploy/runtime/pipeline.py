@@ -26,6 +26,7 @@ from .low_level import STAGES as LOW_LEVEL_STAGES
 from .noise import NoiseSource
 from .prior_solvers import get_prior_sampler
 from .schedulers import EulerAncestral, img2img_cut
+from .semantic import Semantic, SemanticRequest
 from .sessions import open_sessions
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Result:
     low_level_latents: np.ndarray | None = None  # (B, 4, H/8, W/8) the low-level encoder's output
     timings_ms: dict[str, float] = field(default_factory=dict)  # wall time per stage + total
     backend_ms: float = 0.0  # time inside backend calls; total - backend_ms is the runtime's overhead
+    captions: list[str] | None = None  # with a SemanticRequest asking for captions
+    caption_ids: list[list[int]] | None = None
 
 
 class _Timed:
@@ -99,6 +102,9 @@ class Pipeline:
         self._backend_ms = [0.0]
         self._run = {name: _Timed(s, self._backend_ms) for name, s in sessions.items()}
         self.low_level = self._low_level_path() if "low_level_encoder" in sessions else None
+        self._open_options: dict[str, Any] = {}  # from_bundle's backend choices, for stages opened later (open_stage)
+        self._extra_streams: list[Any] = []
+        self.semantic = Semantic(self)  # captions and prompts: their stages open on first use
 
     @classmethod
     def from_bundle(
@@ -139,7 +145,25 @@ class Pipeline:
         constants = load_file(str(folder / manifest.constants_file))
         sessions, stream = open_sessions(folder, manifest, stages, backend=backend, precision=precision,
                                          provider=provider, allow_cpu_fallback=allow_cpu_fallback, threads=threads)  # fmt: skip
-        return cls(manifest, constants, sessions, folder=folder, vae=vae, stream=stream, whitening=whitening)
+        pipe = cls(manifest, constants, sessions, folder=folder, vae=vae, stream=stream, whitening=whitening)
+        pipe._open_options = {"backend": backend, "precision": precision, "provider": provider,
+                              "allow_cpu_fallback": allow_cpu_fallback, "threads": threads}
+        return pipe
+
+    def open_stage(self, stage: str) -> None:
+        """Open one more stage of the folder (hash checked) with from_bundle's backend choices."""
+        if stage in self.sessions:
+            return
+        verify_files(self.folder, self.manifest, [stage])
+        sessions, stream = open_sessions(self.folder, self.manifest, [stage], **self._open_options)
+        if stream is not None:
+            self._extra_streams.append(stream)
+        self.sessions.update(sessions)
+        self._run[stage] = _Timed(sessions[stage], self._backend_ms)
+
+    def run_stage(self, stage: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of one call, by name (feeds cast to the stage's input dtypes)."""
+        return self._run[stage](self._cast(stage, feeds))
 
     # ---- helpers ----------------------------------------------------------------------------------
     def _cast(self, stage: str, feeds: dict[str, Any]) -> dict[str, Any]:
@@ -187,17 +211,19 @@ class Pipeline:
         return self._call("encoder", {"eeg": eeg, "subject_ids": ids})
 
     def prior(self, eeg_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int,
-              guidance: float, sampler: str) -> np.ndarray:
+              guidance: float, sampler: str, purpose: str = "prior") -> np.ndarray:
         def eps_fn(x, t, cond, mask):
             return self._call("prior", {"x": x, "t": t, "cond": cond, "cond_mask": mask})
 
-        noise = NoiseSource(seed, len(eeg_embeds), "prior", first=first)
+        noise = NoiseSource(seed, len(eeg_embeds), purpose, first=first)
         sample = get_prior_sampler(sampler)
         return sample(eps_fn, eeg_embeds, noise, self.constants["prior_alphas_cumprod"], steps=steps, guidance=guidance)
 
     def denoise(self, image_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int,
-                ip_scale: float, start: tuple[np.ndarray, NoiseSource, int] | None = None) -> np.ndarray:
-        """``start``: img2img (the low-level path) from these latents with this noise, from step index ``[2]`` on."""
+                ip_scale: float, start: tuple[np.ndarray, NoiseSource, int] | None = None,
+                text: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """``start``: img2img (the low-level path) from these latents with this noise, from step index ``[2]`` on.
+        ``text``: per-sample (prompt_embeds, pooled) of a prompt; None: the bundle's empty-prompt constants."""
         b = len(image_embeds)
         euler = self._euler(steps)
         if start is None:
@@ -208,8 +234,8 @@ class Pipeline:
             latents, noise, cut = start
             euler = euler.cut(cut)
         fixed = {
-            "encoder_hidden_states": np.repeat(self.constants["prompt_embeds"], b, axis=0),
-            "text_embeds": np.repeat(self.constants["pooled_prompt_embeds"], b, axis=0),
+            "encoder_hidden_states": text[0] if text else np.repeat(self.constants["prompt_embeds"], b, axis=0),
+            "text_embeds": text[1] if text else np.repeat(self.constants["pooled_prompt_embeds"], b, axis=0),
             "time_ids": np.repeat(self.constants["time_ids"], b, axis=0),
             "image_embeds": image_embeds,
             "ip_scale": np.full(b, ip_scale, np.float32),
@@ -244,13 +270,15 @@ class Pipeline:
         shared_subject_token: bool = False,
         sample_indices: np.ndarray | None = None,
         low_level: LowLevelOptions | None = None,
+        semantic: SemanticRequest | None = None,
     ) -> Result:
         """Reconstruct images from ``eeg`` (N, 63, 250) or one trial (63, 250).
 
         Trial i draws its noise from (seed, i): ``seed`` may also be one seed per trial and
         ``sample_indices`` replaces i (a server batching unrelated requests keeps each request's own
         seeds and indices, so batching never changes an image). ``low_level``: img2img from the
-        low-level encoder's latent (open with ``low_level=True``).
+        low-level encoder's latent (open with ``low_level=True``). ``semantic``: captions and/or a text
+        prompt (default: none, the bundle's constant empty prompt).
         """
         eeg = validate_eeg(eeg, self.eeg_spec)
         ids = validate_subject_ids(subject_ids, len(eeg))
@@ -260,6 +288,9 @@ class Pipeline:
         get_prior_sampler(prior_sampler)  # an unknown name fails before any work
         self._euler(steps)
         cut = self._check_low_level(low_level, steps)
+        semantic = semantic or SemanticRequest()
+        self.semantic.prepare(semantic)
+        caption_ids: list[list[int]] = []
         if self.whitening is not None:
             eeg = apply_whitening(eeg, self.whitening, self.eeg_spec)
         scale = float(self.manifest.settings.get("ip_scale", 1.0) if ip_scale is None else ip_scale)
@@ -274,13 +305,17 @@ class Pipeline:
             marks.append(time.perf_counter())
             img_emb = self.prior(emb, seeds[sl], indices[sl], steps=prior_steps, guidance=guidance, sampler=prior_sampler)
             marks.append(time.perf_counter())
+            ids_, text = self.semantic.run(semantic, emb, seeds[sl], indices[sl], guidance, timings)  # timed there
+            caption_ids += ids_ or []
+            shift = time.perf_counter() - marks[-1]
+            marks = [m + shift for m in marks]  # keeps the stages' spans; the next one starts after the semantic work
             start, z = None, np.zeros((len(emb), 0), np.float32)
             if low_level is not None:
                 noise = NoiseSource(seeds[sl], len(emb), "low_level", first=indices[sl])
                 z = self.low_level.encode(eeg[sl])
                 start = (self.low_level.start_latents(z, noise, low_level.mode), noise, cut)
                 marks.append(time.perf_counter())
-            latents = self.denoise(img_emb, seeds[sl], indices[sl], steps=steps, ip_scale=scale, start=start)
+            latents = self.denoise(img_emb, seeds[sl], indices[sl], steps=steps, ip_scale=scale, start=start, text=text)
             marks.append(time.perf_counter())
             images = self.decode(latents)
             marks.append(time.perf_counter())
@@ -289,7 +324,9 @@ class Pipeline:
             parts.append((images, emb, img_emb, latents, z))
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         images, emb, img_emb, latents, z = (np.concatenate(x) for x in zip(*parts))
-        return Result(images, emb, img_emb, latents, z if low_level else None, timings, backend_ms=self._backend_ms[0])
+        captions = self.semantic.decode(caption_ids) if semantic.needs_caption else None
+        return Result(images, emb, img_emb, latents, z if low_level else None, timings, backend_ms=self._backend_ms[0],
+                      captions=captions, caption_ids=caption_ids if semantic.needs_caption else None)
 
     def _check_low_level(self, options: LowLevelOptions | None, steps: int) -> int | None:
         if options is None:
@@ -302,9 +339,9 @@ class Pipeline:
     def close(self) -> None:
         for s in self.sessions.values():
             s.close()
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
+        for stream in [*self._extra_streams, *([self._stream] if self._stream is not None else [])]:
+            stream.close()
+        self._stream, self._extra_streams = None, []
 
 
 def _per_trial(value, n: int, what: str) -> np.ndarray:

@@ -67,6 +67,24 @@ def test_runtime_inference_without_torch(tiny_bundle, tiny_dir):
     assert out["loaded"] == []
 
 
+def test_captions_and_prompts_without_torch(tiny_bundle, tiny_dir):
+    code = """
+        import json, sys
+        import numpy as np
+        from eeg2img_deploy.runtime.pipeline import Pipeline
+        from eeg2img_deploy.runtime.semantic import SemanticRequest
+
+        pipe = Pipeline.from_bundle(sys.argv[1])
+        res = pipe(np.load(sys.argv[2])[:2], 8, 0, prior_steps=3, semantic=SemanticRequest(prompt_from_caption=True))
+        loaded = sorted({m.split(".")[0] for m in sys.modules} & set(BLOCKED))
+        print(json.dumps({"captions": res.captions, "loaded": loaded, "tokenizers": "tokenizers" in sys.modules}))
+    """
+    proc = run_blocked(code, str(tiny_bundle), str(tiny_dir / "eeg" / "synthetic_eeg.npy"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(out["captions"]) == 2 and all(out["captions"]) and out["loaded"] == [] and out["tokenizers"]
+
+
 CLI = """
     import sys
     sys.argv = ["eeg2img-deploy", *sys.argv[1:]]

@@ -1,0 +1,64 @@
+"""What the semantic level adds to a bundle: its stages, its tokenizers and ids, its cache axis.
+
+Stages: ``text_encoders`` always (any prompt, encoded at run time); ``projector``, ``caption_prefill``
+and ``caption_decoder`` when the weights have GIT and the PixelProjector. The tokenizers travel in
+``constants.safetensors`` as the UTF-8 bytes of the tokenizer.json that transformers' fast
+tokenizers write, so they are hashed and copied with the constants, and the runtime reads them with
+the ``tokenizers`` package alone. Empty-prompt runs never touch any of this.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ..models.git_caption import MAX_NEW_TOKENS
+from .spec import StageExport
+
+
+def _json_bytes(tokenizer) -> np.ndarray:
+    return np.frombuffer(tokenizer.backend_tokenizer.to_str().encode("utf-8"), np.uint8).copy()
+
+
+def semantic_stages(ref) -> list[StageExport]:
+    from .text_encoders import text_encoders_stage
+
+    stages = [text_encoders_stage(ref.sdxl)]
+    if ref.captioner is not None:
+        from .caption import caption_decoder_stage, caption_prefill_stage, projector_stage
+
+        n = ref.projector.tokens
+        git = ref.captioner.model
+        # Each stage gets its own copy of GIT: export halves a stage's module for its fp16 graph and casts it
+        # back, which would leave the next stage sharing the modules with fp16-rounded weights.
+        stages += [projector_stage(ref.projector), caption_prefill_stage(copy.deepcopy(git), n),
+                   caption_decoder_stage(copy.deepcopy(git), n)]
+    return stages
+
+
+def semantic_constants(ref) -> dict[str, np.ndarray]:
+    pipe = ref.sdxl
+    out = {
+        "tokenizer_clip_json": _json_bytes(pipe.tokenizer),
+        "tokenizer_clip_2_json": _json_bytes(pipe.tokenizer_2),
+        # per tokenizer: max length, pad id (CLIP-L pads with its EOS, bigG with "!")
+        "text_token_settings": np.array([[pipe.tokenizer.model_max_length, pipe.tokenizer.pad_token_id],
+                                         [pipe.tokenizer_2.model_max_length, pipe.tokenizer_2.pad_token_id]], np.int64),
+    }
+    if ref.captioner is not None:
+        cfg = ref.captioner.config
+        out["tokenizer_git_json"] = _json_bytes(ref.captioner.tokenizer)
+        # BOS, EOS, PAD, visual tokens, max new tokens (the paper's 25)
+        out["caption_settings"] = np.array([cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id, ref.projector.tokens,
+                                            MAX_NEW_TOKENS],
+                                           np.int64)
+    return out
+
+
+def semantic_axes(ref) -> dict[str, dict[str, int]]:
+    if ref.captioner is None:
+        return {}
+    from .caption import caption_axes
+
+    return caption_axes(ref.projector.tokens)
