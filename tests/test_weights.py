@@ -41,7 +41,7 @@ def test_finds_the_tiny_layout(tiny_dir):
     assert layout.ip_adapter == IPAdapterLocation(str(tiny_dir / "ip-adapter"), "sdxl_models", "ip-adapter_sdxl_vit-h.safetensors")
     assert layout.taesd == tiny_dir / "taesdxl"
     assert layout.low_level == tiny_dir / "low-level" / "best_encoder.pth"
-    assert set(layout.describe()) == {"encoder", "prior", "sdxl", "ip_adapter", "taesd", "low_level"}
+    assert set(layout.describe()) == {"encoder", "prior", "sdxl", "ip_adapter", "taesd", "low_level", "git", "projector"}
 
 
 def test_layout_without_taesd(tmp_path):

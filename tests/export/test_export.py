@@ -27,8 +27,9 @@ from eeg2img_deploy.manifest import (
 )
 from eeg2img_deploy.weights import IPAdapterLocation, resolve_weights
 
-ALL_STAGES = ["encoder", "prior", "unet", "vae_decoder", "taesd_decoder", "low_level_encoder", "vae_encoder"]
-FP32_ONLY = ("vae_decoder", "vae_encoder")  # the SDXL VAE overflows fp16 both ways
+ALL_STAGES = ["encoder", "prior", "unet", "vae_decoder", "taesd_decoder", "low_level_encoder", "vae_encoder", "text_encoders",
+              "projector", "caption_prefill", "caption_decoder"]
+FP32_ONLY = ("vae_decoder", "vae_encoder", "text_encoders")  # the SDXL VAE overflows fp16 both ways; prompts: see text_encoders.py
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64",
                onnx.TensorProto.UINT8: "uint8"}
 
