@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
     runs, warmup, prior_steps = (1, 0, 2) if args.smoke else (args.runs, args.warmup, 50)
     command = shlex.join(["python", "benchmarks/bench_low_level_cpu.py", *(sys.argv[1:] if argv is None else argv)])
     with tempfile.TemporaryDirectory(prefix="bench-low-level-") as tmp:
-        weights, bundle = (args.weights, args.bundle) if args.bundle else prepare_bundle(args.work or Path(tmp))
+        work = args.work or Path(tmp)
+        weights, bundle = (args.weights, args.bundle) if args.bundle else prepare_bundle(work)
         result = {mode: run_bench(bundle, runs=runs, warmup=warmup, steps=STEPS, prior_steps=prior_steps, vae="full",
                                   low_level=LowLevelOptions(STRENGTH, mode), progress=not args.smoke)
                   for mode in ("image", "latent")}
@@ -137,7 +138,10 @@ def main(argv: list[str] | None = None) -> dict:
         print_report(result[mode])
     print(f"PSNR image vs latent mode: {result['difference']['psnr_image_vs_latent_mean_db']:.1f} dB (mean)")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
+    # the results name no machine paths: the work folder is shown as a placeholder
+    text = json.dumps(result, indent=2).replace(str(work), "<work>")
+    (args.out / f"{NAME}.json").write_text(text + "\n")
+    result = json.loads(text)
     update_results_readme(args.out / "README.md", NAME, section(result, command))
     print(f"wrote {args.out / NAME}.json and its README.md section")
     return result

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install into .venv and run the whole job on the tiny model set:
-# init-tiny -> reference -> export -> build-engines (onnxruntime) -> infer -> bench -> stream --replay. Output in demo/.
+# init-tiny -> reference -> export -> build-engines (onnxruntime) -> infer (+ the low-level path) -> bench -> stream --replay.
+# Output in demo/.
 set -euo pipefail
 . "$(dirname "$0")/setup-venv.sh"
 out=demo
@@ -10,6 +11,11 @@ eeg2img-deploy reference --weights "$out/weights" --eeg "$out/weights/eeg/synthe
 eeg2img-deploy export --weights "$out/weights" --out "$out/bundle"
 eeg2img-deploy build-engines --bundle "$out/bundle" --backend onnxruntime --out "$out/engines"
 eeg2img-deploy infer --bundle "$out/engines" --eeg "$out/weights/eeg/synthetic_eeg.npy" --subject 8 --out "$out/infer"
+# the low-level path: img2img from the low-level encoder's image, 4 steps at strength 0.5 (2 run)
+eeg2img-deploy reference --weights "$out/weights" --low-level --steps 4 --strength 0.5 \
+    --eeg "$out/weights/eeg/synthetic_eeg.npy" --subject 8 --out "$out/reference-low-level"
+eeg2img-deploy infer --bundle "$out/engines" --low-level --steps 4 --strength 0.5 \
+    --eeg "$out/weights/eeg/synthetic_eeg.npy" --subject 8 --out "$out/infer-low-level"
 eeg2img-deploy bench --bundle "$out/engines" --runs 5 --warmup 1 --json "$out/bench.json" --plot "$out/bench.png" \
     --baseline torch --weights "$out/weights"
 eeg2img-deploy stream --bundle "$out/engines" --replay "$out/weights/eeg/recording_raw.fif" --subject 8 --max-epochs 5 \

@@ -177,3 +177,18 @@ def test_ort_cuda_without_onnxruntime_gpu_is_a_clear_error(onnx_bundle: Path, tm
 
 if sys.platform == "win32":  # pragma: no cover - SIGINT to self is POSIX-only
     test_cancel_leaves_no_plan_and_no_manifest = pytest.mark.skip("POSIX only")(test_cancel_leaves_no_plan_and_no_manifest)
+
+
+def test_tensorrt_builds_the_low_level_stages(tiny_bundle: Path, tmp_path: Path, fake_gpu) -> None:
+    """The low-level stages of the real tiny export get engines, profiles from the manifest, fp32 for the VAE."""
+    m = build_engines(tiny_bundle, tmp_path / "trt", backend="tensorrt", stages=["low_level_encoder", "vae_encoder"],
+                      progress=False)
+    assert [(a.stage, a.precision) for a in m.artifacts] == [
+        ("low_level_encoder", Precision.FP16), ("vae_encoder", Precision.FP32)
+    ]  # fmt: skip
+    header = read_plan_header(tmp_path / "trt" / m.artifact("vae_encoder", "fp32").file)
+    side = read_manifest(tiny_bundle).settings["image_size"]
+    assert header["profiles"] == {
+        "image": [[1, 3, side, side], [1, 3, side, side], [4, 3, side, side]],
+        "noise": [[1, 4, side // 8, side // 8], [1, 4, side // 8, side // 8], [4, 4, side // 8, side // 8]],
+    }
