@@ -92,6 +92,8 @@ def low_level_options(f):
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
 def parse_event_id(text: str | None):
     """``--event-id`` JSON: a code, a list of codes or {description: code}."""
     if text is None:
@@ -105,6 +107,18 @@ def parse_event_id(text: str | None):
     if not ok or isinstance(value, bool):
         raise click.BadParameter(f"--event-id {text!r}: expected an integer code, a list of codes or an object of codes")
     return value
+
+
+def low_level_settings(enabled: bool, strength: float, mode: str, steps: int):
+    """The low-level options, checked before anything is loaded (a strength that runs no step fails here)."""
+    if not enabled:
+        return None
+    from .runtime.low_level import LowLevelOptions
+    from .runtime.schedulers import img2img_cut
+
+    options = LowLevelOptions(strength=strength, mode=mode)
+    img2img_cut(steps, strength)
+    return options
 
 
 def read_eeg(kw: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -215,15 +229,14 @@ def reference(out: Path, seed: int, steps: str, prior_steps: int, guidance: floa
 
     from .reference.pipeline import ReferencePipeline
     from .runtime.images import save_images
-    from .runtime.low_level import LowLevelOptions
 
     run_low_level = kw["low_level"] is not None
+    options = low_level_settings(run_low_level, strength, low_level_mode, int(steps))
     convention = kw.pop("latent_convention")
     semantic = pop_semantic(kw)
     layout = resolve_layout(kw)
     if not run_low_level:
         layout = dataclasses.replace(layout, low_level=None)  # not loaded unless asked for
-    options = LowLevelOptions(strength=strength, mode=low_level_mode) if run_low_level else None
     variant = encoder_variant(kw)
     eeg, ids = read_eeg(kw)
     eeg = whiten_if_asked(eeg, kw)
@@ -358,11 +371,10 @@ def infer(bundle: Path, out: Path, backend: str, device: str, allow_cpu_fallback
     import dataclasses
 
     from .runtime.images import save_images
-    from .runtime.low_level import LowLevelOptions
     from .runtime.pipeline import Pipeline
     from .runtime.semantic import SemanticRequest
 
-    options = LowLevelOptions(strength=strength, mode=low_level_mode) if low_level else None
+    options = low_level_settings(low_level, strength, low_level_mode, int(steps))
     semantic = pop_semantic(kw)
     eeg, ids = read_eeg(kw)
     pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=device, vae=vae,
@@ -411,14 +423,14 @@ def bench(bundle: Path, backend: str, device: str, precision: str | None, runs: 
           weights: Path | None, threads: int | None, low_level: bool, strength: float, low_level_mode: str) -> None:
     """Latency per stage and end to end (p50/p90/p99), cold start, memory; optionally against PyTorch."""
     from .bench import plot_report, print_report, run_bench
-    from .runtime.low_level import LowLevelOptions
 
     if baseline == "torch" and weights is None:
         raise click.BadParameter("--baseline torch needs --weights DIR (the weights the bundle was exported from)")
+    options = low_level_settings(low_level, strength, low_level_mode, int(steps))
     report = run_bench(bundle, backend=backend, device=device, precision=precision, runs=runs, warmup=warmup,
                        batch=batch, steps=int(steps), prior_steps=prior_steps, vae=vae,
                        baseline_weights=weights if baseline == "torch" else None, progress=True, threads=threads,
-                       low_level=LowLevelOptions(strength=strength, mode=low_level_mode) if low_level else None)
+                       low_level=options)
     print_report(report)
     if json_path:
         write_json(json_path, report)
