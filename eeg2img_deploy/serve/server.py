@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,28 @@ def prefer_interpreter_libpython(env: dict[str, str] | os._Environ = os.environ)
     env["LD_LIBRARY_PATH"] = ":".join([str(folder), *parts])
 
 
+def missing_stub_libraries(env: dict[str, str] | None = None) -> list[str]:
+    """Libraries PyTriton's Python stub cannot find (``ldd``), with ``env``'s ``LD_LIBRARY_PATH``; [] when it loads.
+
+    A Python built without a shared libpython (Debian's ``python3`` is one) needs the ``libpython3.X``
+    package beside it: the stub embeds the interpreter through that library.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    from pytriton.utils.distribution import get_libs_path, get_stub_path
+
+    ldd = shutil.which("ldd")
+    stub = get_stub_path(f"{sys.version_info.major}.{sys.version_info.minor}")
+    if ldd is None or not stub.is_file():
+        return [] if ldd is None else [str(stub)]
+    env = dict(os.environ if env is None else env)
+    env["LD_LIBRARY_PATH"] = ":".join(p for p in (env.get("LD_LIBRARY_PATH"), str(get_libs_path())) if p)
+    out = subprocess.run([ldd, str(stub)], env=env, capture_output=True, text=True, timeout=30).stdout
+    return [line.split("=>")[0].strip() for line in out.splitlines() if "not found" in line]
+
+
 def _pytriton():
     try:
         import pytriton.triton  # noqa: F401
@@ -96,6 +119,12 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, shared_subjec
     pipes = [open_pipeline() for _ in range(settings.instances)]
     max_batch = settings.max_batch or pipes[0].max_batch
     prefer_interpreter_libpython()
+    missing = missing_stub_libraries()
+    if missing:
+        v = f"{sys.version_info.major}.{sys.version_info.minor}"
+        raise BackendUnavailableError(
+            f"PyTriton's Python stub cannot load {missing}: this Python has no shared libpython; install it "
+            f"(Debian/Ubuntu: apt-get install libpython{v}) or use a Python built with --enable-shared")
     config = TritonConfig(
         http_address=settings.host, http_port=settings.http_port, grpc_address=settings.host,
         grpc_port=settings.grpc_port, metrics_address=settings.host, metrics_port=settings.metrics_port,

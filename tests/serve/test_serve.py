@@ -22,7 +22,7 @@ PRIOR_STEPS = 10  # the load test's requests ask for fewer prior steps: faster, 
 
 
 @pytest.fixture(scope="module")
-def server(tiny_bundle, tmp_path_factory):
+def server(tiny_bundle, tmp_path_factory, triton_stub_loads):
     from eeg2img_deploy.serve.process import ServerProcess
 
     log = tmp_path_factory.mktemp("serve") / "serve.log"

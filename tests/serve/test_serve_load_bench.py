@@ -14,7 +14,7 @@ pytest.importorskip("tritonclient.http")
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "serve_load.py"
 
 
-def test_smoke(tiny_bundle, tmp_path):
+def test_smoke(tiny_bundle, tmp_path, triton_stub_loads):
     spec = importlib.util.spec_from_file_location("serve_load", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -108,7 +108,7 @@ def test_bad_settings_are_refused(tiny_bundle, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bundled_server(tiny_bundle, tmp_path_factory):
+def bundled_server(tiny_bundle, tmp_path_factory, triton_stub_loads):
     pytest.importorskip("pytriton")
     from eeg2img_deploy.serve.process import BundledTritonProcess
 
