@@ -27,8 +27,9 @@ from eeg2img_deploy.serve.requests import model_inputs, model_outputs, run_reque
 class BlsStage:
     """A runtime stage session whose ``run`` is an inference request to the stage model of the same name."""
 
-    def __init__(self, artifact):
+    def __init__(self, artifact, model_name: str):
         self.artifact = artifact
+        self.model_name = model_name
         self._outputs = [t.name for t in artifact.outputs]  # all of them (a stage has one)
 
     @property
@@ -44,11 +45,11 @@ class BlsStage:
         if hasattr(pb_utils, "PreferredMemory"):  # answers in host memory: the samplers are numpy
             kw["preferred_memory"] = pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)
         request = pb_utils.InferenceRequest(
-            model_name=self.artifact.stage, requested_output_names=self._outputs,
+            model_name=self.model_name, requested_output_names=self._outputs,
             inputs=[pb_utils.Tensor(t.name, _wire(feeds[t.name], t)) for t in self.artifact.inputs], **kw)
         response = request.exec()
         if response.has_error():
-            raise pb_utils.TritonModelException(f"{self.artifact.stage}: {response.error().message()}")
+            raise pb_utils.TritonModelException(f"{self.model_name}: {response.error().message()}")
         return {t.name: pb_utils.get_output_tensor_by_name(response, t.name).as_numpy().reshape(
             len(feeds[self.artifact.inputs[0].name]), *t.shape[1:]) for t in self.artifact.outputs}
 
@@ -69,7 +70,10 @@ class TritonPythonModel:
         folder = Path(args["model_repository"]) / args["model_version"]
         manifest = read_manifest(folder)
         chosen = json.loads((folder / "repo.json").read_text())
-        sessions = {s: BlsStage(manifest.artifact(s, p)) for s, p in chosen["precisions"].items()}
+        sessions = {}
+        for key, m in chosen["models"].items():  # the runtime's session name -> the repository's model
+            steps = {} if m["steps"] is None else {"steps": m["steps"]}
+            sessions[key] = BlsStage(manifest.artifact(m["stage"], m["precision"], **steps), m["model"])
         constants = load_file(str(folder / manifest.constants_file))
         self.pipe = Pipeline(manifest, constants, sessions, folder=folder, vae=chosen["vae"])
         self.inputs = [p.name for p in model_inputs(self.pipe.eeg_spec.shape)]

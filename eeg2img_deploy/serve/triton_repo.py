@@ -4,8 +4,8 @@ One model per stage with the engine folder's native backend (``tensorrt_plan`` f
 ``onnxruntime_onnx`` for ONNX), its I/O, dtypes, dims and ``max_batch_size`` from the manifest, dynamic
 batching and an instance group; plus the model clients call, ``eeg2img`` (the same inputs and outputs as
 ``serve``'s): a Python-backend model that runs the runtime's numpy samplers and calls the stage models
-through BLS (business logic scripting), so the prior's 50 steps and Stage II's loop stay on the host
-while every graph runs in Triton.
+through BLS (business logic scripting), so the samplers' loops stay on the host while every graph runs
+in Triton; and, where the folder has the fused prior graph, the ensembles of :mod:`.ensemble`.
 
 ``--stage-backend python`` wraps each ONNX stage in a Python-backend model running onnxruntime instead,
 for servers built without the onnxruntime backend (PyTriton's bundled ``tritonserver``, which the tests
@@ -26,6 +26,7 @@ from ..errors import ManifestError
 from ..fileio import atomic_write_text
 from ..manifest import Artifact, Backend, Manifest, Precision, read_manifest, verify_files
 from .pbtxt import Enum, render, tensor
+from .ensemble import FUSED_PRIOR, write_ensembles
 from .requests import MODEL_NAME, model_inputs, model_outputs
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,33 @@ def instance_kind(manifest: Manifest, kind: str) -> str:
     return "gpu" if manifest.backend is Backend.ONNXRUNTIME and provider in ("cuda", "tensorrt") else "cpu"
 
 
-def pick_artifact(manifest: Manifest, stage: str, precision: Precision) -> Artifact:
+def pick_artifact(manifest: Manifest, stage: str, precision: Precision, steps: int | None = None) -> Artifact:
     """The stage in ``precision`` if the folder has it, else the one precision it has (fp32-only stages)."""
-    have = manifest.precisions(stage)
+    by_steps = {} if steps is None else {"steps": steps}
+    have = manifest.precisions(stage, **by_steps)
     if precision in have or len(have) != 1:
-        return manifest.artifact(stage, precision)
-    return manifest.artifact(stage, have[0])
+        return manifest.artifact(stage, precision, **by_steps)
+    return manifest.artifact(stage, have[0], **by_steps)
+
+
+def fused_prior_steps(manifest: Manifest) -> list[int]:
+    return sorted({a.steps for a in manifest.artifacts if a.stage == FUSED_PRIOR and getattr(a, "steps", None)})
+
+
+def session_key(a: Artifact) -> str:
+    """How the runtime's Pipeline names a stage's session (``prior_sampler@50`` for a per-step-count graph)."""
+    steps = getattr(a, "steps", None)
+    return a.stage if steps is None else f"{a.stage}@{steps}"
+
+
+def python_model(folder: Path, source: str, bundle: Path, manifest: Manifest) -> Path:
+    """A Python-backend model's version folder with its code, the manifest and the constants."""
+    version = folder / "1"
+    version.mkdir(parents=True)
+    shutil.copy2(Path(__file__).with_name(source), version / "model.py")
+    _place(bundle / manifest.constants_file, version / manifest.constants_file)
+    shutil.copy2(bundle / "manifest.json", version / "manifest.json")
+    return version
 
 
 def _batch_axis(a: Artifact, axes: dict) -> tuple[bool, int]:
@@ -79,7 +101,7 @@ def _batch_axis(a: Artifact, axes: dict) -> tuple[bool, int]:
     return True, int(axes[name]["max"])
 
 
-def stage_config(a: Artifact, manifest: Manifest, settings: RepoSettings, kind: str) -> dict:
+def stage_config(a: Artifact, name: str, manifest: Manifest, settings: RepoSettings, kind: str) -> dict:
     batched, max_batch = _batch_axis(a, manifest.settings.get("axes", {}))
     cut = 1 if batched else 0
 
@@ -88,7 +110,7 @@ def stage_config(a: Artifact, manifest: Manifest, settings: RepoSettings, kind: 
             raise ManifestError(f"{a.stage}: {t.name} has a dynamic axis other than the batch: {t.shape}")
         return tensor(t.name, t.dtype, tuple(int(d) for d in t.shape[cut:]), batched=batched, **kw)
 
-    cfg: dict = {"name": a.stage}
+    cfg: dict = {"name": name}
     if settings.stage_backend == "python":
         cfg["backend"] = "python"
     elif manifest.backend is Backend.TENSORRT:
@@ -147,13 +169,15 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
     if missing:
         raise ManifestError(f"{bundle} lacks stage(s) {missing}: export the bundle again (or choose another --vae)")
     chosen = {s: pick_artifact(manifest, s, precision) for s in stages}
-    verify_files(bundle, manifest, stages)
+    for n in fused_prior_steps(manifest):  # the fused prior graphs, one model per step count
+        chosen[f"{FUSED_PRIOR}_{n}"] = pick_artifact(manifest, FUSED_PRIOR, precision, n)
+    verify_files(bundle, manifest, sorted({a.stage for a in chosen.values()}))
     configs: dict[str, dict] = {}
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    for stage, a in chosen.items():
-        cfg = stage_config(a, manifest, settings, kind)
-        version = tmp / stage / "1"
+    for name, a in chosen.items():
+        cfg = stage_config(a, name, manifest, settings, kind)
+        version = tmp / name / "1"
         if settings.stage_backend == "python":
             _place(bundle / a.file, version / a.file)
             shutil.copy2(Path(__file__).with_name(STAGE_RUNTIME), version / "model.py")
@@ -162,15 +186,13 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
             _place(bundle / a.file, version / cfg["default_model_filename"])
         if a.data_file:  # ONNX external data, found next to the graph under its own name
             _place(bundle / a.data_file, version / a.data_file)
-        configs[stage] = cfg
-    version = tmp / MODEL_NAME / "1"
-    version.mkdir(parents=True)
-    shutil.copy2(Path(__file__).with_name(ORCHESTRATOR), version / "model.py")
-    _place(bundle / manifest.constants_file, version / manifest.constants_file)
-    shutil.copy2(bundle / "manifest.json", version / "manifest.json")
-    (version / REPO_SETTINGS).write_text(json.dumps(
-        {"vae": settings.vae, "precisions": {s: a.precision.value for s, a in chosen.items()}}, indent=2) + "\n")
+        configs[name] = cfg
+    version = python_model(tmp / MODEL_NAME, ORCHESTRATOR, bundle, manifest)
+    models = {session_key(a): {"model": name, "stage": a.stage, "precision": a.precision.value,
+                               "steps": getattr(a, "steps", None)} for name, a in chosen.items()}
+    (version / REPO_SETTINGS).write_text(json.dumps({"vae": settings.vae, "models": models}, indent=2) + "\n")
     configs[MODEL_NAME] = orchestrator_config(manifest, settings)
+    configs.update(write_ensembles(tmp, bundle, manifest, chosen, DECODERS[settings.vae], configs))
     for name, cfg in configs.items():
         atomic_write_text(tmp / name / "config.pbtxt", render(cfg))
     atomic_write_text(tmp / "README.md", repo_readme(bundle, manifest, chosen, configs, kind, settings))
@@ -186,6 +208,14 @@ def repo_readme(bundle: Path, manifest: Manifest, chosen: dict[str, Artifact], c
         f"| `{s}` | {configs[s].get('platform') or configs[s]['backend']} | {a.precision.value} | "
         f"{', '.join(t.name for t in a.inputs)} -> {', '.join(t.name for t in a.outputs)} | {configs[s]['max_batch_size']} |"
         for s, a in chosen.items())
+    extra = "\n".join(
+        f"| `{name}` | {cfg.get('platform') or cfg['backend']} | - | {', '.join(i['name'] for i in cfg['input'])} -> "
+        f"{', '.join(o['name'] for o in cfg['output'])} | {cfg['max_batch_size']} |"
+        for name, cfg in configs.items() if name not in chosen and name != MODEL_NAME)
+    fused = [name for name, cfg in configs.items() if cfg.get("platform") == "ensemble"]
+    fused_note = (f"\n`{'`, `'.join(fused)}`: ensembles encoder -> prior_sampler -> unet -> decoder (no host loop; the "
+                  "`eeg2img_glue_*` Python steps draw the same noise and make Stage II's one Euler step): the "
+                  "images of `infer --prior-steps N`, with the bundle's guidance and IP scale.\n" if fused else "")
     return f"""# Triton model repository for eeg2img-deploy
 
 Written by `eeg2img-deploy triton-repo` from `{bundle.name}` ({manifest.backend.value} artifacts, instances {kind.upper()}).
@@ -207,9 +237,10 @@ Then send requests as to `eeg2img-deploy serve`: `eeg2img-deploy client --url HO
 |---|---|---|---|---|
 {rows}
 | `eeg2img` | python (BLS) | - | {TOP_IO} | {configs[MODEL_NAME]['max_batch_size']} |
+{extra}
 
 `eeg2img` runs the runtime's pipeline (validation, the prior's DDPM loop with classifier-free guidance,
 the Euler-ancestral Stage II, the noise from `(seed, sample_index)`), calling the stage models above for
 every graph: the images are those of `eeg2img-deploy infer` with the same bundle, seed and trials.
-Each stage model batches dynamically; scale out with `instance_group` counts or more servers.
+{fused_note}Each stage model batches dynamically; scale out with `instance_group` counts or more servers.
 """

@@ -50,7 +50,9 @@ def _check_against_manifest(repo: Path, manifest, precision_of):
 def test_onnx_repository_parses_and_matches_the_manifest(tiny_bundle, tmp_path):
     configs = _write(tiny_bundle, tmp_path / "repo")
     manifest = read_manifest(tiny_bundle)
-    assert set(configs) == {"encoder", "prior", "unet", "vae_decoder", "eeg2img"}
+    assert {"encoder", "prior", "unet", "vae_decoder", "eeg2img"} <= set(configs)
+    fused = [n for n in configs if n.startswith("prior_sampler_")]
+    assert all(configs[n]["max_batch_size"] == 4 for n in fused)
     _check_against_manifest(tmp_path / "repo", manifest, lambda s: "fp32")
     enc = parse(tmp_path / "repo" / "encoder" / "config.pbtxt")
     assert enc.platform == "onnxruntime_onnx" and enc.instance_group[0].kind == enc.instance_group[0].KIND_CPU
@@ -151,3 +153,51 @@ def test_the_repository_runs_on_tritonserver_and_answers_what_infer_does(bundled
     for trial, seed, a in answers:
         np.testing.assert_array_equal(a.image, want[seed].images[trial])
         np.testing.assert_allclose(a.image_embeds, want[seed].image_embeds[trial], rtol=0, atol=1e-6)
+
+
+def _fused_steps(bundle) -> list[int]:
+    from eeg2img_deploy.serve.triton_repo import fused_prior_steps
+
+    steps = fused_prior_steps(read_manifest(bundle))
+    if not steps:
+        pytest.skip("this bundle has no fused prior graph (prior_sampler): no ensemble")
+    return steps
+
+
+def test_ensemble_wiring_is_consistent(tiny_bundle, tmp_path):
+    """Every tensor an ensemble step reads is an ensemble input or an earlier step's output, same dtype and dims."""
+    steps = _fused_steps(tiny_bundle)
+    configs = _write(tiny_bundle, tmp_path / "repo")
+    repo = tmp_path / "repo"
+    parsed = {name: parse(repo / name / "config.pbtxt") for name in configs}
+    for n in steps:
+        ens = parsed[f"eeg2img_fused_{n}"]
+        assert ens.platform == "ensemble" and (repo / ens.name / "1").is_dir()
+        assert [s.model_name for s in ens.ensemble_scheduling.step] == [
+            f"eeg2img_glue_inputs_{n}", "encoder", f"prior_sampler_{n}", "unet", "eeg2img_glue_step", "vae_decoder"]
+        known = {i.name: (i.data_type, list(i.dims)) for i in ens.input}
+        for step in ens.ensemble_scheduling.step:
+            model = parsed[step.model_name]
+            ins = {i.name: (i.data_type, list(i.dims)) for i in model.input}
+            outs = {o.name: (o.data_type, list(o.dims)) for o in model.output}
+            assert set(step.input_map) == set(ins), step.model_name  # every input fed
+            for key, tensor_name in step.input_map.items():
+                assert known[tensor_name] == ins[key], (step.model_name, key, tensor_name)
+            for key, tensor_name in step.output_map.items():
+                known[tensor_name] = outs[key]
+        for o in ens.output:
+            assert known[o.name] == (o.data_type, list(o.dims)), o.name
+
+
+def test_fused_ensemble_runs_on_tritonserver_with_infer_s_images(bundled_server, tiny_bundle, tiny_eeg):
+    from eeg2img_deploy.runtime.pipeline import Pipeline
+    from eeg2img_deploy.serve.client import Client, RequestOptions
+
+    pipe = Pipeline.from_bundle(tiny_bundle, threads=1)
+    for n in _fused_steps(tiny_bundle):
+        want = pipe(tiny_eeg[:2], SUBJECT, 7, prior_steps=n)
+        client = Client(bundled_server.url, model=f"eeg2img_fused_{n}", timeout_s=60)
+        for trial in (0, 1):
+            a = client.infer(tiny_eeg[trial], SUBJECT, trial, RequestOptions(seed=7))
+            np.testing.assert_array_equal(a.image, want.images[trial])
+            np.testing.assert_array_equal(a.image_embeds, want.image_embeds[trial])

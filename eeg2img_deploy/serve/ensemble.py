@@ -1,0 +1,102 @@
+"""The ensemble of a ``triton-repo`` repository: ``encoder -> prior_sampler -> unet -> decoder``, no host loop.
+
+Written where the folder has a fused prior graph (``prior_sampler``, the whole DDPM sampler in one graph)
+and SDXL-Turbo's 1-step tables: then the chain is four graph calls in Triton's ensemble scheduler, plus
+two Python steps that are not loops (``glue_model.py``): drawing the runtime's ``(seed, sample_index)``
+noise, and Stage II's single Euler-ancestral update. One ensemble per fused step count,
+``eeg2img_fused_<N>``, with ``serve``'s four required inputs (eeg, subject_id, seed, sample_index) and
+the images ``infer --prior-steps N`` gives (1 UNet step, the bundle's guidance and IP scale).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..manifest import Artifact, Manifest
+from .pbtxt import Enum
+
+FUSED_PRIOR = "prior_sampler"
+GLUE = "glue_model.py"
+GUIDANCE = 5.0  # the paper's prior guidance, the runtime's default
+MODEL_PREFIX = "eeg2img_glue"
+
+
+def _io(cfg: dict, kind: str, name: str, rename: str | None = None) -> dict:
+    """The entry for tensor ``name`` in a stage config's inputs or outputs, as another model declares it."""
+    entry = next(e for e in cfg[kind] if e["name"] == name)
+    return {**{k: v for k, v in entry.items() if k != "reshape"}, "name": rename or name}
+
+
+def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict:
+    return {"model_name": model, "model_version": -1,
+            "input_map": [{"key": k, "value": v} for k, v in inputs.items()],
+            "output_map": [{"key": k, "value": v} for k, v in outputs.items()]}
+
+
+def _glue(name: str, role: str, max_batch: int, inputs: list[dict], outputs: list[dict]) -> dict:
+    return {"name": name, "backend": "python", "max_batch_size": max_batch, "input": inputs, "output": outputs,
+            "instance_group": [{"count": 1, "kind": Enum("KIND_CPU")}],
+            "parameters": [{"key": "role", "value": {"string_value": role}}]}
+
+
+def write_ensembles(root: Path, bundle: Path, manifest: Manifest, chosen: dict[str, Artifact], decoder: str,
+                    configs: dict[str, dict]) -> dict[str, dict]:
+    """Write the glue models and one ensemble per fused step count under ``root``; return their configs."""
+    from .triton_repo import python_model
+
+    fused = {name: a for name, a in chosen.items() if a.stage == FUSED_PRIOR}
+    dec_out = chosen[decoder].outputs[0]
+    if not fused or 1 not in manifest.settings.get("steps", []) or dec_out.dtype != "uint8":
+        return {}  # no fused prior, no 1-step tables, or a float-output decoder: the BLS model covers it
+    unet, enc = configs["unet"], configs["encoder"]
+    max_batch = min(configs[n]["max_batch_size"] for n in ("encoder", "unet", decoder, *fused))
+    seed_rows = [{"name": n, "data_type": Enum("TYPE_INT64"), "dims": [1]} for n in ("seed", "sample_index")]
+    side = int(manifest.settings["image_size"]) // 8
+    channels = int(manifest.settings["latent_channels"])
+    latents = {"name": "latents", "data_type": Enum("TYPE_FP32"), "dims": [channels, side, side]}
+    unet_inputs = [t.name for t in chosen["unet"].inputs if t.name != "image_embeds"]
+    out: dict[str, dict] = {}
+    step = f"{MODEL_PREFIX}_step"
+    out[step] = _glue(step, "step", max_batch, [latents, _io(unet, "output", "noise_pred"), *seed_rows],
+                      [{**_io(configs[decoder], "input", "latents"), "name": "denoised"}])
+    for name, a in fused.items():
+        n = a.steps
+        inputs_model = f"{MODEL_PREFIX}_inputs_{n}"
+        prior_cfg = configs[name]
+        out[inputs_model] = _glue(inputs_model, "inputs", max_batch, seed_rows, [
+            _io(prior_cfg, "input", "noise", "prior_noise"), _io(prior_cfg, "input", "guidance"), latents,
+            *(_io(unet, "input", t) for t in unet_inputs)])
+        ensemble = f"eeg2img_fused_{n}"
+        out[ensemble] = {
+            "name": ensemble, "platform": "ensemble", "max_batch_size": max_batch,
+            "input": [_io(enc, "input", "eeg"), _io(enc, "input", "subject_ids", "subject_id"), *seed_rows],
+            "output": [{**_io(configs[decoder], "output", dec_out.name), "name": "image"},
+                       _io(prior_cfg, "output", "image_embeds"), _io(enc, "output", "eeg_embeds")],
+            "ensemble_scheduling": {"step": [
+                _step(inputs_model, {"seed": "seed", "sample_index": "sample_index"},
+                      {"prior_noise": "prior_noise", "guidance": "guidance", "latents": "latents",
+                       **{t: t for t in unet_inputs}}),
+                _step("encoder", {"eeg": "eeg", "subject_ids": "subject_id"}, {"eeg_embeds": "eeg_embeds"}),
+                _step(name, {"cond": "eeg_embeds", "noise": "prior_noise", "guidance": "guidance"},
+                      {"image_embeds": "image_embeds"}),
+                _step("unet", {**{t: t for t in unet_inputs}, "image_embeds": "image_embeds"},
+                      {"noise_pred": "noise_pred"}),
+                _step(step, {"latents": "latents", "noise_pred": "noise_pred", "seed": "seed",
+                             "sample_index": "sample_index"}, {"denoised": "denoised"}),
+                _step(decoder, {"latents": "denoised"}, {dec_out.name: "image"}),
+            ]},
+        }
+    for name in (m for m in out if out[m].get("platform") == "ensemble"):
+        (root / name / "1").mkdir(parents=True)  # an ensemble needs a version folder, empty
+    for name in [step, *(m for m in out if m.startswith(f"{MODEL_PREFIX}_inputs_"))]:
+        version = python_model(root / name, GLUE, bundle, manifest)
+        n = int(name.rsplit("_", 1)[1]) if name != step else max(a.steps for a in fused.values())
+        (version / "glue.json").write_text(json.dumps({
+            "prior_steps": n, "unet_steps": 1, "guidance": GUIDANCE,
+            "ip_scale": float(manifest.settings.get("ip_scale", 1.0)), "latent_shape": latents["dims"],
+            "unet_dtypes": {t.name: t.dtype for t in chosen["unet"].inputs},
+            "decoder_dtype": chosen[decoder].inputs[0].dtype,
+        }, indent=2) + "\n")
+    return out
+
