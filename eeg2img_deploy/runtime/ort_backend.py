@@ -147,9 +147,18 @@ class OrtStage:
     def outputs(self) -> tuple[TensorSpec, ...]:
         return self.artifact.outputs
 
-    def set_resident(self, name: str, value: np.ndarray) -> None:
+    @property
+    def on_device(self) -> bool:
+        """Whether outputs can stay on the device (a GPU provider with I/O binding)."""
+        return self._on_gpu
+
+    @staticmethod
+    def to_host(value: Any) -> np.ndarray:
+        return value.numpy()
+
+    def set_resident(self, name: str, value: Any) -> None:
         """An input that stays the same for the next runs: copied to the device once, then left out of their feeds."""
-        if self._on_gpu:
+        if self._on_gpu and isinstance(value, np.ndarray):
             import onnxruntime as ort
 
             self._resident[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", 0)

@@ -168,12 +168,30 @@ class Pipeline:
     # ---- helpers ----------------------------------------------------------------------------------
     def _cast(self, stage: str, feeds: dict[str, Any]) -> dict[str, Any]:
         """Host arrays in the stage's dtypes; device tensors (another stage's output) pass as they are."""
-        return {t.name: np.ascontiguousarray(feeds[t.name], dtype=t.dtype) if isinstance(feeds[t.name], np.ndarray)
-                or np.isscalar(feeds[t.name]) else feeds[t.name] for t in self.sessions[stage].inputs if t.name in feeds}  # fmt: skip
+        return {t.name: np.ascontiguousarray(v, dtype=t.dtype) if isinstance(v := feeds[t.name], np.ndarray) else v
+                for t in self.sessions[stage].inputs if t.name in feeds}  # fmt: skip
 
-    def _call(self, stage: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        out = next(iter(self._run[stage](self._cast(stage, feeds)).values()))
+    def _call(self, stage: str, feeds: dict[str, Any], *, keep: bool = False) -> Any:
+        """Run ``stage``; its output as float32/uint8 numpy, or with ``keep`` left on the device (a backend
+        handle for the next stage of the same backend) where the stage runs on one."""
+        session = self.sessions[stage]
+        kw = {"keep_on_device": (session.outputs[0].name,)} if keep and getattr(session, "on_device", False) else {}
+        out = next(iter(self._run[stage](self._cast(stage, feeds), **kw).values()))
+        if not isinstance(out, np.ndarray):
+            return out
         return out if out.dtype == np.uint8 else out.astype(np.float32, copy=False)
+
+    def _host(self, stage: str, value: Any) -> np.ndarray:
+        """``value`` (an output of ``stage``) on the host as float32."""
+        if isinstance(value, np.ndarray):
+            return value
+        return self.sessions[stage].to_host(value).astype(np.float32, copy=False)
+
+    def _chains(self, producer: str, consumer: str, name: str) -> bool:
+        """Whether ``producer``'s output can feed ``consumer``'s input ``name`` on the device as it is."""
+        a, b = self.sessions[producer], self.sessions[consumer]
+        want = next((t.dtype for t in b.inputs if t.name == name), None)
+        return bool(getattr(a, "on_device", False) and getattr(b, "on_device", False) and a.outputs[0].dtype == want)
 
     def _euler(self, steps: int) -> EulerAncestral:
         key = f"euler_sigmas_{steps}"

@@ -175,6 +175,17 @@ class TensorRTStage:
     def stream(self) -> CudaStream:
         return self._stream
 
+    on_device = True  # outputs can stay on the device (``keep_on_device``)
+
+    def to_host(self, value: DeviceTensor) -> np.ndarray:
+        """Download one of this stage's outputs kept on the device (through its pinned buffer)."""
+        name = next((n for n in self._outputs if self._device[n].ptr == value.ptr), None)
+        if name is None:
+            raise ValueError(f"{self.artifact.stage}: {value} is not one of this stage's outputs")
+        self._stream.copy(self._pinned[name].ptr, value.ptr, value.nbytes, "DeviceToHost")
+        self._stream.synchronize()
+        return self._pinned[name].view(value.shape, value.dtype).copy()
+
     def _check_io_matches_manifest(self) -> None:
         want = {t.name: np.dtype(t.dtype) for t in (*self.artifact.inputs, *self.artifact.outputs)}
         if want != self._dtypes:
@@ -214,9 +225,10 @@ class TensorRTStage:
         return out
 
     # ---- run ------------------------------------------------------------------------------------
-    def set_resident(self, name: str, value: np.ndarray) -> None:
-        """An input that stays the same for the next runs: uploaded once, then left out of their feeds."""
-        self._resident[name] = np.ascontiguousarray(value)
+    def set_resident(self, name: str, value: Any) -> None:
+        """An input that stays the same for the next runs: uploaded (or copied on the device) once, then left
+        out of their feeds. A DeviceTensor must stay valid as long (its stage does not run meanwhile)."""
+        self._resident[name] = value if isinstance(value, DeviceTensor) else np.ascontiguousarray(value)
         self._resident_at.pop(name, None)
 
     def run(self, feeds: dict[str, Any], *, keep_on_device: tuple[str, ...] = ()) -> dict[str, Any]:
