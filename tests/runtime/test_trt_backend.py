@@ -131,6 +131,10 @@ def test_outputs_stay_on_the_device_between_stages(tmp_path, fake_gpu) -> None:
         emb = enc.run(feeds, keep_on_device=("eeg_embeds",))["eeg_embeds"]
         assert fake_gpu.gpu.kernel_launches == 0, "nothing has run yet: the work is queued on the stream"
         got = unet.run({"latents": latents, "embeds": emb})["noise_pred"]
+        assert fake_gpu.gpu.names().count("cudaStreamSynchronize") == 1, "one sync, for the result"
+        gpu = fake_gpu.gpu
+        counts = (gpu.count("H2D"), gpu.count("D2D"), gpu.count("D2H"))
+        emb_host = enc.to_host(enc.run(feeds, keep_on_device=("eeg_embeds",))["eeg_embeds"])
     want_emb = _want(bundle_dir, a_enc, feeds)["eeg_embeds"]
     want = _want(bundle_dir, a_unet, {"latents": latents, "embeds": want_emb})["noise_pred"]
     np.testing.assert_array_equal(got, want)
