@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import BackendUnavailableError, EngineError
 from ..fileio import staging_dir
+from ..runtime.ort_backend import import_onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,7 @@ class OrtTarget:
 
 
 def _ort() -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError as e:  # a base dependency, but keep the message useful
-        raise BackendUnavailableError(f"onnxruntime is not installed ({e}): pip install onnxruntime") from e
-    return ort
+    return import_onnxruntime()
 
 
 def onnxruntime_version() -> str:

@@ -41,6 +41,16 @@ CUDA_EP_OPTIONS = {
 }
 
 
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # the base install leaves the choice of build to the `cpu`/`gpu` extras
+        raise BackendUnavailableError(
+            f"onnxruntime is not installed ({e}): pip install 'eeg2img-deploy[cpu]' (or '[gpu]' on a CUDA machine)"
+        ) from e
+    return ort
+
+
 def _installed(dist: str) -> bool:
     try:
         metadata.distribution(dist)
@@ -63,10 +73,9 @@ def check_provider(provider: str, allow_cpu_fallback: bool) -> str:
     """The provider that will really run: ``provider``, or "cpu" when it is missing and the CPU is allowed."""
     if provider not in PROVIDERS:
         raise ValueError(f"onnxruntime provider must be one of {sorted(PROVIDERS)}, got {provider!r}")
+    ort = import_onnxruntime()
     if provider == "cpu":
         return provider
-    import onnxruntime as ort
-
     available = ort.get_available_providers()
     if PROVIDERS[provider][0] in available:
         return provider
@@ -111,8 +120,7 @@ class OrtStage:
 
     def __init__(self, path: Path, artifact: Artifact, *, provider: str = "cpu", allow_cpu_fallback: bool = False,
                  trt_options: dict[str, Any] | None = None, threads: int | None = None):
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         self.artifact = artifact
         provider = check_provider(provider, allow_cpu_fallback)
         self.provider = provider
@@ -159,9 +167,7 @@ class OrtStage:
     def set_resident(self, name: str, value: Any) -> None:
         """An input that stays the same for the next runs: copied to the device once, then left out of their feeds."""
         if self._on_gpu and isinstance(value, np.ndarray):
-            import onnxruntime as ort
-
-            self._resident[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", 0)
+            self._resident[name] = import_onnxruntime().OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", 0)
         else:
             self._resident[name] = value
 

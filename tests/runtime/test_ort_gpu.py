@@ -92,3 +92,12 @@ def test_tensorrt_ep_falling_back_to_cuda_is_reported_as_cuda(tiny_bundle, tiny_
         Pipeline.from_bundle(tiny_bundle, provider="tensorrt")
     Pipeline.from_bundle(tiny_bundle, provider="tensorrt", allow_cpu_fallback=True).close()
     assert "runs on CUDAExecutionProvider" in caplog.text and "RUNNING ON THE CPU" not in caplog.text
+
+
+def test_without_onnxruntime_the_extras_are_named(tiny_bundle, monkeypatch) -> None:
+    """The base install has no onnxruntime (the `cpu`/`gpu` extras choose the build): a clear error, no traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(BackendUnavailableError, match=r"eeg2img-deploy\[cpu\]'.*\[gpu\]"):
+        Pipeline.from_bundle(tiny_bundle)
