@@ -21,7 +21,8 @@ recorded in ``state.violations``; the fixtures fail any test that leaves violati
 * ``set_input_shape`` outside the profile returns False; ``execute_async_v3`` needs every shape set,
   every address bound to device memory big enough, a live stream handle (an int);
 * the first enqueue at new shapes sets up resources (it allocates): during a stream capture that
-  invalidates the capture; a CUDA graph replays only with the shapes it was captured with;
+  invalidates the capture; a CUDA graph replays only with the shapes it was captured with, and only
+  while the context has enqueued nothing at other shapes since (TensorRT re-plans at a shape change);
 * ``weight_streaming_budget_v2`` only on weight-streaming engines, before contexts exist.
 """
 
