@@ -95,14 +95,24 @@ class Client:
                 self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
         return self._local.conn
 
-    def check_ready(self) -> None:
-        try:
-            ready = self._conn().is_server_ready() and self._conn().is_model_ready(self.model)
-        except Exception as e:  # connection refused, DNS, timeout: tritonclient raises several types
-            raise ServingError(f"cannot reach a Triton server at {self.url} ({e}): start `eeg2img-deploy serve "
-                               "--bundle B` there or pass the right --url") from None
-        if not ready:
-            raise ServingError(f"the server at {self.url} is up but model {self.model!r} is not ready: check its log")
+    def check_ready(self, wait_s: float = 0.0) -> None:
+        """Raise unless the server and the model are ready, polling for up to ``wait_s`` (a server just started)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                problem = None if self._conn().is_model_ready(self.model) else "not-ready"
+            except Exception as e:  # connection refused, DNS, timeout: tritonclient raises several types
+                problem = str(e)
+            if problem is None:
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        if problem == "not-ready":
+            raise ServingError(f"the server at {self.url} is up but model {self.model!r} is not ready: check its log "
+                               "(or wait longer: --wait)")
+        raise ServingError(f"cannot reach a Triton server at {self.url} ({problem}): start `eeg2img-deploy serve "
+                           "--bundle B` there or pass the right --url")
 
     def infer(self, eeg: np.ndarray, subject: int, trial: int, opts: RequestOptions) -> Answer:
         """One trial (63, 250) as one request; raises :class:`ServingError` with the server's message."""

@@ -78,8 +78,10 @@ def serve(bundle: Path, backend: str, provider: str, precision: str | None, vae:
               help="Requests to send, round-robin over the trials [default: one per trial].")
 @click.option("--model", default="eeg2img", show_default=True, help="Model name on the server.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request.")
+@click.option("--wait", type=click.FloatRange(0), default=60.0, show_default=True,
+              help="Seconds to wait for the server and model to become ready (one just started).")
 def client(url: str, out: Path, seed: int, steps: str | None, prior_steps: int | None, ip_scale: float | None,
-           concurrency: int, n_requests: int | None, model: str, timeout: float, **kw) -> None:
+           concurrency: int, n_requests: int | None, model: str, timeout: float, wait: float, **kw) -> None:
     """Send EEG trials to a served model; write PNGs + result.json (with latency p50/p99 and throughput)."""
     from rich.progress import Progress
 
@@ -91,7 +93,7 @@ def client(url: str, out: Path, seed: int, steps: str | None, prior_steps: int |
     eeg, ids = read_eeg(kw)
     eeg = whiten_if_asked(eeg, kw)  # here, before sending: the server only knows its bundle's matrix
     conn = Client(url, model=model, timeout_s=timeout)
-    conn.check_ready()
+    conn.check_ready(wait_s=wait)
     opts = RequestOptions(seed=seed, steps=int(steps) if steps else None, prior_steps=prior_steps, ip_scale=ip_scale)
     total = n_requests or len(eeg)
     with Progress(transient=True) as bar:

@@ -180,3 +180,15 @@ def test_sigterm_drains_in_flight_requests(server, tiny_eeg):
     assert result.get("image") is not None and result["image"].shape[0] == 4, result
     assert server.proc.wait(60) == 0
     assert not server.ready()
+
+
+def test_client_without_a_server_says_so(tiny_dir, tmp_path):
+    from eeg2img_deploy.serve.process import free_ports
+
+    (port,) = free_ports(1)
+    proc = subprocess.run([sys.executable, "-m", "eeg2img_deploy.cli", "client", "--url", f"127.0.0.1:{port}", "--eeg",
+                           str(tiny_dir / "eeg" / "synthetic_eeg.npy"), "--subject", "8", "--wait", "1",
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot reach a Triton server" in proc.stderr and "--url" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
