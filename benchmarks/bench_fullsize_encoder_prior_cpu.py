@@ -19,6 +19,7 @@ and its own section of ``README.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -103,7 +104,7 @@ def measure(weights: Path, bundle: Path, runs: int, sampling_runs: int, warmup: 
     pipe = open_pipeline(bundle, threads)
     if threads is not None:
         torch.set_num_threads(threads)
-    encoder, _ = load_encoder(layout.encoder, EncoderVariant(**pipe.manifest.settings["encoder_variant"]))
+    encoder, _ = load_encoder(layout.encoder, EncoderVariant(**dataclasses.asdict(pipe.manifest.bundle.encoder_variant)))
     prior, _ = load_prior(layout.prior)
     enc_sess, prior_sess = pipe.sessions["encoder"].session, pipe.sessions["prior"].session
 

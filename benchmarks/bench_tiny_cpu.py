@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-tiny-") as tmp:
         work = args.work or Path(tmp)
         weights, bundle = prepare_bundle(args.weights, work)
-        report = run_bench(bundle, backend="onnxruntime", device="cpu", runs=args.runs, warmup=args.warmup, batch=1,
+        report = run_bench(bundle, backend="onnxruntime", provider="cpu", runs=args.runs, warmup=args.warmup, batch=1,
                            steps=1, prior_steps=50, vae="full", baseline_weights=weights, progress=True,
                            threads=args.threads)
     report["command"] = command

@@ -66,7 +66,7 @@ def parity_and_timing(bundle_dir: Path, engine_dir: Path) -> list[dict[str, Any]
     from eeg2img_deploy.runtime.trt_backend import open_tensorrt_stage
 
     bundle, engines = read_manifest(bundle_dir), read_manifest(engine_dir)
-    sizes = axis_sizes(engines.settings["axes"], "opt")
+    sizes = axis_sizes(engines.bundle.axes, "opt")
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     rows = []
     rng = np.random.default_rng(0)

@@ -5,6 +5,10 @@ class Eeg2ImgError(Exception):
     """Base class of every error this toolkit raises on purpose."""
 
 
+class OptionError(Eeg2ImgError, ValueError):
+    """An option value out of range or of the wrong kind (the message names the CLI option)."""
+
+
 class EEGInputError(Eeg2ImgError, ValueError):
     """EEG data with the wrong shape, channels, sampling rate, window or values."""
 
@@ -39,3 +43,7 @@ class ServingError(Eeg2ImgError):
 
 class SettingsError(Eeg2ImgError, ValueError):
     """A combination of run settings that cannot work (e.g. a strength that leaves no denoising step)."""
+
+
+class NonFiniteError(Eeg2ImgError):
+    """A stage produced NaN or infinite values; nothing is written from them."""

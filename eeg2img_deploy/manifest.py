@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import enum
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,22 +19,26 @@ from typing import Any
 from . import __version__
 from .errors import ManifestError
 from .fileio import atomic_write_text, sha256_file
+from .names import (  # re-exported: the manifest's vocabulary
+    RUNTIME_BACKENDS,
+    STAGES,
+    Backend,
+    Constants,
+    Decoder,
+    Precision,
+    Provider,
+    Stage,
+)
+
+__all__ = [
+    "FORMAT_VERSION", "MANIFEST_NAME", "RUNTIME_BACKENDS", "STAGES", "Artifact", "Backend", "BundleSettings", "Constants",
+    "Decoder", "EEGInfo", "EncoderVariantInfo", "LowLevelInfo", "EngineInfo", "EngineSettings", "Manifest", "OnnxRuntimeSettings",
+    "ParentInfo", "Precision", "Provider", "Stage", "TensorRTSettings", "TensorSpec", "library_versions",
+    "read_manifest", "verify_files", "write_manifest",
+]
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
-STAGES = ("encoder", "prior", "unet", "vae_decoder", "taesd_decoder", "low_level_encoder", "vae_encoder", "text_encoders",
-          "projector", "caption_prefill", "caption_decoder")
-
-
-class Precision(str, enum.Enum):
-    FP32 = "fp32"
-    FP16 = "fp16"
-
-
-class Backend(str, enum.Enum):
-    ONNX = "onnx"  # an export bundle: plain ONNX files
-    ONNXRUNTIME = "onnxruntime"  # ORT-optimized models
-    TENSORRT = "tensorrt"  # serialized TensorRT engines
+FORMAT_VERSION = 1  # bump only when the JSON changes incompatibly (an added optional key is compatible)
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class EngineInfo:
 
 @dataclass(frozen=True)
 class Artifact:
-    stage: str
+    stage: Stage | str  # a str only for a stage this version does not know
     precision: Precision
     file: str  # relative to the manifest's folder
     sha256: str
@@ -96,11 +100,167 @@ class Artifact:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Artifact:
         d = dict(d)
+        d["stage"] = Stage.parse(d["stage"])
         d["precision"] = Precision(d["precision"])
         d["inputs"] = tuple(TensorSpec.from_dict(t) for t in d["inputs"])
         d["outputs"] = tuple(TensorSpec.from_dict(t) for t in d["outputs"])
         d["engine"] = EngineInfo.from_dict(d["engine"]) if d.get("engine") else None
         return cls(**d)
+
+
+def _from_fields(cls, d: dict[str, Any], what: str):
+    """Build the dataclass ``cls`` from ``d``, refusing keys it does not know (a newer toolkit wrote them)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ManifestError(
+            f"manifest.json's {what} has unknown keys {unknown}: it was written by another version of eeg2img-deploy"
+        )
+    return cls(**d)
+
+
+@dataclass(frozen=True)
+class EEGInfo:
+    """The encoder's input trial (the JSON of :class:`~.eeg.spec.EEGSpec`) and whether a whitening ships."""
+
+    channels: tuple[str, ...]
+    sfreq: float = 250.0  # Hz
+    n_times: int = 250  # samples per trial
+    tmin: float = 0.0  # seconds from stimulus onset of the first sample
+    whitening: bool = False  # constants hold Constants.EEG_WHITENING, applied by the runtime
+
+    def spec(self):
+        """The :class:`~.eeg.spec.EEGSpec` the runtime validates trials against."""
+        from .eeg.spec import EEGSpec
+
+        return EEGSpec(channels=self.channels, sfreq=self.sfreq, n_times=self.n_times, tmin=self.tmin)
+
+    @classmethod
+    def from_spec(cls, spec, *, whitening: bool = False) -> EEGInfo:
+        return cls(tuple(spec.channels), float(spec.sfreq), int(spec.n_times), float(spec.tmin), whitening)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EEGInfo:
+        d = dict(d)
+        d["channels"] = tuple(str(c) for c in d.get("channels", ()))
+        return _from_fields(cls, d, "'eeg'")
+
+
+@dataclass(frozen=True)
+class EncoderVariantInfo:
+    """Which encoder code path the weights need (see ``models.atm_encoder.EncoderVariant``)."""
+
+    token_slice: str = "paper"  # "paper" ([:, :63]) or "refactor" ([:, 1:])
+    positional_embedding: bool = False
+
+
+@dataclass(frozen=True)
+class LowLevelInfo:
+    """The low-level path's settings, in bundles that have a low-level encoder."""
+
+    latent_convention: str = "unscaled"  # what the encoder's latents are (models/low_level_encoder.py)
+
+
+@dataclass(frozen=True)
+class BundleSettings:
+    """What ``export`` decided; engine folders carry it on, with their own ``max_batch`` and ``axes``."""
+
+    image_size: int  # pixels; latents are image_size / 8
+    max_batch: int  # largest batch of the graphs' (or engines') batch axis
+    axes: dict[str, dict[str, int]]  # dynamic axis -> {"min", "opt", "max"}: "batch", "batch2" (CFG-doubled)
+    num_subjects: int  # rows of the encoder's subject table (ids 0..num_subjects-1)
+    latent_channels: int = 4
+    steps: tuple[int, ...] = (1, 4)  # SDXL-Turbo step counts with a scheduler table in the constants
+    ip_scale: float = 1.0  # the runtime's default IP-Adapter scale (an input of the UNet graph)
+    encoder_variant: EncoderVariantInfo = EncoderVariantInfo()
+    fp32_only_stages: tuple[str, ...] = ()  # stages exported in fp32 only (numerics), used by fp16 runs too
+    opset: int | None = None
+    fingerprint: str | None = None  # sources + settings; an unchanged export is a no-op
+    low_level: LowLevelInfo | None = None  # bundles with the low-level path only
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["steps"], d["fp32_only_stages"] = list(self.steps), [str(s) for s in self.fp32_only_stages]
+        if self.low_level is None:
+            del d["low_level"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BundleSettings:
+        d = dict(d)
+        d["steps"] = tuple(int(n) for n in d.get("steps", (1, 4)))
+        d["fp32_only_stages"] = tuple(Stage.parse(s) for s in d.get("fp32_only_stages", ()))
+        d["encoder_variant"] = _from_fields(EncoderVariantInfo, d.get("encoder_variant", {}), "encoder_variant")
+        if d.get("low_level") is not None:
+            d["low_level"] = _from_fields(LowLevelInfo, d["low_level"], "settings.low_level")
+        return _from_fields(cls, d, "settings")
+
+
+@dataclass(frozen=True)
+class TensorRTSettings:
+    """How ``build-engines --backend tensorrt`` wants its engines run (JSON: ``settings.engines``)."""
+
+    preset: str
+    static_shapes: bool = False
+    cuda_graphs: bool = False
+    weight_streaming_budget_bytes: dict[str, int] = field(default_factory=dict)  # stage -> bytes
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeSettings:
+    """What ``build-engines --backend onnxruntime`` optimized for (JSON: ``settings.onnxruntime``)."""
+
+    provider: str  # onnxruntime's provider name, e.g. "CPUExecutionProvider"
+    graph_optimization_level: str
+    tensorrt_ep: dict[str, Any] | None = None  # TensorRT EP options; paths relative to the engine folder
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine folder's own settings; exactly one of the two is set."""
+
+    tensorrt: TensorRTSettings | None = None
+    onnxruntime: OnnxRuntimeSettings | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.tensorrt is not None:
+            d["engines"] = dataclasses.asdict(self.tensorrt)
+        if self.onnxruntime is not None:
+            d["onnxruntime"] = {k: v for k, v in dataclasses.asdict(self.onnxruntime).items() if v is not None}
+        return d
+
+    @classmethod
+    def from_settings(cls, d: dict[str, Any]) -> EngineSettings | None:
+        trt, ort = d.get("engines"), d.get("onnxruntime")
+        if trt is None and ort is None:
+            return None
+        return cls(
+            tensorrt=_from_fields(TensorRTSettings, trt, "settings.engines") if trt is not None else None,
+            onnxruntime=_from_fields(OnnxRuntimeSettings, ort, "settings.onnxruntime") if ort is not None else None,
+        )
+
+
+ENGINE_SETTINGS_KEYS = ("engines", "onnxruntime")  # the JSON keys of EngineSettings inside "settings"
+
+
+@dataclass(frozen=True)
+class ParentInfo:
+    """The bundle an engine folder was built from."""
+
+    manifest_sha256: str
+    bundle: str  # the bundle folder's name
+    path: str | None = None  # the bundle folder relative to the engine folder, as it was at build time
+
+    def folder(self, engine_folder: str | Path) -> Path | None:
+        """The parent bundle folder if it is still where it was (it has a manifest), else None."""
+        if self.path is None:
+            return None
+        p = Path(os.path.normpath(Path(engine_folder) / self.path))
+        return p if (p / MANIFEST_NAME).is_file() else None
 
 
 @dataclass(frozen=True)
@@ -109,17 +269,18 @@ class Manifest:
     artifacts: tuple[Artifact, ...]
     constants_file: str
     constants_sha256: str
-    eeg: dict[str, Any]  # EEGSpec.to_dict()
-    settings: dict[str, Any]  # image_size, max_batch, opset, encoder variant, num_subjects, ...
+    eeg: EEGInfo
+    bundle: BundleSettings  # JSON: "settings", with the engine settings' keys beside these
+    engine: EngineSettings | None = None  # engine folders only
     sources: dict[str, Any] = field(default_factory=dict)  # weights: path name + sha256 each
     libraries: dict[str, str] = field(default_factory=dict)
-    parent: dict[str, Any] | None = None  # engines: the bundle manifest they were built from
+    parent: ParentInfo | None = None  # engines: the bundle manifest they were built from
     toolkit_version: str = __version__
     format_version: int = FORMAT_VERSION
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     # ---- lookup -----------------------------------------------------------------------------
-    def stages(self) -> list[str]:
+    def stages(self) -> list[Stage | str]:
         return sorted({a.stage for a in self.artifacts}, key=_stage_order)
 
     def precisions(self, stage: str) -> list[Precision]:
@@ -142,10 +303,15 @@ class Manifest:
 
     # ---- JSON -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["backend"] = self.backend.value
+        d: dict[str, Any] = {"format": "eeg2img-deploy", "backend": self.backend.value}
         d["artifacts"] = [a.to_dict() for a in self.artifacts]
-        return {"format": "eeg2img-deploy", **d}
+        d["constants_file"], d["constants_sha256"] = self.constants_file, self.constants_sha256
+        d["eeg"] = self.eeg.to_dict()
+        d["settings"] = {**self.bundle.to_dict(), **(self.engine.to_dict() if self.engine else {})}
+        d["sources"], d["libraries"] = self.sources, self.libraries
+        d["parent"] = None if self.parent is None else {k: v for k, v in dataclasses.asdict(self.parent).items() if v is not None}
+        d["toolkit_version"], d["format_version"], d["created"] = self.toolkit_version, self.format_version, self.created
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
@@ -160,12 +326,17 @@ class Manifest:
                 "export the bundle again with this version of eeg2img-deploy"
             )
         d = {k: v for k, v in d.items() if k != "format"}
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = ({f.name for f in dataclasses.fields(cls)} - {"bundle", "engine"}) | {"settings"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ManifestError(f"manifest.json has unknown fields {unknown}: it was written by another tool version")
+        settings = dict(d.pop("settings"))
+        d["engine"] = EngineSettings.from_settings(settings)
+        d["bundle"] = BundleSettings.from_dict({k: v for k, v in settings.items() if k not in ENGINE_SETTINGS_KEYS})
         d["backend"] = Backend(d["backend"])
         d["artifacts"] = tuple(Artifact.from_dict(a) for a in d["artifacts"])
+        d["eeg"] = EEGInfo.from_dict(d["eeg"])
+        d["parent"] = _from_fields(ParentInfo, d["parent"], "parent") if d.get("parent") else None
         return cls(**d)
 
     @classmethod

@@ -14,9 +14,16 @@ from eeg2img_deploy.manifest import (
     MANIFEST_NAME,
     Artifact,
     Backend,
+    BundleSettings,
+    EEGInfo,
     EngineInfo,
+    EngineSettings,
     Manifest,
+    OnnxRuntimeSettings,
+    ParentInfo,
     Precision,
+    Stage,
+    TensorRTSettings,
     TensorSpec,
     read_manifest,
     verify_files,
@@ -47,8 +54,8 @@ def make_folder(folder: Path, backend: Backend = Backend.ONNX) -> Manifest:
     )
     m = Manifest(
         backend=backend, artifacts=(enc, unet), constants_file="constants.safetensors",
-        constants_sha256=sha256_file(folder / "constants.safetensors"), eeg={"n_times": 250},
-        settings={"image_size": 128, "max_batch": 4, "axes": {"batch": {"min": 1, "opt": 1, "max": 4}}},
+        constants_sha256=sha256_file(folder / "constants.safetensors"), eeg=EEGInfo(channels=("Fp1", "Fp2"), n_times=250),
+        bundle=BundleSettings(image_size=128, max_batch=4, axes={"batch": {"min": 1, "opt": 1, "max": 4}}, num_subjects=10),
         sources={"prior": {"name": "diffusion_prior.pt", "sha256": "00"}}, libraries={"onnx": "1.17"},
     )
     write_manifest(folder, m)
@@ -152,3 +159,62 @@ def test_atomic_path_leaves_no_file_when_the_block_raises(tmp_path):
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new"
     assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def test_settings_are_typed_and_the_json_keeps_its_shape(tmp_path):
+    m = make_folder(tmp_path)
+    d = json.loads(m.to_json())
+    assert d["settings"]["max_batch"] == 4 and d["settings"]["num_subjects"] == 10  # one flat "settings" object
+    assert d["eeg"]["channels"] == ["Fp1", "Fp2"] and d["eeg"]["whitening"] is False
+    trt = m.replace(
+        backend=Backend.TENSORRT,
+        engine=EngineSettings(tensorrt=TensorRTSettings(preset="jetson-orin", cuda_graphs=True,
+                                                        weight_streaming_budget_bytes={"unet": 7})),
+        parent=ParentInfo(manifest_sha256="ab", bundle="tiny", path="../../export/tiny"),
+    )
+    d = json.loads(trt.to_json())
+    assert d["settings"]["engines"]["cuda_graphs"] is True and d["parent"]["path"] == "../../export/tiny"
+    back = Manifest.from_json(trt.to_json())
+    assert back == trt
+    assert back.engine.tensorrt.weight_streaming_budget_bytes == {"unet": 7} and back.bundle.max_batch == 4
+    ort = m.replace(engine=EngineSettings(onnxruntime=OnnxRuntimeSettings("CPUExecutionProvider", "all")))
+    assert "tensorrt_ep" not in json.loads(ort.to_json())["settings"]["onnxruntime"]
+    assert Manifest.from_json(ort.to_json()) == ort
+
+
+def test_a_manifest_written_before_the_typed_settings_still_reads(tmp_path):
+    """The JSON of format version 1 as the untyped writer wrote it (a bundle made earlier must still open)."""
+    m = make_folder(tmp_path)
+    d = json.loads(m.to_json())
+    d["settings"] = {"fingerprint": "f", "image_size": 128, "latent_channels": 4, "max_batch": 4,
+                     "axes": {"batch": {"min": 1, "opt": 1, "max": 4}}, "opset": 18, "steps": [1, 4], "ip_scale": 1.0,
+                     "encoder_variant": {"token_slice": "paper", "positional_embedding": False}, "num_subjects": 10,
+                     "fp32_only_stages": ["vae_decoder"],
+                     "onnxruntime": {"provider": "CPUExecutionProvider", "graph_optimization_level": "all"}}
+    d["parent"] = {"manifest_sha256": "ab", "bundle": "tiny"}
+    back = Manifest.from_json(json.dumps(d))
+    assert back.bundle.steps == (1, 4) and back.bundle.fp32_only_stages == (Stage.VAE_DECODER,)
+    assert back.engine.onnxruntime.provider == "CPUExecutionProvider" and back.engine.tensorrt is None
+    assert back.parent.path is None and back.parent.folder(tmp_path) is None
+    assert json.loads(back.to_json())["settings"] == d["settings"]
+
+
+def test_unknown_settings_key_is_refused_and_unknown_stage_kept(tmp_path):
+    make_folder(tmp_path)
+    d = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    d["settings"]["shiny"] = 1
+    with pytest.raises(ManifestError, match=r"settings has unknown keys \['shiny'\]"):
+        Manifest.from_json(json.dumps(d))
+    d = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    d["artifacts"][0]["stage"] = "caption_decoder"  # a stage a newer toolkit added
+    back = Manifest.from_json(json.dumps(d))
+    assert back.artifacts[0].stage == "caption_decoder" and back.stages() == ["unet", "caption_decoder"]
+    assert isinstance(back.artifacts[1].stage, Stage) and f"{back.artifacts[1].stage}" == "unet"
+
+
+def test_parent_folder_resolves_relative_to_the_engine_folder(tmp_path):
+    bundle = tmp_path / "export" / "tiny"
+    make_folder(bundle)
+    parent = ParentInfo(manifest_sha256="ab", bundle="tiny", path="../../export/tiny")
+    assert parent.folder(tmp_path / "engines" / "tiny") == bundle
+    assert parent.folder(tmp_path / "elsewhere") is None

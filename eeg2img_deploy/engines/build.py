@@ -9,7 +9,9 @@ no manifest in a new folder, the previous (still consistent) manifest in an exis
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,12 @@ from ..manifest import (
     Artifact,
     Backend,
     EngineInfo,
+    EngineSettings,
     Manifest,
+    OnnxRuntimeSettings,
+    ParentInfo,
     Precision,
+    TensorRTSettings,
     read_manifest,
     verify_files,
     write_manifest,
@@ -75,7 +81,7 @@ def build_engines(
     if out_dir.resolve() == bundle_dir.resolve():
         raise EngineError(f"the engine folder must not be the bundle folder {bundle_dir}: pass another --out")
     p = get_preset(preset).with_overrides(max_batch=max_batch, opt_level=opt_level, workspace_gb=workspace_gb)
-    axes = profile_axes(p, bundle.settings.get("axes", {}))
+    axes = profile_axes(p, bundle.bundle.axes)
     chosen = _choose_artifacts(bundle, precision, backend, stages)
     previous = _previous_manifest(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,10 +107,15 @@ def build_engines(
         constants_file=bundle.constants_file,
         constants_sha256=bundle.constants_sha256,
         eeg=bundle.eeg,
-        settings={**bundle.settings, "axes": axes, "max_batch": p.max_batch, **maker.settings(artifacts)},
+        bundle=dataclasses.replace(bundle.bundle, axes=axes, max_batch=p.max_batch),
+        engine=maker.settings(artifacts),
         sources=bundle.sources,
         libraries={**bundle.libraries, **maker.libraries()},
-        parent={"manifest_sha256": sha256_file(bundle_dir / MANIFEST_NAME), "bundle": bundle_dir.resolve().name},
+        parent=ParentInfo(
+            manifest_sha256=sha256_file(bundle_dir / MANIFEST_NAME),
+            bundle=bundle_dir.resolve().name,
+            path=Path(os.path.relpath(bundle_dir.resolve(), out_dir.resolve())).as_posix(),
+        ),
     )
     if previous is not None and _same(previous, manifest):
         log.info("engines in %s are up to date", out_dir)
@@ -186,7 +197,7 @@ def _remove_stale(out_dir: Path, previous: Manifest | None, current: Manifest) -
 class _StageMaker:
     def key(self, a: Artifact) -> tuple[dict[str, Any], str, str]: ...
     def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact: ...
-    def settings(self, artifacts: list[Artifact]) -> dict[str, Any]: ...
+    def settings(self, artifacts: list[Artifact]) -> EngineSettings: ...
     def libraries(self) -> dict[str, str]: ...
 
 
@@ -267,20 +278,18 @@ class _TensorRTMaker(_StageMaker):
             engine=info,
         )
 
-    def settings(self, artifacts: list[Artifact]) -> dict[str, Any]:
+    def settings(self, artifacts: list[Artifact]) -> EngineSettings:
         # run-time budget for weight-streaming engines: half the memory free at build time (a heuristic;
         # the preset's explicit budget wins)
         budget = self.preset.weight_streaming_budget_gb
         budget_bytes = int(budget * GB) if budget is not None else self.env.device.free_bytes // 2
         streaming = {a.stage: budget_bytes for a in artifacts if a.engine and a.engine.key["builder_flags"]["weight_streaming"]}
-        return {
-            "engines": {
-                "preset": self.preset.name,
-                "static_shapes": self.preset.static_shapes,
-                "cuda_graphs": self.preset.cuda_graphs,
-                "weight_streaming_budget_bytes": streaming,
-            }
-        }
+        return EngineSettings(tensorrt=TensorRTSettings(
+            preset=self.preset.name,
+            static_shapes=self.preset.static_shapes,
+            cuda_graphs=self.preset.cuda_graphs,
+            weight_streaming_budget_bytes=streaming,
+        ))
 
     def libraries(self) -> dict[str, str]:
         return {"tensorrt": self.env.tensorrt_version}
@@ -330,11 +339,13 @@ class _OnnxRuntimeMaker(_StageMaker):
             ort_optimize.warm_up_tensorrt_ep(self.out_dir, built, self.axes)
         return built
 
-    def settings(self, artifacts: list[Artifact]) -> dict[str, Any]:
-        ort_settings: dict[str, Any] = {"provider": self.target.provider_name, "graph_optimization_level": self.target.level}
+    def settings(self, artifacts: list[Artifact]) -> EngineSettings:
+        tensorrt_ep = None
         if self.target.provider == "tensorrt":
-            ort_settings["tensorrt_ep"] = ort_optimize.tensorrt_ep_options()
-        return {"onnxruntime": ort_settings}
+            tensorrt_ep = ort_optimize.tensorrt_ep_options()
+        return EngineSettings(onnxruntime=OnnxRuntimeSettings(
+            provider=self.target.provider_name, graph_optimization_level=self.target.level, tensorrt_ep=tensorrt_ep,
+        ))
 
     def libraries(self) -> dict[str, str]:
         return {"onnxruntime": self.version}

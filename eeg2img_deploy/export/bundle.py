@@ -11,9 +11,8 @@ import dataclasses
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,6 +23,11 @@ from ..manifest import (
     MANIFEST_NAME,
     Artifact,
     Backend,
+    BundleSettings,
+    Constants,
+    EEGInfo,
+    EncoderVariantInfo,
+    LowLevelInfo,
     Manifest,
     Precision,
     library_versions,
@@ -50,7 +54,7 @@ class ExportSettings:
     steps: tuple[int, ...] = (1, 4)  # SDXL-Turbo step counts whose scheduler tables are exported
     ip_scale: float = 1.0  # the runtime default; the scale is an input of the UNet graph
     validate: bool = True
-    variant: dict[str, Any] = field(default_factory=lambda: {"token_slice": "paper", "positional_embedding": False})
+    variant: EncoderVariantInfo = EncoderVariantInfo()
     latent_convention: str = "unscaled"  # what the low-level encoder's latents are (models/low_level_encoder.py)
 
     def __post_init__(self):
@@ -117,7 +121,7 @@ def _up_to_date(out_dir: Path, fp: str) -> Manifest | None:
         return None
     try:
         manifest = read_manifest(out_dir)
-        if manifest.settings.get("fingerprint") != fp:
+        if manifest.bundle.fingerprint != fp:
             return None
         verify_files(out_dir, manifest)
     except ManifestError as e:
@@ -160,20 +164,21 @@ def constants(ref, settings: ExportSettings, whitening: np.ndarray | None) -> di
 
     out = {
         **clip_normalisation(),  # the low-level path's start image is normalised as CLIP images are
-        "prompt_embeds": ref.prompt.prompt_embeds.float().cpu().numpy(),
-        "pooled_prompt_embeds": ref.prompt.pooled.float().cpu().numpy(),
-        "time_ids": np.array([time_ids(settings.image_size)], np.float32),
-        "prior_alphas_cumprod": DDPMScheduler().alphas_cumprod.numpy().astype(np.float32),
-        "vae_scaling_factor": np.array([ref.sdxl.vae.config.scaling_factor], np.float32),
+        Constants.PROMPT_EMBEDS: ref.prompt.prompt_embeds.float().cpu().numpy(),
+        Constants.POOLED_PROMPT_EMBEDS: ref.prompt.pooled.float().cpu().numpy(),
+        Constants.TIME_IDS: np.array([time_ids(settings.image_size)], np.float32),
+        Constants.PRIOR_ALPHAS_CUMPROD: DDPMScheduler().alphas_cumprod.numpy().astype(np.float32),
+        Constants.VAE_SCALING_FACTOR: np.array([ref.sdxl.vae.config.scaling_factor], np.float32),
     }
     euler = EulerAncestralDiscreteScheduler.from_config(ref.sdxl.scheduler.config)
     for n in settings.steps:
         euler.set_timesteps(n)
-        out[f"euler_timesteps_{n}"] = euler.timesteps.numpy().astype(np.float32)
-        out[f"euler_sigmas_{n}"] = euler.sigmas.numpy().astype(np.float32)
-        out[f"euler_init_noise_sigma_{n}"] = np.array([float(euler.init_noise_sigma)], np.float32)
+        timesteps, sigmas, init_sigma = Constants.euler(n)
+        out[timesteps] = euler.timesteps.numpy().astype(np.float32)
+        out[sigmas] = euler.sigmas.numpy().astype(np.float32)
+        out[init_sigma] = np.array([float(euler.init_noise_sigma)], np.float32)
     if whitening is not None:
-        out["eeg_whitening"] = np.ascontiguousarray(whitening, np.float32)
+        out[Constants.EEG_WHITENING] = np.ascontiguousarray(whitening, np.float32)
     from .semantic import semantic_constants
 
     return {**out, **semantic_constants(ref)}
@@ -218,8 +223,8 @@ def export_bundle(
         return existing, False
 
     # Load and check every weight before writing anything.
-    ref = ReferencePipeline.from_weights(layout, variant=EncoderVariant(**settings.variant), ip_scale=settings.ip_scale,
-                                         latent_convention=settings.latent_convention)
+    ref = ReferencePipeline.from_weights(layout, variant=EncoderVariant(**dataclasses.asdict(settings.variant)),
+                                         ip_scale=settings.ip_scale, latent_convention=settings.latent_convention)
     stages = build_stages(ref, settings)
     consts = constants(ref, settings, whitening)
 
@@ -271,21 +276,21 @@ def export_bundle(
         artifacts=tuple(artifacts),
         constants_file=CONSTANTS_NAME,
         constants_sha256=sha256_file(out_dir / CONSTANTS_NAME),
-        eeg={**EEGSpec().to_dict(), "whitening": whitening is not None},
-        settings={
-            "fingerprint": fp,
-            "image_size": settings.image_size,
-            "latent_channels": int(ref.sdxl.unet.config.in_channels),
-            "max_batch": settings.max_batch,
-            "axes": {**settings.axes(), **semantic_axes(ref)},
-            "opset": OPSET,
-            "steps": list(settings.steps),
-            "ip_scale": settings.ip_scale,
-            "encoder_variant": dict(settings.variant),
-            "num_subjects": enc["num_subjects"],
-            "fp32_only_stages": [s.name for s in stages if s.fp32_only],
-            **({"low_level": {"latent_convention": settings.latent_convention}} if ref.low_level is not None else {}),
-        },
+        eeg=EEGInfo.from_spec(EEGSpec(), whitening=whitening is not None),
+        bundle=BundleSettings(
+            fingerprint=fp,
+            image_size=settings.image_size,
+            latent_channels=int(ref.sdxl.unet.config.in_channels),
+            max_batch=settings.max_batch,
+            axes={**settings.axes(), **semantic_axes(ref)},
+            opset=OPSET,
+            steps=tuple(settings.steps),
+            ip_scale=settings.ip_scale,
+            encoder_variant=settings.variant,
+            num_subjects=int(enc["num_subjects"]),
+            fp32_only_stages=tuple(s.name for s in stages if s.fp32_only),
+            low_level=LowLevelInfo(settings.latent_convention) if ref.low_level is not None else None,
+        ),
         sources={
             **{k: {"name": Path(v["path"]).name, "sha256": v["sha256"]} for k, v in sources.items()},
             "encoder": ref.sources["encoder"],  # with the checkpoint's subject table, linears and variant

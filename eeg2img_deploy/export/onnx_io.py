@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 OPSET = 18
 LARGE_MODEL_BYTES = 1 << 30  # above this, use the memory-safe exporter and external data
-PROTOBUF_LIMIT = 2 << 30
 
 
 def model_bytes(module) -> int:

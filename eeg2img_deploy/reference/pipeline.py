@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_call_options, check_finite
 from ..eeg.spec import validate_eeg, validate_subject_ids
-from ..errors import WeightsNotFoundError
+from ..errors import OptionError, WeightsNotFoundError
 from ..runtime.low_level import LowLevelOptions, check_low_level_size
 from ..runtime.noise import NoiseSource
 from ..runtime.schedulers import img2img_cut
@@ -41,9 +42,16 @@ class ReferenceResult:
     prompt_embeds: np.ndarray | None = None  # (B, 77, 2048) when a prompt was used
 
 
+TIMED_STAGES = ("encoder", "prior", "unet", "decoder")  # keys of timings_ms besides "total", as the runtime's
+
+
 class ReferencePipeline:
+    """``cuda_event_timing``: on CUDA, time each stage with CUDA events (device time) instead of host
+    wall time around a synchronize; the total stays host wall time either way (``bench`` sets it)."""
+
     def __init__(self, encoder, prior, sdxl, prompt: EmptyPrompt, *, taesd=None, sources: dict[str, Any] | None = None,
-                 low_level=None, latent_convention: str = "unscaled", captioner=None, projector=None):
+                 low_level=None, latent_convention: str = "unscaled", captioner=None, projector=None,
+                 cuda_event_timing: bool = False):
         self.low_level = low_level  # the optional low-level encoder (EEG -> VAE latent)
         self.latent_convention = latent_convention
         self.encoder = encoder
@@ -54,10 +62,11 @@ class ReferencePipeline:
         self.sources = sources or {}
         self.captioner = captioner  # GitCaptioner and PixelProjector: both or neither (captions)
         self.projector = projector
+        self.cuda_event_timing = cuda_event_timing
 
     @classmethod
     def from_weights(cls, layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None,
-                     latent_convention: str = "unscaled"):
+                     latent_convention: str = "unscaled", cuda_event_timing: bool = False):
         """Load every component. ``dtype`` applies to Stage II; encoders, prior and VAE stay fp32.
 
         ``latent_convention``: what the low-level encoder's latents are, if the layout has one (see
@@ -92,7 +101,8 @@ class ReferencePipeline:
 
             captioner, projector = GitCaptioner.load(layout.git, device), load_projector(layout.projector).to(device)
         return cls(encoder.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl), taesd=taesd, sources=sources,
-                   low_level=low_level, latent_convention=latent_convention, captioner=captioner, projector=projector)
+                   low_level=low_level, latent_convention=latent_convention, captioner=captioner, projector=projector,
+                   cuda_event_timing=cuda_event_timing)
 
     @property
     def device(self):
@@ -102,6 +112,14 @@ class ReferencePipeline:
     def _timed(self, timings: dict[str, float], stage: str):
         import torch
 
+        if self.cuda_event_timing and self.device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            end.synchronize()
+            timings[stage] = start.elapsed_time(end)
+            return
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         sync()
         t0 = time.perf_counter()
@@ -149,10 +167,11 @@ class ReferencePipeline:
         """``low_level``: run the paper's low-level path (img2img from the low-level encoder's latent).
         ``caption``: GIT captions (the paper's semantic level); ``prompt`` / ``prompt_from_caption``: Stage II's
         text prompt, one for all samples or each sample's caption (default: the empty prompt)."""
+        check_call_options(seed=seed, prior_steps=prior_steps, guidance=guidance, image_size=image_size)
         if vae not in ("full", "tiny"):
-            raise ValueError(f"vae must be 'full' or 'tiny', got {vae!r}")
+            raise OptionError(f"--vae must be 'full' or 'tiny', got {vae!r}")
         if vae == "tiny" and self.taesd is None:
-            raise ValueError("--vae tiny needs a TAESDXL folder (weights/taesdxl or --taesd)")
+            raise OptionError("--vae tiny needs a TAESDXL folder (weights/taesdxl or --taesd)")
         eeg = validate_eeg(eeg)
         ids = validate_subject_ids(subject_ids, len(eeg))
         if low_level is not None:
@@ -166,8 +185,10 @@ class ReferencePipeline:
         t_start = time.perf_counter()
         with self._timed(t, "encoder"):
             eeg_embeds = self.encode(eeg, ids)
+        check_finite("encoder", eeg_embeds.float().cpu().numpy())
         with self._timed(t, "prior"):
             image_embeds = sample_prior(self.prior, eeg_embeds, seed, steps=prior_steps, guidance=guidance)
+        check_finite("prior", image_embeds.float().cpu().numpy())
         if caption or prompt_from_caption:
             with self._timed(t, "caption"):
                 captions = self._caption(eeg_embeds, seed, steps=caption_prior_steps, guidance=guidance)
@@ -189,7 +210,8 @@ class ReferencePipeline:
             with self._timed(t, "unet"):
                 latents = ll.img2img_denoise(self.sdxl, text, image_embeds, start, noise, steps=steps,
                                              strength=low_level.strength, image_size=image_size)
-        with self._timed(t, "vae"):
+        check_finite("unet", latents.float().cpu().numpy())
+        with self._timed(t, "decoder"):
             images = decode(self.taesd if vae == "tiny" else self.sdxl.vae, latents, tiny=vae == "tiny")
         t["total"] = (time.perf_counter() - t_start) * 1e3
         return ReferenceResult(

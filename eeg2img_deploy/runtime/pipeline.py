@@ -15,10 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from ..eeg.spec import EEGSpec, validate_eeg, validate_subject_ids
+from ..checks import check_call_options, check_finite
+from ..eeg.spec import validate_eeg, validate_subject_ids
 from ..eeg.whitening import apply_whitening, check_whitening, load_whitening
-from ..errors import EEGInputError, ManifestError, SettingsError
-from ..manifest import Backend, Manifest, Precision, read_manifest, verify_files
+from ..errors import EEGInputError, ManifestError, OptionError, SettingsError
+from ..manifest import (
+    RUNTIME_BACKENDS,
+    Backend,
+    Constants,
+    Decoder,
+    Manifest,
+    Precision,
+    Provider,
+    Stage,
+    read_manifest,
+    verify_files,
+)
 from .backend import StageSession
 from .images import to_uint8
 from .low_level import LowLevelOptions, LowLevelPath
@@ -31,8 +43,7 @@ from .sessions import open_sessions
 
 log = logging.getLogger(__name__)
 
-REQUIRED = ("encoder", "prior", "unet")
-DECODERS = {"full": "vae_decoder", "tiny": "taesd_decoder"}
+REQUIRED = (Stage.ENCODER, Stage.PRIOR, Stage.UNET)
 
 
 @dataclass
@@ -62,14 +73,28 @@ class _Timed:
         return out
 
 
-def _check_backend(manifest: Manifest, backend: str, folder: Path) -> None:
-    ok = {"onnxruntime": (Backend.ONNX, Backend.ONNXRUNTIME), "tensorrt": (Backend.TENSORRT,)}
-    if backend not in ok:
-        raise ValueError(f"backend must be 'onnxruntime' or 'tensorrt', got {backend!r}")
+def _enum(kind, value, option: str):
+    """``value`` as the enum ``kind``, or a one-line error naming the CLI option."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise OptionError(f"{option} must be one of {[m.value for m in kind]}, got {value!r}") from None
+
+
+def _check_backend(manifest: Manifest, backend: Backend, folder: Path) -> None:
+    if backend not in RUNTIME_BACKENDS:
+        raise OptionError(f"--backend must be one of {[b.value for b in RUNTIME_BACKENDS]}, got {backend.value!r}")
+    ok = {Backend.ONNXRUNTIME: (Backend.ONNX, Backend.ONNXRUNTIME), Backend.TENSORRT: (Backend.TENSORRT,)}
     if manifest.backend not in ok[backend]:
-        fix = (f"eeg2img-deploy build-engines --bundle {folder} --backend tensorrt" if backend == "tensorrt"
-               else "point --bundle at the export bundle or an onnxruntime engine folder")
-        raise ManifestError(f"{folder} holds {manifest.backend.value} artifacts, not {backend} ones: {fix}")
+        if backend is Backend.TENSORRT:
+            # an engine folder is no bundle: advise the bundle it was built from
+            parent = manifest.parent.folder(folder) if manifest.parent else None
+            source = parent if parent is not None else (
+                f"<the export bundle {manifest.parent.bundle!r}>" if manifest.parent else folder)
+            fix = f"eeg2img-deploy build-engines --bundle {source} --backend tensorrt"
+        else:
+            fix = "point --bundle at the export bundle or an onnxruntime engine folder"
+        raise ManifestError(f"{folder} holds {manifest.backend.value} artifacts, not {backend.value} ones: {fix}")
 
 
 def _choose_whitening(shipped: np.ndarray | None, given, spec: EEGSpec) -> np.ndarray | None:
@@ -86,19 +111,19 @@ def _choose_whitening(shipped: np.ndarray | None, given, spec: EEGSpec) -> np.nd
 
 class Pipeline:
     def __init__(self, manifest: Manifest, constants: dict[str, np.ndarray], sessions: dict[str, StageSession],
-                 *, folder: Path, vae: str, stream: Any = None,
+                 *, folder: Path, vae: Decoder | str, stream: Any = None,
                  whitening: np.ndarray | None = None):
         self.manifest = manifest
         self._stream = stream  # the CUDA stream the TensorRT stages share (closed last)
         self.constants = constants
         self.sessions = sessions
         self.folder = folder
-        self.vae = vae
-        self.max_batch = int(manifest.settings["max_batch"])
-        self.num_subjects = int(manifest.settings["num_subjects"])
-        self.image_size = int(manifest.settings["image_size"])
-        self.eeg_spec = EEGSpec.from_dict({k: v for k, v in manifest.eeg.items() if k != "whitening"})
-        self.whitening = _choose_whitening(constants.get("eeg_whitening"), whitening, self.eeg_spec)
+        self.vae = Decoder(vae)
+        self.max_batch = manifest.bundle.max_batch
+        self.num_subjects = manifest.bundle.num_subjects
+        self.image_size = manifest.bundle.image_size
+        self.eeg_spec = manifest.eeg.spec()
+        self.whitening = _choose_whitening(constants.get(Constants.EEG_WHITENING), whitening, self.eeg_spec)
         self._backend_ms = [0.0]
         self._run = {name: _Timed(s, self._backend_ms) for name, s in sessions.items()}
         self.low_level = self._low_level_path() if "low_level_encoder" in sessions else None
@@ -111,10 +136,10 @@ class Pipeline:
         cls,
         path: str | Path,
         *,
-        backend: str = "onnxruntime",
+        backend: Backend | str = Backend.ONNXRUNTIME,
         precision: str | Precision | None = None,
-        provider: str = "cpu",
-        vae: str = "full",
+        provider: Provider | str = Provider.CPU,
+        vae: Decoder | str = Decoder.FULL,
         allow_cpu_fallback: bool = False,
         threads: int | None = None,
         low_level: bool = False,
@@ -123,22 +148,27 @@ class Pipeline:
         """Open an export bundle or an engine folder with ``backend`` (onnxruntime on ``provider``, or TensorRT).
 
         ``precision`` None: per stage, fp16 on a GPU where the folder has it, else fp32 (see :mod:`.sessions`).
-        ``threads``: onnxruntime intra-op threads per session (default: one per core).
+        ``provider``: onnxruntime's execution provider (``--provider``); ``threads``: onnxruntime intra-op
+        threads per session (default: one per core).
         ``low_level``: also open the low-level path's stages (:mod:`.low_level`).
         ``whitening``: a (63, 63) matrix (or .npy) for bundles that ship none; with one that does, it is refused.
         """
         from safetensors.numpy import load_file
 
+        backend = _enum(Backend, backend, "--backend")
+        provider = _enum(Provider, provider, "--provider")
+        vae = _enum(Decoder, vae, "--vae")
+        precision = None if precision is None else _enum(Precision, precision, "--precision")
+        if threads is not None and threads < 1:
+            raise OptionError(f"--threads must be >= 1, got {threads}")
         folder = Path(path)
         manifest = read_manifest(folder)
         _check_backend(manifest, backend, folder)
-        if vae not in DECODERS:
-            raise ValueError(f"vae must be one of {sorted(DECODERS)}, got {vae!r}")
-        stages = list(dict.fromkeys([*REQUIRED, DECODERS[vae], *(LOW_LEVEL_STAGES if low_level else ())]))
-        missing = [s for s in stages if s not in manifest.stages()]
+        stages = list(dict.fromkeys([*REQUIRED, vae.stage, *(LOW_LEVEL_STAGES if low_level else ())]))
+        missing = [str(s) for s in stages if s not in manifest.stages()]
         if missing:
-            hint = " (export with a TAESDXL folder: weights/taesdxl or --taesd)" if "taesd_decoder" in missing else ""
-            if "low_level_encoder" in missing:
+            hint = " (export with a TAESDXL folder: weights/taesdxl or --taesd)" if Stage.TAESD_DECODER in missing else ""
+            if Stage.LOW_LEVEL_ENCODER in missing:
                 hint = " (export with a low-level encoder: weights/low-level/ or --low-level PATH)"
             raise ManifestError(f"{folder} lacks stage(s) {missing}{hint}: export the bundle again")
         verify_files(folder, manifest, stages)
@@ -194,14 +224,14 @@ class Pipeline:
         return bool(getattr(a, "on_device", False) and getattr(b, "on_device", False) and a.outputs[0].dtype == want)
 
     def _euler(self, steps: int) -> EulerAncestral:
-        key = f"euler_sigmas_{steps}"
-        if key not in self.constants:
-            have = self.manifest.settings.get("steps")
+        timesteps, sigmas, init_sigma = Constants.euler(steps)
+        if sigmas not in self.constants:
+            have = list(self.manifest.bundle.steps)
             raise ManifestError(f"this bundle has scheduler tables for {have} step(s), not {steps}: export with --steps both")
         return EulerAncestral(
-            timesteps=self.constants[f"euler_timesteps_{steps}"],
-            sigmas=self.constants[key],
-            init_noise_sigma=float(self.constants[f"euler_init_noise_sigma_{steps}"][0]),
+            timesteps=self.constants[timesteps],
+            sigmas=self.constants[sigmas],
+            init_noise_sigma=float(self.constants[init_sigma][0]),
         )
 
     def check_subjects(self, ids: np.ndarray, shared_subject_token: bool) -> None:
@@ -219,9 +249,9 @@ class Pipeline:
         side = int(self.sessions["low_level_encoder"].outputs[0].shape[-1])
         check_low_level_size(side, self.image_size)
         return LowLevelPath(
-            run=self._call, vae_scale=float(self.constants["vae_scaling_factor"][0]),
-            clip_mean=self.constants["clip_image_mean"], clip_std=self.constants["clip_image_std"],
-            latent_convention=self.manifest.settings.get("low_level", {}).get("latent_convention", "unscaled"),
+            run=self._call, vae_scale=float(self.constants[Constants.VAE_SCALING_FACTOR][0]),
+            clip_mean=self.constants[Constants.CLIP_IMAGE_MEAN], clip_std=self.constants[Constants.CLIP_IMAGE_STD],
+            latent_convention=ll.latent_convention if (ll := self.manifest.bundle.low_level) else "unscaled",
         )
 
     # ---- stages ------------------------------------------------------------------------------------
@@ -235,7 +265,8 @@ class Pipeline:
 
         noise = NoiseSource(seed, len(eeg_embeds), purpose, first=first)
         sample = get_prior_sampler(sampler)
-        return sample(eps_fn, eeg_embeds, noise, self.constants["prior_alphas_cumprod"], steps=steps, guidance=guidance)
+        alphas = self.constants[Constants.PRIOR_ALPHAS_CUMPROD]
+        return sample(eps_fn, eeg_embeds, noise, alphas, steps=steps, guidance=guidance)
 
     def denoise(self, image_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int,
                 ip_scale: float, start: tuple[np.ndarray, NoiseSource, int] | None = None,
@@ -247,14 +278,14 @@ class Pipeline:
         if start is None:
             noise = NoiseSource(seed, b, "image", first=first)
             side = self.image_size // 8
-            latents = euler.initial_latents(noise, (int(self.manifest.settings["latent_channels"]), side, side))
+            latents = euler.initial_latents(noise, (self.manifest.bundle.latent_channels, side, side))
         else:
             latents, noise, cut = start
             euler = euler.cut(cut)
         fixed = {
-            "encoder_hidden_states": text[0] if text else np.repeat(self.constants["prompt_embeds"], b, axis=0),
-            "text_embeds": text[1] if text else np.repeat(self.constants["pooled_prompt_embeds"], b, axis=0),
-            "time_ids": np.repeat(self.constants["time_ids"], b, axis=0),
+            "encoder_hidden_states": text[0] if text else np.repeat(self.constants[Constants.PROMPT_EMBEDS], b, axis=0),
+            "text_embeds": text[1] if text else np.repeat(self.constants[Constants.POOLED_PROMPT_EMBEDS], b, axis=0),
+            "time_ids": np.repeat(self.constants[Constants.TIME_IDS], b, axis=0),
             "image_embeds": image_embeds,
             "ip_scale": np.full(b, ip_scale, np.float32),
         }
@@ -269,9 +300,12 @@ class Pipeline:
         return latents
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        images = self._call(DECODERS[self.vae], {"latents": latents})
+        images = self._call(self.vae.stage, {"latents": latents})
         # The decoder graphs emit uint8 NHWC; bundles exported before that emit [-1, 1] floats.
-        return images if images.dtype == np.uint8 else to_uint8(images)
+        if images.dtype == np.uint8:
+            return images
+        check_finite(self.vae.stage, images)
+        return to_uint8(images)
 
     # ---- the whole chain -----------------------------------------------------------------------------
     def __call__(
@@ -298,6 +332,7 @@ class Pipeline:
         low-level encoder's latent (open with ``low_level=True``). ``semantic``: captions and/or a text
         prompt (default: none, the bundle's constant empty prompt).
         """
+        check_call_options(seed=seed, prior_steps=prior_steps, guidance=guidance, ip_scale=ip_scale)
         eeg = validate_eeg(eeg, self.eeg_spec)
         ids = validate_subject_ids(subject_ids, len(eeg))
         seeds = _per_trial(seed, len(eeg), "seed")
@@ -311,7 +346,7 @@ class Pipeline:
         caption_ids: list[list[int]] = []
         if self.whitening is not None:
             eeg = apply_whitening(eeg, self.whitening, self.eeg_spec)
-        scale = float(self.manifest.settings.get("ip_scale", 1.0) if ip_scale is None else ip_scale)
+        scale = float(self.manifest.bundle.ip_scale if ip_scale is None else ip_scale)
         timings = dict.fromkeys(("encoder", "prior", *(("low_level",) if low_level else ()), "unet", "decoder"), 0.0)
         self._backend_ms[0] = 0.0
         parts: list[tuple[np.ndarray, ...]] = []
@@ -320,8 +355,10 @@ class Pipeline:
             sl = slice(first, first + self.max_batch)
             marks = [time.perf_counter()]
             emb = self.encode(eeg[sl], ids[sl])
+            check_finite(Stage.ENCODER, emb)
             marks.append(time.perf_counter())
             img_emb = self.prior(emb, seeds[sl], indices[sl], steps=prior_steps, guidance=guidance, sampler=prior_sampler)
+            check_finite(Stage.PRIOR, img_emb)
             marks.append(time.perf_counter())
             ids_, text = self.semantic.run(semantic, emb, seeds[sl], indices[sl], guidance, timings)  # timed there
             caption_ids += ids_ or []
@@ -334,6 +371,7 @@ class Pipeline:
                 start = (self.low_level.start_latents(z, noise, low_level.mode), noise, cut)
                 marks.append(time.perf_counter())
             latents = self.denoise(img_emb, seeds[sl], indices[sl], steps=steps, ip_scale=scale, start=start, text=text)
+            check_finite(Stage.UNET, latents)
             marks.append(time.perf_counter())
             images = self.decode(latents)
             marks.append(time.perf_counter())

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def choose_artifacts(manifest: Manifest, stages: list[str], precision: Precision | str | None, *, on_gpu: bool,
                      folder: Path) -> dict[str, Artifact]:  # fmt: skip
-    fp32_only = set(manifest.settings.get("fp32_only_stages", []))
+    fp32_only = set(manifest.bundle.fp32_only_stages)
     chosen = {}
     for stage in stages:
         have = manifest.precisions(stage)
@@ -48,10 +48,10 @@ def choose_artifacts(manifest: Manifest, stages: list[str], precision: Precision
 
 def bundle_hint(manifest: Manifest, folder: Path) -> str:
     """The export bundle an engine folder was built from, for the rebuild command in error messages."""
-    parent = manifest.parent or {}
-    if parent.get("path") and (folder / parent["path"] / "manifest.json").is_file():
-        return str(folder / parent["path"])
-    return f"export/{parent['bundle']}" if parent.get("bundle") else "<the export bundle>"
+    if manifest.parent is None:
+        return "<the export bundle>"
+    found = manifest.parent.folder(folder)
+    return str(found) if found is not None else f"export/{manifest.parent.bundle}"
 
 
 def open_sessions(folder: Path, manifest: Manifest, stages: list[str], *, backend: str, precision: Any,
@@ -63,7 +63,8 @@ def open_sessions(folder: Path, manifest: Manifest, stages: list[str], *, backen
 
     provider = check_provider(provider, allow_cpu_fallback)
     chosen = choose_artifacts(manifest, stages, precision, on_gpu=provider != "cpu", folder=folder)
-    common = dict(manifest.settings.get("onnxruntime", {}).get("tensorrt_ep", {}))
+    ort = manifest.engine.onnxruntime if manifest.engine else None
+    common = dict(ort.tensorrt_ep or {}) if ort else {}
     for key in ("trt_engine_cache_path", "trt_timing_cache_path"):  # relative to the engine folder
         if key in common:
             common[key] = str(folder / common[key])
@@ -74,7 +75,7 @@ def open_sessions(folder: Path, manifest: Manifest, stages: list[str], *, backen
             if provider == "tensorrt":
                 from .ort_backend import trt_ep_options
 
-                trt_options = trt_ep_options(common, a, manifest.settings.get("axes", {}))
+                trt_options = trt_ep_options(common, a, manifest.bundle.axes)
             sessions[stage] = OrtStage(folder / a.file, a, provider=provider, allow_cpu_fallback=allow_cpu_fallback,
                                        threads=threads, trt_options=trt_options)  # fmt: skip
     except BaseException:
@@ -92,14 +93,15 @@ def _open_tensorrt(folder: Path, manifest: Manifest, stages: list[str], precisio
     import_tensorrt()
     cuda_device(import_cudart())  # "no GPU" / "driver too old" before any choice or TensorRT object
     chosen = choose_artifacts(manifest, stages, precision, on_gpu=True, folder=folder)
-    engines = manifest.settings.get("engines", {})
+    engines = manifest.engine.tensorrt if manifest.engine and manifest.engine.tensorrt else None
     stream = CudaStream()
     sessions: dict[str, StageSession] = {}
     try:
         for stage, a in chosen.items():
             sessions[stage] = open_tensorrt_stage(
-                folder, a, bundle_hint=bundle_hint(manifest, folder), cuda_graph=bool(engines.get("cuda_graphs", False)),
-                weight_streaming_budget_bytes=engines.get("weight_streaming_budget_bytes", {}).get(stage), stream=stream,
+                folder, a, bundle_hint=bundle_hint(manifest, folder), cuda_graph=bool(engines and engines.cuda_graphs),
+                weight_streaming_budget_bytes=engines.weight_streaming_budget_bytes.get(stage) if engines else None,
+                stream=stream,
             )  # fmt: skip
     except BaseException:
         for s in sessions.values():

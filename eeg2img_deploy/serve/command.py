@@ -6,26 +6,13 @@ from pathlib import Path
 
 import click
 
-
-def _runtime_options(f):
-    opts = [
-        click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True),
-        click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
-                     help="onnxruntime execution provider."),
-        click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
-                     help="Default: fp32 on the CPU, fp16 on a GPU."),
-        click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True),
-        click.option("--threads", type=int, default=None, help="onnxruntime CPU threads per session [default: all cores]."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+from ..cli_options import FINITE, RuntimeOptions, eeg_options, runtime_options
 
 
 @click.command()
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Export bundle or engine folder.")
-@_runtime_options
+@runtime_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
 @click.option("--http-port", default=8000, show_default=True)
 @click.option("--grpc-port", default=8001, show_default=True)
@@ -39,16 +26,14 @@ def _runtime_options(f):
 @click.option("--drain-timeout", type=click.IntRange(0), default=30, show_default=True,
               help="Seconds in-flight requests may take to finish on Ctrl-C/SIGTERM.")
 @click.option("--shared-subject-token", is_flag=True, help="Allow subject ids outside the encoder's table.")
-def serve(bundle: Path, backend: str, provider: str, precision: str | None, vae: str, threads: int | None, host: str,
-          http_port: int, grpc_port: int, metrics_port: int, max_batch: int | None, queue_delay_us: int, instances: int,
-          drain_timeout: int, shared_subject_token: bool) -> None:
+def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc_port: int, metrics_port: int,
+          max_batch: int | None, queue_delay_us: int, instances: int, drain_timeout: int,
+          shared_subject_token: bool) -> None:
     """Serve the runtime behind Triton Inference Server (PyTriton) as model `eeg2img`; Ctrl-C drains and stops."""
-    from ..runtime.pipeline import Pipeline
     from .server import ServeSettings, serve as run_server
 
     def open_pipeline():
-        return Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=provider, vae=vae,
-                                    threads=threads)
+        return runtime.open(bundle)
 
     settings = ServeSettings(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                              max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances,
@@ -61,35 +46,36 @@ def serve(bundle: Path, backend: str, provider: str, precision: str | None, vae:
 
 @click.command()
 @click.option("--url", required=True, help="Triton HTTP endpoint, host:port (e.g. localhost:8000).")
-@click.option("--eeg", "eeg_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="EEG trials: .npy (63,250)/(N,63,250), .npz, THINGS-EEG2 file, or raw (.fif/.edf/.bdf/.vhdr).")
-@click.option("--subject", required=True, type=int, help="Subject id (sub-08 -> 8).")
-@click.option("--trials", default=None, help="Which trials, as a Python slice: '0', '0:4', '::10'.")
-@click.option("--trusted-pickle", is_flag=True, help="Allow THINGS-EEG2 preprocessed files (pickles): trusted files only.")
-@click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help="(63,63) whitening matrix .npy.")
+@eeg_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--steps", type=click.Choice(["1", "4"]), default=None, help="SDXL-Turbo steps [default: 1].")
 @click.option("--prior-steps", type=click.IntRange(1, 1000), default=None, help="[default: 50]")
-@click.option("--ip-scale", type=float, default=None, help="IP-Adapter scale [default: the bundle's].")
+@click.option("--ip-scale", type=FINITE, default=None, help="IP-Adapter scale [default: the bundle's].")
 @click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
               help="Requests in flight at once (load generator with --requests).")
 @click.option("--requests", "n_requests", type=click.IntRange(1), default=None,
               help="Requests to send, round-robin over the trials [default: one per trial].")
 @click.option("--model", default="eeg2img", show_default=True, help="Model name on the server.")
-@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request.")
+@click.option("--timeout", type=click.FloatRange(min=0.0, min_open=True), default=120.0, show_default=True,
+              help="Seconds per request.")
 @click.option("--wait", type=click.FloatRange(0), default=60.0, show_default=True,
               help="Seconds to wait for the server and model to become ready (one just started).")
-def client(url: str, out: Path, seed: int, steps: str | None, prior_steps: int | None, ip_scale: float | None,
-           concurrency: int, n_requests: int | None, model: str, timeout: float, wait: float, **kw) -> None:
+def client(url: str, out: Path, overwrite: bool, seed: int, steps: str | None, prior_steps: int | None,
+           ip_scale: float | None, concurrency: int, n_requests: int | None, model: str, timeout: float, wait: float,
+           **kw) -> None:
     """Send EEG trials to a served model; write PNGs + result.json (with latency p50/p99 and throughput)."""
     from rich.progress import Progress
 
-    from ..cli import read_eeg, whiten_if_asked, write_json
+    from types import SimpleNamespace
+
+    from ..cli_options import read_eeg, whiten_if_asked
     from ..errors import ServingError
-    from ..runtime.images import save_images
+    from ..runtime.images import ImageWriter
     from .client import Client, RequestOptions, run_trials
 
+    writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any request
     eeg, ids = read_eeg(kw)
     eeg = whiten_if_asked(eeg, kw)  # here, before sending: the server only knows its bundle's matrix
     conn = Client(url, model=model, timeout_s=timeout)
@@ -105,12 +91,12 @@ def client(url: str, out: Path, seed: int, steps: str | None, prior_steps: int |
         raise ServingError(f"{load['errors']} of {total} requests failed; first: {report.errors[0]}")
     import numpy as np
 
-    paths = save_images(np.stack([a.image for a in answers]), out)
-    write_json(out / "result.json", {
+    result = SimpleNamespace(images=np.stack([a.image for a in answers]),
+                             eeg_embeds=np.stack([a.eeg_embeds for a in answers]),
+                             image_embeds=np.stack([a.image_embeds for a in answers]))
+    paths = writer.write(result, {
         "command": "client", "url": url, "model": model, "seed": seed, "steps": opts.steps, "prior_steps": prior_steps,
-        "ip_scale": ip_scale, "subject_ids": ids.tolist(), "timings_ms": [a.timings_ms for a in answers],
-        "eeg_embeds": [a.eeg_embeds.tolist() for a in answers],
-        "image_embeds": [a.image_embeds.tolist() for a in answers], "images": [p.name for p in paths], "load": load,
+        "ip_scale": ip_scale, "subject_ids": ids.tolist(), "timings_ms": [a.timings_ms for a in answers], "load": load,
     })
     lat = load["latency_ms"]
     click.echo(f"{total} request(s), concurrency {concurrency}: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "

@@ -47,13 +47,13 @@ def write_ensembles(root: Path, bundle: Path, manifest: Manifest, chosen: dict[s
 
     fused = {name: a for name, a in chosen.items() if a.stage == FUSED_PRIOR}
     dec_out = chosen[decoder].outputs[0]
-    if not fused or 1 not in manifest.settings.get("steps", []) or dec_out.dtype != "uint8":
+    if not fused or 1 not in manifest.bundle.steps or dec_out.dtype != "uint8":
         return {}  # no fused prior, no 1-step tables, or a float-output decoder: the BLS model covers it
     unet, enc = configs["unet"], configs["encoder"]
     max_batch = min(configs[n]["max_batch_size"] for n in ("encoder", "unet", decoder, *fused))
     seed_rows = [{"name": n, "data_type": Enum("TYPE_INT64"), "dims": [1]} for n in ("seed", "sample_index")]
-    side = int(manifest.settings["image_size"]) // 8
-    channels = int(manifest.settings["latent_channels"])
+    side = manifest.bundle.image_size // 8
+    channels = manifest.bundle.latent_channels
     latents = {"name": "latents", "data_type": Enum("TYPE_FP32"), "dims": [channels, side, side]}
     unet_inputs = [t.name for t in chosen["unet"].inputs if t.name != "image_embeds"]
     out: dict[str, dict] = {}
@@ -94,7 +94,7 @@ def write_ensembles(root: Path, bundle: Path, manifest: Manifest, chosen: dict[s
         n = int(name.rsplit("_", 1)[1]) if name != step else max(a.steps for a in fused.values())
         (version / "glue.json").write_text(json.dumps({
             "prior_steps": n, "unet_steps": 1, "guidance": GUIDANCE,
-            "ip_scale": float(manifest.settings.get("ip_scale", 1.0)), "latent_shape": latents["dims"],
+            "ip_scale": manifest.bundle.ip_scale, "latent_shape": latents["dims"],
             "unet_dtypes": {t.name: t.dtype for t in chosen["unet"].inputs},
             "decoder_dtype": chosen[decoder].inputs[0].dtype,
         }, indent=2) + "\n")

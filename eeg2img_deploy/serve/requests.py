@@ -104,7 +104,7 @@ def parse_request(pipe: Pipeline, request: dict[str, np.ndarray], shared_subject
     steps = _column(request, "steps", n, "int64", default=1)
     prior_steps = _column(request, "prior_steps", n, "int64", default=50)
     scales = _column(request, "ip_scale", n, "float32", default=np.nan)
-    allowed = pipe.manifest.settings.get("steps", [1, 4])
+    allowed = list(pipe.manifest.bundle.steps)
     if not set(steps.tolist()) <= set(allowed):
         raise EEGInputError(f"input 'steps' must be one of {allowed} (this bundle's scheduler tables); "
                             f"got {sorted(set(steps.tolist()))}")

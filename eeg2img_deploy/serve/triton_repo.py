@@ -21,17 +21,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..eeg.spec import EEGSpec
 from ..errors import ManifestError
 from ..fileio import atomic_write_text
-from ..manifest import Artifact, Backend, Manifest, Precision, read_manifest, verify_files
+from ..manifest import Artifact, Backend, Decoder, Manifest, Precision, Stage, read_manifest, verify_files
 from .pbtxt import Enum, render, tensor
 from .ensemble import FUSED_PRIOR, write_ensembles
 from .requests import MODEL_NAME, model_inputs, model_outputs
 
 log = logging.getLogger(__name__)
 
-DECODERS = {"full": "vae_decoder", "tiny": "taesd_decoder"}
 STAGE_RUNTIME = "stage_model.py"  # the Python-backend stage (onnxruntime) shipped as each stage's model.py
 ORCHESTRATOR = "bls_model.py"  # the eeg2img model's model.py
 REPO_SETTINGS = "repo.json"  # what the eeg2img model reads: stage -> precision, vae
@@ -57,8 +55,10 @@ def instance_kind(manifest: Manifest, kind: str) -> str:
         return kind
     if manifest.backend is Backend.TENSORRT:
         return "gpu"
-    provider = manifest.settings.get("onnxruntime", {}).get("provider", "cpu")
-    return "gpu" if manifest.backend is Backend.ONNXRUNTIME and provider in ("cuda", "tensorrt") else "cpu"
+    ort = manifest.engine.onnxruntime if manifest.engine else None
+    # the recorded provider is onnxruntime's name ("CUDAExecutionProvider"); a bundle has none
+    on_gpu = ort is not None and ort.provider not in ("CPUExecutionProvider", "cpu")
+    return "gpu" if manifest.backend is Backend.ONNXRUNTIME and on_gpu else "cpu"
 
 
 def pick_artifact(manifest: Manifest, stage: str, precision: Precision, steps: int | None = None) -> Artifact:
@@ -102,7 +102,7 @@ def _batch_axis(a: Artifact, axes: dict) -> tuple[bool, int]:
 
 
 def stage_config(a: Artifact, name: str, manifest: Manifest, settings: RepoSettings, kind: str) -> dict:
-    batched, max_batch = _batch_axis(a, manifest.settings.get("axes", {}))
+    batched, max_batch = _batch_axis(a, manifest.bundle.axes)
     cut = 1 if batched else 0
 
     def io(t, **kw):
@@ -128,12 +128,12 @@ def stage_config(a: Artifact, name: str, manifest: Manifest, settings: RepoSetti
 
 
 def orchestrator_config(manifest: Manifest, settings: RepoSettings) -> dict:
-    eeg_shape = EEGSpec.from_dict({k: v for k, v in manifest.eeg.items() if k != "whitening"}).shape
-    image_size = int(manifest.settings["image_size"])
+    eeg_shape = manifest.eeg.spec().shape
+    image_size = manifest.bundle.image_size
     return {
         "name": MODEL_NAME,
         "backend": "python",
-        "max_batch_size": settings.max_batch or int(manifest.settings["max_batch"]),
+        "max_batch_size": settings.max_batch or manifest.bundle.max_batch,
         "input": [tensor(p.name, p.dtype, p.dims, batched=True, optional=p.optional) for p in model_inputs(eeg_shape)],
         "output": [tensor(p.name, p.dtype, p.dims, batched=True) for p in model_outputs(image_size)],
         "dynamic_batching": {"max_queue_delay_microseconds": settings.queue_delay_us},
@@ -155,8 +155,8 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
     """Write the repository to ``out`` (which must not exist, or be empty) and return {model: config}."""
     bundle, out = Path(bundle), Path(out)
     manifest = read_manifest(bundle)
-    if settings.vae not in DECODERS:
-        raise ManifestError(f"vae must be one of {sorted(DECODERS)}, got {settings.vae!r} (--vae)")
+    if settings.vae not in tuple(Decoder):
+        raise ManifestError(f"vae must be one of {[d.value for d in Decoder]}, got {settings.vae!r} (--vae)")
     if out.exists() and any(out.iterdir()):
         raise ManifestError(f"{out} exists and is not empty: pass a new folder to --out")
     if settings.stage_backend == "python" and manifest.backend is Backend.TENSORRT:
@@ -164,7 +164,7 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
                             "tensorrt_plan backend: drop --stage-backend python")
     kind = instance_kind(manifest, settings.kind)
     precision = Precision(settings.precision or ("fp16" if kind == "gpu" else "fp32"))
-    stages = ["encoder", "prior", "unet", DECODERS[settings.vae]]
+    stages = [Stage.ENCODER, Stage.PRIOR, Stage.UNET, Decoder(settings.vae).stage]
     missing = [s for s in stages if s not in manifest.stages()]
     if missing:
         raise ManifestError(f"{bundle} lacks stage(s) {missing}: export the bundle again (or choose another --vae)")
@@ -192,7 +192,7 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
                                "steps": getattr(a, "steps", None)} for name, a in chosen.items()}
     (version / REPO_SETTINGS).write_text(json.dumps({"vae": settings.vae, "models": models}, indent=2) + "\n")
     configs[MODEL_NAME] = orchestrator_config(manifest, settings)
-    configs.update(write_ensembles(tmp, bundle, manifest, chosen, DECODERS[settings.vae], configs))
+    configs.update(write_ensembles(tmp, bundle, manifest, chosen, Decoder(settings.vae).stage, configs))
     for name, cfg in configs.items():
         atomic_write_text(tmp / name / "config.pbtxt", render(cfg))
     atomic_write_text(tmp / "README.md", repo_readme(bundle, manifest, chosen, configs, kind, settings))

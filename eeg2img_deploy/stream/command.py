@@ -14,7 +14,7 @@ import click
 def _event_id(text: str | None):
     if text is None:
         return None
-    from ..cli import parse_event_id
+    from ..cli_options import parse_event_id
 
     return parse_event_id(text)
 

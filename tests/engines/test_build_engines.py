@@ -29,7 +29,8 @@ def test_tensorrt_build_writes_engines_and_manifest(onnx_bundle: Path, tmp_path:
     assert [(a.stage, a.precision) for a in m.artifacts] == [
         ("encoder", Precision.FP32), ("prior", Precision.FP16), ("unet", Precision.FP16)
     ]  # fmt: skip
-    assert m.parent == {"manifest_sha256": sha256_file(onnx_bundle / "manifest.json"), "bundle": "tiny-bundle"}
+    assert m.parent.manifest_sha256 == sha256_file(onnx_bundle / "manifest.json") and m.parent.bundle == "tiny-bundle"
+    assert m.parent.folder(out) == onnx_bundle
     assert sha256_file(out / "constants.safetensors") == m.constants_sha256
     prior = m.artifact("prior", "fp16")
     assert prior.file.startswith("prior-fp16-sm89-trt10.3.0-") and prior.engine.compute_capability == "8.9"
@@ -116,7 +117,7 @@ def test_ort_models_run_and_match_the_bundle(onnx_bundle: Path, tmp_path: Path) 
     out = tmp_path / "ort"
     m = build_engines(onnx_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False)
     bundle = read_manifest(onnx_bundle)
-    assert m.backend is Backend.ONNXRUNTIME and m.settings["onnxruntime"]["provider"] == "CPUExecutionProvider"
+    assert m.backend is Backend.ONNXRUNTIME and m.engine.onnxruntime.provider == "CPUExecutionProvider"
     for a in m.artifacts:
         assert a.precision is Precision.FP32
         feeds = sample_feeds(a, batch=3)
@@ -148,9 +149,9 @@ def test_ort_large_model_keeps_external_data(onnx_bundle: Path, tmp_path: Path, 
 
 def test_ort_tensorrt_ep_records_its_settings(onnx_bundle: Path, tmp_path: Path) -> None:
     m = build_engines(onnx_bundle, tmp_path / "ort", backend="onnxruntime", ort_provider="tensorrt", progress=False)
-    ep = m.settings["onnxruntime"]["tensorrt_ep"]
+    ep = m.engine.onnxruntime.tensorrt_ep
     assert ep["trt_engine_cache_enable"] and ep["trt_engine_cache_path"] == "trt-ep-cache"
-    assert m.settings["onnxruntime"]["graph_optimization_level"] == "basic"
+    assert m.engine.onnxruntime.graph_optimization_level == "basic"
 
 
 def test_ort_tensorrt_ep_engines_are_built_by_build_engines(onnx_bundle: Path, tmp_path: Path, monkeypatch) -> None:
@@ -187,7 +188,7 @@ def test_tensorrt_builds_the_low_level_stages(tiny_bundle: Path, tmp_path: Path,
         ("low_level_encoder", Precision.FP16), ("vae_encoder", Precision.FP32)
     ]  # fmt: skip
     header = read_plan_header(tmp_path / "trt" / m.artifact("vae_encoder", "fp32").file)
-    side = read_manifest(tiny_bundle).settings["image_size"]
+    side = read_manifest(tiny_bundle).bundle.image_size
     assert header["profiles"] == {
         "image": [[1, 3, side, side], [1, 3, side, side], [4, 3, side, side]],
         "noise": [[1, 4, side // 8, side // 8], [1, 4, side // 8, side // 8], [4, 4, side // 8, side // 8]],

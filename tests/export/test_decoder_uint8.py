@@ -42,7 +42,7 @@ def _float_decoder_graph(vae, scale: float, spec_in: TensorSpec, precision: Prec
 def test_uint8_images_equal_the_runtime_conversion_of_the_float_graph(tiny_bundle, reference_pipe, tmp_path, stage, precision):
     m = read_manifest(tiny_bundle)
     a = m.artifact(stage, precision)
-    size = m.settings["image_size"]
+    size = m.bundle.image_size
     assert [(t.name, t.dtype, tuple(t.shape)) for t in a.outputs] == [("images", "uint8", ("batch", size, size, 3))]
     vae = reference_pipe.sdxl.vae if stage == "vae_decoder" else reference_pipe.taesd
     scale = float(vae.config.scaling_factor) if stage == "vae_decoder" else 1.0

@@ -20,6 +20,7 @@ from eeg2img_deploy.export import bundle as bundle_module
 from eeg2img_deploy.export.bundle import ExportSettings, export_bundle, hash_sources
 from eeg2img_deploy.manifest import (
     MANIFEST_NAME,
+    LowLevelInfo,
     Manifest,
     Precision,
     read_manifest,
@@ -51,16 +52,16 @@ def test_every_stage_exported_and_validated(tiny_bundle, tiny_export_settings):
     for stage in ALL_STAGES:
         want = [Precision.FP32] if stage in FP32_ONLY else [Precision.FP32, Precision.FP16]
         assert m.precisions(stage) == want, stage
-    assert m.settings["fp32_only_stages"] == list(FP32_ONLY)
-    assert m.settings["low_level"] == {"latent_convention": "unscaled"}
+    assert m.bundle.fp32_only_stages == FP32_ONLY
+    assert m.bundle.low_level == LowLevelInfo(latent_convention="unscaled")
     assert m.sources["low_level"]["architecture"]["generation"] == "refactor"
     from safetensors.numpy import load_file
 
     consts = load_file(str(tiny_bundle / m.constants_file))  # the low-level start image is CLIP-normalised
     np.testing.assert_allclose(consts["clip_image_mean"], [0.48145466, 0.4578275, 0.40821073])
     np.testing.assert_allclose(consts["clip_image_std"], [0.26862954, 0.26130258, 0.27577711])
-    assert m.settings["image_size"] == tiny_export_settings.image_size and m.settings["max_batch"] == 4
-    assert m.settings["steps"] == [1, 4]
+    assert m.bundle.image_size == tiny_export_settings.image_size and m.bundle.max_batch == 4
+    assert m.bundle.steps == (1, 4)
     for a in m.artifacts:
         errors = a.validation["max_rel_error"]
         assert set(errors) == {"batch1", "batch2"}, a.file
@@ -106,7 +107,7 @@ def test_ip_scale_input_moves_the_unet_output(tiny_bundle):
         t.name: rng.standard_normal([1 if isinstance(d, str) else d for d in t.shape]).astype(np.float32)
         for t in a.inputs
     }
-    s = m.settings["image_size"]
+    s = m.bundle.image_size
     feeds["timestep"] = np.array([999.0], np.float32)
     feeds["time_ids"] = np.array([[s, s, 0, 0, s, s]], np.float32)
     feeds["image_embeds"] = rng.uniform(-1, 1, (1, 1024)).astype(np.float32)

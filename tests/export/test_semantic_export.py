@@ -35,9 +35,9 @@ def test_bundle_has_the_semantic_stages_validated(tiny_bundle):
     for stage in SEMANTIC_STAGES:
         a = m.artifact(stage, Precision.FP32)
         assert max(a.validation["max_rel_error"].values()) <= MAX_REL, stage
-    assert m.precisions("text_encoders") == [Precision.FP32] and "text_encoders" in m.settings["fp32_only_stages"]
+    assert m.precisions("text_encoders") == [Precision.FP32] and "text_encoders" in m.bundle.fp32_only_stages
     assert m.precisions("caption_decoder") == [Precision.FP32, Precision.FP16]
-    assert m.settings["axes"]["past"] == {"min": 257, "opt": 269, "max": 289}
+    assert m.bundle.axes["past"] == {"min": 257, "opt": 269, "max": 289}
     dec = m.artifact("caption_decoder", Precision.FP32)
     assert [t.name for t in dec.outputs] == ["logits", "present_kv"]
     assert m.sources["git"]["sha256"] and m.sources["projector"]["sha256"]

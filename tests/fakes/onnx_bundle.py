@@ -13,6 +13,8 @@ import numpy as np
 
 from eeg2img_deploy.fileio import sha256_file
 from eeg2img_deploy.manifest import (
+    BundleSettings,
+    EEGInfo,
     Artifact,
     Backend,
     Manifest,
@@ -110,8 +112,8 @@ def write_tiny_bundle(folder: str | Path, *, seed: int = 0) -> Manifest:
         artifacts=tuple(artifacts),
         constants_file="constants.safetensors",
         constants_sha256=sha256_file(folder / "constants.safetensors"),
-        eeg={"channels": 4, "samples": 8},
-        settings={"axes": AXES, "max_batch": 4, "image_size": 16, "opset": 17},
+        eeg=EEGInfo(channels=("C1", "C2", "C3", "C4"), n_times=8),
+        bundle=BundleSettings(axes=AXES, max_batch=4, image_size=16, opset=17, num_subjects=2),
         libraries={"onnx": onnx.__version__},
     )
     write_manifest(folder, manifest)

@@ -29,7 +29,7 @@ def test_outputs(batch4):
     assert batch4.eeg_embeds.shape == (4, 1024) and batch4.image_embeds.shape == (4, 1024)
     assert batch4.latents.shape == (4, 4, s // 8, s // 8)
     assert np.abs(batch4.image_embeds).max() <= 1.0
-    assert set(batch4.timings_ms) == {"encoder", "prior", "unet", "vae", "total"}
+    assert set(batch4.timings_ms) == {"encoder", "prior", "unet", "decoder", "total"}
 
 
 def test_deterministic_for_a_seed(reference_pipe, tiny_eeg, batch4):

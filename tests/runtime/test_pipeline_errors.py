@@ -66,7 +66,7 @@ def test_each_bad_eeg_gets_its_own_error(tiny_bundle, tiny_eeg, tmp_path):
 
 def test_unknown_subject_needs_the_shared_token_flag(tiny_bundle, eeg_file, tmp_path):
     out = tmp_path / "out"
-    n = read_manifest(tiny_bundle).settings["num_subjects"]
+    n = read_manifest(tiny_bundle).bundle.num_subjects
     msg = fails(infer(tiny_bundle, eeg_file, out, "--subject", str(n)), EEGInputError, "--shared-subject-token", out)
     assert f"{n} rows" in msg
     ok = infer(tiny_bundle, eeg_file, out, "--subject", str(n), "--shared-subject-token")
@@ -128,10 +128,10 @@ def test_cuda_device_without_onnxruntime_gpu(tiny_bundle, eeg_file, tmp_path, ca
     assert len(warnings) == 1 and "no CUDA" in warnings[0] and "CUDAExecutionProvider" in warnings[0], warnings
 
     out = tmp_path / "out"
-    msg = fails(infer(tiny_bundle, eeg_file, out, "--device", "cuda"), BackendUnavailableError, "onnxruntime-gpu", out)
+    msg = fails(infer(tiny_bundle, eeg_file, out, "--provider", "cuda"), BackendUnavailableError, "onnxruntime-gpu", out)
     assert "--provider cpu" in msg and "--allow-cpu-fallback" in msg
 
-    ok = infer(tiny_bundle, eeg_file, out, "--device", "cuda", "--allow-cpu-fallback")
+    ok = infer(tiny_bundle, eeg_file, out, "--provider", "cuda", "--allow-cpu-fallback")
     assert ok.exit_code == 0, ok.output + repr(ok.exception)
     assert "RUNNING ON THE CPU" in ok.output
     assert (out / "image_000.png").is_file()
@@ -142,7 +142,7 @@ def test_tensorrt_ep_gets_the_recorded_options_with_the_cache_in_the_folder(tiny
     session, with the cache inside the folder and fp16 only for an fp16 graph."""
     from fakes.fake_onnxruntime import install_fake_onnxruntime
 
-    from eeg2img_deploy.manifest import read_manifest
+    from eeg2img_deploy.manifest import EngineSettings, OnnxRuntimeSettings, read_manifest
     from eeg2img_deploy.runtime import ort_backend, sessions
 
     seen = {}
@@ -155,7 +155,8 @@ def test_tensorrt_ep_gets_the_recorded_options_with_the_cache_in_the_folder(tiny
     install_fake_onnxruntime(monkeypatch, available=[ep, "CPUExecutionProvider"])
     monkeypatch.setattr(ort_backend, "OrtStage", Spy)
     m = read_manifest(tiny_bundle)
-    m = m.replace(settings={**m.settings, "onnxruntime": {"tensorrt_ep": {"trt_engine_cache_path": "trt-ep-cache", "trt_fp16_enable": True}}})
+    recorded = {"trt_engine_cache_path": "trt-ep-cache", "trt_fp16_enable": True}
+    m = m.replace(engine=EngineSettings(onnxruntime=OnnxRuntimeSettings(ep, "basic", recorded)))
     kw = dict(backend="onnxruntime", precision="fp32", allow_cpu_fallback=False, threads=None)
     sessions.open_sessions(tiny_bundle, m, ["unet"], provider="tensorrt", **kw)
     opts = seen["trt_options"]

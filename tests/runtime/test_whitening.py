@@ -34,7 +34,7 @@ def whitened_bundle(tiny_bundle, tmp_path_factory) -> Path:
     save_file(consts, str(dst / manifest.constants_file))
     (dst / MANIFEST_NAME).unlink()
     write_manifest(dst, dataclasses.replace(
-        manifest, constants_sha256=sha256_file(dst / manifest.constants_file), eeg={**manifest.eeg, "whitening": True}
+        manifest, constants_sha256=sha256_file(dst / manifest.constants_file), eeg=dataclasses.replace(manifest.eeg, whitening=True)
     ))
     return dst
 

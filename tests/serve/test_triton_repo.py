@@ -32,7 +32,7 @@ def _write(bundle, out, **kw):
 
 
 def _check_against_manifest(repo: Path, manifest, precision_of):
-    axes = manifest.settings["axes"]
+    axes = manifest.bundle.axes
     for stage in ("encoder", "prior", "unet", "vae_decoder"):
         cfg = parse(repo / stage / "config.pbtxt")
         a = manifest.artifact(stage, precision_of(stage))
@@ -79,7 +79,7 @@ def test_tensorrt_folder_gets_plans_on_gpu_instances(tiny_bundle, tmp_path):
     assert (tmp_path / "repo" / "unet" / "1" / "model.plan").read_bytes() == (folder / "unet.fp16.onnx").read_bytes()
     repo_manifest = read_manifest(tmp_path / "repo" / "eeg2img" / "1")
     assert repo_manifest.backend is Backend.TENSORRT
-    fp32_only = set(manifest.settings["fp32_only_stages"])
+    fp32_only = set(manifest.bundle.fp32_only_stages)
     for stage in ("encoder", "prior", "unet", "vae_decoder"):  # fp16 where the folder has it
         cfg = parse(tmp_path / "repo" / stage / "config.pbtxt")
         a = manifest.artifact(stage, "fp32" if stage in fp32_only else "fp16")

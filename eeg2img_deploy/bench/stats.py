@@ -1,0 +1,53 @@
+"""Latency statistics and the timing loop of ``bench``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import numpy as np
+
+STAGES = ("encoder", "prior", "unet", "decoder")  # timed stages of both pipelines, besides "total"
+LOW_LEVEL_STAGES = ("encoder", "prior", "low_level", "unet", "decoder")  # with the low-level path's start latents
+
+
+def report_stages(settings: dict) -> tuple[str, ...]:
+    """The timed stages of a run: the low-level path adds one."""
+    return LOW_LEVEL_STAGES if settings.get("low_level") else STAGES
+
+
+def latency_stats(samples_ms: list[float]) -> dict[str, float]:
+    """p50/p90/p99 (linear interpolation, so p50 <= p90 <= p99 <= max), mean, min, max, n."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("no samples: runs must be >= 1")
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(a.mean()),
+            "min": float(a.min()), "max": float(a.max()), "n": int(a.size)}
+
+
+def stats_table(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {k: latency_stats(v) for k, v in samples.items()}
+
+
+def progress_bar(enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.progress import Progress
+
+    return Progress(transient=True)
+
+
+def time_calls(call: Callable[[], tuple[dict[str, float], dict[str, float]]], runs: int, warmup: int,
+               keys: tuple[str, ...], progress, label: str) -> dict[str, list[float]]:
+    """``call()`` returns (timings_ms, extra); collects ``keys`` of timings_ms and every key of extra per run."""
+    task = progress.add_task(label, total=warmup + runs) if progress else None
+    samples: dict[str, list[float]] = {}
+    for i in range(warmup + runs):
+        timings, extra = call()
+        if i >= warmup:
+            for k, v in {**{k: timings[k] for k in keys}, **extra}.items():
+                samples.setdefault(k, []).append(float(v))
+        if progress:
+            progress.advance(task)
+    return samples
