@@ -12,7 +12,7 @@ As ``Generation/custom_pipeline_low_level.py`` and its notebook do it, quirks in
    (see :func:`~eeg2img_deploy.runtime.schedulers.img2img_cut`);
 5. IP-Adapter scale 1, guidance 0, empty prompt; the UNet and scheduler are diffusers' own.
 
-The second entry (``low_level_latent=``, :data:`LATENT` mode here) skips 1-2: it adds the noise to
+The second entry (``low_level_latent=``, ``latent`` mode here) skips 1-2: it adds the noise to
 ``z * scaling_factor`` directly. The paper does not cut the timesteps there, which is this mode at
 strength 1.0; here both modes cut alike, so they differ only by the decode/encode round trip.
 
@@ -30,11 +30,6 @@ from ..runtime.noise import NoiseSource
 from ..runtime.schedulers import img2img_cut
 from .noise_patch import shared_noise
 from .stage2 import EmptyPrompt, time_ids
-
-IMAGE = "image"
-LATENT = "latent"
-MODES = (IMAGE, LATENT)
-
 
 def decode_start_image(vae, z, latent_convention: str) -> np.ndarray:
     """Regressed latents -> uint8 images (B, H, W, 3), as the notebook saves them."""
@@ -77,7 +72,7 @@ def start_latents(vae, z, noise: NoiseSource, *, mode: str, latent_convention: s
 
     sf = vae.config.scaling_factor
     with torch.no_grad(), shared_noise(vae_module, noise):
-        if mode == IMAGE:
+        if mode == "image":
             pixels = clip_preprocess(decode_start_image(vae, z, latent_convention), image_size)
             latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.sample() * sf
         else:

@@ -167,3 +167,31 @@ def test_cli_infer_low_level_matches_cli_reference(tiny_bundle, tiny_dir, tmp_pa
     bad = runner.invoke(cli, ["infer", "--bundle", str(tiny_bundle), "--low-level", "--out", str(tmp_path / "bad"),
                               *common[:-1], "0.2"])
     assert bad.exit_code != 0 and "--strength" in str(bad.exception) and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("convention, factor", [("unscaled", 0.5), ("scaled", 1.0)])
+def test_latent_convention_scales_exactly_once(convention, factor):
+    """Unscaled latents (the paper's) are multiplied by the VAE scale before the decoder graph (which divides
+    by it) and before latent mode's noise; scaled ones pass as they are."""
+    from eeg2img_deploy.runtime.low_level import LowLevelPath
+
+    seen = {}
+
+    def run(stage, feeds):
+        seen[stage] = feeds
+        if stage == "vae_decoder":
+            return np.full((1, 16, 16, 3), 255, np.uint8)
+        return np.full((1, 4, 2, 2), 7.0, np.float32)
+
+    path = LowLevelPath(run=run, vae_scale=0.5, clip_mean=np.zeros(3, np.float32), clip_std=np.ones(3, np.float32),
+                        latent_convention=convention)
+    z = np.full((1, 4, 2, 2), 3.0, np.float32)
+    draws = NoiseSource(0, 1, "low_level")
+    posterior, added = draws.normal((4, 2, 2)), draws.normal((4, 2, 2))
+    latent = path.start_latents(z, NoiseSource(0, 1, "low_level"), "latent")
+    np.testing.assert_allclose(latent, z * factor + added, rtol=1e-6)  # the second draw: the posterior's is skipped
+    image = path.start_latents(z, NoiseSource(0, 1, "low_level"), "image")
+    np.testing.assert_allclose(seen["vae_decoder"]["latents"], z * factor)
+    np.testing.assert_allclose(seen["vae_encoder"]["image"], 1.0)  # uint8 255 -> 1.0 with mean 0, std 1
+    np.testing.assert_array_equal(seen["vae_encoder"]["noise"], posterior)
+    np.testing.assert_allclose(image, 7.0 + added, rtol=1e-6)
