@@ -50,20 +50,22 @@ def test_runtime_inference_without_torch(tiny_bundle, tiny_dir):
     code = """
         import json, sys
         import numpy as np
+        from eeg2img_deploy.runtime.low_level import LowLevelOptions
         from eeg2img_deploy.runtime.pipeline import Pipeline
 
         eeg = np.load(sys.argv[2])[:2]
-        pipe = Pipeline.from_bundle(sys.argv[1])
+        pipe = Pipeline.from_bundle(sys.argv[1], low_level=True)
         res = pipe(eeg, 8, 0, prior_steps=3)
+        low = pipe(eeg, 8, 0, prior_steps=3, steps=4, low_level=LowLevelOptions(strength=0.5))  # the low-level path too
         loaded = sorted({m.split(".")[0] for m in sys.modules} & set(BLOCKED))
         print(json.dumps({"shape": list(res.images.shape), "dtype": str(res.images.dtype),
-                          "std": float(res.images.std()), "loaded": loaded}))
+                          "std": float(res.images.std()), "low_std": float(low.images.std()), "loaded": loaded}))
     """
     proc = run_blocked(code, str(tiny_bundle), str(tiny_dir / "eeg" / "synthetic_eeg.npy"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["shape"] == [2, 128, 128, 3] and out["dtype"] == "uint8"
-    assert out["std"] > 5, "the images are not blank"
+    assert out["std"] > 5 and out["low_std"] > 5, "the images are not blank"
     assert out["loaded"] == []
 
 
