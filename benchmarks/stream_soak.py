@@ -32,6 +32,7 @@ import numpy as np
 
 NAME = "stream_soak"
 IMAGE_SIZE = 128
+LEAD_IN_S = 2.0  # the replay's flat lead-in (its default)
 
 
 def prepare_bundle(work: Path) -> Path:
@@ -42,7 +43,7 @@ def prepare_bundle(work: Path) -> Path:
 
     weights = work / "tiny"
     if not (weights / "eeg").is_dir():
-        init_tiny(weights, seed=0)
+        init_tiny(weights, seed=0, image_size=IMAGE_SIZE)
     bundle = work / f"bundle-{IMAGE_SIZE}"
     settings = ExportSettings(image_size=IMAGE_SIZE, precisions=(Precision.FP32,), steps=(1,), max_batch=4)
     export_bundle(resolve_weights(weights), bundle, settings, progress=False)
@@ -71,9 +72,18 @@ def run_soak(bundle: Path, work: Path, *, minutes: float, soa: float, prior_step
     stream_cmd = [sys.executable, "-m", "eeg2img_deploy.cli", "stream", "--bundle", str(bundle), "--subject", "8",
                   "--out", str(out), "--overwrite", "--source", name, "--events", f"{name}-annotations",
                   "--reconnect-timeout", "60", "--prior-steps", str(prior_steps)]
-    stream = subprocess.Popen(stream_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    player = subprocess.Popen([sys.executable, "-m", "eeg2img_deploy.stream.replay", str(rec), "--name", name],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    err_path = work / "stream-stderr.txt"  # a file, not a pipe: a full pipe would block the stream's live line
+    stream = subprocess.Popen(stream_cmd, stdout=subprocess.PIPE, stderr=open(err_path, "w"), text=True, env=env)
+    # The player starts once the stream process is looking for it (imports and sessions take seconds): LSL
+    # sends no history to a reader that connects late, and the replay's lead-in is short.
+    deadline = time.monotonic() + 120
+    while "looking for the LSL streams" not in err_path.read_text():
+        if stream.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"stream did not start: {err_path.read_text()[-2000:]}")
+        time.sleep(0.1)
+    player = subprocess.Popen([sys.executable, "-m", "eeg2img_deploy.stream.replay", str(rec), "--name", name,
+                               "--lead", str(LEAD_IN_S)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env=env)
     samples: list[dict] = []
     t0 = time.monotonic()
     try:
@@ -87,13 +97,15 @@ def run_soak(bundle: Path, work: Path, *, minutes: float, soa: float, prior_step
             time.sleep(sample_s)
         time.sleep(3.0)  # the last windows complete and their images are written
         stream.send_signal(signal.SIGINT)
-        stdout, stderr = stream.communicate(timeout=60)
+        stdout, _ = stream.communicate(timeout=60)
+        stderr = err_path.read_text()
     finally:
         for p in (player, stream):
             if p.poll() is None:
                 p.kill()
+    stdout, stderr = (text.replace(str(work), "<work>") for text in (stdout, stderr))  # no machine paths in results
     lines = [json.loads(x) for x in (out / "epochs.jsonl").read_text().splitlines()] if (out / "epochs.jsonl").exists() else []
-    return summarize(lines, samples, n_stimuli=n_stimuli, soa=soa, duration_s=LEAD_S + (n_stimuli - 1) * soa + TAIL_S,
+    return summarize(lines, samples, n_stimuli=n_stimuli, soa=soa, duration_s=LEAD_S + (n_stimuli - 1) * soa + TAIL_S + LEAD_IN_S,
                      wall_s=time.monotonic() - t0, stdout=stdout, stderr=stderr, returncode=stream.returncode)
 
 
@@ -108,8 +120,11 @@ def _pct(values: list[float]) -> dict:
 def summarize(lines: list[dict], samples: list[dict], *, n_stimuli: int, soa: float, duration_s: float, wall_s: float,
               stdout: str, stderr: str, returncode: int) -> dict:
     rss = [(s["t_s"], s["rss_mb"]) for s in samples if s["rss_mb"] is not None]
-    half = [r for r in rss if r[0] >= rss[-1][0] / 2] if rss else []
-    slope = float(np.polyfit([t for t, _ in half], [m for _, m in half], 1)[0] * 60) if len(half) >= 3 else None
+
+    def slope(frac: float) -> float | None:  # MB/min over the last `frac` of the run
+        part = [r for r in rss if r[0] >= rss[-1][0] * (1 - frac)] if rss else []
+        return round(float(np.polyfit([t for t, _ in part], [m for _, m in part], 1)[0] * 60), 2) if len(part) >= 3 else None
+
     first_t = min((x["event_time"] for x in lines), default=0.0)
     last_t = max((x["image_written"] for x in lines), default=0.0)
     batches: dict[int, int] = {}
@@ -130,7 +145,7 @@ def summarize(lines: list[dict], samples: list[dict], *, n_stimuli: int, soa: fl
         "throughput_epochs_per_s": round(len(lines) / (last_t - first_t), 3) if last_t > first_t else None,
         "rss_mb": {"first": rss[0][1] if rss else None, "last": rss[-1][1] if rss else None,
                    "min": min(m for _, m in rss) if rss else None, "max": max(m for _, m in rss) if rss else None,
-                   "slope_second_half_mb_per_min": None if slope is None else round(slope, 2)},
+                   "slope_second_half_mb_per_min": slope(0.5), "slope_last_third_mb_per_min": slope(1 / 3)},
         "load_1m": _pct([s["load_1m"] for s in samples]),
         "samples": samples,
     }
@@ -160,7 +175,8 @@ def section(report: dict) -> str:
          f"{r['throughput_epochs_per_s']} epochs/s (stimuli arrive at {1 / r['soa_s']:.1f}/s); epochs by batch size "
          f"{r['epochs_by_batch_size']}; per-batch stage medians {r['stages_ms_p50']} ms."),
         (f"- RSS of the stream process: {rss['first']:.0f} MB at the first sample, {rss['last']:.0f} MB at the last "
-         f"(min {rss['min']:.0f}, max {rss['max']:.0f}); slope over the second half {rss['slope_second_half_mb_per_min']} MB/min."),
+         f"(min {rss['min']:.0f}, max {rss['max']:.0f}); slope {rss['slope_second_half_mb_per_min']} MB/min over the "
+         f"second half, {rss['slope_last_third_mb_per_min']} MB/min over the last third."),
         f"- `stream`'s own summary: {' '.join(r['stream_summary'])}",
         f"- Raw samples (RSS and load every {report['settings']['sample_s']} s) in [{NAME}.json]({NAME}.json).",
     ])
@@ -178,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from eeg2img_deploy.bench import library_versions, machine_info, update_results_readme
 
-    command = shlex.join(["python", "benchmarks/stream_soak.py", *(sys.argv[1:] if argv is None else argv)])
+    argv = sys.argv[1:] if argv is None else argv
+    shown = ["<dir>" if i and argv[i - 1] in ("--work", "--bundle", "--out") else a for i, a in enumerate(argv)]
+    command = shlex.join(["python", "benchmarks/stream_soak.py", *shown])
     with tempfile.TemporaryDirectory(prefix="stream-soak-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

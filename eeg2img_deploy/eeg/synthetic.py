@@ -22,9 +22,14 @@ TAIL_S = 1.5  # after the last stimulus (the epoch needs 1.0 s)
 
 
 def write_tiny_recording(
-    path: PathLike, *, n_stimuli: int = 6, soa_s: float = 1.0, sfreq: float = 500.0, seed: int = 0
+    path: PathLike, *, n_stimuli: int = 6, soa_s: float = 1.0, sfreq: float = 500.0, seed: int = 0,
+    stim_channel: str | None = None,
 ) -> Path:
-    """Write a 63-channel FIF recording with ``n_stimuli`` annotated stimuli every ``soa_s`` seconds."""
+    """Write a 63-channel FIF recording with ``n_stimuli`` annotated stimuli every ``soa_s`` seconds.
+
+    With ``stim_channel`` the stimuli are codes 1, 2, 1, ... on a stim channel of that name instead
+    of annotations (one sample each, as a trigger line records them).
+    """
     mne = _import_mne()
     path = Path(path)
     rng = np.random.default_rng(seed)
@@ -36,9 +41,14 @@ def write_tiny_recording(
     for onset in onsets:
         i = int(round(onset * sfreq))
         data[:, i : i + len(bump)] += rng.normal(0.0, 2.0, size=(len(CHANNELS_63), 1)) * bump[: n - i]
-    info = mne.create_info(list(CHANNELS_63), sfreq, "eeg")
-    raw = mne.io.RawArray(data, info, verbose="error")
-    raw.set_annotations(mne.Annotations(onsets, np.zeros(n_stimuli), [STIMULUS] * n_stimuli))
+    names, types = list(CHANNELS_63), ["eeg"] * len(CHANNELS_63)
+    if stim_channel:
+        stim = np.zeros((1, n))
+        stim[0, np.round(onsets * sfreq).astype(int)] = 1 + np.arange(n_stimuli) % 2
+        data, names, types = np.vstack([data, stim]), [*names, stim_channel], [*types, "stim"]
+    raw = mne.io.RawArray(data, mne.create_info(names, sfreq, types), verbose="error")
+    if not stim_channel:
+        raw.set_annotations(mne.Annotations(onsets, np.zeros(n_stimuli), [STIMULUS] * n_stimuli))
     path.parent.mkdir(parents=True, exist_ok=True)
     raw.save(path, overwrite=True, verbose="error")
     return path

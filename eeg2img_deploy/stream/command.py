@@ -99,6 +99,7 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
+        click.echo(f"looking for the LSL streams (up to {connect_timeout:g} s)...", err=True)
         rec.connect()  # wrong channels or rate end here, before any epoch
         if view:
             from .view import LiveView

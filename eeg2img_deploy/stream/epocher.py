@@ -40,6 +40,7 @@ class Epoch:
 class Epocher:
     def __init__(self, stream, *, spec: EEGSpec, ch_names: list[str], event_channel: str | None = None,
                  event_codes: set[int] | None = None):
+        """``ch_names``: the stream's channels after --rename-channels; ``event_channel`` is one of them."""
         import mne
 
         self.stream = stream
@@ -49,6 +50,9 @@ class Epocher:
         self.post = int(round((spec.tmin + spec.n_times / spec.sfreq) * self.sfreq))  # samples after it
         self.info = mne.create_info(ch_names, self.sfreq, "eeg")
         self.event_channel = event_channel
+        # get_data picks by the stream's own names
+        self._stim_pick = stream.ch_names[ch_names.index(event_channel)] if event_channel else None
+        self.buffer_s = stream.n_buffer / self.sfreq
         self.event_codes = event_codes
         self.pending: deque[Epoch] = deque()
         self.n_events = 0
@@ -69,7 +73,7 @@ class Epocher:
 
     def scan_event_channel(self) -> list[Epoch]:
         """Onsets (0 -> code) in the stim channel's new samples, as markers."""
-        values, ts = self.stream.get_data(picks=[self.event_channel], exclude=())
+        values, ts = self.stream.get_data(picks=[self._stim_pick], exclude=())
         new = ts > self._stim_last_ts
         if not new.any():
             return []
@@ -80,11 +84,17 @@ class Epocher:
         return self.add_markers([Marker(float(t[i]), f"{v[i]:g}", int(v[i])) for i in onsets])
 
     # ---- cutting ----------------------------------------------------------------------------------
-    def cut_ready(self) -> tuple[list[Epoch], list[Epoch]]:
-        """(epochs cut, events dropped) among the pending events whose window is complete."""
-        if not self.pending:
+    def cut_ready(self, latest: float) -> tuple[list[Epoch], list[Epoch]]:
+        """(epochs cut, events dropped) among the pending events whose window is complete.
+
+        ``latest``: the newest sample's timestamp. The buffer is read only when the oldest pending
+        window may be complete, and only as far back as that window starts.
+        """
+        if not self.pending or latest < self.pending[0].event_time + (self.post - 0.5) / self.sfreq:
             return [], []
-        data, ts = self.stream.get_data(exclude=())
+        # + 1 s: samples keep arriving after `latest` was read, and the window is counted from the newest
+        span = latest - self.pending[0].event_time + self.pre / self.sfreq + 1.0
+        data, ts = self.stream.get_data(winsize=min(max(span, 0.0), self.buffer_s), exclude=())
         valid = ts > 0  # the buffer starts as zeros
         if not valid.any():
             return [], []

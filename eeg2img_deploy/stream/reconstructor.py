@@ -179,7 +179,7 @@ class StreamReconstructor:
         batch_max = self.pipeline.max_batch
         while not self._stop:
             gone = self._poll()
-            cut, dropped = self.epocher.cut_ready()
+            cut, dropped = self.epocher.cut_ready(self._last_ts)
             for ep in dropped:
                 self._count_drop(ep)
             for ep in cut:

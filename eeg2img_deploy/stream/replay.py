@@ -34,8 +34,8 @@ def prepare_raw(path: str | Path, *, lead_s: float = 2.0, chunk_size: int = 10):
     sfreq = raw.info["sfreq"]
     data = raw.get_data()
     n_lead = int(round(lead_s * sfreq))
-    if (n_lead + data.shape[1]) % chunk_size == 0:
-        n_lead += 1  # mne-lsl warns about an empty last chunk when the length is a multiple of it
+    while (n_lead + data.shape[1]) % chunk_size in (0, 1):
+        n_lead += 1  # mne-lsl warns about a last chunk of 0 or 1 samples
     lead = np.repeat(data[:, :1], n_lead, axis=1)  # flat at the first sample's values: no step
     played = mne.io.RawArray(np.concatenate([lead, data], axis=1), raw.info.copy(), verbose="error")
     ann = raw.annotations

@@ -136,6 +136,23 @@ def test_faster_than_real_time_batches_and_bounds_the_queue(tiny_bundle, tmp_pat
     assert [r.index for r in results] == sorted(r.index for r in results)
 
 
+def test_stim_channel_in_the_eeg_stream(tiny_bundle, tmp_path):
+    """--event-channel: stimuli as codes on a stim channel of the EEG stream; --event-id picks code 2."""
+    from eeg2img_deploy.eeg.readers import load_eeg
+    from eeg2img_deploy.runtime.pipeline import Pipeline
+    from eeg2img_deploy.stream.replay import start_player
+
+    rec = write_tiny_recording(tmp_path / "stim_raw.fif", n_stimuli=5, soa_s=0.25, stim_channel="STI 014")
+    pipe = Pipeline.from_bundle(tiny_bundle)
+    player = start_player(rec, name=_name(), lead_s=1.0)
+    settings = StreamSettings(subject=8, event_channel="STI 014", event_id=[2], run={"prior_steps": 2})
+    results = list(StreamReconstructor(pipe, settings, player=player))
+    offline = load_eeg(rec, event_id=[2])  # the stimuli with code 2: the 2nd and 4th
+    assert [r.code for r in results] == [2, 2] and [r.index for r in results] == [0, 1]
+    expected = pipe(offline.data, 8, 0, prior_steps=2).images
+    np.testing.assert_array_equal(np.stack([r.image for r in results]), expected)
+
+
 def test_queue_policy_drops_the_oldest():
     from eeg2img_deploy.stream.epocher import Epoch
     from eeg2img_deploy.stream.reconstructor import EpochQueue
