@@ -10,13 +10,7 @@ from pathlib import Path
 
 import click
 
-
-def _event_id(text: str | None):
-    if text is None:
-        return None
-    from ..cli_options import parse_event_id
-
-    return parse_event_id(text)
+from ..cli_options import RuntimeOptions, parse_event_id, runtime_options, sampling_options
 
 
 @click.command("stream")
@@ -44,25 +38,15 @@ def _event_id(text: str | None):
 @click.option("--overwrite", is_flag=True, help="Replace the epoch images and epochs.jsonl of an earlier run in --out.")
 @click.option("--view", is_flag=True, help="Serve a live page of the reconstructions on localhost.")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
-              help="onnxruntime execution provider.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime CPU threads per session.")
-@click.option("--steps", type=click.Choice(["1", "4"]), default="1", show_default=True)
-@click.option("--prior-steps", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--guidance", type=click.FloatRange(min=0), default=5.0, show_default=True)
-@click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True)
+@sampling_options
+@runtime_options
 def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events: str | None, event_channel: str | None,
                event_id: str | None, max_epochs: int | None, replay: Path | None, connect_timeout: float,
-               reconnect_timeout: float,
-               queue_size: int, rename_channels: Path | None, allow_resample: bool, overwrite: bool, view: bool,
-               view_port: int, seed: int, backend: str, provider: str, precision: str | None, threads: int | None,
-               steps: str, prior_steps: int, guidance: float, vae: str) -> None:
+               reconnect_timeout: float, queue_size: int, rename_channels: Path | None, allow_resample: bool,
+               overwrite: bool, view: bool, view_port: int, seed: int, steps: str, prior_steps: int, guidance: float,
+               runtime: RuntimeOptions) -> None:
     """Reconstruct an image for each stimulus of a live LSL EEG stream (or a --replay of a recording)."""
     from ..eeg.mne_preprocess import read_channel_renames
-    from ..runtime.pipeline import Pipeline
     from .lsl import import_mne_lsl
     from .output import EpochWriter, LiveState
     from .reconstructor import StreamReconstructor, StreamSettings
@@ -72,13 +56,13 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
     import_mne_lsl()
     settings = StreamSettings(
         subject=subject, seed=seed, source=source, events=events, event_channel=event_channel,
-        event_id=_event_id(event_id), queue_size=queue_size, max_epochs=max_epochs,
+        event_id=parse_event_id(event_id), queue_size=queue_size, max_epochs=max_epochs,
         connect_timeout=connect_timeout, reconnect_timeout=reconnect_timeout, allow_resample=allow_resample,
         rename_channels=read_channel_renames(rename_channels) if rename_channels else None,
         run={"steps": int(steps), "prior_steps": prior_steps, "guidance": guidance},
     )
     writer = EpochWriter(out, overwrite=overwrite)  # refuses a used folder before anything starts
-    pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=provider, vae=vae, threads=threads)
+    pipe = runtime.open(bundle)
     player = None
     if replay:
         from .replay import start_player
