@@ -40,6 +40,19 @@ log = logging.getLogger("eeg2img_deploy")
 DEFAULT_EXPORT_ROOT = Path("export")
 
 
+def parse_step_counts(ctx, param, text: str) -> tuple[int, ...]:
+    """'50,10' -> (50, 10); 'none' or '' -> ()."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        counts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of step counts like '50,10' (or 'none')") from None
+    if any(not 1 <= n <= 1000 for n in counts):
+        raise click.BadParameter(f"step counts must be in 1..1000 (the prior's schedule), got {text}")
+    return tuple(dict.fromkeys(counts))
+
+
 def write_json(path: Path, data: dict) -> None:
     """Write strict JSON: a NaN or infinity raises instead of writing the invalid bare ``NaN``."""
     from .fileio import atomic_write_text
@@ -154,10 +167,12 @@ def reference(out: Path, overwrite: bool, seed: int, steps: str, prior_steps: in
 @image_size_option("Image size the UNet and VAE graphs are exported for.")
 @click.option("--max-batch", default=4, type=POSITIVE_INT, show_default=True, help="Upper bound of the dynamic batch axis.")
 @click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help="(63,63) whitening matrix .npy to ship.")
+@click.option("--fused-prior-steps", default="50,10", show_default=True, callback=parse_step_counts,
+              help="DDPM step counts exported as fused prior graphs (the whole sampler in one graph), or 'none'.")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Check every graph against PyTorch.")
 @click.option("--force", is_flag=True, help="Export even when the bundle is up to date.")
 def export(out: Path | None, precision: str, steps: str, image_size: int, max_batch: int, whitening: Path | None,
-           validate: bool, force: bool, **kw) -> None:
+           fused_prior_steps: tuple[int, ...], validate: bool, force: bool, **kw) -> None:
     """Export every stage to validated ONNX (fp32 + fp16), constants and a manifest."""
     from .eeg.whitening import load_whitening
     from .export.bundle import ExportSettings, export_bundle
@@ -170,7 +185,8 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
     precisions = (Precision.FP32, Precision.FP16) if precision == "both" else (Precision(precision),)
     settings = ExportSettings(
         precisions=precisions, image_size=image_size, max_batch=max_batch,
-        steps=(1, 4) if steps == "both" else (int(steps),), validate=validate, variant=variant,
+        steps=(1, 4) if steps == "both" else (int(steps),), fused_prior_steps=fused_prior_steps,
+        validate=validate, variant=variant,
         latent_convention=convention,
     )
     out = out or DEFAULT_EXPORT_ROOT / (Path(weights_dir).name if weights_dir else "bundle")
@@ -188,7 +204,7 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
     for a in manifest.artifacts:
         v = a.validation
         err = max(v["max_rel_error"].values()) if "max_rel_error" in v else None
-        table.add_row(a.stage, a.precision.value, f"{a.size_bytes / 1e6:.1f}", "-" if err is None else f"{err:.2e}",
+        table.add_row(a.stage if a.steps is None else f"{a.stage} ({a.steps} steps)", a.precision.value, f"{a.size_bytes / 1e6:.1f}", "-" if err is None else f"{err:.2e}",
                       str(v.get("tolerance", "-")), str(v.get("export_seconds", "-")))
     Console().print(table)
 
@@ -236,32 +252,39 @@ def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str,
 @sampling_options
 @click.option("--prior-sampler", type=click.Choice(["ddpm", "ddim", "dpmpp"]), default="ddpm", show_default=True,
               help="ddpm is the paper's; see the README for the fast samplers' measured fidelity.")
+@click.option("--prior-graph", type=click.Choice(["fused", "stepwise"]), default=None,
+              help="fused: the whole DDPM sampler in one graph; stepwise: one prior call per step (any sampler and "
+                   "step count) [default: fused where the bundle has it for --prior-steps].")
 @click.option("--ip-scale", type=FINITE, default=None, help="IP-Adapter scale [default: the bundle's, 1.0].")
 @click.option("--shared-subject-token", is_flag=True,
               help="Give subject ids outside the encoder's table the shared subject token (as the paper does for unseen subjects).")
 @click.option("--low-level", "low_level", is_flag=True, help="Start Stage II from the low-level encoder's image (img2img).")
 @low_level_options
 def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, seed: int, steps: str, prior_steps: int,
-          guidance: float, prior_sampler: str, ip_scale: float | None, shared_subject_token: bool, low_level: bool,
-          strength: float, low_level_mode: str, **kw) -> None:
+          guidance: float, prior_sampler: str, prior_graph: str | None, ip_scale: float | None,
+          shared_subject_token: bool, low_level: bool, strength: float, low_level_mode: str, **kw) -> None:
     """Reconstruct images from EEG with the lean runtime (no torch): PNGs + result.json."""
     import dataclasses
 
     from .runtime.images import ImageWriter
     from .runtime.semantic import SemanticRequest
 
+    if prior_graph == "fused" and prior_sampler != "ddpm":
+        raise click.BadParameter(f"the fused prior graph runs DDPM only: use --prior-graph stepwise with --prior-sampler "
+                                 f"{prior_sampler}", param_hint="--prior-graph")
     writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any work
     options = low_level_settings(low_level, strength, low_level_mode, int(steps))
     semantic = pop_semantic(kw)
     eeg, ids = read_eeg(kw)
     pipe = runtime.open(bundle, low_level=low_level, whitening=kw.pop("whitening"))
     res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, prior_sampler=prior_sampler,
-               ip_scale=ip_scale, shared_subject_token=shared_subject_token, low_level=options,
+               prior_graph=prior_graph, ip_scale=ip_scale, shared_subject_token=shared_subject_token, low_level=options,
                semantic=SemanticRequest(**semantic))
     writer.write(res, {**write_captions(out, res.captions), "prompt": semantic["prompt"],
                        "prompt_from_caption": semantic["prompt_from_caption"],
         "command": "infer", "bundle": str(bundle), **runtime.to_dict(), "seed": seed,
-        "steps": int(steps), "prior_steps": prior_steps, "prior_sampler": prior_sampler, "guidance": guidance,
+        "steps": int(steps), "prior_steps": prior_steps, "prior_sampler": prior_sampler,
+        "prior_graph": res.prior_graph, "guidance": guidance,
         "subject_ids": ids.tolist(), "timings_ms": res.timings_ms, "backend_ms": res.backend_ms,
         "low_level": dataclasses.asdict(options) if options else None,
     })
@@ -278,6 +301,9 @@ def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, see
 @click.option("--batch", default=1, type=POSITIVE_INT, show_default=True)
 @click.option("--steps", type=click.Choice(["1", "4"]), default="1", show_default=True)
 @click.option("--prior-steps", default=50, type=POSITIVE_INT, show_default=True)
+@click.option("--prior-graph", type=click.Choice(["fused", "stepwise"]), default=None,
+              help="The prior graph of the end-to-end runs [default: fused where the bundle has it]; the report "
+                   "times the prior both ways whenever the bundle has the fused graph.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG stage breakdown.")
 @click.option("--baseline", type=click.Choice(["none", "torch"]), default="none", show_default=True,
@@ -288,7 +314,7 @@ def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, see
 @click.option("--low-level", "low_level", is_flag=True, help="Time the low-level path (img2img from the low-level encoder).")
 @low_level_options
 def bench(bundle: Path, runtime: RuntimeOptions, runs: int, warmup: int, batch: int, steps: str, prior_steps: int,
-          json_path: Path | None, plot_path: Path | None, baseline: str, weights: Path | None,
+          prior_graph: str | None, json_path: Path | None, plot_path: Path | None, baseline: str, weights: Path | None,
           torch_device: str | None, low_level: bool, strength: float, low_level_mode: str) -> None:
     """Latency per stage and end to end (p50/p90/p99), cold start, memory; optionally against PyTorch."""
     from .bench import plot_report, print_report, run_bench
@@ -297,7 +323,8 @@ def bench(bundle: Path, runtime: RuntimeOptions, runs: int, warmup: int, batch: 
         raise click.BadParameter("--baseline torch needs --weights DIR (the weights the bundle was exported from)")
     options = low_level_settings(low_level, strength, low_level_mode, int(steps))
     report = run_bench(bundle, **runtime.to_dict(), runs=runs, warmup=warmup, batch=batch, steps=int(steps),
-                       prior_steps=prior_steps, baseline_weights=weights if baseline == "torch" else None,
+                       prior_steps=prior_steps, prior_graph=prior_graph,
+                       baseline_weights=weights if baseline == "torch" else None,
                        torch_device=torch_device, progress=True, low_level=options)
     print_report(report)
     if json_path:

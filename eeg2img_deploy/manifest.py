@@ -88,6 +88,7 @@ class Artifact:
     data_sha256: str | None = None
     validation: dict[str, Any] = field(default_factory=dict)
     engine: EngineInfo | None = None
+    steps: int | None = None  # the step count baked into a per-step-count graph (prior_sampler), else None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -96,6 +97,10 @@ class Artifact:
         d["outputs"] = [t.to_dict() for t in self.outputs]
         d["engine"] = self.engine.to_dict() if self.engine else None
         return d
+
+    def label(self) -> str:
+        """``stage/precision``, with the step count for per-step-count stages: ``prior_sampler@50/fp16``."""
+        return f"{self.stage}{'' if self.steps is None else f'@{self.steps}'}/{self.precision.value}"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Artifact:
@@ -283,17 +288,22 @@ class Manifest:
     def stages(self) -> list[Stage | str]:
         return sorted({a.stage for a in self.artifacts}, key=_stage_order)
 
-    def precisions(self, stage: str) -> list[Precision]:
-        return [a.precision for a in self.artifacts if a.stage == stage]
+    def precisions(self, stage: str, steps: int | None = None) -> list[Precision]:
+        return [a.precision for a in self.artifacts if a.stage == stage and (steps is None or a.steps == steps)]
 
-    def artifact(self, stage: str, precision: Precision | str) -> Artifact:
+    def step_counts(self, stage: str) -> list[int]:
+        """The step counts a per-step-count stage (``prior_sampler``) was exported for, largest first."""
+        return sorted({a.steps for a in self.artifacts if a.stage == stage and a.steps is not None}, reverse=True)
+
+    def artifact(self, stage: str, precision: Precision | str, steps: int | None = None) -> Artifact:
         precision = Precision(precision)
         for a in self.artifacts:
-            if a.stage == stage and a.precision == precision:
+            if a.stage == stage and a.precision == precision and (steps is None or a.steps == steps):
                 return a
-        have = ", ".join(f"{a.stage}/{a.precision.value}" for a in self.artifacts) or "nothing"
+        have = ", ".join(a.label() for a in self.artifacts) or "nothing"
+        what = f"stage {stage!r}" + (f" for {steps} steps" if steps is not None else "")
         raise ManifestError(
-            f"stage {stage!r} in {precision.value} is not in this {self.backend.value} manifest (it has {have}): "
+            f"{what} in {precision.value} is not in this {self.backend.value} manifest (it has {have}): "
             f"export it with `eeg2img-deploy export --precision {precision.value}`"
             + (" and build engines again" if self.backend is not Backend.ONNX else "")
         )

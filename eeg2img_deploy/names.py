@@ -18,6 +18,7 @@ class Stage(enum.StrEnum):
 
     ENCODER = "encoder"
     PRIOR = "prior"
+    PRIOR_SAMPLER = "prior_sampler"  # the whole DDPM sampler in one graph, one artifact per step count (Artifact.steps)
     UNET = "unet"
     VAE_DECODER = "vae_decoder"
     TAESD_DECODER = "taesd_decoder"

@@ -132,3 +132,18 @@ def test_low_level_benchmark_script_smoke(tiny_dir, tiny_bundle, tmp_path):
     assert len(diff["psnr_image_vs_latent_db"]) == 4 and all(0 < d < 100 for d in diff["psnr_image_vs_latent_db"])
     assert json.loads((tmp_path / "bench_low_level_cpu.json").read_text())["difference"] == diff
     assert "image vs latent mode" in (tmp_path / "README.md").read_text()
+
+
+def test_prior_graphs_compared_when_the_bundle_has_the_fused_graph(tiny_bundle, report, capsys):
+    assert report["runtime"]["prior_graphs"] is None  # 3 prior steps: the bundle has fused graphs for 50 and 10
+    assert report["settings"]["prior_graph"] == "stepwise"
+    r = run_bench(tiny_bundle, runs=2, warmup=0, prior_steps=10)
+    assert r["settings"]["prior_graph"] == "fused"
+    both = r["runtime"]["prior_graphs"]
+    assert both["steps"] == 10 and set(both["latency_ms"]) == {"fused", "stepwise"}
+    assert all(both["latency_ms"][g]["n"] == 2 for g in ("fused", "stepwise"))
+    assert both["stepwise_over_fused"] == pytest.approx(
+        both["latency_ms"]["stepwise"]["p50"] / both["latency_ms"]["fused"]["p50"])
+    assert both["image_embeds_max_abs_diff"] <= 1e-5
+    print_report(r)
+    assert "stepwise / fused" in capsys.readouterr().out

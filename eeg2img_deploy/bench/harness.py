@@ -14,6 +14,7 @@ import numpy as np
 
 from ..manifest import Backend, Decoder, Precision, Provider
 from .machine import library_versions, machine_info, memory_phase, nvml_used_mb
+from .prior_graphs import compare_prior_graphs
 from .stats import latency_stats, progress_bar, report_stages, stats_table, time_calls
 
 REPORT_VERSION = 2  # 2: settings.device -> settings.provider, runtime.device -> runtime.provider
@@ -68,6 +69,7 @@ def run_bench(
     batch: int = 1,
     steps: int = 1,
     prior_steps: int = 50,
+    prior_graph: str | None = None,
     vae: Decoder | str = Decoder.FULL,
     baseline_weights: str | Path | None = None,
     torch_device: str | None = None,
@@ -83,6 +85,8 @@ def run_bench(
     ``eeg`` (B, 63, 250) replaces the synthetic batch of ``batch`` trials; subject ids cycle 0, 1, ...
     ``low_level``: a :class:`~..runtime.low_level.LowLevelOptions`, to time the low-level path.
     ``torch_device`` runs the baseline (default: cuda for TensorRT or a GPU provider, else cpu).
+    ``prior_graph``: the prior graph of the end-to-end runs (default: fused where the bundle has it); the prior
+    is also timed both ways (``runtime.prior_graphs``) where the bundle has a fused graph for ``prior_steps``.
     Returns a JSON-able report (see the package docstring); ``print_report`` and ``plot_report`` show it.
     """
     from ..errors import OptionError
@@ -94,7 +98,8 @@ def run_bench(
         torch_device = "cuda" if backend is Backend.TENSORRT or provider is not Provider.CPU else "cpu"
     settings = {"bundle": str(bundle), "backend": backend.value, "provider": provider.value,
                 "precision": None if precision is None else str(precision), "runs": runs,
-                "warmup": warmup, "batch": batch, "steps": steps, "prior_steps": prior_steps, "vae": vae.value,
+                "warmup": warmup, "batch": batch, "steps": steps, "prior_steps": prior_steps, "prior_graph": prior_graph,
+                "vae": vae.value,
                 "baseline_weights": None if baseline_weights is None else str(baseline_weights), "seed": seed,
                 "threads": threads, "low_level": None if low_level is None else {"strength": low_level.strength,
                                                                                       "mode": low_level.mode}}
@@ -102,17 +107,18 @@ def run_bench(
                               "settings": settings}
 
     load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-    call_kw = {"seed": seed, "steps": steps, "prior_steps": prior_steps, "low_level": low_level}
+    call_kw = {"seed": seed, "steps": steps, "prior_steps": prior_steps, "low_level": low_level, "prior_graph": prior_graph}
     rt, first, manifest, eeg, ids = _bench_runtime(bundle, backend=backend, provider=provider, precision=precision,
                                                    vae=vae, eeg=eeg, batch=batch, call_kw=call_kw, runs=runs,
                                                    warmup=warmup, progress=progress, threads=threads,
                                                    allow_cpu_fallback=allow_cpu_fallback)
-    settings.update(batch=len(eeg), image_size=manifest.bundle.image_size)
+    settings.update(batch=len(eeg), image_size=manifest.bundle.image_size, prior_graph=first.prior_graph)
     report.update(runtime=rt, baseline=None, ratios=None)
     if baseline_weights is not None:
         report["baseline"] = base = _bench_baseline(
             baseline_weights, manifest, eeg, ids, first, torch_device=torch_device,
-            precision=rt["artifacts"]["unet"]["precision"], call_kw=call_kw, vae=vae,
+            precision=rt["artifacts"]["unet"]["precision"], vae=vae,
+            call_kw={k: v for k, v in call_kw.items() if k != "prior_graph"},  # the reference has one prior path
             image_size=settings["image_size"], runs=runs, warmup=warmup, progress=progress, threads=threads,
         )
         report["ratios"] = {k: base["latency_ms"][k]["p50"] / rt["latency_ms"][k]["p50"]
@@ -165,6 +171,8 @@ def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, cal
             samples = time_calls(call, runs, warmup, (*stages, "total"), bar, "runtime")
         if used0 is not None and (used1 := nvml_used_mb()) is not None:
             rt["memory"]["cuda_used_delta_mb"] = used1 - used0  # NVML sees every process on the device
+    rt["prior_graphs"] = compare_prior_graphs(pipe, first.eeg_embeds, steps=call_kw["prior_steps"], runs=runs,
+                                              warmup=warmup, seed=call_kw["seed"])
     pipe.close()
     rt["samples_ms"] = samples
     rt["latency_ms"] = stats_table({k: samples[k] for k in (*stages, "total")})

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .prior_graphs import describe as describe_prior_graphs
 from .stats import report_stages
 
 
@@ -45,6 +46,7 @@ def print_report(report: dict[str, Any], console=None) -> None:
         f"runtime overhead (wall - backend): p50 {ov['ms']['p50']:.2f} ms = {ov['pct']['p50']:.1f} % of the total",
         (f"peak RSS: {rt['memory']['peak_rss_mb']:.0f} MB ({rt['memory']['peak_rss_scope']}), "
         f"+{rt['memory'].get('peak_rss_increase_mb', float('nan')):.0f} MB over the RSS before loading"),
+        describe_prior_graphs(rt.get("prior_graphs")),
     ]
     if base:
         lines.append(f"torch baseline: load {base['load_ms']:.0f} ms, first call {base['first_call_ms']:.0f} ms, "

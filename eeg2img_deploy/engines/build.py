@@ -95,7 +95,7 @@ def build_engines(
         key, digest, file_name = maker.key(a)
         reused = _up_to_date(previous, out_dir, a, digest)
         if reused is not None:
-            log.info("%s %s: up to date (%s)", a.stage, a.precision.value, reused.file)
+            log.info("%s: up to date (%s)", a.label(), reused.file)
             artifacts.append(reused)
         else:
             artifacts.append(maker.build(a, key, digest, file_name))
@@ -137,12 +137,13 @@ def _choose_artifacts(
     for stage in bundle.stages():
         if stages is not None and stage not in stages:
             continue
-        if precision is not None:
-            chosen.append(bundle.artifact(stage, precision))  # raises, naming the export command
-            continue
-        have = bundle.precisions(stage)
-        want = Precision.FP16 if backend is Backend.TENSORRT and Precision.FP16 in have else Precision.FP32
-        chosen.append(bundle.artifact(stage, want if want in have else have[0]))
+        for steps in bundle.step_counts(stage) or [None]:  # one engine per step count of a fused sampler
+            if precision is not None:
+                chosen.append(bundle.artifact(stage, precision, steps))  # raises, naming the export command
+                continue
+            have = bundle.precisions(stage, steps)
+            want = Precision.FP16 if backend is Backend.TENSORRT and Precision.FP16 in have else Precision.FP32
+            chosen.append(bundle.artifact(stage, want if want in have else have[0], steps))
     return chosen
 
 
@@ -160,11 +161,12 @@ def _up_to_date(previous: Manifest | None, out_dir: Path, a: Artifact, digest: s
     if previous is None:
         return None
     for old in previous.artifacts:
-        if old.stage == a.stage and old.precision == a.precision and old.engine and old.engine.key_hash == digest:
+        same = old.stage == a.stage and old.precision == a.precision and old.steps == a.steps
+        if same and old.engine and old.engine.key_hash == digest:
             files = [(old.file, old.sha256)] + ([(old.data_file, old.data_sha256)] if old.data_file else [])
             if all((out_dir / f).is_file() and sha256_file(out_dir / f) == h for f, h in files):
                 return old
-            log.warning("%s %s: %s changed on disk; building it again", a.stage, a.precision.value, old.file)
+            log.warning("%s: %s changed on disk; building it again", a.label(), old.file)
     return None
 
 
@@ -254,10 +256,10 @@ class _TensorRTMaker(_StageMaker):
             timing_cache=self.timing_cache,
             progress=self.progress,
         )
-        log.info("%s %s: building %s", a.stage, a.precision.value, file_name)
+        log.info("%s: building %s", a.label(), file_name)
         plan = self.out_dir / file_name
         seconds = self.tb.build_engine(self.bundle_dir / a.file, plan, stage=a.stage, profile=key["profile"], options=options)
-        log.info("%s %s: built in %.1f s", a.stage, a.precision.value, seconds)
+        log.info("%s: built in %.1f s", a.label(), seconds)
         info = EngineInfo(
             key=key,
             key_hash=digest,
@@ -276,6 +278,7 @@ class _TensorRTMaker(_StageMaker):
             inputs=a.inputs,
             outputs=a.outputs,
             engine=info,
+            steps=a.steps,
         )
 
     def settings(self, artifacts: list[Artifact]) -> EngineSettings:
@@ -319,7 +322,7 @@ class _OnnxRuntimeMaker(_StageMaker):
         return key, digest, ort_model_file_name(key, digest)
 
     def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact:
-        log.info("%s %s: optimizing for onnxruntime (%s)", a.stage, a.precision.value, self.target.provider)
+        log.info("%s: optimizing for onnxruntime (%s)", a.label(), self.target.provider)
         model, data = ort_optimize.optimize_model(
             self.bundle_dir / a.file, self.out_dir / file_name, self.target, external=True if a.data_file else None
         )
@@ -334,6 +337,7 @@ class _OnnxRuntimeMaker(_StageMaker):
             data_file=data.name if data else None,
             data_sha256=sha256_file(data) if data else None,
             engine=EngineInfo(key=key, key_hash=digest),
+            steps=a.steps,
         )
         if self.target.provider == "tensorrt":
             ort_optimize.warm_up_tensorrt_ep(self.out_dir, built, self.axes)

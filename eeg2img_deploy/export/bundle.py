@@ -37,6 +37,7 @@ from ..manifest import (
 )
 from ..weights import WeightsLayout
 from .onnx_io import OPSET, check_onnx, export_onnx, validate
+from .prior_sampler import DEFAULT_FUSED_PRIOR_STEPS, ddpm_alphas_cumprod
 from .spec import StageExport
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class ExportSettings:
     image_size: int = 512
     max_batch: int = 4  # the dynamic batch axis's upper bound (engines' profiles read it)
     steps: tuple[int, ...] = (1, 4)  # SDXL-Turbo step counts whose scheduler tables are exported
+    fused_prior_steps: tuple[int, ...] = DEFAULT_FUSED_PRIOR_STEPS  # DDPM step counts of the fused prior graphs
     ip_scale: float = 1.0  # the runtime default; the scale is an input of the UNet graph
     validate: bool = True
     variant: EncoderVariantInfo = EncoderVariantInfo()
@@ -64,6 +66,9 @@ class ExportSettings:
             raise ValueError(f"--max-batch must be >= 1, got {self.max_batch}")
         if not set(self.steps) <= {1, 2, 3, 4}:
             raise ValueError(f"SDXL-Turbo steps must be among 1..4, got {self.steps}")
+        bad = [n for n in self.fused_prior_steps if not 1 <= n <= 1000]
+        if bad:
+            raise ValueError(f"--fused-prior-steps must be step counts in 1..1000 (the prior's schedule), got {bad}")
 
     def axes(self) -> dict[str, dict[str, int]]:
         return {
@@ -133,12 +138,15 @@ def _up_to_date(out_dir: Path, fp: str) -> Manifest | None:
 def build_stages(ref, settings: ExportSettings) -> list[StageExport]:
     from .encoder import encoder_stage
     from .prior import prior_stage
+    from .prior_sampler import prior_sampler_stage
     from .unet import unet_stage
     from .vae import taesd_stage, vae_stage
 
+    alphas = ddpm_alphas_cumprod()
     stages = [
         encoder_stage(ref.encoder),
         prior_stage(ref.prior),
+        *(prior_sampler_stage(ref.prior, alphas, n) for n in settings.fused_prior_steps),
         unet_stage(ref.sdxl.unet, settings.image_size),
         vae_stage(ref.sdxl.vae, settings.image_size),
     ]
@@ -157,7 +165,7 @@ def build_stages(ref, settings: ExportSettings) -> list[StageExport]:
 
 def constants(ref, settings: ExportSettings, whitening: np.ndarray | None) -> dict[str, np.ndarray]:
     """Everything the runtime needs besides the graphs: conditioning, scheduler tables, scales."""
-    from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler
+    from diffusers import EulerAncestralDiscreteScheduler
 
     from ..reference.low_level import clip_normalisation
     from ..reference.stage2 import time_ids
@@ -167,7 +175,7 @@ def constants(ref, settings: ExportSettings, whitening: np.ndarray | None) -> di
         Constants.PROMPT_EMBEDS: ref.prompt.prompt_embeds.float().cpu().numpy(),
         Constants.POOLED_PROMPT_EMBEDS: ref.prompt.pooled.float().cpu().numpy(),
         Constants.TIME_IDS: np.array([time_ids(settings.image_size)], np.float32),
-        Constants.PRIOR_ALPHAS_CUMPROD: DDPMScheduler().alphas_cumprod.numpy().astype(np.float32),
+        Constants.PRIOR_ALPHAS_CUMPROD: ddpm_alphas_cumprod(),
         Constants.VAE_SCALING_FACTOR: np.array([ref.sdxl.vae.config.scaling_factor], np.float32),
     }
     euler = EulerAncestralDiscreteScheduler.from_config(ref.sdxl.scheduler.config)
@@ -184,8 +192,8 @@ def constants(ref, settings: ExportSettings, whitening: np.ndarray | None) -> di
     return {**out, **semantic_constants(ref)}
 
 
-def _file_name(stage: str, precision: Precision) -> str:
-    return f"{stage}.onnx" if precision is Precision.FP32 else f"{stage}.{precision.value}.onnx"
+def _file_name(stage: StageExport, precision: Precision) -> str:
+    return f"{stage.file_stem}.onnx" if precision is Precision.FP32 else f"{stage.file_stem}.{precision.value}.onnx"
 
 
 def _progress(enabled: bool):
@@ -249,20 +257,20 @@ def export_bundle(
             for precision in settings.precisions:
                 if stage.fp32_only and precision is Precision.FP16:
                     continue
-                bar.update(task, description=f"{stage.name} {precision.value}: tracing")
+                bar.update(task, description=f"{stage.file_stem} {precision.value}: tracing")
                 if precision is Precision.FP16:
                     stage.module.half()
-                name = _file_name(stage.name, precision)
+                name = _file_name(stage, precision)
                 tmp = staging / name
                 seconds = export_onnx(stage, precision, tmp, example)
-                bar.update(task, description=f"{stage.name} {precision.value}: checking")
+                bar.update(task, description=f"{stage.file_stem} {precision.value}: checking")
                 check_onnx(tmp, stage, precision)
                 report = {"export_seconds": round(seconds, 2)}
                 if settings.validate:
-                    bar.update(task, description=f"{stage.name} {precision.value}: validating")
+                    bar.update(task, description=f"{stage.file_stem} {precision.value}: validating")
                     report.update(validate(tmp, stage, precision, cases))
                 artifacts.append(_move_into(out_dir, tmp, stage, precision, report))
-                log.info("exported %s %s in %.1f s", stage.name, precision.value, seconds)
+                log.info("exported %s %s in %.1f s", stage.file_stem, precision.value, seconds)
                 bar.advance(task)
             stage.module.float()
 
@@ -315,5 +323,5 @@ def _move_into(out_dir: Path, tmp: Path, stage: StageExport, precision: Precisio
     return Artifact(
         stage=stage.name, precision=precision, file=tmp.name, sha256=sha, size_bytes=size,
         inputs=stage.input_specs(precision), outputs=stage.output_specs(precision),
-        data_file=data_file, data_sha256=data_sha, validation=report,
+        data_file=data_file, data_sha256=data_sha, validation=report, steps=stage.steps,
     )

@@ -26,10 +26,15 @@ class StageExport:
     inputs: tuple[TensorSpec, ...]  # fp32 graph's dtypes; dynamic axes by name
     outputs: tuple[TensorSpec, ...]
     make_inputs: Callable[[int, np.random.Generator], dict[str, np.ndarray]]  # batch -> fp32 feeds
-    fp32_inputs: frozenset[str] = frozenset()  # stay float32 in an fp16 graph (timesteps, ids, scales)
+    fp32_inputs: frozenset[str] = frozenset()  # I/O that stays float32 in an fp16 graph (timesteps, scales)
     fp32_only: bool = False  # numerics demand fp32 throughout (say why where it is set)
     tolerance: dict[Precision, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCE))
     batch_axis: str = "batch"
+    steps: int | None = None  # a sampler graph's baked-in step count (one artifact per count)
+
+    @property
+    def file_stem(self) -> str:
+        return self.name if self.steps is None else f"{self.name}_{self.steps}"
 
     def input_specs(self, precision: Precision) -> tuple[TensorSpec, ...]:
         return tuple(self._cast(t, precision) for t in self.inputs)

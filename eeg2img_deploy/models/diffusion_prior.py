@@ -75,28 +75,48 @@ class DiffusionPriorUNet(nn.Module):
         c: torch.Tensor | None = None,
         cond_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        return self.denoise(x, self.time_terms(t, x.dtype), self.cond_terms(c, cond_mask))
+
+    # The three parts of forward, separate so that a fused sampler can compute the time terms of its fixed
+    # timesteps ahead and the condition terms once per sample, not once per step.
+    def time_terms(self, t: torch.Tensor, dtype: torch.dtype) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """What each encode/decode level adds for timestep ``t`` (B,) or (1,) (broadcast over the rows)."""
+        # The sinusoid stays fp32 (t reaches 999: fp16 angles would lose the phase); the rest runs in dtype.
+        time = timestep_features(t).to(dtype)
+        return [emb(time) for emb in self.encode_time_embedding], [emb(time) for emb in self.decode_time_embedding]
+
+    def cond_terms(
+        self, c: torch.Tensor | None, cond_mask: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+        """What each level adds for condition ``c``; None for the paper's unconditional pass (``c=None``)."""
+        if c is None:
+            return None
         # Unconditional rows must get exact zero condition terms, as the paper samples: a zero
         # vector through the cond Linears would add their biases (~0.05 off). The mask multiplies
         # each cond Linear's output, so cond and uncond rows can share one batched call.
-        mask = None if cond_mask is None else cond_mask.to(x.dtype)[:, None]
+        mask = None if cond_mask is None else cond_mask.to(c.dtype)[:, None]
 
-        def cond_term(linear: nn.Linear) -> torch.Tensor:
-            term = linear(c)
-            return term if mask is None else term * mask
+        def term(linear: nn.Linear) -> torch.Tensor:
+            out = linear(c)
+            return out if mask is None else out * mask
 
-        # The sinusoid stays fp32 (t reaches 999: fp16 angles would lose the phase); the rest runs in x's dtype.
-        time = timestep_features(t).to(x.dtype)
+        return [term(lin) for lin in self.encode_cond_embedding], [term(lin) for lin in self.decode_cond_embedding]
+
+    def denoise(self, x: torch.Tensor, time_terms, cond_terms) -> torch.Tensor:
+        """The U-Net proper, given the terms of :meth:`time_terms` and :meth:`cond_terms`."""
+        enc_time, dec_time = time_terms
+        enc_cond, dec_cond = cond_terms if cond_terms is not None else (None, None)
         x = self.input_layer(x)
         skips = []
-        for time_emb, cond_emb, layer in zip(self.encode_time_embedding, self.encode_cond_embedding, self.encode_layers):
+        for i, layer in enumerate(self.encode_layers):
             skips.append(x)
-            x = x + time_emb(time)
-            if c is not None:
-                x = x + cond_term(cond_emb)
+            x = x + enc_time[i]
+            if enc_cond is not None:
+                x = x + enc_cond[i]
             x = layer(x)
-        for time_emb, cond_emb, layer in zip(self.decode_time_embedding, self.decode_cond_embedding, self.decode_layers):
-            x = x + time_emb(time)
-            if c is not None:
-                x = x + cond_term(cond_emb)
+        for i, layer in enumerate(self.decode_layers):
+            x = x + dec_time[i]
+            if dec_cond is not None:
+                x = x + dec_cond[i]
             x = layer(x) + skips.pop()
         return self.output_layer(x)

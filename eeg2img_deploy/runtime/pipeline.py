@@ -1,5 +1,8 @@
 """The lean runtime: EEG -> encoder -> prior (N steps) -> UNet (1 or 4 steps) -> decoder -> uint8 images.
 
+The prior runs either fused (one ``prior_sampler`` graph holding all N DDPM steps, where the folder has
+one for N) or stepwise (the numpy samplers calling the ``prior`` graph once per step; any sampler, any N).
+
 Imports numpy and one backend only: no torch, no diffusers, no onnx. Everything besides the graphs
 (empty-prompt conditioning, scheduler tables) comes from the bundle's constants, and every random
 number from :class:`~.noise.NoiseSource` in the reference's order, so a seed gives the reference's image.
@@ -44,6 +47,8 @@ from .sessions import open_sessions
 log = logging.getLogger(__name__)
 
 REQUIRED = (Stage.ENCODER, Stage.PRIOR, Stage.UNET)
+FUSED_PRIOR = Stage.PRIOR_SAMPLER  # optional: opened (one session per step count) where the folder has it
+PRIOR_GRAPHS = ("fused", "stepwise")
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Result:
     low_level_latents: np.ndarray | None = None  # (B, 4, H/8, W/8) the low-level encoder's output
     timings_ms: dict[str, float] = field(default_factory=dict)  # wall time per stage + total
     backend_ms: float = 0.0  # time inside backend calls; total - backend_ms is the runtime's overhead
+    prior_graph: str = "stepwise"  # how the prior ran: "fused" or "stepwise"
     captions: list[str] | None = None  # with a SemanticRequest asking for captions
     caption_ids: list[list[int]] | None = None
 
@@ -123,6 +129,8 @@ class Pipeline:
         self.num_subjects = manifest.bundle.num_subjects
         self.image_size = manifest.bundle.image_size
         self.eeg_spec = manifest.eeg.spec()
+        self.fused_prior_steps = sorted((s.artifact.steps for s in sessions.values() if s.artifact.stage == FUSED_PRIOR),
+                                        reverse=True)
         self.whitening = _choose_whitening(constants.get(Constants.EEG_WHITENING), whitening, self.eeg_spec)
         self._backend_ms = [0.0]
         self._run = {name: _Timed(s, self._backend_ms) for name, s in sessions.items()}
@@ -171,6 +179,8 @@ class Pipeline:
             if Stage.LOW_LEVEL_ENCODER in missing:
                 hint = " (export with a low-level encoder: weights/low-level/ or --low-level PATH)"
             raise ManifestError(f"{folder} lacks stage(s) {missing}{hint}: export the bundle again")
+        if FUSED_PRIOR in manifest.stages():
+            stages.append(FUSED_PRIOR)
         verify_files(folder, manifest, stages)
         constants = load_file(str(folder / manifest.constants_file))
         sessions, stream = open_sessions(folder, manifest, stages, backend=backend, precision=precision,
@@ -258,12 +268,33 @@ class Pipeline:
     def encode(self, eeg: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return self._call("encoder", {"eeg": eeg, "subject_ids": ids})
 
+    def prior_graph(self, graph: str | None, sampler: str, steps: int) -> str:
+        """Which prior graph a call uses: ``graph`` as asked, or (None) fused where the folder has DDPM at ``steps``."""
+        if graph not in (None, *PRIOR_GRAPHS):
+            raise ValueError(f"prior graph must be one of {PRIOR_GRAPHS}, got {graph!r}")
+        fused = sampler == "ddpm" and steps in self.fused_prior_steps
+        if graph == "fused" and sampler != "ddpm":
+            raise ValueError(f"the fused prior graph runs DDPM only, not {sampler!r}: use --prior-graph stepwise")
+        if graph == "fused" and not fused:
+            have = ", ".join(map(str, self.fused_prior_steps)) or "no step count"
+            raise ManifestError(
+                f"{self.folder} has fused prior graphs for {have}, not {steps} steps: use --prior-graph stepwise, or "
+                f"export with --fused-prior-steps {steps} (and build the engines again)"
+            )
+        return graph or ("fused" if fused else "stepwise")
+
     def prior(self, eeg_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int,
-              guidance: float, sampler: str, purpose: str = "prior") -> np.ndarray:
+              guidance: float, sampler: str, purpose: str = "prior", graph: str | None = None) -> np.ndarray:
+        noise = NoiseSource(seed, len(eeg_embeds), purpose, first=first)
+        if self.prior_graph(graph, sampler, steps) == "fused":
+            # x_T and the variance draws, in the stepwise sampler's order (NoiseSource's contract)
+            draws = np.stack([noise.normal(eeg_embeds.shape[1:]) for _ in range(steps)], axis=1)
+            guide = np.full(len(eeg_embeds), guidance, np.float32)
+            return self._call(f"{FUSED_PRIOR}@{steps}", {"cond": eeg_embeds, "noise": draws, "guidance": guide})
+
         def eps_fn(x, t, cond, mask):
             return self._call("prior", {"x": x, "t": t, "cond": cond, "cond_mask": mask})
 
-        noise = NoiseSource(seed, len(eeg_embeds), purpose, first=first)
         sample = get_prior_sampler(sampler)
         alphas = self.constants[Constants.PRIOR_ALPHAS_CUMPROD]
         return sample(eps_fn, eeg_embeds, noise, alphas, steps=steps, guidance=guidance)
@@ -318,6 +349,7 @@ class Pipeline:
         prior_steps: int = 50,
         guidance: float = 5.0,
         prior_sampler: str = "ddpm",
+        prior_graph: str | None = None,
         ip_scale: float | None = None,
         shared_subject_token: bool = False,
         sample_indices: np.ndarray | None = None,
@@ -330,7 +362,8 @@ class Pipeline:
         ``sample_indices`` replaces i (a server batching unrelated requests keeps each request's own
         seeds and indices, so batching never changes an image). ``low_level``: img2img from the
         low-level encoder's latent (open with ``low_level=True``). ``semantic``: captions and/or a text
-        prompt (default: none, the bundle's constant empty prompt).
+        prompt (default: none, the bundle's constant empty prompt). ``prior_graph``: "fused", "stepwise",
+        or None for fused where the folder has it (DDPM at ``prior_steps``).
         """
         check_call_options(seed=seed, prior_steps=prior_steps, guidance=guidance, ip_scale=ip_scale)
         eeg = validate_eeg(eeg, self.eeg_spec)
@@ -339,6 +372,7 @@ class Pipeline:
         indices = np.arange(len(eeg)) if sample_indices is None else _per_trial(sample_indices, len(eeg), "sample index")
         self.check_subjects(ids, shared_subject_token)
         get_prior_sampler(prior_sampler)  # an unknown name fails before any work
+        graph = self.prior_graph(prior_graph, prior_sampler, prior_steps)
         self._euler(steps)
         cut = self._check_low_level(low_level, steps)
         semantic = semantic or SemanticRequest()
@@ -357,7 +391,8 @@ class Pipeline:
             emb = self.encode(eeg[sl], ids[sl])
             check_finite(Stage.ENCODER, emb)
             marks.append(time.perf_counter())
-            img_emb = self.prior(emb, seeds[sl], indices[sl], steps=prior_steps, guidance=guidance, sampler=prior_sampler)
+            img_emb = self.prior(emb, seeds[sl], indices[sl], steps=prior_steps, guidance=guidance, sampler=prior_sampler,
+                                 graph=graph)
             check_finite(Stage.PRIOR, img_emb)
             marks.append(time.perf_counter())
             ids_, text = self.semantic.run(semantic, emb, seeds[sl], indices[sl], guidance, timings)  # timed there
@@ -382,7 +417,7 @@ class Pipeline:
         images, emb, img_emb, latents, z = (np.concatenate(x) for x in zip(*parts))
         captions = self.semantic.decode(caption_ids) if semantic.needs_caption else None
         return Result(images, emb, img_emb, latents, z if low_level else None, timings, backend_ms=self._backend_ms[0],
-                      captions=captions, caption_ids=caption_ids if semantic.needs_caption else None)
+                      captions=captions, caption_ids=caption_ids if semantic.needs_caption else None, prior_graph=graph)
 
     def _check_low_level(self, options: LowLevelOptions | None, steps: int) -> int | None:
         if options is None:

@@ -39,6 +39,37 @@ def guided_eps(eps_fn: PriorDenoiser, x: np.ndarray, t: int, cond: np.ndarray, g
     return eps_u + np.float32(guidance) * (eps_c - eps_u)
 
 
+@dataclass(frozen=True)
+class DDPMStep:
+    """One step of the paper's DDPM as float32 coefficients: the table the fused prior graph bakes in."""
+
+    t: int
+    sqrt_beta: np.float32  # sqrt(1 - alpha_bar_t)
+    sqrt_alpha: np.float32  # sqrt(alpha_bar_t)
+    x0_coef: np.float32  # posterior mean = x0_coef * clip(x0) + x_coef * x
+    x_coef: np.float32
+    noise_std: np.float32  # fixed_small posterior std; 0 at t = 0, where no noise is drawn
+
+
+def ddpm_steps(alphas_cumprod: np.ndarray, steps: int) -> list[DDPMStep]:
+    """The step table of :func:`ddpm_sample`, in float32 as the numpy sampler computes it."""
+    ac = alphas_cumprod.astype(np.float32)
+    stride = len(ac) // steps
+    table = []
+    for t in leading_timesteps(steps, len(ac)):
+        a_t = ac[t]
+        a_prev = ac[t - stride] if t - stride >= 0 else np.float32(1.0)
+        beta_t, beta_prev = 1 - a_t, 1 - a_prev
+        alpha_step = a_t / a_prev
+        std = np.float32(np.sqrt(max(beta_prev / beta_t * (1 - alpha_step), 1e-20))) if t > 0 else np.float32(0.0)
+        table.append(DDPMStep(
+            t=int(t), sqrt_beta=np.sqrt(beta_t), sqrt_alpha=np.sqrt(a_t),
+            x0_coef=np.sqrt(a_prev) * (1 - alpha_step) / beta_t, x_coef=np.sqrt(alpha_step) * beta_prev / beta_t,
+            noise_std=std,
+        ))
+    return table
+
+
 def ddpm_sample(
     eps_fn: PriorDenoiser,
     cond: np.ndarray,
@@ -48,21 +79,13 @@ def ddpm_sample(
     steps: int = 50,
     guidance: float = 5.0,
 ) -> np.ndarray:
-    ac = alphas_cumprod.astype(np.float32)
-    timesteps = leading_timesteps(steps, len(ac))
-    stride = len(ac) // steps
     x = noise.normal(cond.shape[1:])
-    for t in timesteps:
-        eps = guided_eps(eps_fn, x, int(t), cond, guidance)
-        a_t = ac[t]
-        a_prev = ac[t - stride] if t - stride >= 0 else np.float32(1.0)
-        beta_t, beta_prev = 1 - a_t, 1 - a_prev
-        alpha_step = a_t / a_prev
-        x0 = np.clip((x - np.sqrt(beta_t) * eps) / np.sqrt(a_t), -1.0, 1.0)
-        x = (np.sqrt(a_prev) * (1 - alpha_step) / beta_t) * x0 + (np.sqrt(alpha_step) * beta_prev / beta_t) * x
-        if t > 0:
-            variance = max(beta_prev / beta_t * (1 - alpha_step), 1e-20)
-            x = x + np.sqrt(variance) * noise.normal(cond.shape[1:])
+    for s in ddpm_steps(alphas_cumprod, steps):
+        eps = guided_eps(eps_fn, x, s.t, cond, guidance)
+        x0 = np.clip((x - s.sqrt_beta * eps) / s.sqrt_alpha, -1.0, 1.0)
+        x = s.x0_coef * x0 + s.x_coef * x
+        if s.t > 0:
+            x = x + s.noise_std * noise.normal(cond.shape[1:])
     return x.astype(np.float32)
 
 

@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 
 def choose_artifacts(manifest: Manifest, stages: list[str], precision: Precision | str | None, *, on_gpu: bool,
                      folder: Path) -> dict[str, Artifact]:  # fmt: skip
+    """stage -> artifact; a stage exported per step count (``prior_sampler``) gives ``stage@steps`` -> artifact."""
     fp32_only = set(manifest.bundle.fp32_only_stages)
     chosen = {}
-    for stage in stages:
-        have = manifest.precisions(stage)
+    for stage, steps in [(s, n) for s in stages for n in manifest.step_counts(s) or [None]]:
+        have = manifest.precisions(stage, steps)
         if precision is None:
             want = Precision.FP16 if on_gpu and Precision.FP16 in have else Precision.FP32
             want = want if want in have else have[0]
@@ -42,7 +43,7 @@ def choose_artifacts(manifest: Manifest, stages: list[str], precision: Precision
                     f"{folder} holds {stage} in {', '.join(p.value for p in have)} only, not {want.value}: "
                     f"leave out --precision (each stage then runs what the folder holds) or run `{fix}`"
                 )
-        chosen[stage] = manifest.artifact(stage, want)
+        chosen[stage if steps is None else f"{stage}@{steps}"] = manifest.artifact(stage, want, steps)
     return chosen
 
 

@@ -193,3 +193,18 @@ def test_tensorrt_builds_the_low_level_stages(tiny_bundle: Path, tmp_path: Path,
         "image": [[1, 3, side, side], [1, 3, side, side], [4, 3, side, side]],
         "noise": [[1, 4, side // 8, side // 8], [1, 4, side // 8, side // 8], [4, 4, side // 8, side // 8]],
     }
+
+
+def test_tensorrt_builds_one_fused_prior_engine_per_step_count(tiny_bundle: Path, tmp_path: Path, fake_gpu) -> None:
+    """The real tiny bundle's fused prior graphs through the fake TensorRT: fp16, profiles from the manifest."""
+    out = tmp_path / "engines"
+    m = build_engines(tiny_bundle, out, backend="tensorrt", stages=["prior_sampler"], progress=False)
+    assert [(a.stage, a.steps, a.precision) for a in m.artifacts] == [
+        ("prior_sampler", 50, Precision.FP16), ("prior_sampler", 10, Precision.FP16)]
+    assert len({a.file for a in m.artifacts}) == 2
+    for a in m.artifacts:
+        header = read_plan_header(out / a.file)
+        assert header["profiles"]["noise"] == [[1, a.steps, 1024], [1, a.steps, 1024], [4, a.steps, 1024]]
+        assert header["profiles"]["guidance"] == [[1], [1], [4]]
+    again = build_engines(tiny_bundle, out, backend="tensorrt", stages=["prior_sampler"], progress=False)
+    assert again == m  # matched per step count, so nothing is rebuilt

@@ -34,6 +34,7 @@ def test_engine_folder_gives_the_bundle_images(tiny_bundle, ort_engines, tiny_ee
     bundle = read_manifest(tiny_bundle)
     assert manifest.stages() == bundle.stages()
     assert all(a.engine is not None for a in manifest.artifacts)
+    assert manifest.step_counts("prior_sampler") == [50, 10]  # one fused prior model per step count
     eeg = tiny_eeg[:2]
     a, b = _images(tiny_bundle, eeg), _images(out, eeg)
     diff = np.abs(a.images.astype(int) - b.images).max()
@@ -42,6 +43,19 @@ def test_engine_folder_gives_the_bundle_images(tiny_bundle, ort_engines, tiny_ee
     np.testing.assert_allclose(a.image_embeds, b.image_embeds, atol=1e-4)
     c = _images(out, eeg, vae="tiny")  # the tiny decoder is built too
     assert c.images.shape == a.images.shape
+
+
+def test_fused_prior_runs_from_the_engine_folder(tiny_bundle, ort_engines, tiny_eeg):
+    out, _ = ort_engines
+    eeg = tiny_eeg[:2]
+    pipe = Pipeline.from_bundle(out)
+    try:
+        fused = pipe(eeg, SUBJECT, SEED, prior_steps=10)
+        stepwise = pipe(eeg, SUBJECT, SEED, prior_steps=10, prior_graph="stepwise")
+    finally:
+        pipe.close()
+    assert fused.prior_graph == "fused" and pipe.sessions["prior_sampler@10"].artifact.steps == 10
+    np.testing.assert_allclose(fused.image_embeds, stepwise.image_embeds, atol=1e-5, rtol=0)
 
 
 def test_second_build_is_a_noop(tiny_bundle, ort_engines):

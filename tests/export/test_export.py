@@ -28,8 +28,8 @@ from eeg2img_deploy.manifest import (
 )
 from eeg2img_deploy.weights import IPAdapterLocation, resolve_weights
 
-ALL_STAGES = ["encoder", "prior", "unet", "vae_decoder", "taesd_decoder", "low_level_encoder", "vae_encoder", "text_encoders",
-              "projector", "caption_prefill", "caption_decoder"]
+ALL_STAGES = ["encoder", "prior", "prior_sampler", "unet", "vae_decoder", "taesd_decoder", "low_level_encoder", "vae_encoder",
+              "text_encoders", "projector", "caption_prefill", "caption_decoder"]
 FP32_ONLY = ("vae_decoder", "vae_encoder", "text_encoders")  # the SDXL VAE overflows fp16 both ways; prompts: see text_encoders.py
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64",
                onnx.TensorProto.UINT8: "uint8"}
@@ -51,7 +51,11 @@ def test_every_stage_exported_and_validated(tiny_bundle, tiny_export_settings):
     assert m.stages() == ALL_STAGES
     for stage in ALL_STAGES:
         want = [Precision.FP32] if stage in FP32_ONLY else [Precision.FP32, Precision.FP16]
-        assert m.precisions(stage) == want, stage
+        for steps in m.step_counts(stage) or [None]:
+            assert m.precisions(stage, steps) == want, (stage, steps)
+    assert m.step_counts("prior_sampler") == [50, 10]  # the paper's DDPM-50 and the follow-up's 10 steps
+    assert {a.file for a in m.artifacts if a.stage == "prior_sampler"} == {
+        "prior_sampler_50.onnx", "prior_sampler_50.fp16.onnx", "prior_sampler_10.onnx", "prior_sampler_10.fp16.onnx"}
     assert m.bundle.fp32_only_stages == FP32_ONLY
     assert m.bundle.low_level == LowLevelInfo(latent_convention="unscaled")
     assert m.sources["low_level"]["architecture"]["generation"] == "refactor"
@@ -73,7 +77,8 @@ def test_every_stage_exported_and_validated(tiny_bundle, tiny_export_settings):
 
 def test_fp16_graphs_have_float16_io(tiny_bundle):
     m = read_manifest(tiny_bundle)
-    fp32_kept = {"prior": {"t"}, "unet": {"timestep", "time_ids", "ip_scale"}}
+    fp32_kept = {"prior": {"t"}, "unet": {"timestep", "time_ids", "ip_scale"},
+                 "prior_sampler": {"cond", "noise", "guidance", "image_embeds"}}  # only its denoiser runs in fp16
     for a in m.artifacts:
         model = onnx.load(str(tiny_bundle / a.file), load_external_data=False)
         got = {v.name: ONNX_DTYPES[v.type.tensor_type.elem_type] for v in [*model.graph.input, *model.graph.output]}
@@ -86,7 +91,7 @@ def test_fp16_graphs_have_float16_io(tiny_bundle):
             else:
                 assert dtype == "float16", (a.file, name)
     # and the weights really are halved: fp16 files are about half the size
-    for stage in ("encoder", "prior", "unet"):
+    for stage in ("encoder", "prior", "prior_sampler", "unet"):
         ratio = m.artifact(stage, "fp16").size_bytes / m.artifact(stage, "fp32").size_bytes
         assert 0.4 < ratio < 0.6, (stage, ratio)
 
@@ -211,7 +216,7 @@ def test_interrupted_export_leaves_no_manifest(tiny_bundle, tiny_export_settings
         return real(stage, precision, path, example)
 
     monkeypatch.setattr(bundle_module, "export_onnx", export_onnx)
-    quick = dataclasses.replace(tiny_export_settings, precisions=(Precision.FP32,), validate=False)
+    quick = dataclasses.replace(tiny_export_settings, precisions=(Precision.FP32,), validate=False, fused_prior_steps=())
     with pytest.raises(RuntimeError, match="interrupted"):
         export_bundle(tiny_layout, out, quick, force=True, progress=False)
     assert traced == ["encoder", "prior", "unet"]
