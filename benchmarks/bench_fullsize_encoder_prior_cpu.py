@@ -87,8 +87,9 @@ def open_pipeline(bundle: Path, threads: int | None):
     pipe = Pipeline.from_bundle(bundle, backend="onnxruntime", provider="cpu", precision="fp32")
     if threads is None:
         return pipe
+    kept = ("encoder", "prior", f"prior_sampler@{PRIOR_STEPS}")  # the fused graph too, where the bundle has it
     sessions = {s: OrtStage(bundle / pipe.sessions[s].artifact.file, pipe.sessions[s].artifact, threads=threads)
-                for s in ("encoder", "prior")}
+                for s in kept if s in pipe.sessions}
     return Pipeline(pipe.manifest, pipe.constants, sessions, folder=pipe.folder, vae=pipe.vae)
 
 
@@ -126,9 +127,14 @@ def measure(weights: Path, bundle: Path, runs: int, sampling_runs: int, warmup: 
             "prior_call_max_abs_diff": float(np.abs(prior_sess.run(None, rows)[0]
                                                     - prior(tt["x"], tt["t"], tt["cond"], tt["cond_mask"]).numpy()).max()),
             "sampling_max_abs_diff": float(np.abs(
-                pipe.prior(cond, SEED, 0, steps=PRIOR_STEPS, guidance=GUIDANCE, sampler="ddpm")
+                pipe.prior(cond, SEED, 0, steps=PRIOR_STEPS, guidance=GUIDANCE, sampler="ddpm", graph="stepwise")
                 - sample_prior(prior, cond_t, SEED, steps=PRIOR_STEPS, guidance=GUIDANCE).numpy()).max()),
         }
+    fused = PRIOR_STEPS in pipe.fused_prior_steps
+    if fused:
+        parity["fused_vs_stepwise_max_abs_diff"] = float(np.abs(
+            pipe.prior(cond, SEED, 0, steps=PRIOR_STEPS, guidance=GUIDANCE, sampler="ddpm", graph="fused")
+            - pipe.prior(cond, SEED, 0, steps=PRIOR_STEPS, guidance=GUIDANCE, sampler="ddpm", graph="stepwise")).max())
 
     def reference_step():
         prior(tt["x"][:1], tt["t"][:1], cond_t)
@@ -136,7 +142,7 @@ def measure(weights: Path, bundle: Path, runs: int, sampling_runs: int, warmup: 
 
     def runtime_sampling():
         pipe._backend_ms[0] = 0.0  # the pipeline's counter of time inside backend calls
-        pipe.prior(cond, SEED, 0, steps=PRIOR_STEPS, guidance=GUIDANCE, sampler="ddpm")
+        pipe.prior(cond, SEED, 0, steps=PRIOR_STEPS, guidance=GUIDANCE, sampler="ddpm", graph="stepwise")
         return float(pipe._backend_ms[0])
 
     with torch.inference_mode():
@@ -150,6 +156,8 @@ def measure(weights: Path, bundle: Path, runs: int, sampling_runs: int, warmup: 
         sampling, inner = time_blocks({
             "prior 50-step sampling runtime": runtime_sampling,
             "prior 50-step sampling torch reference": lambda: sample_prior(prior, cond_t, SEED, steps=PRIOR_STEPS, guidance=GUIDANCE),
+            **({"prior 50-step sampling runtime, fused graph": lambda: pipe.prior(
+                cond, SEED, 0, steps=PRIOR_STEPS, guidance=GUIDANCE, sampler="ddpm", graph="fused")} if fused else {}),
         }, sampling_runs, 1)
     pipe.close()
     return {"samples_ms": {**per_call, **sampling}, "runtime_sampling_backend_ms": inner["prior 50-step sampling runtime"], "parity": parity,
@@ -168,6 +176,9 @@ def summarize(raw: dict) -> dict:
             med["prior step torch reference (2 x 1 row)"] / med["prior call onnxruntime (2 rows)"],
         "prior 50-step sampling": med["prior 50-step sampling torch reference"] / med["prior 50-step sampling runtime"],
     }
+    if "prior 50-step sampling runtime, fused graph" in med:  # not torch / onnxruntime: the runtime's two prior graphs
+        ratios["prior 50-step sampling, runtime stepwise / fused graph"] = (
+            med["prior 50-step sampling runtime"] / med["prior 50-step sampling runtime, fused graph"])
     backend = float(np.median(raw["runtime_sampling_backend_ms"]))
     total = med["prior 50-step sampling runtime"]
     overhead = {"sampling_p50_ms": total, "backend_p50_ms": backend, "overhead_ms": total - backend,
@@ -213,7 +224,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--threads", type=int, help="intra-op threads of both sides (default: each library's default)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--bundle", type=Path, help="an existing bundle of --weights (default: exported under --work)")
+    ap.add_argument("--smoke", action="store_true", help="2 runs, 1 sampling run: checks the script, measures nothing")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.runs, args.sampling_runs, args.warmup = 2, 1, 0
+    if args.bundle is not None and args.weights is None:
+        ap.error("--bundle needs --weights (the weights it was exported from)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("diffusers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -226,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
 
     command = shlex.join(["python", "benchmarks/bench_fullsize_encoder_prior_cpu.py", *(sys.argv[1:] if argv is None else argv)])
     with tempfile.TemporaryDirectory(prefix="bench-prior-") as tmp:
-        weights, bundle = prepare_bundle(args.weights, args.work or Path(tmp))
+        weights, bundle = (args.weights, args.bundle) if args.bundle else prepare_bundle(args.weights, args.work or Path(tmp))
         load_start = round(os.getloadavg()[0], 2)
         raw = measure(weights, bundle, args.runs, args.sampling_runs, args.warmup, args.threads)
     result = {"command": command, "settings": {"runs": args.runs, "sampling_runs": args.sampling_runs, "warmup": args.warmup,
@@ -243,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     update_results_readme(args.out / "README.md", name, section(result, name))
     print(f"wrote {args.out / name}.json and its README.md section")
+    return result
 
 
 if __name__ == "__main__":

@@ -83,7 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, help="intra-op threads of both sides (default: each library's default)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--bundle", type=Path, help="an existing bundle of --weights (default: exported under --work)")
+    ap.add_argument("--smoke", action="store_true", help="1 run, no warm-up: checks the script, measures nothing")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.runs, args.warmup = 1, 0
+    if args.bundle is not None and args.weights is None:
+        ap.error("--bundle needs --weights (the weights it was exported from, for the torch baseline)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("diffusers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join(["python", "benchmarks/bench_tiny_cpu.py", *(sys.argv[1:] if argv is None else argv)])
     with tempfile.TemporaryDirectory(prefix="bench-tiny-") as tmp:
         work = args.work or Path(tmp)
-        weights, bundle = prepare_bundle(args.weights, work)
+        weights, bundle = (args.weights, args.bundle) if args.bundle else prepare_bundle(args.weights, work)
         report = run_bench(bundle, backend="onnxruntime", provider="cpu", runs=args.runs, warmup=args.warmup, batch=1,
                            steps=1, prior_steps=50, vae="full", baseline_weights=weights, progress=True,
                            threads=args.threads)
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     plot_report(report, args.out / f"{NAME}.png")
     update_results_readme(args.out / "README.md", NAME, section(report, command))
     print(f"wrote {args.out / NAME}.json, .png and its README.md section")
+    return report
 
 
 if __name__ == "__main__":

@@ -180,15 +180,22 @@ class PeakSampler:
 # ---------------------------------------------------------------------------------------------- child
 
 
-def build_unet(seed: int, ip_scale_weights: float):
-    """Full-size SDXL-Turbo UNet with random weights and a random full-size IP-Adapter loaded."""
+def smoke_unet_config() -> dict:
+    """The tiny set's UNet config: ``--smoke`` runs every step of the script on it in seconds."""
+    from eeg2img_deploy.tiny import tiny_unet
+
+    return dict(tiny_unet().config)
+
+
+def build_unet(seed: int, ip_scale_weights: float, config: dict | None = None):
+    """SDXL-Turbo's UNet (or ``config``) with random weights and a random IP-Adapter of its size loaded."""
     import torch
     from diffusers import UNet2DConditionModel
 
     from eeg2img_deploy.tiny import ip_adapter_state_dict
 
     with torch.device("meta"):  # no default init of 2.6 B parameters: one normal fill below instead
-        unet = UNet2DConditionModel(**SDXL_TURBO_UNET_CONFIG)
+        unet = UNet2DConditionModel(**(config or SDXL_TURBO_UNET_CONFIG))
     n_params = sum(p.numel() for p in unet.parameters())
     unet = unet.to_empty(device="cpu")
     gen = torch.Generator().manual_seed(seed)
@@ -229,14 +236,14 @@ def run_child(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     res: dict = {"precision": precision.value}
     t0 = time.perf_counter()
-    unet, n_params, n_ip = build_unet(args.seed, args.ip_weight_scale)
+    unet, n_params, n_ip = build_unet(args.seed, args.ip_weight_scale, smoke_unet_config() if args.smoke else None)
     res["unet_params"] = n_params
     res["unet_params_match_sdxl"] = n_params == EXPECTED_PARAMS
     res["ip_adapter_params"] = n_ip
     res["build_seconds"] = round(time.perf_counter() - t0, 1)
     log(f"built UNet ({n_params / 1e9:.4f} B params) + IP-Adapter ({n_ip / 1e6:.1f} M) in {res['build_seconds']} s")
 
-    stage = unet_stage(unet, IMAGE_SIZE)
+    stage = unet_stage(unet, args.image_size)
     if precision is Precision.FP16:
         stage.module.half()
     res["module_gb"] = round(model_bytes(stage.module) / GB, 3)
@@ -397,9 +404,9 @@ def run_parent(args) -> int:
         "command": " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], *sys.argv]),
         "machine": machine(),
         "versions": versions(),
-        "image_size": IMAGE_SIZE,
+        "image_size": args.image_size,
         "example_batch": 2,
-        "unet_config": "stabilityai/sdxl-turbo unet/config.json (random weights)",
+        "unet_config": "the tiny set's (--smoke)" if args.smoke else "stabilityai/sdxl-turbo unet/config.json (random weights)",
         "results": {},
     }
     status = 0
@@ -410,7 +417,8 @@ def run_parent(args) -> int:
         result = out / f"child_{prec}.json"
         result.unlink(missing_ok=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--precision", prec, "--out", str(out),
-               "--result", str(result), "--seed", str(args.seed), "--ip-weight-scale", str(args.ip_weight_scale)]
+               "--result", str(result), "--seed", str(args.seed), "--ip-weight-scale", str(args.ip_weight_scale),
+               *(["--smoke"] if args.smoke else [])]
         rc, wall, peak, killed = launch(cmd, out / f"child_{prec}.log", cap=args.mem_cap_gb * GB)
         entry.update(child_rc=rc, child_wall_seconds=round(wall, 1), peak_rss_gb=round(peak / GB, 2))
         if killed:
@@ -469,12 +477,13 @@ def run_parent(args) -> int:
     report["unet_params"] = next((e["unet_params"] for e in report["results"].values() if "unet_params" in e), 0)
     report["notes"] = NOTES
     report["status"] = "ok" if status == 0 else "failed"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "export_fullsize_unet.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_readme(report)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "export_fullsize_unet.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_readme(report, results)
     if not args.keep and args.out_is_default:
         shutil.rmtree(out, ignore_errors=True)
-    log(f"wrote {RESULTS / 'export_fullsize_unet.json'}")
+    log(f"wrote {results / 'export_fullsize_unet.json'}")
     return status
 
 
@@ -486,7 +495,7 @@ def rerender(path: Path = RESULTS / "export_fullsize_unet.json") -> None:
     write_readme(report)
 
 
-def write_readme(report: dict) -> None:
+def write_readme(report: dict, results: Path = RESULTS) -> None:
     m, v = report["machine"], report["versions"]
     lines = [
         "<!-- export_fullsize_unet -->",
@@ -537,7 +546,7 @@ def write_readme(report: dict) -> None:
     lines += [f"- {n}" for n in report.get("notes", [])]
     lines.append("<!-- /export_fullsize_unet -->")
     section = "\n".join(lines) + "\n"
-    readme = RESULTS / "README.md"
+    readme = results / "README.md"
     text = readme.read_text() if readme.is_file() else "# Benchmark results\n\n"
     pattern = re.compile(r"<!-- export_fullsize_unet -->.*?<!-- /export_fullsize_unet -->\n?", re.DOTALL)
     if pattern.search(text):
@@ -547,7 +556,7 @@ def write_readme(report: dict) -> None:
     readme.write_text(text)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--precision", nargs="+", default=["fp32", "fp16"], choices=["fp32", "fp16"])
     p.add_argument("--out", default=None, help="folder for the exported files (default: eeg2img-fullsize-unet in the system temp folder)")
@@ -559,12 +568,16 @@ def main() -> int:
                    help="kill a child whose RSS passes this (before the kernel's OOM killer picks a neighbour)")
     p.add_argument("--ip-weight-scale", type=float, default=1.0,
                    help="IP-Adapter key/value weight gain (tiny.py's default 9 is for parity tests)")
+    p.add_argument("--results", default=str(RESULTS), help="folder for the JSON and the README.md section")
+    p.add_argument("--smoke", action="store_true",
+                   help="the tiny set's UNet at 64x64: runs every step in seconds, measures nothing (the test suite's run)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ort-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--onnx", help=argparse.SUPPRESS)
     p.add_argument("--disable-prepacking", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    args.image_size = 64 if args.smoke else IMAGE_SIZE
     args.out_is_default = args.out is None
     args.out = args.out or os.path.join(tempfile.gettempdir(), "eeg2img-fullsize-unet")
     if args.child:

@@ -1,13 +1,26 @@
-"""GPU check for a user's CUDA machine: TensorRT vs onnxruntime parity and per-stage timings.
+"""GPU check: the toolkit's GPU path on a real CUDA machine, every part that can run there, in under 10 minutes.
 
-    python benchmarks/gpu_check.py [--skip-sdxl] [--out benchmarks/results]
+    python benchmarks/gpu_check.py [--out DIR] [--budget-s 540] [--skip-export] [--skip-tiny]
+    python benchmarks/gpu_check.py --dry-run --out DIR       # CPU, tiny sizes, seconds: the test suite's run
 
-With TensorRT installed: builds the tiny bundle's engines (``init_tiny`` -> ``export_bundle`` ->
-``build_engines``) and a full-size SDXL-Turbo UNet with random weights (diffusers' SDXL config, fp16
-ONNX), checks each TensorRT engine against onnxruntime on the same inputs, and times each stage.
-With only PyTorch CUDA: times the reference SDXL UNet + VAE decoder in fp16, eager and CUDA graphs,
-as the baseline. Results: ``gpu-check-<gpu>-<date>.json`` and ``.md`` under ``--out``.
-Not run in CI (no GPU there); kept small and shares the library's code paths.
+Parts, in order; each one that cannot run here says why in the report and the run goes on:
+
+1. environment: Python, torch/CUDA, the GPU, onnxruntime and its providers, TensorRT, diffusers.
+2. the full-size SDXL-Turbo UNet + IP-Adapter (the real config, random weights, the export wrapper with
+   the IP scale as an input): PyTorch fp32 output as the reference, fp16 eager and CUDA-graph latency at
+   batch 1, 512x512, and fp16 parity against fp32 (the export's metric and bound, 5e-2).
+3. that UNet exported to fp16 ONNX through the toolkit (``unet_stage`` + ``export_onnx`` + ``check_onnx``).
+4. the exported graph in the runtime's onnxruntime backend (``OrtStage``) on the CUDA provider: latency
+   and parity against PyTorch fp32 (needs onnxruntime-gpu; the CPU build runs it only at dry-run size).
+5. the tiny bundle through the runtime ``Pipeline`` (CUDA provider where present): the fused and the
+   stepwise prior timed against each other, and TensorRT engines where TensorRT is installed.
+6. ``gpu_check-<gpu>-<date>.json`` and ``.md`` under ``--out`` (default ``benchmarks/results``).
+
+On the lent H200 (Python 3.12, torch cu130, cuda-bindings, CPU onnxruntime, no TensorRT, no diffusers):
+the working tree travels, so only diffusers is carried, as a wheel (``benchmarks/results/README.md``
+has the commands). ``--budget-s`` (default 540 s) skips a part, saying so, when the time left is less
+than that part needs. Memory: about 11 GB of host RAM for the fp32 UNet (16 GB while exporting) and
+15 GB on the GPU.
 """
 
 from __future__ import annotations
@@ -15,226 +28,353 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import re
+import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("gpu_check")
-SDXL_UNET_CONFIG = dict(  # stabilityai/sdxl-turbo unet/config.json, the parts that set the shapes
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
-    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816,
-)  # fmt: skip
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the package from this checkout, and the sibling script
+
+IMAGE_SIZE = {"full": 512, "dry": 64}
+# seconds each part needs on an H200 host (16 cores), measured or estimated; a part is skipped when less is left
+NEEDS_S = {"unet_torch": 120, "export": 200, "onnxruntime": 60, "tiny_pipeline": 150}
 
 
-def time_ms(fn: Callable[[], Any], sync: Callable[[], None], warmup: int = 3, iters: int = 20) -> dict[str, float]:
+def log(msg: str) -> None:
+    print(f"[gpu_check {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Budget:
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+def run_part(report: dict, name: str, fn: Callable[[], dict], *, budget: Budget, needs_s: float, dry: bool) -> dict:
+    """Run one part; record its result, or 'skipped: why' / 'failed: error', and go on."""
+    if not dry and budget.left() < needs_s:
+        entry = {"status": "skipped", "reason": f"time budget: {budget.left():.0f} s left, the part needs ~{needs_s:.0f} s"}
+    else:
+        t0 = time.perf_counter()
+        try:
+            entry = {"status": "ok", **fn()}
+        except Skip as e:
+            entry = {"status": "skipped", "reason": str(e)}
+        except Exception as e:  # noqa: BLE001 - a GPU check reports every failure and goes on
+            entry = {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=6)}
+        entry["seconds"] = round(time.perf_counter() - t0, 1)
+    log(f"{name}: {entry['status']}" + (f" ({entry.get('reason') or entry.get('error')})" if entry["status"] != "ok" else ""))
+    report["parts"][name] = entry
+    return entry
+
+
+class Skip(Exception):
+    """A part that cannot run on this machine (the reason goes into the report)."""
+
+
+def time_calls(fn: Callable[[], Any], sync: Callable[[], None], *, warmup: int, runs: int) -> dict[str, float]:
+    from eeg2img_deploy.bench import latency_stats
+
     for _ in range(warmup):
         fn()
     sync()
     samples = []
-    for _ in range(iters):
+    for _ in range(runs):
         t0 = time.perf_counter()
         fn()
         sync()
         samples.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": float(np.median(samples)), "p90_ms": float(np.percentile(samples, 90))}
+    return latency_stats(samples)
 
 
-def has_tensorrt() -> bool:
+# ---- 1. environment ----------------------------------------------------------------------------------
+def environment() -> dict:
+    from eeg2img_deploy.bench import library_versions, machine_info
+
+    env: dict[str, Any] = {"machine": machine_info(), "versions": library_versions()}
     try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        import torch
+
+        env["torch_cuda"] = torch.version.cuda
+        env["cuda_available"] = torch.cuda.is_available()
+        if env["cuda_available"]:
+            p = torch.cuda.get_device_properties(0)
+            env["gpu"] = {"name": p.name, "capability": f"sm_{p.major}{p.minor}", "memory_gb": round(p.total_memory / 2**30, 1)}
+    except ImportError as e:
+        env["torch"] = f"not importable: {e}"
+    try:
+        import onnxruntime as ort
+
+        env["onnxruntime_providers"] = ort.get_available_providers()
+    except ImportError as e:
+        env["onnxruntime_providers"] = f"not importable: {e}"
+    for name in ("tensorrt", "diffusers", "cuda.bindings"):
+        try:
+            module = __import__(name, fromlist=["_"])
+            env[name] = getattr(module, "__version__", "present")
+        except ImportError as e:
+            env[name] = f"absent ({e})"
+    return env
 
 
-# ---- TensorRT vs onnxruntime ------------------------------------------------------------------------------
-def parity_and_timing(bundle_dir: Path, engine_dir: Path) -> list[dict[str, Any]]:
+# ---- 2-4. the full-size UNet + IP-Adapter ---------------------------------------------------------------
+def unet_config(dry: bool) -> dict:
+    from export_fullsize_unet import SDXL_TURBO_UNET_CONFIG
+
+    if not dry:
+        return dict(SDXL_TURBO_UNET_CONFIG)
+    from eeg2img_deploy.tiny import tiny_unet
+
+    return dict(tiny_unet().config)
+
+
+class UNetCheck:
+    """State shared by parts 2-4: the stage, its inputs, the fp32 reference output."""
+
+    def __init__(self, dry: bool, device: str):
+        self.dry, self.device = dry, device
+        self.stage = self.feeds = self.ref = None
+        self.onnx_path: Path | None = None
+
+    def torch_part(self) -> dict:
+        import torch
+
+        from eeg2img_deploy.export.onnx_io import relative_error
+        from eeg2img_deploy.export.unet import unet_stage
+        from eeg2img_deploy.manifest import Precision
+        from export_fullsize_unet import build_unet
+
+        if not self.dry and self.device != "cuda":
+            raise Skip("no CUDA GPU visible to torch: the full-size UNet is timed on the GPU only")
+        t0 = time.perf_counter()
+        unet, n_params, n_ip = build_unet(0, 1.0, config=unet_config(self.dry))
+        out: dict[str, Any] = {"parameters": n_params, "ip_adapter_parameters": n_ip,
+                               "build_s": round(time.perf_counter() - t0, 1), "device": self.device}
+        self.stage = unet_stage(unet, IMAGE_SIZE["dry" if self.dry else "full"])
+        self.feeds = self.stage.make_inputs(1, np.random.default_rng(0))
+        module = self.stage.module.to(self.device)
+        cuda = self.device == "cuda"
+        sync = torch.cuda.synchronize if cuda else (lambda: None)
+        runs, warmup = (2, 1) if self.dry else (20, 3)
+
+        def args(precision):
+            f = self.stage.feeds_for(self.feeds, precision)
+            return [torch.from_numpy(f[t.name]).to(self.device) for t in self.stage.inputs]
+
+        with torch.no_grad():
+            a32 = args(Precision.FP32)
+            self.ref = module(*a32).float().cpu().numpy().astype(np.float64)
+            out["fp32_eager_ms"] = time_calls(lambda: module(*a32), sync, warmup=warmup, runs=runs)
+            module.half()  # the fp16 graph is traced from the halved module too
+            a16 = args(Precision.FP16)
+            got = module(*a16).float().cpu().numpy()
+            out["fp16_eager_ms"] = time_calls(lambda: module(*a16), sync, warmup=warmup, runs=runs)
+            tol = self.stage.tolerance[Precision.FP16]
+            err = relative_error(got, self.ref)
+            out["fp16_vs_fp32"] = {"max_rel_error": err, "tolerance": tol, "ok": bool(err <= tol),
+                                   "metric": "max|fp16 - fp32| / max|fp32|"}
+            out["fp16_cuda_graph_ms"] = self._cuda_graph(module, a16, sync, warmup, runs) if cuda else (
+                "skipped: no CUDA")
+        self.stage.module = module.cpu()  # exported on the host, as `export` does
+        if cuda:
+            torch.cuda.empty_cache()
+        return out
+
+    @staticmethod
+    def _cuda_graph(module, args, sync, warmup: int, runs: int):
+        """Replay latency of one captured call, or why capture failed (the eager numbers stay in the report)."""
+        import torch
+
+        try:
+            return UNetCheck._capture_and_time(module, args, sync, warmup, runs)
+        except Exception as e:  # noqa: BLE001 - capture can fail on a sync or an allocation inside the call
+            torch.cuda.synchronize()
+            return f"failed: {type(e).__name__}: {e}"
+
+    @staticmethod
+    def _capture_and_time(module, args, sync, warmup: int, runs: int):
+        import torch
+
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                module(*args)  # warm-up on the capture stream (allocator, cuDNN/cuBLAS choices)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            module(*args)
+        return time_calls(graph.replay, sync, warmup=warmup, runs=runs)
+
+    def export_part(self, work: Path) -> dict:
+        from eeg2img_deploy.export.onnx_io import check_onnx, export_onnx
+        from eeg2img_deploy.manifest import Precision
+
+        if self.stage is None:
+            raise Skip("the UNet part did not run")
+        self.onnx_path = work / "unet.fp16.onnx"
+        example = self.stage.make_inputs(2, np.random.default_rng(1))  # batch 2 keeps the batch axis dynamic
+        seconds = export_onnx(self.stage, Precision.FP16, self.onnx_path, example)
+        check_onnx(self.onnx_path, self.stage, Precision.FP16)
+        size = sum(p.stat().st_size for p in work.glob("unet.fp16.onnx*"))
+        return {"export_s": round(seconds, 1), "bytes": size}
+
+    def onnxruntime_part(self) -> dict:
+        import onnxruntime as ort
+
+        from eeg2img_deploy.export.onnx_io import relative_error
+        from eeg2img_deploy.manifest import Artifact, Precision
+        from eeg2img_deploy.runtime.ort_backend import OrtStage
+
+        if self.onnx_path is None:
+            raise Skip("the export part did not run")
+        provider = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+        if provider == "cpu" and not self.dry:
+            raise Skip("onnxruntime has no CUDA provider (the CPU build): carry onnxruntime-gpu to run this part; "
+                       "the fp16 full-size UNet on the CPU provider needs ~13 GB and minutes per call")
+        artifact = Artifact(stage="unet", precision=Precision.FP16, file=self.onnx_path.name, sha256="",
+                            size_bytes=0, inputs=self.stage.input_specs(Precision.FP16),
+                            outputs=self.stage.output_specs(Precision.FP16))
+        stage = OrtStage(self.onnx_path, artifact, provider=provider)
+        try:
+            feeds = self.stage.feeds_for(self.feeds, Precision.FP16)
+            got = stage.run(feeds)["noise_pred"]
+            runs, warmup = (2, 1) if self.dry else (20, 3)
+            latency = time_calls(lambda: stage.run(feeds), lambda: None, warmup=warmup, runs=runs)
+        finally:
+            stage.close()
+        err = relative_error(got.astype(np.float32), self.ref)
+        tol = self.stage.tolerance[Precision.FP16]
+        return {"provider": provider, "latency_ms": latency,
+                "vs_torch_fp32": {"max_rel_error": err, "tolerance": tol, "ok": bool(err <= tol)}}
+
+
+# ---- 5. the tiny bundle through the runtime ----------------------------------------------------------------
+def tiny_pipeline_part(work: Path, bundle: Path | None, dry: bool) -> dict:
     import onnxruntime as ort
 
-    from eeg2img_deploy.manifest import read_manifest
-    from eeg2img_deploy.runtime.backend import axis_sizes, resolve_shape
-    from eeg2img_deploy.runtime.trt_backend import open_tensorrt_stage
+    from eeg2img_deploy.bench import run_bench
 
-    bundle, engines = read_manifest(bundle_dir), read_manifest(engine_dir)
-    sizes = axis_sizes(engines.bundle.axes, "opt")
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-    rows = []
-    rng = np.random.default_rng(0)
-    for a in engines.artifacts:
-        feeds = {}
-        for t in a.inputs:
-            shape = resolve_shape(t, sizes)
-            feeds[t.name] = (
-                rng.integers(0, 1000, shape).astype(t.dtype) if "int" in t.dtype else rng.standard_normal(shape).astype(t.dtype)
-            )
-        sess = ort.InferenceSession(str(bundle_dir / bundle.artifact(a.stage, a.precision).file), providers=providers)
-        want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
-        with open_tensorrt_stage(engine_dir, a) as stage:
-            got = stage.run(feeds)
-            err = max(float(np.max(np.abs(got[k].astype(np.float32) - want[k].astype(np.float32)))) for k in want)
-            trt_t = time_ms(lambda: stage.run(feeds), lambda: None)
-        ort_t = time_ms(lambda: sess.run(None, feeds), lambda: None)
-        rows.append({"stage": a.stage, "precision": a.precision.value, "max_abs_diff": err,
-                     "tensorrt": trt_t, "onnxruntime": {**ort_t, "provider": providers[0]}})  # fmt: skip
-        log.info("%s %s: max |trt - ort| = %.3g, trt %.2f ms, ort %.2f ms", a.stage, a.precision.value, err,
-                 trt_t["median_ms"], ort_t["median_ms"])  # fmt: skip
-    return rows
+    if bundle is None:
+        try:
+            import diffusers  # noqa: F401
+        except ImportError as e:
+            raise Skip(f"diffusers is not installed ({e}): carry its wheel to make the tiny bundle") from None
+        from eeg2img_deploy.export.bundle import ExportSettings, export_bundle
+        from eeg2img_deploy.tiny import init_tiny
 
-
-def tiny_check(work: Path) -> list[dict[str, Any]]:
-    from eeg2img_deploy.engines.build import build_engines
-    from eeg2img_deploy.export import (
-        export_bundle,  # written alongside; imported lazily
-    )
-    from eeg2img_deploy.tiny import init_tiny
-
-    init_tiny(work / "tiny-weights")
-    for precision in ("fp32", "fp16"):
-        export_bundle(work / "tiny-weights", work / "tiny-bundle", precision=precision)
-    build_engines(work / "tiny-bundle", work / "tiny-engines", backend="tensorrt", progress=False)
-    return parity_and_timing(work / "tiny-bundle", work / "tiny-engines")
-
-
-def sdxl_unet_onnx(folder: Path) -> Path:
-    """A random-weight SDXL UNet exported to fp16 ONNX (external data: it is 5 GB)."""
-    import torch
-    from diffusers import UNet2DConditionModel
-
-    unet = UNet2DConditionModel(**SDXL_UNET_CONFIG).to("cuda", torch.float16).eval()
-
-    class Wrapped(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.unet = unet
-
-        def forward(self, latents, t, text, text_embeds, time_ids):  # type: ignore[no-untyped-def]
-            cond = {"text_embeds": text_embeds, "time_ids": time_ids}
-            return self.unet(latents, t, text, added_cond_kwargs=cond, return_dict=False)[0]
-
-    args = (
-        torch.randn(1, 4, 64, 64, device="cuda", dtype=torch.float16),
-        torch.tensor([999], device="cuda", dtype=torch.int64),
-        torch.randn(1, 77, 2048, device="cuda", dtype=torch.float16),
-        torch.randn(1, 1280, device="cuda", dtype=torch.float16),
-        torch.randn(1, 6, device="cuda", dtype=torch.float16),
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "unet.fp16.onnx"
-    with torch.no_grad():
-        torch.onnx.export(Wrapped(), args, str(path), opset_version=17, dynamo=False,
-                          input_names=["latents", "timestep", "text", "text_embeds", "time_ids"],
-                          output_names=["noise_pred"])  # fmt: skip
-    import onnx
-
-    model = onnx.load(str(path))
-    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="unet.fp16.onnx.data")
-    return path
-
-
-def sdxl_trt_check(work: Path) -> dict[str, Any]:
-    from eeg2img_deploy.engines.tensorrt_builder import (
-        BuildOptions,
-        build_engine,
-        shape_profile,
-    )
-    from eeg2img_deploy.manifest import TensorSpec
-
-    onnx_path = sdxl_unet_onnx(work / "sdxl")
-    specs = (TensorSpec("latents", "float16", (1, 4, 64, 64)), TensorSpec("timestep", "int64", (1,)),
-             TensorSpec("text", "float16", (1, 77, 2048)), TensorSpec("text_embeds", "float16", (1, 1280)),
-             TensorSpec("time_ids", "float16", (1, 6)))  # fmt: skip
-    seconds = build_engine(onnx_path, work / "sdxl" / "unet.plan", stage="unet", profile=shape_profile(specs, {}),
-                           options=BuildOptions(progress=True))  # fmt: skip
-    return {"unet_build_seconds": seconds, "plan_bytes": (work / "sdxl" / "unet.plan").stat().st_size}
-
-
-# ---- PyTorch baseline -----------------------------------------------------------------------------------
-def torch_baseline() -> list[dict[str, Any]]:
-    import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    sync = torch.cuda.synchronize
-    unet = UNet2DConditionModel(**SDXL_UNET_CONFIG).to("cuda", torch.float16).eval()
-    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        layers_per_block=2, sample_size=1024).to("cuda", torch.float16).eval()  # fmt: skip
-    lat = torch.randn(1, 4, 64, 64, device="cuda", dtype=torch.float16)
-    text = torch.randn(1, 77, 2048, device="cuda", dtype=torch.float16)
-    cond = {"text_embeds": torch.randn(1, 1280, device="cuda", dtype=torch.float16),
-            "time_ids": torch.randn(1, 6, device="cuda", dtype=torch.float16)}  # fmt: skip
-    t = torch.tensor([999], device="cuda")
-    calls = {
-        "unet": lambda: unet(lat, t, text, added_cond_kwargs=cond, return_dict=False),
-        "vae_decoder": lambda: vae.decode(lat, return_dict=False),
+        layout = init_tiny(work / "tiny-weights")
+        bundle = work / "tiny-bundle"
+        export_bundle(layout, bundle, ExportSettings(image_size=128, max_batch=4), progress=False)
+    provider = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+    runs = 2 if dry else 20
+    report = run_bench(bundle, provider=provider, runs=runs, warmup=1, prior_steps=10)
+    out: dict[str, Any] = {
+        "provider": provider,
+        "latency_ms": {k: v["p50"] for k, v in report["runtime"]["latency_ms"].items()},
+        "prior_graph": report["settings"]["prior_graph"],
+        "prior_graphs": {k: v for k, v in (report["runtime"]["prior_graphs"] or {}).items() if k != "samples_ms"},
     }
-    rows = []
-    with torch.no_grad():
-        for name, fn in calls.items():
-            eager = time_ms(fn, sync)
-            graph = torch.cuda.CUDAGraph()
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                fn()  # warm-up on the capture stream
-            torch.cuda.current_stream().wait_stream(stream)
-            with torch.cuda.graph(graph):
-                fn()
-            graphed = time_ms(graph.replay, sync)
-            rows.append({"stage": name, "precision": "fp16", "torch_eager": eager, "torch_cuda_graph": graphed})
-            log.info("%s: eager %.2f ms, CUDA graph %.2f ms", name, eager["median_ms"], graphed["median_ms"])
-    return rows
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as e:
+        out["tensorrt"] = f"skipped: TensorRT is not installed ({e})"
+        return out
+    from eeg2img_deploy.engines.build import build_engines
+
+    engines = build_engines(bundle, work / "tiny-engines", backend="tensorrt", progress=False)
+    trt = run_bench(work / "tiny-engines", backend="tensorrt", runs=runs, warmup=1, prior_steps=10)
+    out["tensorrt"] = {"engines": [a.label() for a in engines.artifacts],
+                       "latency_ms": {k: v["p50"] for k, v in trt["runtime"]["latency_ms"].items()}}
+    return out
 
 
-# ---- report ---------------------------------------------------------------------------------------------
-def write_results(out: Path, result: dict[str, Any]) -> Path:
+# ---- 6. results -------------------------------------------------------------------------------------------
+def write_results(report: dict, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    gpu = re.sub(r"[^a-z0-9]+", "-", result["gpu"].lower()).strip("-")
-    stem = out / f"gpu-check-{gpu}-{dt.date.today().isoformat()}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# GPU check: {result['gpu']}", "", f"TensorRT: {result.get('tensorrt')}", ""]
-    lines += ["| stage | precision | what | median ms | p90 ms | max abs diff |", "|---|---|---|---|---|---|"]
-    for row in result["stages"]:
-        for what in ("tensorrt", "onnxruntime", "torch_eager", "torch_cuda_graph"):
-            if what in row:
-                r = row[what]
-                lines.append(f"| {row['stage']} | {row['precision']} | {what} | {r['median_ms']:.2f} | "
-                             f"{r['p90_ms']:.2f} | {row.get('max_abs_diff', '')} |")  # fmt: skip
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    gpu = report["parts"].get("environment", {}).get("gpu", {}).get("name", "no-gpu")
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
+    stem = out / f"gpu_check-{slug}{'-dry-run' if report['dry_run'] else ''}-{dt.date.today().isoformat()}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    stem.with_suffix(".md").write_text(markdown(report) + "\n")
     return stem.with_suffix(".md")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--skip-sdxl", action="store_true", help="skip the full-size SDXL UNet (5 GB, minutes)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    import torch
+def _ms(stats: Any) -> str:
+    return f"{stats['p50']:.2f}" if isinstance(stats, dict) else str(stats)
 
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu_check needs a CUDA GPU (torch.cuda.is_available() is False)")
-    result: dict[str, Any] = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "stages": []}
-    with tempfile.TemporaryDirectory() as tmp:
+
+def markdown(report: dict) -> str:
+    parts = report["parts"]
+    env = parts.get("environment", {})
+    lines = [f"# GPU check{' (dry run: tiny sizes, CPU)' if report['dry_run'] else ''}", "",
+             f"`{report['command']}`, {report['started']}; GPU: {env.get('gpu', 'none')}; "
+             f"onnxruntime providers: {env.get('onnxruntime_providers')}; TensorRT: {env.get('tensorrt')}", "",
+             "| part | status | seconds | notes |", "|---|---|---|---|"]
+    for name, p in parts.items():
+        note = p.get("reason") or p.get("error") or ""
+        lines.append(f"| {name} | {p['status']} | {p.get('seconds', '')} | {note} |")
+    unet = parts.get("unet_torch", {})
+    if unet.get("status") == "ok":
+        par = unet["fp16_vs_fp32"]
+        lines += ["", f"UNet + IP-Adapter ({unet['parameters'] / 1e9:.3f} B parameters), batch 1, {unet['device']}, p50 ms:", "",
+                  "| fp32 eager | fp16 eager | fp16 CUDA graph | fp16 vs fp32 (max rel. error / bound) |", "|---|---|---|---|",
+                  f"| {_ms(unet['fp32_eager_ms'])} | {_ms(unet['fp16_eager_ms'])} | {_ms(unet['fp16_cuda_graph_ms'])} | "
+                  f"{par['max_rel_error']:.2e} / {par['tolerance']:g} |"]
+    ort = parts.get("onnxruntime", {})
+    if ort.get("status") == "ok":
+        lines += ["", f"Exported fp16 UNet in onnxruntime ({ort['provider']}): p50 {_ms(ort['latency_ms'])} ms, "
+                      f"max rel. error vs PyTorch fp32 {ort['vs_torch_fp32']['max_rel_error']:.2e}"]
+    tiny = parts.get("tiny_pipeline", {})
+    if tiny.get("status") == "ok":
+        lines += ["", f"Tiny pipeline ({tiny['provider']}), p50 ms: " + ", ".join(f"{k} {v:.1f}" for k, v in tiny["latency_ms"].items())]
+        pg = tiny.get("prior_graphs") or {}
+        if pg:
+            lat = pg["latency_ms"]
+            lines.append(f"Prior, {pg['steps']} DDPM steps: fused {lat['fused']['p50']:.1f} ms, stepwise "
+                         f"{lat['stepwise']['p50']:.1f} ms ({pg['stepwise_over_fused']:.2f}x)")
+        lines.append(f"TensorRT: {tiny.get('tensorrt')}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, seconds: checks the script, measures nothing")
+    ap.add_argument("--budget-s", type=float, default=540.0, help="skip parts that would not finish within this")
+    ap.add_argument("--skip-export", action="store_true", help="leave out parts 3-4 (the export takes minutes)")
+    ap.add_argument("--skip-tiny", action="store_true", help="leave out part 5")
+    ap.add_argument("--tiny-bundle", type=Path, default=None, help="an existing tiny bundle for part 5 (else one is made)")
+    ap.add_argument("--work", type=Path, default=None, help="folder for exported files [default: a temporary one]")
+    args = ap.parse_args(argv)
+    budget = Budget(args.budget_s)
+    report: dict[str, Any] = {"command": " ".join(["python benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
+                              "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                              "dry_run": args.dry_run, "parts": {}}
+    run_part(report, "environment", environment, budget=budget, needs_s=0, dry=True)
+    device = "cuda" if report["parts"]["environment"].get("cuda_available") else "cpu"
+    check = UNetCheck(args.dry_run, device)
+    with tempfile.TemporaryDirectory(prefix="gpu-check-", dir=args.work) as tmp:
         work = Path(tmp)
-        if has_tensorrt():
-            import tensorrt
-
-            result["tensorrt"] = tensorrt.__version__
-            result["stages"] += tiny_check(work)
-            if not args.skip_sdxl:
-                result["sdxl_unet"] = sdxl_trt_check(work)
-        result["stages"] += torch_baseline()
-    log.info("wrote %s", write_results(args.out, result))
+        run_part(report, "unet_torch", check.torch_part, budget=budget, needs_s=NEEDS_S["unet_torch"], dry=args.dry_run)
+        if not args.skip_export:
+            run_part(report, "export", lambda: check.export_part(work), budget=budget, needs_s=NEEDS_S["export"], dry=args.dry_run)
+            run_part(report, "onnxruntime", check.onnxruntime_part, budget=budget, needs_s=NEEDS_S["onnxruntime"], dry=args.dry_run)
+        check.stage = None  # frees the UNet before the tiny pipeline
+        if not args.skip_tiny:
+            run_part(report, "tiny_pipeline", lambda: tiny_pipeline_part(work, args.tiny_bundle, args.dry_run),
+                     budget=budget, needs_s=NEEDS_S["tiny_pipeline"], dry=args.dry_run)
+    log(f"wrote {write_results(report, args.out)}")
+    return report
 
 
 if __name__ == "__main__":

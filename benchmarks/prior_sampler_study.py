@@ -594,7 +594,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads for training and bulk sampling (1 is faster on a busy 2-core VM)")
     parser.add_argument("--seed", type=int, default=0, help="fixes the synthetic task, training and conditions")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--smoke", action="store_true",
+                        help="1 s of training, 2 conditions x 2 seeds, 1 latency run: checks the script, measures nothing")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.train_seconds, args.conditions, args.seeds, args.latency_runs = 1.0, 2, 2, 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     import torch

@@ -1,0 +1,113 @@
+"""Every script under ``benchmarks/`` runs: a CPU smoke test each (tiny sizes, ``--smoke``/``--dry-run``).
+
+A script nothing runs rots (the first GPU check could not even import). These run each script's
+whole path on the session's tiny set in seconds; they measure nothing. The scripts in ``ELSEWHERE`` are
+smoke-tested beside their features; the first test fails when a script has no smoke test at all.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ELSEWHERE = {"bench_low_level_cpu.py": "tests/test_bench.py", "stream_soak.py": "tests/stream/test_stream_soak.py",
+             "serve_load.py": "tests/serve/test_serve_load_bench.py"}
+HERE = {"bench_tiny_cpu.py", "bench_fullsize_encoder_prior_cpu.py", "export_fullsize_unet.py", "gpu_check.py",
+        "prior_sampler_study.py"}
+
+
+def _script(name: str):
+    """The script as a module (registered first: its dataclasses look their module up while being defined)."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_benchmark_script_has_a_smoke_test():
+    root = Path(__file__).resolve().parents[1]
+    assert {p.name for p in BENCHMARKS.glob("*.py")} == HERE | set(ELSEWHERE), "a script in benchmarks/ has no smoke test"
+    for script, test in ELSEWHERE.items():
+        assert script in (root / test).read_text(), (script, test)
+
+
+def test_gpu_check_dry_run(tiny_bundle, tmp_path):
+    report = _script("gpu_check").main(["--dry-run", "--out", str(tmp_path), "--tiny-bundle", str(tiny_bundle),
+                                        "--work", str(tmp_path)])
+    parts = report["parts"]
+    assert {k: v["status"] for k, v in parts.items()} == dict.fromkeys(
+        ("environment", "unet_torch", "export", "onnxruntime", "tiny_pipeline"), "ok"), parts
+    unet = parts["unet_torch"]
+    assert unet["fp16_vs_fp32"]["ok"] and 0 < unet["fp16_vs_fp32"]["max_rel_error"]  # a real comparison
+    assert unet["fp16_cuda_graph_ms"] == "skipped: no CUDA" and unet["fp16_eager_ms"]["n"] == 2
+    assert parts["onnxruntime"]["provider"] == "cpu" and parts["onnxruntime"]["vs_torch_fp32"]["ok"]
+    assert parts["tiny_pipeline"]["prior_graphs"]["steps"] == 10
+    assert parts["tiny_pipeline"]["tensorrt"].startswith("skipped: TensorRT is not installed")
+    written = sorted(p.name for p in tmp_path.glob("gpu_check-*"))
+    assert len(written) == 2 and written[0].endswith(".json") and written[1].endswith(".md")
+    assert json.loads((tmp_path / written[0]).read_text())["dry_run"] is True
+    assert "| unet_torch | ok |" in (tmp_path / written[1]).read_text()
+
+
+def test_gpu_check_says_what_it_cannot_run_and_goes_on(tmp_path, monkeypatch):
+    """Without a GPU, the real-size run skips the GPU parts with their reason; a failing part does not stop it."""
+    script = _script("gpu_check")
+
+    def broken(self):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(script.UNetCheck, "export_part", broken)  # reached only if the torch part ran
+    monkeypatch.setattr(script.UNetCheck, "torch_part", broken)
+    report = script.main(["--out", str(tmp_path), "--skip-tiny", "--work", str(tmp_path)])
+    parts = report["parts"]
+    assert parts["unet_torch"]["status"] == "failed" and "simulated" in parts["unet_torch"]["error"]
+    assert parts["onnxruntime"]["status"] == "skipped" and "export part did not run" in parts["onnxruntime"]["reason"]
+    assert "tiny_pipeline" not in parts
+    monkeypatch.undo()
+    report = _script("gpu_check").main(["--out", str(tmp_path), "--skip-tiny", "--skip-export", "--work", str(tmp_path)])
+    if not report["parts"]["environment"].get("cuda_available"):
+        assert "no CUDA GPU" in report["parts"]["unet_torch"]["reason"]
+
+
+def test_bench_tiny_cpu_smoke(tiny_dir, tiny_bundle, tmp_path):
+    report = _script("bench_tiny_cpu").main(["--smoke", "--weights", str(tiny_dir), "--bundle", str(tiny_bundle),
+                                             "--out", str(tmp_path)])
+    assert report["runtime"]["latency_ms"]["total"]["n"] == 1 and report["baseline"]["parity"]
+    assert (tmp_path / "bench_tiny_cpu.json").is_file() and (tmp_path / "bench_tiny_cpu.png").is_file()
+    assert "<!-- bench_tiny_cpu -->" in (tmp_path / "README.md").read_text()
+
+
+def test_bench_fullsize_encoder_prior_cpu_smoke(tiny_dir, tiny_bundle, tmp_path):
+    result = _script("bench_fullsize_encoder_prior_cpu").main(
+        ["--smoke", "--weights", str(tiny_dir), "--bundle", str(tiny_bundle), "--out", str(tmp_path)])
+    assert result["parity"]["fused_vs_stepwise_max_abs_diff"] <= 1e-5
+    assert "prior 50-step sampling, runtime stepwise / fused graph" in result["ratios_torch_over_onnxruntime"]
+    assert (tmp_path / "bench_fullsize_encoder_prior_cpu.json").is_file()
+
+
+def test_export_fullsize_unet_smoke(tmp_path):
+    """The real script (export and onnxruntime children included) on the tiny UNet at 64x64."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "export_fullsize_unet.py"), "--smoke", "--precision", "fp16",
+                          "--out", str(tmp_path / "work"), "--results", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "export_fullsize_unet.json").read_text())
+    fp16 = report["results"]["fp16"]
+    assert report["status"] == "ok" and fp16["checker_ok"] and fp16["ort"]["output_finite"], fp16
+    assert "<!-- export_fullsize_unet -->" in (tmp_path / "README.md").read_text()
+
+
+def test_prior_sampler_study_smoke(tmp_path):
+    assert _script("prior_sampler_study").main(["--smoke", "--out-dir", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "prior_sampler_study.json").read_text())
+    assert report["results"] and report["eval"]["conditions"] == 2
+    assert (tmp_path / "prior_sampler_study.md").is_file()
