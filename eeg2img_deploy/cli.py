@@ -313,19 +313,23 @@ def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, see
               help="torch device of the baseline [default: cuda for a GPU backend or provider, else cpu].")
 @click.option("--low-level", "low_level", is_flag=True, help="Time the low-level path (img2img from the low-level encoder).")
 @low_level_options
+@semantic_options
 def bench(bundle: Path, runtime: RuntimeOptions, runs: int, warmup: int, batch: int, steps: str, prior_steps: int,
           prior_graph: str | None, json_path: Path | None, plot_path: Path | None, baseline: str, weights: Path | None,
-          torch_device: str | None, low_level: bool, strength: float, low_level_mode: str) -> None:
+          torch_device: str | None, low_level: bool, strength: float, low_level_mode: str, **kw) -> None:
     """Latency per stage and end to end (p50/p90/p99), cold start, memory; optionally against PyTorch."""
     from .bench import plot_report, print_report, run_bench
+    from .runtime.semantic import SemanticRequest
 
+    semantic = SemanticRequest(**pop_semantic(kw))
     if baseline == "torch" and weights is None:
         raise click.BadParameter("--baseline torch needs --weights DIR (the weights the bundle was exported from)")
     options = low_level_settings(low_level, strength, low_level_mode, int(steps))
     report = run_bench(bundle, **runtime.to_dict(), runs=runs, warmup=warmup, batch=batch, steps=int(steps),
                        prior_steps=prior_steps, prior_graph=prior_graph,
                        baseline_weights=weights if baseline == "torch" else None,
-                       torch_device=torch_device, progress=True, low_level=options)
+                       torch_device=torch_device, progress=True, low_level=options,
+                       semantic=semantic if semantic.needs_caption or semantic.needs_text else None)
     print_report(report)
     if json_path:
         write_json(json_path, report)

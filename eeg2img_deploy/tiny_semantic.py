@@ -20,7 +20,7 @@ WORDS = (
     "standing walking riding holding eating playing flying lying parked large small white black red blue green "
     "young old top front close up view"
 ).split()
-SUFFIXES = ("##s", "##ing", "##ed", "##er")
+SUFFIXES = ("##s", "##ing", "##ed", "##er", ".", ",", "'", "s")  # punctuation: decoding's clean-up is exercised
 
 
 def tiny_git_vocab() -> dict[str, int]:

@@ -147,3 +147,21 @@ def test_prior_graphs_compared_when_the_bundle_has_the_fused_graph(tiny_bundle, 
     assert both["image_embeds_max_abs_diff"] <= 1e-5
     print_report(r)
     assert "stepwise / fused" in capsys.readouterr().out
+
+
+def test_caption_kv_cache_benchmark_smoke(tmp_path):
+    """``benchmarks/caption_kv_cache.py --smoke``: both variants built, equal tokens, timed, README section written."""
+    pytest.importorskip("onnx")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "caption_kv_cache.py"
+    spec = importlib.util.spec_from_file_location("caption_kv_cache", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    result = script.main(["--smoke", "--out", str(tmp_path)])
+    r = result["result"]
+    assert r["tokens_equal"] and r["logits_max_rel_diff"] <= 1e-4
+    assert r["kv_cache"]["median_ms"] > 0 and r["recompute"]["median_ms"] > 0
+    assert json.loads((tmp_path / "caption_kv_cache.json").read_text())["result"] == r
+    assert "KV cache vs recomputation" in (tmp_path / "README.md").read_text()

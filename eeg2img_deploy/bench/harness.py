@@ -15,7 +15,7 @@ import numpy as np
 from ..manifest import Backend, Decoder, Precision, Provider
 from .machine import library_versions, machine_info, memory_phase, nvml_used_mb
 from .prior_graphs import compare_prior_graphs
-from .stats import latency_stats, progress_bar, report_stages, stats_table, time_calls
+from .stats import latency_stats, progress_bar, report_stages, semantic_dict, stats_table, time_calls
 
 REPORT_VERSION = 2  # 2: settings.device -> settings.provider, runtime.device -> runtime.provider
 
@@ -79,11 +79,14 @@ def run_bench(
     threads: int | None = None,
     allow_cpu_fallback: bool = False,
     low_level=None,
+    semantic=None,
 ) -> dict[str, Any]:
     """Time ``Pipeline.from_bundle(bundle, ...)`` and, with ``baseline_weights``, the torch reference.
 
     ``eeg`` (B, 63, 250) replaces the synthetic batch of ``batch`` trials; subject ids cycle 0, 1, ...
     ``low_level``: a :class:`~..runtime.low_level.LowLevelOptions`, to time the low-level path.
+    ``semantic``: a :class:`~..runtime.semantic.SemanticRequest`, to time captions ("caption") and prompts
+    ("text_encoder").
     ``torch_device`` runs the baseline (default: cuda for TensorRT or a GPU provider, else cpu).
     ``prior_graph``: the prior graph of the end-to-end runs (default: fused where the bundle has it); the prior
     is also timed both ways (``runtime.prior_graphs``) where the bundle has a fused graph for ``prior_steps``.
@@ -102,12 +105,14 @@ def run_bench(
                 "vae": vae.value,
                 "baseline_weights": None if baseline_weights is None else str(baseline_weights), "seed": seed,
                 "threads": threads, "low_level": None if low_level is None else {"strength": low_level.strength,
-                                                                                      "mode": low_level.mode}}
+                                                                                      "mode": low_level.mode},
+                "semantic": semantic_dict(semantic)}
     report: dict[str, Any] = {"report_version": REPORT_VERSION, "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                               "settings": settings}
 
     load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-    call_kw = {"seed": seed, "steps": steps, "prior_steps": prior_steps, "low_level": low_level, "prior_graph": prior_graph}
+    call_kw = {"seed": seed, "steps": steps, "prior_steps": prior_steps, "low_level": low_level, "prior_graph": prior_graph,
+               "semantic": semantic}
     rt, first, manifest, eeg, ids = _bench_runtime(bundle, backend=backend, provider=provider, precision=precision,
                                                    vae=vae, eeg=eeg, batch=batch, call_kw=call_kw, runs=runs,
                                                    warmup=warmup, progress=progress, threads=threads,
@@ -204,10 +209,13 @@ def _bench_baseline(weights, manifest, eeg, ids, runtime_first, *, torch_device,
         if cuda:
             torch.cuda.reset_peak_memory_stats()
 
-        def call():
-            return ref(eeg, ids, image_size=image_size, vae=vae.value, **call_kw).timings_ms, {}
+        # the reference takes the semantic request's fields as keyword arguments
+        ref_kw = {**{k: v for k, v in call_kw.items() if k != "semantic"}, **(semantic_dict(call_kw["semantic"]) or {})}
 
-        first = ref(eeg, ids, image_size=image_size, vae=vae.value, **call_kw)
+        def call():
+            return ref(eeg, ids, image_size=image_size, vae=vae.value, **ref_kw).timings_ms, {}
+
+        first = ref(eeg, ids, image_size=image_size, vae=vae.value, **ref_kw)
         base["first_call_ms"] = first.timings_ms["total"]
         base["first_call_stages_ms"] = {k: first.timings_ms[k] for k in stages}
         # Same EEG, seed and noise on both sides: a large gap here means the two did not compute the same thing.

@@ -28,7 +28,7 @@ from .spec import StageExport
 MAX_TEXT_TOKENS = 32
 
 
-def _modules(git_model):
+def git_parts(git_model):
     import torch
 
     class GitParts(torch.nn.Module):
@@ -45,12 +45,15 @@ def _modules(git_model):
         def split(self, x):  # (B, T, H*D) -> (B, H, T, D)
             return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
 
-        def layer(self, layer, x, past_k=None, past_v=None):
+        def layer(self, layer, x, past_k=None, past_v=None, mask=None):
+            """One GIT layer; ``mask`` (additive, over keys) only for full-sequence use (benchmarks/caption_kv_cache.py)."""
             attn = layer.attention.self
             q, k, v = self.split(attn.query(x)), self.split(attn.key(x)), self.split(attn.value(x))
             if past_k is not None:
                 k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
             scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            if mask is not None:
+                scores = scores + mask
             ctx = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(x.shape)
             a = layer.attention.output(ctx, x)  # dense, residual, LayerNorm
             return layer.output(layer.intermediate(a), a), k, v
@@ -61,7 +64,7 @@ def _modules(git_model):
 def _prefill_module(git_model):
     import torch
 
-    parts = _modules(git_model)
+    parts = git_parts(git_model)
 
     class CaptionPrefill(torch.nn.Module):
         def __init__(self):
@@ -82,7 +85,7 @@ def _prefill_module(git_model):
 def _decoder_module(git_model):
     import torch
 
-    parts = _modules(git_model)
+    parts = git_parts(git_model)
 
     class CaptionDecoder(torch.nn.Module):
         def __init__(self):

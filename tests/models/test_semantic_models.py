@@ -52,6 +52,13 @@ def test_tiny_git_folder_is_a_real_git_large_coco_layout(tiny_dir, tiny_layout):
     assert (tiny_layout.git / "tokenizer.json").is_file()
     ids = tok("a dog on the grass").input_ids
     assert ids[0] == 101 and ids[-1] == 102 and tok.decode(ids, skip_special_tokens=True) == "a dog on the grass"
+    # the runtime decodes with the tokenizers package from the same tokenizer.json: same text, punctuation included
+    from tokenizers import Tokenizer
+
+    rt = Tokenizer.from_file(str(tiny_layout.git / "tokenizer.json"))
+    for text in ("a dog, a cat.", "the man's dog sitting . riding , walking ' s", "zebras eating grass."):
+        ids = tok(text).input_ids + [0, 0]  # and padding after EOS, as generate leaves it
+        assert rt.decode(ids, skip_special_tokens=True) == tok.decode(ids, skip_special_tokens=True), text
 
 
 def test_reference_generate_equals_a_full_recompute_greedy_loop(reference_pipe):

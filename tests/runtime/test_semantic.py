@@ -153,3 +153,25 @@ def test_cli_infer_captions_match_cli_reference(tiny_bundle, tiny_dir, tmp_path)
         assert psnr(x, y) >= MIN_PSNR, name
     bad = runner.invoke(cli, ["infer", "--bundle", str(tiny_bundle), "--out", str(tmp_path / "bad"), *common, "--prompt", "x"])
     assert bad.exit_code == 2 and "exclude each other" in bad.output and not (tmp_path / "bad").exists()
+
+
+def test_onnxruntime_engine_folder_captions_match(ort_engines, ref_captioned, tiny_eeg):
+    out, _ = ort_engines
+    p = Pipeline.from_bundle(out)
+    run = p(tiny_eeg, SUBJECT, SEED, prior_steps=PRIOR_STEPS, semantic=SemanticRequest(prompt_from_caption=True))
+    p.close()
+    assert run.caption_ids == ref_captioned.caption_ids
+    assert min(psnr(a, b) for a, b in zip(run.images, ref_captioned.images)) >= MIN_PSNR
+
+
+def test_bench_reports_the_caption_and_text_encoder_stages(tiny_bundle, tiny_dir):
+    from eeg2img_deploy.bench import print_report, run_bench
+
+    rep = run_bench(tiny_bundle, runs=1, warmup=0, prior_steps=2, baseline_weights=tiny_dir,
+                    semantic=SemanticRequest(prompt_from_caption=True))
+    for side in ("runtime", "baseline"):
+        lat = rep[side]["latency_ms"]
+        assert {"caption", "text_encoder"} <= set(lat) and lat["caption"]["p50"] > 0 and lat["text_encoder"]["p50"] > 0
+    assert rep["settings"]["semantic"]["prompt_from_caption"] is True and "caption" in rep["ratios"]
+    print_report(rep)
+    assert rep["baseline"]["parity"]["images_max_abs_diff"] <= 8
