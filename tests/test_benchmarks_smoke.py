@@ -18,7 +18,8 @@ import pytest
 pytest.importorskip("torch")
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-ELSEWHERE = {"bench_low_level_cpu.py": "tests/test_bench.py", "stream_soak.py": "tests/stream/test_stream_soak.py",
+ELSEWHERE = {"bench_low_level_cpu.py": "tests/test_bench.py", "caption_kv_cache.py": "tests/test_bench.py",
+             "stream_soak.py": "tests/stream/test_stream_soak.py",
              "serve_load.py": "tests/serve/test_serve_load_bench.py"}
 HERE = {"bench_tiny_cpu.py", "bench_fullsize_encoder_prior_cpu.py", "export_fullsize_unet.py", "gpu_check.py",
         "prior_sampler_study.py"}
