@@ -265,8 +265,8 @@ class Pipeline:
         )
 
     # ---- stages ------------------------------------------------------------------------------------
-    def encode(self, eeg: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        return self._call("encoder", {"eeg": eeg, "subject_ids": ids})
+    def encode(self, eeg: np.ndarray, ids: np.ndarray, *, keep: bool = False) -> Any:
+        return self._call("encoder", {"eeg": eeg, "subject_ids": ids}, keep=keep)
 
     def prior_graph(self, graph: str | None, sampler: str, steps: int) -> str:
         """Which prior graph a call uses: ``graph`` as asked, or (None) fused where the folder has DDPM at ``steps``."""
@@ -283,14 +283,17 @@ class Pipeline:
             )
         return graph or ("fused" if fused else "stepwise")
 
-    def prior(self, eeg_embeds: np.ndarray, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int,
-              guidance: float, sampler: str, purpose: str = "prior", graph: str | None = None) -> np.ndarray:
-        noise = NoiseSource(seed, len(eeg_embeds), purpose, first=first)
+    def prior(self, eeg_embeds: Any, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int,
+              guidance: float, sampler: str, purpose: str = "prior", graph: str | None = None, keep: bool = False) -> Any:
+        """``eeg_embeds`` may be the encoder's output left on the device (fused graph only); ``keep``: leave the
+        fused graph's output there too."""
+        b, dims = _shape(eeg_embeds)[0], _shape(eeg_embeds)[1:]
+        noise = NoiseSource(seed, b, purpose, first=first)
         if self.prior_graph(graph, sampler, steps) == "fused":
             # x_T and the variance draws, in the stepwise sampler's order (NoiseSource's contract)
-            draws = np.stack([noise.normal(eeg_embeds.shape[1:]) for _ in range(steps)], axis=1)
-            guide = np.full(len(eeg_embeds), guidance, np.float32)
-            return self._call(f"{FUSED_PRIOR}@{steps}", {"cond": eeg_embeds, "noise": draws, "guidance": guide})
+            draws = np.stack([noise.normal(dims) for _ in range(steps)], axis=1)
+            guide = np.full(b, guidance, np.float32)
+            return self._call(f"{FUSED_PRIOR}@{steps}", {"cond": eeg_embeds, "noise": draws, "guidance": guide}, keep=keep)
 
         def eps_fn(x, t, cond, mask):
             return self._call("prior", {"x": x, "t": t, "cond": cond, "cond_mask": mask})
@@ -303,8 +306,9 @@ class Pipeline:
                 ip_scale: float, start: tuple[np.ndarray, NoiseSource, int] | None = None,
                 text: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """``start``: img2img (the low-level path) from these latents with this noise, from step index ``[2]`` on.
-        ``text``: per-sample (prompt_embeds, pooled) of a prompt; None: the bundle's empty-prompt constants."""
-        b = len(image_embeds)
+        ``text``: per-sample (prompt_embeds, pooled) of a prompt; None: the bundle's empty-prompt constants.
+        ``image_embeds`` may be the fused prior's output left on the device."""
+        b = _shape(image_embeds)[0]
         euler = self._euler(steps)
         if start is None:
             noise = NoiseSource(seed, b, "image", first=first)
@@ -388,20 +392,28 @@ class Pipeline:
         for first in range(0, len(eeg), self.max_batch):  # chunks within the engines' batch profile
             sl = slice(first, first + self.max_batch)
             marks = [time.perf_counter()]
-            emb = self.encode(eeg[sl], ids[sl])
-            check_finite(Stage.ENCODER, emb)
+            # on a GPU the embeddings stay on the device between stages that take them as they are (checked
+            # for finite values once downloaded); the semantic level reads them on the host
+            fused = f"{FUSED_PRIOR}@{prior_steps}"
+            on_device = graph == "fused" and not (semantic.needs_caption or semantic.needs_text)
+            keep_emb = on_device and self._chains("encoder", fused, "cond")
+            keep_img = on_device and self._chains(fused, "unet", "image_embeds")
+            emb = self.encode(eeg[sl], ids[sl], keep=keep_emb)
+            if not keep_emb:
+                check_finite(Stage.ENCODER, emb)
             marks.append(time.perf_counter())
             img_emb = self.prior(emb, seeds[sl], indices[sl], steps=prior_steps, guidance=guidance, sampler=prior_sampler,
-                                 graph=graph)
-            check_finite(Stage.PRIOR, img_emb)
+                                 graph=graph, keep=keep_img)
+            if not keep_img:
+                check_finite(Stage.PRIOR, img_emb)
             marks.append(time.perf_counter())
             ids_, text = self.semantic.run(semantic, emb, seeds[sl], indices[sl], guidance, timings)  # timed there
             caption_ids += ids_ or []
             shift = time.perf_counter() - marks[-1]
             marks = [m + shift for m in marks]  # keeps the stages' spans; the next one starts after the semantic work
-            start, z = None, np.zeros((len(emb), 0), np.float32)
+            start, z = None, np.zeros((_shape(emb)[0], 0), np.float32)
             if low_level is not None:
-                noise = NoiseSource(seeds[sl], len(emb), "low_level", first=indices[sl])
+                noise = NoiseSource(seeds[sl], _shape(emb)[0], "low_level", first=indices[sl])
                 z = self.low_level.encode(eeg[sl])
                 start = (self.low_level.start_latents(z, noise, low_level.mode), noise, cut)
                 marks.append(time.perf_counter())
@@ -412,6 +424,10 @@ class Pipeline:
             marks.append(time.perf_counter())
             for k, a, b in zip(timings, marks, marks[1:]):
                 timings[k] += (b - a) * 1e3
+            emb, img_emb = self._host("encoder", emb), self._host(fused, img_emb)  # for the Result
+            if keep_emb or keep_img:
+                check_finite(Stage.ENCODER, emb)
+                check_finite(Stage.PRIOR, img_emb)
             parts.append((images, emb, img_emb, latents, z))
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         images, emb, img_emb, latents, z = (np.concatenate(x) for x in zip(*parts))
@@ -433,6 +449,12 @@ class Pipeline:
         for stream in [*self._extra_streams, *([self._stream] if self._stream is not None else [])]:
             stream.close()
         self._stream, self._extra_streams = None, []
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    """The shape of a numpy array, a DeviceTensor or an onnxruntime OrtValue (whose ``shape`` is a method)."""
+    shape = x.shape
+    return tuple(shape() if callable(shape) else shape)
 
 
 def _per_trial(value, n: int, what: str) -> np.ndarray:

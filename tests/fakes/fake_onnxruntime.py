@@ -42,6 +42,9 @@ class OrtValue:
     def device_name(self) -> str:
         return self._device
 
+    def shape(self) -> list[int]:  # a method on the real OrtValue
+        return list(self._array.shape)
+
     def numpy(self) -> np.ndarray:
         if self._device == "cuda":
             self._state.copies.append("D2H")

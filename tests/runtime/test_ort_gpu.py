@@ -101,3 +101,22 @@ def test_without_onnxruntime_the_extras_are_named(tiny_bundle, monkeypatch) -> N
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(BackendUnavailableError, match=r"eeg2img-deploy\[cpu\]'.*\[gpu\]"):
         Pipeline.from_bundle(tiny_bundle)
+
+
+def test_io_binding_keeps_the_fused_prior_chain_on_the_device(ort_engines, tiny_eeg, monkeypatch) -> None:
+    folder, _ = ort_engines
+    pipe = Pipeline.from_bundle(folder)
+    want = pipe(tiny_eeg[:1], 8, 2, prior_steps=10, steps=4)
+    pipe.close()
+    state = install_fake_onnxruntime(monkeypatch)
+    pipe = Pipeline.from_bundle(folder, provider="cuda")
+    try:
+        got = pipe(tiny_eeg[:1], 8, 2, prior_steps=10, steps=4)
+    finally:
+        pipe.close()
+    assert got.prior_graph == "fused"
+    np.testing.assert_array_equal(got.images, want.images)
+    np.testing.assert_array_equal(got.image_embeds, want.image_embeds)
+    # encoder 2 up; fused prior: cond bound on the device, noise + guidance up; unet 4 fixed up (image_embeds
+    # bound on the device) + 4 x (sample, timestep up / noise_pred down); decoder 1 / 1; embeddings down for Result
+    assert (state.count("H2D"), state.count("D2H")) == (2 + 2 + 4 + 4 * 2 + 1, 4 + 1 + 2)

@@ -20,6 +20,7 @@ def trt_engines(tiny_bundle, tmp_path_factory):
         state = install_fake_gpu(mp)
         build_engines(tiny_bundle, root / "ws", backend="tensorrt", progress=False)
         build_engines(tiny_bundle, root / "jetson", backend="tensorrt", preset="jetson-orin", max_batch=2, progress=False)
+        build_engines(tiny_bundle, root / "fp32", backend="tensorrt", precision="fp32", progress=False)
         assert state.violations == []
     finally:
         mp.undo()
@@ -33,10 +34,10 @@ def gpu(monkeypatch):
     assert state.violations == [], f"TensorRT/CUDA API preconditions broken: {state.violations}"
 
 
-def _run(folder, eeg, **kw):
+def _run(folder, eeg, prior_steps=3, **kw):
     pipe = Pipeline.from_bundle(folder, **kw)
     try:
-        return pipe(eeg, 8, 3, prior_steps=3, steps=4)
+        return pipe(eeg, 8, 3, prior_steps=prior_steps, steps=4)
     finally:
         pipe.close()
 
@@ -79,3 +80,17 @@ def test_fused_prior_is_one_upload_and_one_download(trt_engines, tiny_eeg, gpu) 
     # both fp16 engines; the fake runs them on onnxruntime's CPU provider, which drops fp16 roundings
     # differently in the two graphs (3e-3 seen); on onnxruntime fp32 they are bit-identical (test_fused_prior.py)
     np.testing.assert_allclose(fused, stepwise, atol=5e-3)
+
+
+def test_fused_prior_chain_stays_on_the_device(trt_engines, tiny_bundle, tiny_eeg, gpu) -> None:
+    """fp32 engines, fused prior: the EEG embedding feeds the prior graph and its output the UNet on the device."""
+    want = _run(tiny_bundle, tiny_eeg[:2], prior_steps=10)
+    got = _run(trt_engines / "fp32", tiny_eeg[:2], prior_steps=10, backend="tensorrt")
+    assert got.prior_graph == "fused"
+    np.testing.assert_allclose(got.image_embeds, want.image_embeds, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.eeg_embeds, want.eeg_embeds, rtol=1e-5, atol=1e-5)
+    assert np.abs(got.images.astype(int) - want.images).max() <= 1
+    g = gpu.gpu
+    # encoder 2 up; fused prior: cond on the device, noise + guidance up; unet: 4 fixed up + image_embeds on the
+    # device, 4 x (sample, timestep up / noise_pred down); decoder 1 up / images down; embeddings down for Result
+    assert (g.count("H2D"), g.count("D2D"), g.count("D2H")) == (2 + 2 + 4 + 4 * 2 + 1, 2, 4 + 1 + 2)
