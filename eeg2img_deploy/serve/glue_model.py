@@ -23,7 +23,7 @@ import triton_python_backend_utils as pb_utils  # provided by Triton's Python ba
 # Triton's Python stub runs an isolated interpreter that ignores PYTHONPATH: honour it (a source checkout)
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 
-from eeg2img_deploy.manifest import read_manifest  # noqa: E402
+from eeg2img_deploy.manifest import Constants, read_manifest  # noqa: E402
 from eeg2img_deploy.runtime.noise import NoiseSource  # noqa: E402
 from eeg2img_deploy.runtime.schedulers import EulerAncestral  # noqa: E402
 
@@ -44,8 +44,9 @@ class TritonPythonModel:
         self.latent_shape = tuple(settings["latent_shape"])
         self.unet_dtypes, self.decoder_dtype = settings["unet_dtypes"], settings["decoder_dtype"]
         n = settings["unet_steps"]
-        self.euler = EulerAncestral(timesteps=self.c[f"euler_timesteps_{n}"], sigmas=self.c[f"euler_sigmas_{n}"],
-                                    init_noise_sigma=float(self.c[f"euler_init_noise_sigma_{n}"][0]))
+        timesteps, sigmas, init_sigma = Constants.euler(n)
+        self.euler = EulerAncestral(timesteps=self.c[timesteps], sigmas=self.c[sigmas],
+                                    init_noise_sigma=float(self.c[init_sigma][0]))
 
     def _rows(self, request):
         seeds = pb_utils.get_input_tensor_by_name(request, "seed").as_numpy().reshape(-1)
@@ -61,9 +62,9 @@ class TritonPythonModel:
         unet = {  # cast to the UNet graph's dtypes, as the runtime casts its feeds
             "sample": self.euler.scale_input(latents, 0),
             "timestep": np.full((b, 1), self.euler.timesteps[0], np.float32),
-            "encoder_hidden_states": np.repeat(self.c["prompt_embeds"], b, axis=0),
-            "text_embeds": np.repeat(self.c["pooled_prompt_embeds"], b, axis=0),
-            "time_ids": np.repeat(self.c["time_ids"], b, axis=0),
+            "encoder_hidden_states": np.repeat(self.c[Constants.PROMPT_EMBEDS], b, axis=0),
+            "text_embeds": np.repeat(self.c[Constants.POOLED_PROMPT_EMBEDS], b, axis=0),
+            "time_ids": np.repeat(self.c[Constants.TIME_IDS], b, axis=0),
             "ip_scale": np.full((b, 1), self.ip_scale, np.float32),
         }
         return {
