@@ -84,13 +84,14 @@ def build_engines(
     axes = profile_axes(p, bundle.bundle.axes)
     chosen = _choose_artifacts(bundle, precision, backend, stages)
     previous = _previous_manifest(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
+    # The maker checks the backend (TensorRT, a GPU, onnxruntime) before anything is created on disk.
     if backend is Backend.TENSORRT:
         maker: _StageMaker = _TensorRTMaker(bundle_dir, out_dir, p, axes, Path(timing_cache or out_dir), progress)
     else:
         maker = _OnnxRuntimeMaker(bundle_dir, out_dir, ort_provider, axes)
-    artifacts = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    artifacts, built = [], 0
     for a in chosen:
         key, digest, file_name = maker.key(a)
         reused = _up_to_date(previous, out_dir, a, digest)
@@ -99,6 +100,7 @@ def build_engines(
             artifacts.append(reused)
         else:
             artifacts.append(maker.build(a, key, digest, file_name))
+            built += 1
 
     _copy_constants(bundle_dir, out_dir, bundle)
     manifest = Manifest(
@@ -118,7 +120,10 @@ def build_engines(
         ),
     )
     if previous is not None and _same(previous, manifest):
-        log.info("engines in %s are up to date", out_dir)
+        if built:  # files that had changed on disk, built again into what the manifest already says
+            log.info("rebuilt %d engine(s) in %s; the manifest is unchanged", built, out_dir)
+        else:
+            log.info("engines in %s are up to date", out_dir)
         return previous
     write_manifest(out_dir, manifest)  # last: its presence marks the folder complete
     _remove_stale(out_dir, previous, manifest)

@@ -84,20 +84,31 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return _unwrap(state, path)
 
 
+def _is_state_dict(value: object) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
 def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:
-    # Training scripts often save {'state_dict': ...} or {'model': ...} (with optimizer state next
-    # to it), and a model trained under nn.DataParallel prefixes every key with 'module.'.
-    # Neither changes the weights, so accept both rather than make users re-save.
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    # Training scripts save the weights inside a wrapper: {'state_dict': ...}, {'model': ...}, the lab's
+    # closed-loop code {'eeg_model_state_dict': ..., 'epoch': ...}, often with optimizer state beside
+    # them; a model trained under nn.DataParallel prefixes every key with 'module.'. None of this
+    # changes the weights, so any wrapper holding exactly one state dict of tensors is accepted.
+    if isinstance(state, dict) and not _is_state_dict(state):
+        inner = [k for k, v in state.items() if _is_state_dict(v)]
+        if len(inner) != 1:
+            found = ", ".join(f"{k!r} ({type(v).__name__})" for k, v in list(state.items())[:8]) or "nothing"
+            why = "no" if not inner else f"{len(inner)} ({', '.join(map(repr, inner))}), not exactly one"
+            raise CheckpointError(
+                f"{path.name} holds {why} state dict of tensors; its keys: {found}: save the model's weights "
+                "alone with torch.save(model.state_dict(), path), or pass the right file"
+            )
+        state = state[inner[0]]
+    if not _is_state_dict(state):
         raise CheckpointError(
             f"{path.name} does not hold a state dict of tensors (found {type(state).__name__}); "
             "save it with torch.save(model.state_dict(), path)"
         )
-    if state and all(k.startswith("module.") for k in state):
+    if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
 
