@@ -35,6 +35,7 @@ from ..manifest import (
     verify_files,
     write_manifest,
 )
+from ..models.load import LoadedModels
 from ..weights import WeightsLayout
 from .onnx_io import OPSET, check_onnx, export_onnx, validate
 from .prior_sampler import DEFAULT_FUSED_PRIOR_STEPS, ddpm_alphas_cumprod
@@ -135,7 +136,7 @@ def _up_to_date(out_dir: Path, fp: str) -> Manifest | None:
     return manifest
 
 
-def build_stages(ref, settings: ExportSettings) -> list[StageExport]:
+def build_stages(models: LoadedModels, settings: ExportSettings) -> list[StageExport]:
     from .encoder import encoder_stage
     from .prior import prior_stage
     from .prior_sampler import prior_sampler_stage
@@ -144,41 +145,40 @@ def build_stages(ref, settings: ExportSettings) -> list[StageExport]:
 
     alphas = ddpm_alphas_cumprod()
     stages = [
-        encoder_stage(ref.encoder),
-        prior_stage(ref.prior),
-        *(prior_sampler_stage(ref.prior, alphas, n) for n in settings.fused_prior_steps),
-        unet_stage(ref.sdxl.unet, settings.image_size),
-        vae_stage(ref.sdxl.vae, settings.image_size),
+        encoder_stage(models.encoder),
+        prior_stage(models.prior),
+        *(prior_sampler_stage(models.prior, alphas, n) for n in settings.fused_prior_steps),
+        unet_stage(models.sdxl.unet, settings.image_size),
+        vae_stage(models.sdxl.vae, settings.image_size),
     ]
-    if ref.taesd is not None:
-        stages.append(taesd_stage(ref.taesd, settings.image_size))
-    if ref.low_level is not None:
+    if models.taesd is not None:
+        stages.append(taesd_stage(models.taesd, settings.image_size))
+    if models.low_level is not None:
         from ..runtime.low_level import check_low_level_size
         from .low_level import low_level_encoder_stage, vae_encoder_stage
 
-        check_low_level_size(ref.low_level.arch.latent_side, settings.image_size)
-        stages += [low_level_encoder_stage(ref.low_level), vae_encoder_stage(ref.sdxl.vae, settings.image_size)]
+        check_low_level_size(models.low_level.arch.latent_side, settings.image_size)
+        stages += [low_level_encoder_stage(models.low_level), vae_encoder_stage(models.sdxl.vae, settings.image_size)]
     from .semantic import semantic_stages
 
-    return stages + semantic_stages(ref)
+    return stages + semantic_stages(models)
 
 
-def constants(ref, settings: ExportSettings, whitening: np.ndarray | None) -> dict[str, np.ndarray]:
+def constants(models: LoadedModels, settings: ExportSettings, whitening: np.ndarray | None) -> dict[str, np.ndarray]:
     """Everything the runtime needs besides the graphs: conditioning, scheduler tables, scales."""
     from diffusers import EulerAncestralDiscreteScheduler
 
-    from ..reference.low_level import clip_normalisation
-    from ..reference.stage2 import time_ids
+    from ..models.sdxl import clip_normalisation, time_ids
 
     out = {
         **clip_normalisation(),  # the low-level path's start image is normalised as CLIP images are
-        Constants.PROMPT_EMBEDS: ref.prompt.prompt_embeds.float().cpu().numpy(),
-        Constants.POOLED_PROMPT_EMBEDS: ref.prompt.pooled.float().cpu().numpy(),
+        Constants.PROMPT_EMBEDS: models.prompt.prompt_embeds.float().cpu().numpy(),
+        Constants.POOLED_PROMPT_EMBEDS: models.prompt.pooled.float().cpu().numpy(),
         Constants.TIME_IDS: np.array([time_ids(settings.image_size)], np.float32),
         Constants.PRIOR_ALPHAS_CUMPROD: ddpm_alphas_cumprod(),
-        Constants.VAE_SCALING_FACTOR: np.array([ref.sdxl.vae.config.scaling_factor], np.float32),
+        Constants.VAE_SCALING_FACTOR: np.array([models.sdxl.vae.config.scaling_factor], np.float32),
     }
-    euler = EulerAncestralDiscreteScheduler.from_config(ref.sdxl.scheduler.config)
+    euler = EulerAncestralDiscreteScheduler.from_config(models.sdxl.scheduler.config)
     for n in settings.steps:
         euler.set_timesteps(n)
         timesteps, sigmas, init_sigma = Constants.euler(n)
@@ -189,7 +189,7 @@ def constants(ref, settings: ExportSettings, whitening: np.ndarray | None) -> di
         out[Constants.EEG_WHITENING] = np.ascontiguousarray(whitening, np.float32)
     from .semantic import semantic_constants
 
-    return {**out, **semantic_constants(ref)}
+    return {**out, **semantic_constants(models)}
 
 
 def _file_name(stage: StageExport, precision: Precision) -> str:
@@ -219,7 +219,7 @@ def export_bundle(
 
     from ..eeg.spec import EEGSpec
     from ..models.atm_encoder import EncoderVariant
-    from ..reference.pipeline import ReferencePipeline
+    from ..models.load import load_models
     from .semantic import semantic_axes
 
     out_dir = Path(out_dir)
@@ -231,10 +231,10 @@ def export_bundle(
         return existing, False
 
     # Load and check every weight before writing anything.
-    ref = ReferencePipeline.from_weights(layout, variant=EncoderVariant(**dataclasses.asdict(settings.variant)),
-                                         ip_scale=settings.ip_scale, latent_convention=settings.latent_convention)
-    stages = build_stages(ref, settings)
-    consts = constants(ref, settings, whitening)
+    models = load_models(layout, variant=EncoderVariant(**dataclasses.asdict(settings.variant)),
+                      ip_scale=settings.ip_scale, latent_convention=settings.latent_convention)
+    stages = build_stages(models, settings)
+    consts = constants(models, settings, whitening)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is incomplete
@@ -278,7 +278,7 @@ def export_bundle(
 
     with atomic_path(out_dir / CONSTANTS_NAME) as tmp:
         save_file(consts, str(tmp))
-    enc = ref.sources["encoder"]
+    enc = models.sources["encoder"]
     manifest = Manifest(
         backend=Backend.ONNX,
         artifacts=tuple(artifacts),
@@ -288,22 +288,22 @@ def export_bundle(
         bundle=BundleSettings(
             fingerprint=fp,
             image_size=settings.image_size,
-            latent_channels=int(ref.sdxl.unet.config.in_channels),
+            latent_channels=int(models.sdxl.unet.config.in_channels),
             max_batch=settings.max_batch,
-            axes={**settings.axes(), **semantic_axes(ref)},
+            axes={**settings.axes(), **semantic_axes(models)},
             opset=OPSET,
             steps=tuple(settings.steps),
             ip_scale=settings.ip_scale,
             encoder_variant=settings.variant,
             num_subjects=int(enc["num_subjects"]),
             fp32_only_stages=tuple(s.name for s in stages if s.fp32_only),
-            low_level=LowLevelInfo(settings.latent_convention) if ref.low_level is not None else None,
+            low_level=LowLevelInfo(settings.latent_convention) if models.low_level is not None else None,
         ),
         sources={
             **{k: {"name": Path(v["path"]).name, "sha256": v["sha256"]} for k, v in sources.items()},
-            "encoder": ref.sources["encoder"],  # with the checkpoint's subject table, linears and variant
-            "prior": ref.sources["prior"],
-            **({"low_level": ref.sources["low_level"]} if "low_level" in ref.sources else {}),
+            "encoder": models.sources["encoder"],  # with the checkpoint's subject table, linears and variant
+            "prior": models.sources["prior"],
+            **({"low_level": models.sources["low_level"]} if "low_level" in models.sources else {}),
         },
         libraries=library_versions(EXPORT_LIBRARIES),
     )

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models.sdxl import EmptyPrompt, clip_normalisation, time_ids  # noqa: F401  (clip_normalisation: re-exported)
 from ..runtime.images import to_uint8
 from ..runtime.noise import NoiseSource
 from ..runtime.schedulers import img2img_cut
 from .noise_patch import shared_noise
-from .stage2 import EmptyPrompt, time_ids
+
 
 def decode_start_image(vae, z, latent_convention: str) -> np.ndarray:
     """Regressed latents -> uint8 images (B, H, W, 3), as the notebook saves them."""
@@ -54,15 +55,6 @@ def clip_preprocess(images: np.ndarray, size: int):
     finally:
         hf_logging.set_verbosity(verbosity)
     return processor([Image.fromarray(im) for im in images], return_tensors="pt").pixel_values
-
-
-def clip_normalisation() -> dict[str, np.ndarray]:
-    """The CLIP image mean and std the processor applies (for the runtime's constants)."""
-    from transformers import CLIPImageProcessor
-
-    processor = CLIPImageProcessor()
-    return {"clip_image_mean": np.array(processor.image_mean, np.float32),
-            "clip_image_std": np.array(processor.image_std, np.float32)}
 
 
 def start_latents(vae, z, noise: NoiseSource, *, mode: str, latent_convention: str, image_size: int):

@@ -24,7 +24,7 @@ from ..weights import WeightsLayout
 from . import low_level as ll
 from .prior_sampler import PRIOR_GUIDANCE, PRIOR_STEPS, sample_prior
 from .semantic import CAPTION_PRIOR_STEPS, caption, require_captioner
-from .stage2 import EmptyPrompt, decode, denoise, encode_prompts, load_sdxl_pipeline
+from .stage2 import EmptyPrompt, decode, denoise, encode_prompts
 
 log = logging.getLogger(__name__)
 
@@ -67,41 +67,17 @@ class ReferencePipeline:
     @classmethod
     def from_weights(cls, layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None,
                      latent_convention: str = "unscaled", cuda_event_timing: bool = False):
-        """Load every component. ``dtype`` applies to Stage II; encoders, prior and VAE stay fp32.
+        """Load every component (:func:`~eeg2img_deploy.models.load.load_models`, the loader export uses).
 
-        ``latent_convention``: what the low-level encoder's latents are, if the layout has one (see
-        :mod:`eeg2img_deploy.models.low_level_encoder`).
+        ``dtype`` applies to Stage II; encoders, prior and VAE stay fp32. ``latent_convention``: what the
+        low-level encoder's latents are, if the layout has one (:mod:`eeg2img_deploy.models.low_level_encoder`).
         """
-        import torch
+        from ..models.load import load_models
 
-        from ..models.atm_encoder import EncoderVariant
-        from ..models.checkpoints import load_encoder, load_prior
-
-        encoder, enc_prov = load_encoder(layout.encoder, variant or EncoderVariant())
-        prior, prior_prov = load_prior(layout.prior)
-        sdxl = load_sdxl_pipeline(layout.sdxl, layout.ip_adapter, ip_scale=ip_scale, device=device, dtype=dtype)
-        taesd = None
-        if layout.taesd is not None:
-            from diffusers import AutoencoderTiny
-
-            taesd = AutoencoderTiny.from_pretrained(layout.taesd, local_files_only=True, dtype=dtype or torch.float32)
-            taesd = taesd.to(device).eval()
-        sources = {**layout.describe(), "encoder": enc_prov.to_dict(), "prior": prior_prov.to_dict()}
-        low_level = None
-        if layout.low_level is not None:
-            from ..models.checkpoints import load_low_level_encoder
-
-            low_level, ll_prov = load_low_level_encoder(layout.low_level, latent_convention)
-            low_level = low_level.to(device)
-            sources["low_level"] = ll_prov.to_dict()
-        captioner = projector = None
-        if layout.git is not None and layout.projector is not None:
-            from ..models.git_caption import GitCaptioner
-            from ..models.pixel_projector import load_projector
-
-            captioner, projector = GitCaptioner.load(layout.git, device), load_projector(layout.projector).to(device)
-        return cls(encoder.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl), taesd=taesd, sources=sources,
-                   low_level=low_level, latent_convention=latent_convention, captioner=captioner, projector=projector,
+        m = load_models(layout, variant=variant, ip_scale=ip_scale, device=device, dtype=dtype,
+                        latent_convention=latent_convention)
+        return cls(m.encoder, m.prior, m.sdxl, m.prompt, taesd=m.taesd, sources=m.sources, low_level=m.low_level,
+                   latent_convention=latent_convention, captioner=m.captioner, projector=m.projector,
                    cuda_event_timing=cuda_event_timing)
 
     @property

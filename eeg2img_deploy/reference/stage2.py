@@ -7,120 +7,21 @@ CLIP image encoder never runs), VAE decode in fp32. Nothing is ever downloaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
-from ..errors import CheckpointError, WeightsNotFoundError
+# Loading and conditioning live in models/sdxl.py (export uses them too); re-exported as Stage II's API.
+from ..models.sdxl import (  # noqa: F401
+    EmptyPrompt,
+    check_ip_adapter,
+    encode_prompts,
+    load_sdxl_pipeline,
+    time_ids,
+)
 from ..runtime.images import to_uint8
 from ..runtime.noise import NoiseSource
-from ..weights import IPAdapterLocation
 from .noise_patch import shared_noise
 
 VAE_SCALE = 8  # SDXL's VAE downsamples by 8: 512x512 images <-> 4x64x64 latents
-
-
-def read_ip_adapter_shapes(ip: IPAdapterLocation) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of an h94-layout IP-Adapter file, without loading its tensors into torch."""
-    path = ip.file
-    if not path.is_file():
-        raise WeightsNotFoundError(f"IP-Adapter weights {path} not found")
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    import torch
-
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    return {f"{group}.{k}": tuple(v.shape) for group in ("image_proj", "ip_adapter") for k, v in sd.get(group, {}).items()}
-
-
-def check_ip_adapter(ip: IPAdapterLocation, cross_attention_dim: int, image_embed_dim: int = 1024) -> None:
-    """Fail before loading when the IP-Adapter does not fit this UNet or the 1024-d CLIP space."""
-    shapes = read_ip_adapter_shapes(ip)
-    proj = shapes.get("image_proj.proj.weight")
-    if proj is None:
-        raise CheckpointError(
-            f"{ip.file} has no 'image_proj.proj.weight': not an h94 IP-Adapter (plain ViT-H SDXL adapter expected)"
-        )
-    tokens, rem = divmod(proj[0], cross_attention_dim)
-    if rem or proj[1] != image_embed_dim:
-        raise CheckpointError(
-            f"{ip.file}: image_proj.proj.weight is {list(proj)}, expected [n_tokens*{cross_attention_dim}, "
-            f"{image_embed_dim}] for this UNet (cross_attention_dim {cross_attention_dim}) and ViT-H embeddings: "
-            "the IP-Adapter belongs to another model; use ip-adapter_sdxl_vit-h with SDXL-Turbo"
-        )
-    for k, shape in shapes.items():
-        if k.endswith(("to_k_ip.weight", "to_v_ip.weight")) and shape[1] != cross_attention_dim:
-            raise CheckpointError(
-                f"{ip.file}: {k} is {list(shape)}, expected [*, {cross_attention_dim}] for this UNet: "
-                "the IP-Adapter belongs to another model"
-            )
-
-
-def load_sdxl_pipeline(sdxl_dir, ip: IPAdapterLocation, *, ip_scale: float = 1.0, device: str = "cpu", dtype=None):
-    """SDXL-Turbo (local folder, ``local_files_only``) with the IP-Adapter loaded and its scale set."""
-    import torch
-    from diffusers import StableDiffusionXLPipeline
-
-    dtype = dtype or torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
-    try:
-        pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_dir, **kwargs)
-    except (OSError, ValueError) as first:
-        try:  # a cache that holds only the fp16 variant files, as the paper downloads them
-            pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_dir, variant="fp16", **kwargs)
-        except (OSError, ValueError):
-            raise WeightsNotFoundError(f"cannot load SDXL-Turbo from {sdxl_dir}: {first}") from first
-    check_ip_adapter(ip, pipe.unet.config.cross_attention_dim)
-    try:
-        pipe.load_ip_adapter(
-            ip.folder, subfolder=ip.subfolder or None, weight_name=ip.weight_name,
-            image_encoder_folder=None, local_files_only=True,
-        )
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"IP-Adapter {ip.file} does not load into this UNet: {e}") from e
-    pipe.set_ip_adapter_scale(ip_scale)
-    pipe.set_progress_bar_config(disable=True)
-    pipe = pipe.to(device)
-    pipe.vae.to(torch.float32)  # the SDXL VAE overflows in fp16: decode upcast, as diffusers' force_upcast does
-    return pipe
-
-
-@dataclass
-class EmptyPrompt:
-    """Empty-prompt text conditioning: constant, so computed once (and exported as constants)."""
-
-    prompt_embeds: Any  # (1, 77, 2048) CLIP-L + bigG penultimate hidden states
-    pooled: Any  # (1, 1280) bigG pooled projection
-
-    @classmethod
-    def encode(cls, pipe) -> EmptyPrompt:
-        import torch
-
-        with torch.no_grad():
-            embeds, _, pooled, _ = pipe.encode_prompt(
-                prompt="", device=pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=False
-            )
-        return cls(embeds, pooled)
-
-
-def encode_prompts(pipe, prompts: list[str]) -> EmptyPrompt:
-    """Text conditioning of one prompt per sample (``(B, 77, 2048)``, ``(B, 1280)``), as diffusers encodes it."""
-    import torch
-
-    with torch.no_grad():
-        embeds, _, pooled, _ = pipe.encode_prompt(
-            prompt=list(prompts), device=pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=False
-        )
-    return EmptyPrompt(embeds, pooled)
-
-
-def time_ids(image_size: int) -> list[float]:
-    """SDXL micro-conditioning: original size, crop top-left, target size."""
-    return [float(image_size), float(image_size), 0.0, 0.0, float(image_size), float(image_size)]
 
 
 def denoise(pipe, prompt: EmptyPrompt, image_embeds, seed: int, *, steps: int = 1, image_size: int = 512):

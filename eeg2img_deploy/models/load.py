@@ -1,0 +1,67 @@
+"""One loader for the reference and export: a weights layout in, every torch module it names out.
+
+A :class:`~eeg2img_deploy.weights.WeightsLayout` says where each component is (checkpoint files; the
+SDXL-Turbo, IP-Adapter, TAESD and GIT folders or their HF cache, read with ``local_files_only``); the
+encoder variant, IP-Adapter scale and low-level latent convention say how to build what the files
+alone do not determine. Checkpoints are loaded strictly (``models/checkpoints.py``), so a mismatch is
+found here, before the reference runs or export writes a file. ``sources`` records what was loaded
+(paths, and the checkpoints' hashes and shapes) for result.json and the manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..weights import WeightsLayout
+
+
+@dataclass
+class LoadedModels:
+    encoder: Any  # ATMEncoder
+    prior: Any  # DiffusionPriorUNet
+    sdxl: Any  # StableDiffusionXLPipeline with the IP-Adapter loaded
+    prompt: Any  # models.sdxl.EmptyPrompt: the empty prompt's embeddings
+    taesd: Any = None  # AutoencoderTiny, when the layout has one
+    low_level: Any = None  # LowLevelEncoder, when the layout has one
+    captioner: Any = None  # GitCaptioner and PixelProjector: both or neither (captions)
+    projector: Any = None
+    sources: dict[str, Any] = field(default_factory=dict)
+
+
+def load_models(layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None,
+                latent_convention: str = "unscaled") -> LoadedModels:
+    """Load every component of ``layout`` onto ``device``, in eval mode.
+
+    ``variant``: the encoder's :class:`~eeg2img_deploy.models.atm_encoder.EncoderVariant` (default: the
+    paper's). ``dtype`` applies to Stage II (SDXL, TAESD); encoders, prior and the SDXL VAE stay fp32.
+    ``latent_convention``: what the low-level encoder's latents are (``models/low_level_encoder.py``).
+    """
+    import torch
+
+    from .atm_encoder import EncoderVariant
+    from .checkpoints import load_encoder, load_prior
+    from .sdxl import EmptyPrompt, load_sdxl_pipeline
+
+    encoder, enc_prov = load_encoder(layout.encoder, variant or EncoderVariant())
+    prior, prior_prov = load_prior(layout.prior)
+    sdxl = load_sdxl_pipeline(layout.sdxl, layout.ip_adapter, ip_scale=ip_scale, device=device, dtype=dtype)
+    models = LoadedModels(encoder.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl),
+                          sources={**layout.describe(), "encoder": enc_prov.to_dict(), "prior": prior_prov.to_dict()})
+    if layout.taesd is not None:
+        from diffusers import AutoencoderTiny
+
+        taesd = AutoencoderTiny.from_pretrained(layout.taesd, local_files_only=True, dtype=dtype or torch.float32)
+        models.taesd = taesd.to(device).eval()
+    if layout.low_level is not None:
+        from .checkpoints import load_low_level_encoder
+
+        low_level, ll_prov = load_low_level_encoder(layout.low_level, latent_convention)
+        models.low_level = low_level.to(device)
+        models.sources["low_level"] = ll_prov.to_dict()
+    if layout.git is not None and layout.projector is not None:
+        from .git_caption import GitCaptioner
+        from .pixel_projector import load_projector
+
+        models.captioner, models.projector = GitCaptioner.load(layout.git, device), load_projector(layout.projector).to(device)
+    return models
