@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SettingsError
+from ..names import Constants
 from .images import to_uint8
 from .noise import NoiseSource
+from .schedulers import img2img_cut
 
 MODES = ("image", "latent")
 STAGES = ("low_level_encoder", "vae_decoder", "vae_encoder")  # what the path runs (vae_decoder: the full VAE)
@@ -73,6 +75,15 @@ class LowLevelPath:
     clip_std: np.ndarray
     latent_convention: str = "unscaled"
 
+    @classmethod
+    def open(cls, run: Stage, constants: dict[str, np.ndarray], latent_side: int, image_size: int,
+             latent_convention: str) -> LowLevelPath:
+        """The path over a pipeline's stage call and its bundle's constants (sizes checked)."""
+        check_low_level_size(latent_side, image_size)
+        return cls(run=run, vae_scale=float(constants[Constants.VAE_SCALING_FACTOR][0]),
+                   clip_mean=constants[Constants.CLIP_IMAGE_MEAN], clip_std=constants[Constants.CLIP_IMAGE_STD],
+                   latent_convention=latent_convention)
+
     def encode(self, eeg: np.ndarray) -> np.ndarray:
         return self.run("low_level_encoder", {"eeg": eeg})
 
@@ -88,3 +99,13 @@ class LowLevelPath:
             noise.normal(shape)  # the posterior draw, unused: both modes share the draws below
             latents = scaled
         return (latents + noise.normal(shape)).astype(np.float32)
+
+
+def cut_for(path: LowLevelPath | None, options: LowLevelOptions | None, steps: int) -> int | None:
+    """The img2img cut of a call asking for ``options`` (None: no low-level path), refused on a pipeline without it."""
+    if options is None:
+        return None
+    if path is None:
+        raise SettingsError("this pipeline was opened without the low-level stages: open it with low_level=True "
+                            "(infer --low-level)")
+    return img2img_cut(steps, options.strength)

@@ -20,34 +20,20 @@ import numpy as np
 
 from ..checks import check_call_options, check_finite
 from ..eeg.spec import validate_eeg, validate_subject_ids
-from ..eeg.whitening import apply_whitening, check_whitening, load_whitening
-from ..errors import EEGInputError, ManifestError, OptionError, SettingsError
-from ..manifest import (
-    RUNTIME_BACKENDS,
-    Backend,
-    Constants,
-    Decoder,
-    Manifest,
-    Precision,
-    Provider,
-    Stage,
-    read_manifest,
-    verify_files,
-)
+from ..eeg.whitening import apply_whitening
+from ..errors import EEGInputError, ManifestError, SettingsError
+from ..manifest import Backend, Constants, Decoder, Manifest, Precision, Provider, Stage
 from .backend import StageSession
 from .images import to_uint8
-from .low_level import LowLevelOptions, LowLevelPath
-from .low_level import STAGES as LOW_LEVEL_STAGES
+from .low_level import LowLevelOptions, LowLevelPath, cut_for
 from .noise import NoiseSource
+from .opening import FUSED_PRIOR, OpenOptions, _enum, choose_whitening, read_folder, stages_to_open
 from .prior_solvers import get_prior_sampler
-from .schedulers import EulerAncestral, img2img_cut
+from .schedulers import EulerAncestral
 from .semantic import Semantic, SemanticRequest
-from .sessions import open_sessions
 
 log = logging.getLogger(__name__)
 
-REQUIRED = (Stage.ENCODER, Stage.PRIOR, Stage.UNET)
-FUSED_PRIOR = Stage.PRIOR_SAMPLER  # optional: opened (one session per step count) where the folder has it
 PRIOR_GRAPHS = ("fused", "stepwise")
 
 
@@ -79,42 +65,6 @@ class _Timed:
         return out
 
 
-def _enum(kind, value, option: str):
-    """``value`` as the enum ``kind``, or a one-line error naming the CLI option."""
-    try:
-        return kind(value)
-    except ValueError:
-        raise OptionError(f"{option} must be one of {[m.value for m in kind]}, got {value!r}") from None
-
-
-def _check_backend(manifest: Manifest, backend: Backend, folder: Path) -> None:
-    if backend not in RUNTIME_BACKENDS:
-        raise OptionError(f"--backend must be one of {[b.value for b in RUNTIME_BACKENDS]}, got {backend.value!r}")
-    ok = {Backend.ONNXRUNTIME: (Backend.ONNX, Backend.ONNXRUNTIME), Backend.TENSORRT: (Backend.TENSORRT,)}
-    if manifest.backend not in ok[backend]:
-        if backend is Backend.TENSORRT:
-            # an engine folder is no bundle: advise the bundle it was built from
-            parent = manifest.parent.folder(folder) if manifest.parent else None
-            source = parent if parent is not None else (
-                f"<the export bundle {manifest.parent.bundle!r}>" if manifest.parent else folder)
-            fix = f"eeg2img-deploy build-engines --bundle {source} --backend tensorrt"
-        else:
-            fix = "point --bundle at the export bundle or an onnxruntime engine folder"
-        raise ManifestError(f"{folder} holds {manifest.backend.value} artifacts, not {backend.value} ones: {fix}")
-
-
-def _choose_whitening(shipped: np.ndarray | None, given, spec: EEGSpec) -> np.ndarray | None:
-    """The one whitening matrix the pipeline applies: the bundle's, or the caller's; never both."""
-    if given is None:
-        return None if shipped is None else check_whitening(shipped, spec, what="the bundle's whitening matrix")
-    if shipped is not None:
-        raise EEGInputError(
-            "this bundle ships a whitening matrix and applies it to every trial; whitening again would distort "
-            "the EEG: drop --whitening (or export a bundle without one)"
-        )
-    return load_whitening(given, spec) if isinstance(given, (str, Path)) else check_whitening(given, spec)
-
-
 class Pipeline:
     def __init__(self, manifest: Manifest, constants: dict[str, np.ndarray], sessions: dict[str, StageSession],
                  *, folder: Path, vae: Decoder | str, stream: Any = None,
@@ -131,11 +81,14 @@ class Pipeline:
         self.eeg_spec = manifest.eeg.spec()
         self.fused_prior_steps = sorted((s.artifact.steps for s in sessions.values() if s.artifact.stage == FUSED_PRIOR),
                                         reverse=True)
-        self.whitening = _choose_whitening(constants.get(Constants.EEG_WHITENING), whitening, self.eeg_spec)
+        self.whitening = choose_whitening(constants.get(Constants.EEG_WHITENING), whitening, self.eeg_spec)
         self._backend_ms = [0.0]
         self._run = {name: _Timed(s, self._backend_ms) for name, s in sessions.items()}
-        self.low_level = self._low_level_path() if "low_level_encoder" in sessions else None
-        self._open_options: dict[str, Any] = {}  # from_bundle's backend choices, for stages opened later (open_stage)
+        self.low_level = LowLevelPath.open(
+            self._call, constants, int(sessions[Stage.LOW_LEVEL_ENCODER].outputs[0].shape[-1]), self.image_size,
+            ll.latent_convention if (ll := manifest.bundle.low_level) else "unscaled",
+        ) if Stage.LOW_LEVEL_ENCODER in sessions else None  # fmt: skip
+        self._open_options: OpenOptions | None = None  # from_bundle's backend choices, for stages opened later
         self._extra_streams: list[Any] = []
         self.semantic = Semantic(self)  # captions and prompts: their stages open on first use
 
@@ -163,39 +116,23 @@ class Pipeline:
         """
         from safetensors.numpy import load_file
 
-        backend = _enum(Backend, backend, "--backend")
-        provider = _enum(Provider, provider, "--provider")
+        options = OpenOptions.check(backend, precision, provider, allow_cpu_fallback, threads)
         vae = _enum(Decoder, vae, "--vae")
-        precision = None if precision is None else _enum(Precision, precision, "--precision")
-        if threads is not None and threads < 1:
-            raise OptionError(f"--threads must be >= 1, got {threads}")
         folder = Path(path)
-        manifest = read_manifest(folder)
-        _check_backend(manifest, backend, folder)
-        stages = list(dict.fromkeys([*REQUIRED, vae.stage, *(LOW_LEVEL_STAGES if low_level else ())]))
-        missing = [str(s) for s in stages if s not in manifest.stages()]
-        if missing:
-            hint = " (export with a TAESDXL folder: weights/taesdxl or --taesd)" if Stage.TAESD_DECODER in missing else ""
-            if Stage.LOW_LEVEL_ENCODER in missing:
-                hint = " (export with a low-level encoder: weights/low-level/ or --low-level PATH)"
-            raise ManifestError(f"{folder} lacks stage(s) {missing}{hint}: export the bundle again")
-        if FUSED_PRIOR in manifest.stages():
-            stages.append(FUSED_PRIOR)
-        verify_files(folder, manifest, stages)
+        manifest = read_folder(folder, options.backend)
+        sessions, stream = options.open(folder, manifest, stages_to_open(folder, manifest, vae, low_level))
         constants = load_file(str(folder / manifest.constants_file))
-        sessions, stream = open_sessions(folder, manifest, stages, backend=backend, precision=precision,
-                                         provider=provider, allow_cpu_fallback=allow_cpu_fallback, threads=threads)  # fmt: skip
         pipe = cls(manifest, constants, sessions, folder=folder, vae=vae, stream=stream, whitening=whitening)
-        pipe._open_options = {"backend": backend, "precision": precision, "provider": provider,
-                              "allow_cpu_fallback": allow_cpu_fallback, "threads": threads}
+        pipe._open_options = options
         return pipe
 
     def open_stage(self, stage: str) -> None:
         """Open one more stage of the folder (hash checked) with from_bundle's backend choices."""
         if stage in self.sessions:
             return
-        verify_files(self.folder, self.manifest, [stage])
-        sessions, stream = open_sessions(self.folder, self.manifest, [stage], **self._open_options)
+        if self._open_options is None:
+            raise SettingsError(f"stage {stage!r} is not open: this pipeline was not opened with Pipeline.from_bundle")
+        sessions, stream = self._open_options.open(self.folder, self.manifest, [stage])
         if stream is not None:
             self._extra_streams.append(stream)
         self.sessions.update(sessions)
@@ -234,15 +171,7 @@ class Pipeline:
         return bool(getattr(a, "on_device", False) and getattr(b, "on_device", False) and a.outputs[0].dtype == want)
 
     def _euler(self, steps: int) -> EulerAncestral:
-        timesteps, sigmas, init_sigma = Constants.euler(steps)
-        if sigmas not in self.constants:
-            have = list(self.manifest.bundle.steps)
-            raise ManifestError(f"this bundle has scheduler tables for {have} step(s), not {steps}: export with --steps both")
-        return EulerAncestral(
-            timesteps=self.constants[timesteps],
-            sigmas=self.constants[sigmas],
-            init_noise_sigma=float(self.constants[init_sigma][0]),
-        )
+        return EulerAncestral.from_constants(self.constants, steps, exported=self.manifest.bundle.steps)
 
     def check_subjects(self, ids: np.ndarray, shared_subject_token: bool) -> None:
         unknown = sorted({int(i) for i in ids if i >= self.num_subjects})
@@ -252,17 +181,6 @@ class Pipeline:
                 f"0..{self.num_subjects - 1}); such subjects get the shared subject token, as in the paper: allow it "
                 "with shared_subject_token=True (--shared-subject-token)"
             )
-
-    def _low_level_path(self) -> LowLevelPath:
-        from .low_level import check_low_level_size
-
-        side = int(self.sessions["low_level_encoder"].outputs[0].shape[-1])
-        check_low_level_size(side, self.image_size)
-        return LowLevelPath(
-            run=self._call, vae_scale=float(self.constants[Constants.VAE_SCALING_FACTOR][0]),
-            clip_mean=self.constants[Constants.CLIP_IMAGE_MEAN], clip_std=self.constants[Constants.CLIP_IMAGE_STD],
-            latent_convention=ll.latent_convention if (ll := self.manifest.bundle.low_level) else "unscaled",
-        )
 
     # ---- stages ------------------------------------------------------------------------------------
     def encode(self, eeg: np.ndarray, ids: np.ndarray, *, keep: bool = False) -> Any:
@@ -378,7 +296,7 @@ class Pipeline:
         get_prior_sampler(prior_sampler)  # an unknown name fails before any work
         graph = self.prior_graph(prior_graph, prior_sampler, prior_steps)
         self._euler(steps)
-        cut = self._check_low_level(low_level, steps)
+        cut = cut_for(self.low_level, low_level, steps)
         semantic = semantic or SemanticRequest()
         self.semantic.prepare(semantic)
         caption_ids: list[list[int]] = []
@@ -434,14 +352,6 @@ class Pipeline:
         captions = self.semantic.decode(caption_ids) if semantic.needs_caption else None
         return Result(images, emb, img_emb, latents, z if low_level else None, timings, backend_ms=self._backend_ms[0],
                       captions=captions, caption_ids=caption_ids if semantic.needs_caption else None, prior_graph=graph)
-
-    def _check_low_level(self, options: LowLevelOptions | None, steps: int) -> int | None:
-        if options is None:
-            return None
-        if self.low_level is None:
-            raise SettingsError("this pipeline was opened without the low-level stages: open it with low_level=True "
-                                "(infer --low-level)")
-        return img2img_cut(steps, options.strength)
 
     def close(self) -> None:
         for s in self.sessions.values():

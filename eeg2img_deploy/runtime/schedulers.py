@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SettingsError
+from ..errors import ManifestError, SettingsError
+from ..names import Constants
 from .noise import NoiseSource
 
 # eps_fn(x (2B, D), t (2B,), cond (2B, D), cond_mask (2B,)) -> eps (2B, D); rows [:B] conditional.
@@ -113,6 +114,15 @@ class EulerAncestral:
     timesteps: np.ndarray  # (n,)
     sigmas: np.ndarray  # (n + 1,)
     init_noise_sigma: float
+
+    @classmethod
+    def from_constants(cls, constants: dict[str, np.ndarray], steps: int, *, exported=()) -> EulerAncestral:
+        """The table for ``steps`` from a bundle's constants (``exported``: the bundle's step counts, for the error)."""
+        timesteps, sigmas, init_sigma = Constants.euler(steps)
+        if sigmas not in constants:
+            have = list(exported)
+            raise ManifestError(f"this bundle has scheduler tables for {have} step(s), not {steps}: export with --steps both")
+        return cls(constants[timesteps], constants[sigmas], float(constants[init_sigma][0]))
 
     def cut(self, start: int) -> EulerAncestral:
         """The schedule from step ``start`` on (img2img): the same sigmas, fewer steps."""

@@ -43,10 +43,7 @@ class TritonPythonModel:
         self.ip_scale = np.float32(settings["ip_scale"])
         self.latent_shape = tuple(settings["latent_shape"])
         self.unet_dtypes, self.decoder_dtype = settings["unet_dtypes"], settings["decoder_dtype"]
-        n = settings["unet_steps"]
-        timesteps, sigmas, init_sigma = Constants.euler(n)
-        self.euler = EulerAncestral(timesteps=self.c[timesteps], sigmas=self.c[sigmas],
-                                    init_noise_sigma=float(self.c[init_sigma][0]))
+        self.euler = EulerAncestral.from_constants(self.c, settings["unet_steps"])
 
     def _rows(self, request):
         seeds = pb_utils.get_input_tensor_by_name(request, "seed").as_numpy().reshape(-1)

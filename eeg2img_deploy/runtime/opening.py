@@ -1,0 +1,107 @@
+"""Opening a folder for :class:`~.pipeline.Pipeline`: options checked, stages chosen, hashes verified.
+
+Everything :meth:`Pipeline.from_bundle` does before the pipeline exists, so that the pipeline module
+holds the chain itself: the CLI's names for each choice, the backend a folder was made for, the
+stages a run needs (with the export option that adds a missing one), and the one whitening matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..eeg.spec import EEGSpec
+from ..eeg.whitening import check_whitening, load_whitening
+from ..errors import EEGInputError, ManifestError, OptionError
+from ..manifest import RUNTIME_BACKENDS, Backend, Decoder, Manifest, Precision, Provider, Stage, read_manifest, verify_files
+from .backend import StageSession
+from .low_level import STAGES as LOW_LEVEL_STAGES
+from .sessions import open_sessions
+
+REQUIRED = (Stage.ENCODER, Stage.PRIOR, Stage.UNET)
+FUSED_PRIOR = Stage.PRIOR_SAMPLER  # optional: opened (one session per step count) where the folder has it
+
+
+@dataclass(frozen=True)
+class OpenOptions:
+    """from_bundle's backend choices, checked; kept for stages opened later (``Pipeline.open_stage``)."""
+
+    backend: Backend
+    precision: Precision | None
+    provider: Provider
+    allow_cpu_fallback: bool
+    threads: int | None
+
+    @classmethod
+    def check(cls, backend, precision, provider, allow_cpu_fallback: bool, threads: int | None) -> OpenOptions:
+        if threads is not None and threads < 1:
+            raise OptionError(f"--threads must be >= 1, got {threads}")
+        return cls(
+            backend=_enum(Backend, backend, "--backend"),
+            precision=None if precision is None else _enum(Precision, precision, "--precision"),
+            provider=_enum(Provider, provider, "--provider"),
+            allow_cpu_fallback=allow_cpu_fallback,
+            threads=threads,
+        )
+
+    def open(self, folder: Path, manifest: Manifest, stages: list[str]) -> tuple[dict[str, StageSession], Any]:
+        """``stages`` hash-checked and opened: (sessions, the CUDA stream they share or None)."""
+        verify_files(folder, manifest, stages)
+        return open_sessions(folder, manifest, stages, backend=self.backend, precision=self.precision,
+                             provider=self.provider, allow_cpu_fallback=self.allow_cpu_fallback, threads=self.threads)  # fmt: skip
+
+
+def _enum(kind, value, option: str):
+    """``value`` as the enum ``kind``, or a one-line error naming the CLI option."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise OptionError(f"{option} must be one of {[m.value for m in kind]}, got {value!r}") from None
+
+
+def read_folder(folder: Path, backend: Backend) -> Manifest:
+    """The folder's manifest, refused (with the command that makes the right folder) for another backend."""
+    manifest = read_manifest(folder)
+    if backend not in RUNTIME_BACKENDS:
+        raise OptionError(f"--backend must be one of {[b.value for b in RUNTIME_BACKENDS]}, got {backend.value!r}")
+    ok = {Backend.ONNXRUNTIME: (Backend.ONNX, Backend.ONNXRUNTIME), Backend.TENSORRT: (Backend.TENSORRT,)}
+    if manifest.backend not in ok[backend]:
+        if backend is Backend.TENSORRT:
+            # an engine folder is no bundle: advise the bundle it was built from
+            parent = manifest.parent.folder(folder) if manifest.parent else None
+            source = parent if parent is not None else (
+                f"<the export bundle {manifest.parent.bundle!r}>" if manifest.parent else folder)
+            fix = f"eeg2img-deploy build-engines --bundle {source} --backend tensorrt"
+        else:
+            fix = "point --bundle at the export bundle or an onnxruntime engine folder"
+        raise ManifestError(f"{folder} holds {manifest.backend.value} artifacts, not {backend.value} ones: {fix}")
+    return manifest
+
+
+def stages_to_open(folder: Path, manifest: Manifest, vae: Decoder, low_level: bool) -> list[str]:
+    """The stages a pipeline opens up front; a missing one is named with the export option that adds it."""
+    stages = list(dict.fromkeys([*REQUIRED, vae.stage, *(LOW_LEVEL_STAGES if low_level else ())]))
+    missing = [str(s) for s in stages if s not in manifest.stages()]
+    if missing:
+        hint = " (export with a TAESDXL folder: weights/taesdxl or --taesd)" if Stage.TAESD_DECODER in missing else ""
+        if Stage.LOW_LEVEL_ENCODER in missing:
+            hint = " (export with a low-level encoder: weights/low-level/ or --low-level PATH)"
+        raise ManifestError(f"{folder} lacks stage(s) {missing}{hint}: export the bundle again")
+    if FUSED_PRIOR in manifest.stages():
+        stages.append(FUSED_PRIOR)
+    return stages
+
+
+def choose_whitening(shipped: np.ndarray | None, given, spec: EEGSpec) -> np.ndarray | None:
+    """The one whitening matrix the pipeline applies: the bundle's, or the caller's; never both."""
+    if given is None:
+        return None if shipped is None else check_whitening(shipped, spec, what="the bundle's whitening matrix")
+    if shipped is not None:
+        raise EEGInputError(
+            "this bundle ships a whitening matrix and applies it to every trial; whitening again would distort "
+            "the EEG: drop --whitening (or export a bundle without one)"
+        )
+    return load_whitening(given, spec) if isinstance(given, (str, Path)) else check_whitening(given, spec)
