@@ -28,6 +28,7 @@ from .cli_options import (
     setup_logging,
     torch_device_option,
     verbose_option,
+    verify_option,
     weights_options,
     whiten_if_asked,
 )
@@ -224,16 +225,17 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
               help="Folder of TensorRT timing caches, one per (TensorRT version, GPU) [default: the engine folder].")
 @click.option("--provider", type=click.Choice([p.value for p in Provider]), default=None,
               help="--backend onnxruntime: the execution provider to optimize for [default: cuda if available, else cpu].")
+@verify_option()
 def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str, precision: str | None,
                       max_batch: int | None, opt_level: int | None, workspace_gb: float | None,
-                      timing_cache: Path | None, provider: str | None) -> None:
+                      timing_cache: Path | None, provider: str | None, verify: bool) -> None:
     """Build TensorRT engines (or onnxruntime-optimized models) from an export bundle."""
     from .engines.build import build_engines, default_engine_dir
 
     out = out or default_engine_dir(bundle)
     manifest = build_engines(
         bundle, out, backend=backend, preset=preset, precision=precision, max_batch=max_batch, opt_level=opt_level,
-        workspace_gb=workspace_gb, timing_cache=timing_cache, ort_provider=provider,
+        workspace_gb=workspace_gb, timing_cache=timing_cache, ort_provider=provider, verify=verify,
     )
     for a in manifest.artifacts:
         seconds = a.engine.build_seconds if a.engine else 0.0

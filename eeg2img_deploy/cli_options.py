@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 from .names import RUNTIME_BACKENDS, Decoder, Precision, Provider
 
-RUNTIME_OPTION_NAMES = ("backend", "provider", "precision", "allow_cpu_fallback", "threads", "vae")
+RUNTIME_OPTION_NAMES = ("backend", "provider", "precision", "allow_cpu_fallback", "threads", "vae", "verify")
 
 
 class FiniteFloat(click.ParamType):
@@ -59,7 +59,7 @@ def _choice(enum) -> click.Choice:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """What ``--backend/--provider/--precision/--allow-cpu-fallback/--threads/--vae`` asked for."""
+    """What ``--backend/--provider/--precision/--allow-cpu-fallback/--threads/--vae/--verify`` asked for."""
 
     backend: str = "onnxruntime"
     provider: str = "cpu"
@@ -67,6 +67,7 @@ class RuntimeOptions:
     allow_cpu_fallback: bool = False
     threads: int | None = None
     vae: str = "full"
+    verify: bool = False  # hash every file again instead of trusting the folder's record (integrity.py)
 
     def open(self, bundle: str | Path, **extra: Any):
         """``Pipeline.from_bundle`` with these options (``extra``: its other arguments, e.g. ``low_level``)."""
@@ -97,10 +98,16 @@ def runtime_options(f):
         click.option("--threads", type=POSITIVE_INT, default=None, help="onnxruntime CPU threads per session [default: all cores]."),
         click.option("--vae", type=_choice(Decoder), default="full", show_default=True,
                      help="Latent decoder: SDXL's VAE (full) or TAESDXL (tiny)."),
+        verify_option(),
     ]
     for opt in reversed(opts):
         wrapper = opt(wrapper)
     return wrapper
+
+
+def verify_option():
+    return click.option("--verify", is_flag=True, help="Hash every file against the manifest again (by default a file "
+                        "whose sha256 matched once is trusted while its size and times stay the same).")
 
 
 def sampling_options(f):

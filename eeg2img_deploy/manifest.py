@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from .errors import ManifestError
-from .fileio import atomic_write_text, sha256_file
+from .fileio import atomic_write_text
 from .names import (  # re-exported: the manifest's vocabulary
     RUNTIME_BACKENDS,
     STAGES,
@@ -33,8 +33,7 @@ from .names import (  # re-exported: the manifest's vocabulary
 __all__ = [
     "FORMAT_VERSION", "MANIFEST_NAME", "RUNTIME_BACKENDS", "STAGES", "Artifact", "Backend", "BundleSettings", "Constants",
     "Decoder", "EEGInfo", "EncoderVariantInfo", "LowLevelInfo", "EngineInfo", "EngineSettings", "Manifest", "OnnxRuntimeSettings",
-    "ParentInfo", "Precision", "Provider", "Stage", "TensorRTSettings", "TensorSpec", "library_versions",
-    "read_manifest", "verify_files", "write_manifest",
+    "ParentInfo", "Precision", "Provider", "Stage", "TensorRTSettings", "TensorSpec", "library_versions", "read_manifest", "write_manifest",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -399,22 +398,3 @@ def read_manifest(folder: str | Path) -> Manifest:
         )
     return Manifest.from_json(path.read_text(encoding="utf-8"))
 
-
-def verify_files(folder: str | Path, manifest: Manifest, stages: list[str] | None = None) -> None:
-    """Check every file the manifest names (or those of ``stages``) against its recorded sha256."""
-    folder = Path(folder)
-    checks: list[tuple[str, str | None]] = [(manifest.constants_file, manifest.constants_sha256)]
-    for a in manifest.artifacts:
-        if stages is None or a.stage in stages:
-            checks.append((a.file, a.sha256))
-            if a.data_file:
-                checks.append((a.data_file, a.data_sha256))
-    for name, expected in checks:
-        path = folder / name
-        if not path.is_file():
-            raise ManifestError(f"{path} is named in the manifest but missing: export or build the folder again")
-        if expected is not None and sha256_file(path) != expected:
-            raise ManifestError(
-                f"{path} does not match the sha256 in manifest.json (changed or corrupt since it was written): "
-                "export or build the folder again"
-            )

@@ -71,3 +71,19 @@ def ort_engines(tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("engines") / "ort"
     manifest = build_engines(tiny_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False)
     return out, manifest
+
+
+@pytest.fixture
+def hashed_files(monkeypatch) -> list[str]:
+    """The names of the files ``integrity.verify_files`` hashes, in order (sha256_file counted, not replaced)."""
+    from eeg2img_deploy import integrity
+    from eeg2img_deploy.fileio import sha256_file
+
+    seen: list[str] = []
+
+    def counting(path, *a, **kw):
+        seen.append(Path(path).name)
+        return sha256_file(path, *a, **kw)
+
+    monkeypatch.setattr(integrity, "sha256_file", counting)
+    return seen

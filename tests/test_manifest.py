@@ -9,6 +9,7 @@ import pytest
 
 from eeg2img_deploy.errors import ManifestError
 from eeg2img_deploy.fileio import atomic_path, sha256_file
+from eeg2img_deploy.integrity import verify_files
 from eeg2img_deploy.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -26,7 +27,6 @@ from eeg2img_deploy.manifest import (
     TensorRTSettings,
     TensorSpec,
     read_manifest,
-    verify_files,
     write_manifest,
 )
 

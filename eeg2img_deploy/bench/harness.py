@@ -78,6 +78,7 @@ def run_bench(
     progress: bool = False,
     threads: int | None = None,
     allow_cpu_fallback: bool = False,
+    verify: bool = False,
     low_level=None,
     semantic=None,
 ) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def run_bench(
     rt, first, manifest, eeg, ids = _bench_runtime(bundle, backend=backend, provider=provider, precision=precision,
                                                    vae=vae, eeg=eeg, batch=batch, call_kw=call_kw, runs=runs,
                                                    warmup=warmup, progress=progress, threads=threads,
-                                                   allow_cpu_fallback=allow_cpu_fallback)
+                                                   allow_cpu_fallback=allow_cpu_fallback, verify=verify)
     settings.update(batch=len(eeg), image_size=manifest.bundle.image_size, prior_graph=first.prior_graph)
     report.update(runtime=rt, baseline=None, ratios=None)
     if baseline_weights is not None:
@@ -136,7 +137,7 @@ def run_bench(
 
 
 def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, call_kw, runs, warmup, progress, threads,
-                   allow_cpu_fallback):
+                   allow_cpu_fallback, verify):
     """Cold start (backend import, load, first call), then the timed runs; the pipeline is closed after."""
     rt: dict[str, Any] = {"backend": backend.value, "provider": provider.value, "memory": {}}
     stages = report_stages(call_kw)
@@ -152,7 +153,7 @@ def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, cal
         used0 = nvml_used_mb() if provider is not Provider.CPU or backend is Backend.TENSORRT else None
         t0 = time.perf_counter()
         pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=provider, vae=vae,
-                                    threads=threads, allow_cpu_fallback=allow_cpu_fallback,
+                                    threads=threads, allow_cpu_fallback=allow_cpu_fallback, verify=verify,
                                     low_level=call_kw["low_level"] is not None)
         rt["load_ms"] = (time.perf_counter() - t0) * 1e3
         rt["artifacts"] = {s: {"file": sess.artifact.file, "precision": sess.artifact.precision.value}

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EngineError, ManifestError
+from ..cards import write_card
 from ..fileio import atomic_path, sha256_file
+from ..integrity import verify_files
 from ..manifest import (
     MANIFEST_NAME,
     Artifact,
@@ -30,7 +32,6 @@ from ..manifest import (
     Precision,
     TensorRTSettings,
     read_manifest,
-    verify_files,
     write_manifest,
 )
 from . import ort_optimize
@@ -59,12 +60,14 @@ def build_engines(
     progress: bool = True,
     stages: list[str] | None = None,
     ort_provider: str | None = None,
+    verify: bool = False,
 ) -> Manifest:
     """Build every stage of the bundle (or ``stages``) for ``backend``; return the engine folder's manifest.
 
     ``precision`` None picks, per stage, fp16 for TensorRT where the bundle has it, else fp32.
     ``timing_cache`` is the folder for TensorRT timing caches (default: ``out_dir``).
     ``ort_provider`` (onnxruntime only): "cpu", "cuda" or "tensorrt"; default CUDA where available, else CPU.
+    ``verify``: hash every bundle file again instead of trusting the bundle's record (:mod:`..integrity`).
     """
     bundle_dir = Path(bundle_dir)
     backend = Backend(backend)
@@ -76,7 +79,7 @@ def build_engines(
             f"{bundle_dir} is a {bundle.backend.value} engine folder, not an export bundle: pass the folder "
             "written by `eeg2img-deploy export`"
         )
-    verify_files(bundle_dir, bundle, stages)
+    verify_files(bundle_dir, bundle, stages, force=verify)
     out_dir = Path(out_dir) if out_dir is not None else default_engine_dir(bundle_dir)
     if out_dir.resolve() == bundle_dir.resolve():
         raise EngineError(f"the engine folder must not be the bundle folder {bundle_dir}: pass another --out")
@@ -124,7 +127,9 @@ def build_engines(
             log.info("rebuilt %d engine(s) in %s; the manifest is unchanged", built, out_dir)
         else:
             log.info("engines in %s are up to date", out_dir)
+        write_card(out_dir, previous)
         return previous
+    write_card(out_dir, manifest)
     write_manifest(out_dir, manifest)  # last: its presence marks the folder complete
     _remove_stale(out_dir, previous, manifest)
     log.info("wrote %s", out_dir / MANIFEST_NAME)

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..cards import write_card
 from ..errors import ManifestError, WeightsNotFoundError
 from ..fileio import atomic_path, sha256_bytes, sha256_file, staging_dir
+from ..integrity import verify_files
 from ..manifest import (
     MANIFEST_NAME,
     Artifact,
@@ -32,7 +34,6 @@ from ..manifest import (
     Precision,
     library_versions,
     read_manifest,
-    verify_files,
     write_manifest,
 )
 from ..models.load import LoadedModels
@@ -228,6 +229,7 @@ def export_bundle(
     fp = fingerprint(sources, settings, whitening)
     if not force and (existing := _up_to_date(out_dir, fp)) is not None:
         log.info("bundle %s is up to date (same weights and settings): nothing to do", out_dir)
+        write_card(out_dir, existing)
         return existing, False
 
     # Load and check every weight before writing anything.
@@ -307,7 +309,8 @@ def export_bundle(
         },
         libraries=library_versions(EXPORT_LIBRARIES),
     )
-    write_manifest(out_dir, manifest)
+    write_card(out_dir, manifest)
+    write_manifest(out_dir, manifest)  # last: its presence marks the folder complete
     return manifest, True
 
 

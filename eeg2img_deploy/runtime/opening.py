@@ -16,7 +16,8 @@ import numpy as np
 from ..eeg.spec import EEGSpec
 from ..eeg.whitening import check_whitening, load_whitening
 from ..errors import EEGInputError, ManifestError, OptionError
-from ..manifest import RUNTIME_BACKENDS, Backend, Decoder, Manifest, Precision, Provider, Stage, read_manifest, verify_files
+from ..integrity import verify_files
+from ..manifest import RUNTIME_BACKENDS, Backend, Decoder, Manifest, Precision, Provider, Stage, read_manifest
 from .backend import StageSession
 from .low_level import STAGES as LOW_LEVEL_STAGES
 from .sessions import open_sessions
@@ -34,9 +35,11 @@ class OpenOptions:
     provider: Provider
     allow_cpu_fallback: bool
     threads: int | None
+    verify: bool = False  # hash every file again instead of trusting the folder's record (integrity.py)
 
     @classmethod
-    def check(cls, backend, precision, provider, allow_cpu_fallback: bool, threads: int | None) -> OpenOptions:
+    def check(cls, backend, precision, provider, allow_cpu_fallback: bool, threads: int | None,
+              verify: bool = False) -> OpenOptions:
         if threads is not None and threads < 1:
             raise OptionError(f"--threads must be >= 1, got {threads}")
         return cls(
@@ -45,11 +48,12 @@ class OpenOptions:
             provider=_enum(Provider, provider, "--provider"),
             allow_cpu_fallback=allow_cpu_fallback,
             threads=threads,
+            verify=verify,
         )
 
     def open(self, folder: Path, manifest: Manifest, stages: list[str]) -> tuple[dict[str, StageSession], Any]:
         """``stages`` hash-checked and opened: (sessions, the CUDA stream they share or None)."""
-        verify_files(folder, manifest, stages)
+        verify_files(folder, manifest, stages, force=self.verify)
         return open_sessions(folder, manifest, stages, backend=self.backend, precision=self.precision,
                              provider=self.provider, allow_cpu_fallback=self.allow_cpu_fallback, threads=self.threads)  # fmt: skip
 

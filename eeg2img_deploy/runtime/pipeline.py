@@ -105,6 +105,7 @@ class Pipeline:
         threads: int | None = None,
         low_level: bool = False,
         whitening: np.ndarray | str | Path | None = None,
+        verify: bool = False,
     ) -> Pipeline:
         """Open an export bundle or an engine folder with ``backend`` (onnxruntime on ``provider``, or TensorRT).
 
@@ -113,10 +114,11 @@ class Pipeline:
         threads per session (default: one per core).
         ``low_level``: also open the low-level path's stages (:mod:`.low_level`).
         ``whitening``: a (63, 63) matrix (or .npy) for bundles that ship none; with one that does, it is refused.
+        ``verify``: hash every file again instead of trusting the folder's record (``--verify``, :mod:`..integrity`).
         """
         from safetensors.numpy import load_file
 
-        options = OpenOptions.check(backend, precision, provider, allow_cpu_fallback, threads)
+        options = OpenOptions.check(backend, precision, provider, allow_cpu_fallback, threads, verify)
         vae = _enum(Decoder, vae, "--vae")
         folder = Path(path)
         manifest = read_folder(folder, options.backend)

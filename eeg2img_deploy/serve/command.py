@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import FINITE, RuntimeOptions, eeg_options, runtime_options
+from ..cli_options import FINITE, RuntimeOptions, eeg_options, runtime_options, verify_option
 
 
 @click.command()
@@ -122,13 +122,14 @@ def client(url: str, out: Path, overwrite: bool, seed: int, steps: str | None, p
 @click.option("--queue-delay-us", type=click.IntRange(0), default=2000, show_default=True)
 @click.option("--stage-backend", type=click.Choice(["native", "python"]), default="native", show_default=True,
               help="python: stages as Python-backend onnxruntime models (servers without the onnxruntime backend).")
+@verify_option()
 def triton_repo(bundle: Path, out: Path, precision: str | None, vae: str, kind: str, instances: int,
-                max_batch: int | None, queue_delay_us: int, stage_backend: str) -> None:
+                max_batch: int | None, queue_delay_us: int, stage_backend: str, verify: bool) -> None:
     """Write a Triton model repository (one model per stage + the eeg2img model) for `tritonserver`."""
     from .triton_repo import RepoSettings, write_repository
 
     settings = RepoSettings(precision=precision, vae=vae, instances=instances, kind=kind, max_batch=max_batch,
-                            queue_delay_us=queue_delay_us, stage_backend=stage_backend)
+                            queue_delay_us=queue_delay_us, stage_backend=stage_backend, verify=verify)
     configs = write_repository(bundle, out, settings)
     for name, cfg in configs.items():
         click.echo(f"  {name:<14} {cfg.get('platform') or cfg['backend']:<17} max batch {cfg['max_batch_size']}")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from ..errors import ManifestError
 from ..fileio import atomic_write_text
-from ..manifest import Artifact, Backend, Decoder, Manifest, Precision, Stage, read_manifest, verify_files
+from ..integrity import verify_files
+from ..manifest import Artifact, Backend, Decoder, Manifest, Precision, Stage, read_manifest
 from .pbtxt import Enum, render, tensor
 from .ensemble import FUSED_PRIOR, write_ensembles
 from .requests import MODEL_NAME, model_inputs, model_outputs
@@ -48,6 +49,7 @@ class RepoSettings:
     max_batch: int | None = None  # the eeg2img model's; default: the manifest's
     queue_delay_us: int = 2000
     stage_backend: str = "native"  # native | python
+    verify: bool = False  # hash every file again instead of trusting the folder's record (integrity.py)
 
 
 def instance_kind(manifest: Manifest, kind: str) -> str:
@@ -171,7 +173,7 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
     chosen = {s: pick_artifact(manifest, s, precision) for s in stages}
     for n in fused_prior_steps(manifest):  # the fused prior graphs, one model per step count
         chosen[f"{FUSED_PRIOR}_{n}"] = pick_artifact(manifest, FUSED_PRIOR, precision, n)
-    verify_files(bundle, manifest, sorted({a.stage for a in chosen.values()}))
+    verify_files(bundle, manifest, sorted({a.stage for a in chosen.values()}), force=settings.verify)
     configs: dict[str, dict] = {}
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
