@@ -188,6 +188,8 @@ def summarize(raw: dict) -> dict:
 
 
 def section(result: dict, name: str) -> str:
+    from eeg2img_deploy.bench import setup_line
+
     m, lat, r, ov = result["machine"], result["latency_ms"], result["ratios_torch_over_onnxruntime"], result["runtime_sampling_overhead"]
     rows = ["| what | p50 ms | p90 ms | min ms | n |", "|---|---|---|---|---|"]
     rows += [f"| {k} | {v['p50']:.3f} | {v['p90']:.3f} | {v['min']:.3f} | {v['n']} |" for k, v in lat.items()]
@@ -196,9 +198,9 @@ def section(result: dict, name: str) -> str:
     return "\n".join([
         f"## Full-size encoder and prior, onnxruntime fp32 vs torch, CPU (`{name}`)",
         "",
-        f"`{result['command']}` - {m['cpu']}, {m.get('usable_cores', m['logical_cores'])} cores, {m.get('ram_gb', '?')} GB; "
-        f"load average {result['load_average_1m_at_start']} at start, {m.get('load_average_1m')} at the end; "
-        + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + f"; intra-op threads: torch {result['threads']['torch']}, onnxruntime {result['threads']['onnxruntime_intra_op']}.",
+        setup_line(result["command"], m, result["versions"], load_at_start=result["load_average_1m_at_start"],
+                   extra=f"; intra-op threads: torch {result['threads']['torch']}, onnxruntime "
+                         f"{result['threads']['onnxruntime_intra_op']}"),
         "",
         "Encoder 3.1 M / prior 9.7 M parameters (full size), batch 1, fp32. Each side in blocks, blocks alternating over 5 rounds.",
         "",

@@ -76,15 +76,14 @@ def image_difference(bundle: Path, eeg: np.ndarray, prior_steps: int, steps: int
 
 
 def section(result: dict, command: str) -> str:
-    from eeg2img_deploy.bench import report_markdown
+    from eeg2img_deploy.bench import report_markdown, setup_line
 
     img, lat, diff = result["image"], result["latent"], result["difference"]
     m, s = img["machine"], img["settings"]
     return "\n".join([
         "## Low-level path, image vs latent mode, CPU (`bench_low_level_cpu.py`)",
         "",
-        f"`{command}` - {m['cpu']}, {m.get('usable_cores', m['logical_cores'])} cores; load average "
-        f"{m.get('load_average_1m_at_start')} at start; " + ", ".join(f"{k} {v}" for k, v in img["versions"].items()) + ".",
+        setup_line(command, m, img["versions"], load_at_start=m.get("load_average_1m_at_start")),
         "",
         (f"Tiny set, batch {s['batch']}, {s['image_size']}x{s['image_size']}, {s['steps']} UNet steps at strength "
          f"{STRENGTH} ({int(s['steps'] * STRENGTH)} run), {s['prior_steps']} prior steps, full VAE, fp32, onnxruntime; "

@@ -43,16 +43,14 @@ def prepare_bundle(weights: Path | None, work: Path) -> tuple[Path, Path]:
 
 
 def section(report: dict, command: str) -> str:
-    from eeg2img_deploy.bench import report_markdown
+    from eeg2img_deploy.bench import report_markdown, setup_line
 
     m, s, rt, base = report["machine"], report["settings"], report["runtime"], report["baseline"]
     ov = rt["overhead"]
     return "\n".join([
         "## Tiny pipeline, onnxruntime vs torch, CPU (`bench_tiny_cpu.py`)",
         "",
-        f"`{command}` - {m['cpu']}, {m.get('usable_cores', m['logical_cores'])} cores, {m.get('ram_gb', '?')} GB; "
-        f"load average {m.get('load_average_1m_at_start')} at start, {m.get('load_average_1m')} at the end; "
-        + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        setup_line(command, m, report["versions"], load_at_start=m.get("load_average_1m_at_start")),
         "",
         (f"Batch {s['batch']}, {s['image_size']}x{s['image_size']}, {s['steps']} UNet step, {s['prior_steps']} prior steps "
         f"(DDPM + CFG), full VAE, fp32; {s['runs']} runs after {s['warmup']} warm-up. Tiny weights: encoder and prior are "

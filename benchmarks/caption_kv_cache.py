@@ -154,12 +154,13 @@ def run(paths: dict[str, Path], runs: int, threads: int | None, steps: int) -> d
 
 
 def section(result: dict, command: str) -> str:
+    from eeg2img_deploy.bench import setup_line
+
     m, r = result["machine"], result["result"]
     return "\n".join([
         "## GIT captioning: KV cache vs recomputation, CPU (`caption_kv_cache.py`)",
         "",
-        f"`{command}` - {m['cpu']}, {m.get('usable_cores', m['logical_cores'])} cores, load average "
-        f"{m.get('load_average_1m')} at start; " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".",
+        setup_line(command, m, result["versions"]),
         "",
         (f"{'git-large-coco' if result['size'] == FULL else 'A tiny (smoke)'} text decoder size (random weights), batch 1, "
          f"fp32, onnxruntime, {result['new_tokens']} new "

@@ -99,6 +99,8 @@ def measure(url: str, pipe, eeg: np.ndarray, concurrency: int, requests: int, ro
 
 
 def section(report: dict) -> str:
+    from eeg2img_deploy.bench import setup_line
+
     m, s = report["machine"], report["settings"]
     rows = ["| concurrency | served req/s | in-process images/s | overhead (in-process / served) | served p50 ms | "
             "served p99 ms | in-process p50 ms (batch C) | Triton batch sizes |", "|---|---|---|---|---|---|---|---|"]
@@ -110,9 +112,7 @@ def section(report: dict) -> str:
     return "\n".join([
         "## Serving overhead: `serve` (Triton via PyTriton) vs in process, CPU (`serve_load.py`)",
         "",
-        f"`{report['command']}` - {m['cpu']}, {m.get('usable_cores', m['logical_cores'])} cores, {m.get('ram_gb', '?')} GB; "
-        f"load average {report['load_average_1m_at_start']} at start, {m.get('load_average_1m')} at the end; "
-        + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        setup_line(report["command"], m, report["versions"], load_at_start=report["load_average_1m_at_start"]),
         "",
         (f"Tiny set (full-size encoder and prior, tiny UNet/VAE), fp32, {s['image_size']}x{s['image_size']}, 1 UNet "
          f"step, {s['prior_steps']} prior steps; {s['requests']} single-trial requests per concurrency after a warm-up, in "

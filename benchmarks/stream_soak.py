@@ -152,13 +152,14 @@ def summarize(lines: list[dict], samples: list[dict], *, n_stimuli: int, soa: fl
 
 
 def section(report: dict) -> str:
+    from eeg2img_deploy.bench import setup_line
+
     m, r = report["machine"], report["result"]
     lat_s, lat_w, rss = r["latency_ms"]["from_stimulus"], r["latency_ms"]["from_window_end"], r["rss_mb"]
     return "\n".join([
         "## Live stream soak, tiny bundle, CPU (`stream_soak.py`)",
         "",
-        f"`{report['command']}` - {m['cpu']}, {m.get('usable_cores', m['logical_cores'])} cores, {m.get('ram_gb', '?')} GB; "
-        + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        setup_line(report["command"], m, report["versions"]),
         "",
         (f"{r['stimuli']} stimuli, one every {r['soa_s'] * 1000:.0f} ms (THINGS-EEG2's pace), replayed over LSL for "
          f"{r['replay_s'] / 60:.1f} min by a separate player process; `stream` on the tiny bundle ({IMAGE_SIZE}x{IMAGE_SIZE}, "

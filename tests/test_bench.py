@@ -13,6 +13,7 @@ from eeg2img_deploy.bench import (
     plot_report,
     print_report,
     run_bench,
+    setup_line,
 )
 
 KEYS = (*STAGES, "total")
@@ -21,6 +22,14 @@ KEYS = (*STAGES, "total")
 @pytest.fixture(scope="module")
 def report(tiny_bundle, tiny_dir):
     return run_bench(tiny_bundle, runs=2, warmup=1, prior_steps=3, baseline_weights=tiny_dir)
+
+
+def test_setup_line_names_command_machine_load_and_versions():
+    machine = {"cpu": "Some CPU", "logical_cores": 8, "usable_cores": 2, "ram_gb": 24.0, "load_average_1m": 3.5}
+    line = setup_line("python b.py --runs 5", machine, {"onnxruntime": "1.32.0"}, load_at_start=1.25, extra="; x")
+    assert line == ("`python b.py --runs 5` - Some CPU, 2 cores, 24.0 GB; load average 1.25 at start, 3.5 at the end; "
+                    "onnxruntime 1.32.0; x.")
+    assert "at start" not in setup_line("c", machine, {})
 
 
 def test_latency_stats_are_ordered():

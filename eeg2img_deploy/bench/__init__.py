@@ -17,10 +17,10 @@ Modules: :mod:`.stats` (percentiles, timing loop), :mod:`.machine` (machine, ver
 
 from .harness import REPORT_VERSION, run_bench, synthetic_eeg
 from .machine import library_versions, machine_info
-from .render import plot_report, print_report, report_markdown, update_results_readme
+from .render import plot_report, print_report, report_markdown, setup_line, update_results_readme
 from .stats import LOW_LEVEL_STAGES, STAGES, latency_stats, report_stages
 
 __all__ = [
     "LOW_LEVEL_STAGES", "REPORT_VERSION", "STAGES", "report_stages", "latency_stats", "library_versions", "machine_info", "plot_report", "print_report",
-    "report_markdown", "run_bench", "synthetic_eeg", "update_results_readme",
+    "report_markdown", "run_bench", "setup_line", "synthetic_eeg", "update_results_readme",
 ]

@@ -122,6 +122,16 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def setup_line(command: str, machine: dict[str, Any], versions: dict[str, str], *, load_at_start=None,
+               extra: str = "") -> str:
+    """A results section's first line: the command, the machine, its load, the library versions."""
+    cores = machine.get("usable_cores", machine["logical_cores"])
+    load = f"load average {load_at_start} at start, {machine.get('load_average_1m')} at the end" if load_at_start is not None \
+        else f"load average {machine.get('load_average_1m')}"
+    libs = ", ".join(f"{k} {v}" for k, v in versions.items())
+    return f"`{command}` - {machine['cpu']}, {cores} cores, {machine.get('ram_gb', '?')} GB; {load}; {libs}{extra}."
+
+
 def update_results_readme(readme: str | Path, name: str, body: str) -> Path:
     """Replace the section between ``<!-- name -->`` and ``<!-- /name -->`` (or append it); leave the rest alone."""
     import re
