@@ -308,3 +308,49 @@ def test_live_view_in_chromium_and_ctrl_c(tiny_bundle, tmp_path):
 @pytest.mark.skipif(CHROMIUM is not None, reason="chromium is installed: the live page was tested above")
 def test_live_view_needs_chromium():
     pytest.skip("chromium is not installed (Debian: apt-get install chromium): the live page was not loaded in a browser")
+
+
+def test_a_stream_that_goes_away_and_comes_back_resumes(tiny_bundle, tmp_path, caplog):
+    """The source stops, and a new one with the same name and source id starts within --reconnect-timeout
+    (an amplifier's software restarted): LSL's inlets recover, the reader says so and goes on where it was.
+
+    Stimulus k of the run draws noise stream (seed, k) across the gap: the second recording's epochs are the
+    run's 3..5, each equal to the pipeline on that recording's offline epochs with those sample indices.
+    """
+    from eeg2img_deploy.eeg.readers import load_eeg
+    from eeg2img_deploy.runtime.pipeline import Pipeline
+    from eeg2img_deploy.stream.replay import start_player
+
+    n = 3
+    recs = [write_tiny_recording(tmp_path / f"part{i}_raw.fif", n_stimuli=n, soa_s=0.3, seed=10 + i) for i in (1, 2)]
+    name = _name()
+    pipe = Pipeline.from_bundle(tiny_bundle)
+    players = [start_player(recs[0], name=name, lead_s=1.0)]
+
+    def restart_after_the_first_ends():
+        while players[0].running:
+            time.sleep(0.05)
+        time.sleep(2.0)  # longer than the reader's stall_s: it notices the stream is gone
+        players.append(start_player(recs[1], name=name, lead_s=1.0))
+
+    restarter = threading.Thread(target=restart_after_the_first_ends, daemon=True)
+    restarter.start()
+    settings = StreamSettings(subject=8, seed=3, source=name, events=f"{name}-annotations", max_epochs=2 * n,
+                              reconnect_timeout=30.0, run={"prior_steps": 2})
+    try:
+        with caplog.at_level("WARNING", logger="eeg2img_deploy.stream.reconstructor"):
+            results = list(StreamReconstructor(pipe, settings))
+    finally:
+        restarter.join(timeout=30)
+        for p in players:
+            if p.running:
+                p.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("sent nothing for" in m for m in messages), messages
+    assert any("EEG stream is back after" in m for m in messages), messages
+    assert [r.index for r in results] == list(range(2 * n))
+    for part, rec in enumerate(recs):
+        offline = load_eeg(rec).data
+        expected = pipe(offline, 8, 3, prior_steps=2, sample_indices=np.arange(part * n, (part + 1) * n)).images
+        np.testing.assert_array_equal(np.stack([r.image for r in results[part * n:(part + 1) * n]]), expected)
+    assert np.abs(results[0].image.astype(int) - results[n].image).mean() > 5  # two recordings, two images
