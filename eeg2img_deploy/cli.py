@@ -26,6 +26,7 @@ from .cli_options import (
     runtime_options,
     sampling_options,
     setup_logging,
+    shared_subject_token_option,
     torch_device_option,
     verbose_option,
     verify_option,
@@ -258,8 +259,7 @@ def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str,
               help="fused: the whole DDPM sampler in one graph; stepwise: one prior call per step (any sampler and "
                    "step count) [default: fused where the bundle has it for --prior-steps].")
 @click.option("--ip-scale", type=FINITE, default=None, help="IP-Adapter scale [default: the bundle's, 1.0].")
-@click.option("--shared-subject-token", is_flag=True,
-              help="Give subject ids outside the encoder's table the shared subject token (as the paper does for unseen subjects).")
+@shared_subject_token_option
 @click.option("--low-level", "low_level", is_flag=True, help="Start Stage II from the low-level encoder's image (img2img).")
 @low_level_options
 def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, seed: int, steps: str, prior_steps: int,

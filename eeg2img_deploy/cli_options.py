@@ -202,6 +202,12 @@ def eeg_options(f):
     return f
 
 
+shared_subject_token_option = click.option(
+    "--shared-subject-token", is_flag=True,
+    help="Give subject ids past the encoder's table the learned shared subject token, as the paper does "
+         "(sub-10 is id 10, past the paper-era 10-row tables), instead of refusing them.")
+
+
 def low_level_options(f):
     """--strength and --low-level-mode of the low-level path (reference, infer, bench)."""
     opts = [

@@ -20,3 +20,19 @@ def age_files(folder, seconds: int = 60) -> None:
     t = time.time_ns() - seconds * 1_000_000_000
     for p in folder.iterdir():
         os.utime(p, ns=(t, t))
+
+
+def run_main(monkeypatch, capsys, args) -> tuple[int, str, str]:
+    """``eeg2img-deploy ARGS`` through the real entry point; returns (exit code, stdout, stderr)."""
+    import sys
+
+    from eeg2img_deploy import cli
+
+    monkeypatch.setattr(sys, "argv", ["eeg2img-deploy", *map(str, args)])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

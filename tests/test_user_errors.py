@@ -5,25 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 
 import numpy as np
 import pytest
+from support import run_main
 
-from eeg2img_deploy import cli
 from eeg2img_deploy.errors import ManifestError, NonFiniteError, OptionError
-
-
-def run_main(monkeypatch, capsys, args) -> tuple[int, str, str]:
-    """``eeg2img-deploy ARGS`` through the real entry point; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["eeg2img-deploy", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

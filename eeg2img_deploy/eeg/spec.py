@@ -343,7 +343,7 @@ def _short_repr(x: Any, limit: int = 60) -> str:
 
 
 def validate_subject_ids(ids: Any, n: int) -> np.ndarray:
-    """Return subject ids as int64 (n,): THINGS-EEG2 sub-01..sub-10 are 1..10; a scalar is broadcast."""
+    """Return subject ids as int64 (n,): THINGS-EEG2 sub-NN is id NN (a paper-era table has rows 0..9); a scalar is broadcast."""
     try:
         arr = np.asarray(ids)
     except (ValueError, TypeError):
@@ -369,6 +369,7 @@ def validate_subject_ids(ids: Any, n: int) -> np.ndarray:
     if (arr < 0).any():
         bad = int(arr[arr < 0][0])
         raise EEGInputError(
-            f"subject ids must be >= 0 (THINGS-EEG2 sub-01..sub-10 are 1..10); found {bad}"
+            f"subject ids must be >= 0 (--subject: THINGS-EEG2 sub-08 is 8; sub-10 is 10, which paper-era encoders "
+            f"give the shared subject token with --shared-subject-token); found {bad}"
         )
     return np.ascontiguousarray(arr, dtype=np.int64)

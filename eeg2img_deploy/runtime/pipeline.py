@@ -178,10 +178,11 @@ class Pipeline:
     def check_subjects(self, ids: np.ndarray, shared_subject_token: bool) -> None:
         unknown = sorted({int(i) for i in ids if i >= self.num_subjects})
         if unknown and not shared_subject_token:
+            sub10 = "; THINGS-EEG2 sub-10 is id 10, past the paper's 10-row tables" if 10 in unknown else ""
             raise EEGInputError(
                 f"subject id(s) {unknown} are not in this encoder's subject table ({self.num_subjects} rows, ids "
-                f"0..{self.num_subjects - 1}); such subjects get the shared subject token, as in the paper: allow it "
-                "with shared_subject_token=True (--shared-subject-token)"
+                f"0..{self.num_subjects - 1}{sub10}); the paper gives such ids the encoder's learned shared subject "
+                "token instead of a row: pass --shared-subject-token (infer, serve) to do the same"
             )
 
     # ---- stages ------------------------------------------------------------------------------------

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import FINITE, RuntimeOptions, eeg_options, runtime_options, verify_option
+from ..cli_options import (
+    FINITE,
+    RuntimeOptions,
+    eeg_options,
+    runtime_options,
+    shared_subject_token_option,
+    verify_option,
+)
 
 
 @click.command()
@@ -25,7 +32,7 @@ from ..cli_options import FINITE, RuntimeOptions, eeg_options, runtime_options, 
               help="Model instances (each its own pipeline) running concurrently.")
 @click.option("--drain-timeout", type=click.IntRange(0), default=30, show_default=True,
               help="Seconds in-flight requests may take to finish on Ctrl-C/SIGTERM.")
-@click.option("--shared-subject-token", is_flag=True, help="Allow subject ids outside the encoder's table.")
+@shared_subject_token_option
 def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc_port: int, metrics_port: int,
           max_batch: int | None, queue_delay_us: int, instances: int, drain_timeout: int,
           shared_subject_token: bool) -> None:
