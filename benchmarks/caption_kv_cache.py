@@ -81,7 +81,9 @@ def recompute_module(git_model):
 def export(module, args, names_in, names_out, axes, path: Path) -> None:
     import torch
 
-    with torch.no_grad():
+    from eeg2img_deploy.quiet import ONNX_EXPORT, quiet
+
+    with torch.no_grad(), quiet(*ONNX_EXPORT):  # the TorchScript exporter's notes, as export's own calls
         torch.onnx.export(module, args, str(path), input_names=names_in, output_names=names_out, dynamic_axes=axes,
                           opset_version=18, dynamo=False)
 

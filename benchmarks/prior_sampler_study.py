@@ -415,7 +415,8 @@ def machine_info() -> dict:
 
     cpu = platform.processor()
     try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
     versions = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__}

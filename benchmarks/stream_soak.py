@@ -73,7 +73,8 @@ def run_soak(bundle: Path, work: Path, *, minutes: float, soa: float, prior_step
                   "--out", str(out), "--overwrite", "--source", name, "--events", f"{name}-annotations",
                   "--reconnect-timeout", "60", "--prior-steps", str(prior_steps)]
     err_path = work / "stream-stderr.txt"  # a file, not a pipe: a full pipe would block the stream's live line
-    stream = subprocess.Popen(stream_cmd, stdout=subprocess.PIPE, stderr=open(err_path, "w"), text=True, env=env)
+    with open(err_path, "w") as err_file:  # the child keeps its own copy of the descriptor
+        stream = subprocess.Popen(stream_cmd, stdout=subprocess.PIPE, stderr=err_file, text=True, env=env)
     # The player starts once the stream process is looking for it (imports and sessions take seconds): LSL
     # sends no history to a reader that connects late, and the replay's lead-in is short.
     deadline = time.monotonic() + 120
@@ -103,6 +104,8 @@ def run_soak(bundle: Path, work: Path, *, minutes: float, soa: float, prior_step
         for p in (player, stream):
             if p.poll() is None:
                 p.kill()
+            p.wait()
+            p.stdout.close()
     stdout, stderr = (text.replace(str(work), "<work>") for text in (stdout, stderr))  # no machine paths in results
     lines = [json.loads(x) for x in (out / "epochs.jsonl").read_text().splitlines()] if (out / "epochs.jsonl").exists() else []
     return summarize(lines, samples, n_stimuli=n_stimuli, soa=soa, duration_s=LEAD_S + (n_stimuli - 1) * soa + TAIL_S + LEAD_IN_S,

@@ -12,12 +12,14 @@ more than any tolerance (``tests/test_sensitivity.py`` checks it). The images ar
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from .eeg.spec import CHANNELS_63
+from .quiet import TORCHVISION_FALLBACK, quiet
 from .weights import WeightsLayout, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,16 @@ def tiny_taesd():
         in_channels=3, out_channels=3, latent_channels=4, encoder_block_out_channels=(8, 8, 8, 8),
         decoder_block_out_channels=(8, 8, 8, 8), num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1),
     )
+
+
+def _save_taesd(taesd, folder: Path) -> None:
+    """As madebyollin/taesdxl's folder. diffusers' AutoencoderTiny records a ``block_out_channels`` its
+    constructor does not take, and every load would warn about it; the real config has none."""
+    taesd.save_pretrained(folder, safe_serialization=True)
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    del config["block_out_channels"]
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def ip_adapter_state_dict(unet, generator, *, scale: float = 9.0) -> dict:
@@ -295,8 +307,10 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
     its layer count, as in the paper's, whose 64x64 latents are 512x512 images).
     """
     import torch
-    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
     from safetensors.torch import save_file
+
+    with quiet(TORCHVISION_FALLBACK):
+        from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from .models.atm_encoder import ATMEncoder
@@ -320,12 +334,13 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
     from .tiny_semantic import strengthen_text_path, write_semantic
 
     strengthen_text_path(pipe)
-    pipe.save_pretrained(out / "sdxl-turbo", safe_serialization=True)
+    with quiet(bars=True):
+        pipe.save_pretrained(out / "sdxl-turbo", safe_serialization=True)
     ip_dir = out / "ip-adapter" / "sdxl_models"
     ip_dir.mkdir(parents=True, exist_ok=True)
     save_file(ip_adapter_state_dict(pipe.unet, gen), str(ip_dir / "ip-adapter_sdxl_vit-h.safetensors"))
 
-    taesd.save_pretrained(out / "taesdxl", safe_serialization=True)
+    _save_taesd(taesd, out / "taesdxl")
 
     encoder = ATMEncoder(num_subjects=10, num_subject_linears=2)
     _strengthen_encoder(encoder, seed)
@@ -340,7 +355,8 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
     low_level = tiny_low_level_encoder(image_size // 8, seed)
     (out / "low-level").mkdir(exist_ok=True)
     torch.save(low_level.state_dict(), out / "low-level" / "best_encoder.pth")
-    write_semantic(out, seed)  # GIT captioner and PixelProjector
+    with quiet(bars=True):
+        write_semantic(out, seed)  # GIT captioner and PixelProjector
 
     (out / "eeg").mkdir(exist_ok=True)
     np.save(out / "eeg" / "synthetic_eeg.npy", synthetic_eeg(n_trials, seed))

@@ -1,8 +1,12 @@
-"""Session fixtures: the tiny model set is written once per test session, like a user's weights folder."""
+"""Session fixtures: the tiny model set is written once per test session, like a user's weights folder.
+
+Nothing here imports torch at import time: on an install without the export extra the torch-free
+tests still collect and run, and the fixtures that need torch skip (``tests/test_torch_free.py``).
+"""
 
 from __future__ import annotations
 
-import logging
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +14,34 @@ import pytest
 
 from support import TEST_IMAGE_SIZE
 
+TORCH_STACK = ("torch", "diffusers", "transformers")  # what ``requires_torch`` tests need (the export extra)
+
+
+def _missing_torch_stack() -> str | None:
+    for name in TORCH_STACK:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):  # a blocked or broken package
+            return name
+    return None
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    missing = _missing_torch_stack()
+    if missing is None:
+        return
+    skip = pytest.mark.skip(reason=f"requires_torch: {missing} is not installed (the export extra)")
+    for item in items:
+        if item.get_closest_marker("requires_torch"):
+            item.add_marker(skip)
+
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     pytest.importorskip("torch")
     from eeg2img_deploy.tiny import init_tiny
 
-    logging.getLogger("diffusers").setLevel(logging.ERROR)
     out = tmp_path_factory.mktemp("weights") / "tiny"
     init_tiny(out, seed=0, image_size=TEST_IMAGE_SIZE)
     return out

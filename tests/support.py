@@ -36,3 +36,25 @@ def run_main(monkeypatch, capsys, args) -> tuple[int, str, str]:
         code = e.code or 0
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def import_blocker(blocked: tuple[str, ...]) -> str:
+    """Python source that makes the packages ``blocked`` (and their submodules) unimportable from then on,
+    as on a machine without them: run it first in a fresh interpreter (``-c``, or as ``sitecustomize``)."""
+    return f"""
+import importlib.abc, sys
+
+BLOCKED = {blocked!r}
+
+
+class _Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:  # "onnx" only: onnxruntime stays importable
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Blocker())
+for mod in [m for m in sys.modules if m.split(".")[0] in BLOCKED]:
+    del sys.modules[mod]
+"""

@@ -158,6 +158,7 @@ def test_prior_graphs_compared_when_the_bundle_has_the_fused_graph(tiny_bundle, 
     assert "stepwise / fused" in capsys.readouterr().out
 
 
+@pytest.mark.requires_torch
 def test_caption_kv_cache_benchmark_smoke(tmp_path):
     """``benchmarks/caption_kv_cache.py --smoke``: both variants built, equal tokens, timed, README section written."""
     pytest.importorskip("onnx")

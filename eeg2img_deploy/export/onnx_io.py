@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ExportError
 from ..manifest import Precision, TensorSpec
+from ..quiet import ONNX_EXPORT, quiet
 from .spec import StageExport
 
 log = logging.getLogger(__name__)
@@ -70,13 +70,13 @@ def export_onnx(stage: StageExport, precision: Precision, path: Path, example: d
     axes = _dynamic_axes(inputs + outputs)
     large = model_bytes(stage.module) > LARGE_MODEL_BYTES
     t0 = time.perf_counter()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
+    with torch.no_grad(), quiet(*ONNX_EXPORT):
         if large:
             with _single_output_rewrites():
                 program = torch.onnx.export(
                     stage.module, args, input_names=names_in, output_names=names_out,
                     dynamic_axes=axes, opset_version=OPSET, dynamo=True, optimize=True,
+                    verbose=None if log.isEnabledFor(logging.DEBUG) else False,  # its step list: -vv only
                 )
             program.save(str(path), external_data=True)  # one file, path.name + ".data", beside the graph
         else:

@@ -43,8 +43,11 @@ class GitCaptioner:
     def load(cls, folder: str | Path, device: str = "cpu") -> GitCaptioner:
         from transformers import AutoTokenizer, GitForCausalLM
 
+        from ..quiet import quiet
+
         try:
-            model = GitForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+            with quiet(bars=True):
+                model = GitForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError) as e:
             raise WeightsNotFoundError(f"cannot load GIT (microsoft/git-large-coco) from {folder}: {e} (check --git)") from e

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, WeightsNotFoundError
+from ..quiet import NO_IMAGE_ENCODER, NOTHING_KEPT_IN_FP32, TORCHVISION_FALLBACK, quiet
 from ..weights import IPAdapterLocation
 
 
@@ -58,30 +59,33 @@ def check_ip_adapter(ip: IPAdapterLocation, cross_attention_dim: int, image_embe
 def load_sdxl_pipeline(sdxl_dir, ip: IPAdapterLocation, *, ip_scale: float = 1.0, device: str = "cpu", dtype=None):
     """SDXL-Turbo (local folder, ``local_files_only``) with the IP-Adapter loaded and its scale set."""
     import torch
-    from diffusers import StableDiffusionXLPipeline
 
-    dtype = dtype or torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
+    with quiet(TORCHVISION_FALLBACK):
+        from diffusers import StableDiffusionXLPipeline
+
+    # the SDXL VAE overflows in fp16: it loads in fp32 (decode upcast, as diffusers' force_upcast does)
+    kwargs: dict[str, Any] = {"dtype": {"default": dtype or torch.float32, "vae": torch.float32}, "local_files_only": True}
     try:
-        pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_dir, **kwargs)
+        with quiet(bars=True):
+            pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_dir, **kwargs)
     except (OSError, ValueError) as first:
         try:  # a cache that holds only the fp16 variant files, as the paper downloads them
-            pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_dir, variant="fp16", **kwargs)
+            with quiet(bars=True):
+                pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_dir, variant="fp16", **kwargs)
         except (OSError, ValueError):
             raise WeightsNotFoundError(f"cannot load SDXL-Turbo from {sdxl_dir}: {first}") from first
     check_ip_adapter(ip, pipe.unet.config.cross_attention_dim)
     try:
-        pipe.load_ip_adapter(
-            ip.folder, subfolder=ip.subfolder or None, weight_name=ip.weight_name,
-            image_encoder_folder=None, local_files_only=True,
-        )
+        with quiet(NO_IMAGE_ENCODER, NOTHING_KEPT_IN_FP32):
+            pipe.load_ip_adapter(
+                ip.folder, subfolder=ip.subfolder or None, weight_name=ip.weight_name,
+                image_encoder_folder=None, local_files_only=True,
+            )
     except (KeyError, RuntimeError, ValueError) as e:
         raise CheckpointError(f"IP-Adapter {ip.file} does not load into this UNet: {e}") from e
     pipe.set_ip_adapter_scale(ip_scale)
     pipe.set_progress_bar_config(disable=True)
-    pipe = pipe.to(device)
-    pipe.vae.to(torch.float32)  # the SDXL VAE overflows in fp16: decode upcast, as diffusers' force_upcast does
-    return pipe
+    return pipe.to(device)
 
 
 @dataclass
@@ -120,8 +124,8 @@ def time_ids(image_size: int) -> list[float]:
 
 def clip_normalisation() -> dict[str, np.ndarray]:
     """The CLIP image mean and std ``CLIPImageProcessor`` applies (the low-level path's start image)."""
-    from transformers import CLIPImageProcessor
+    from transformers import CLIPImageProcessorPil  # the PIL backend: the paper's (transformers 4) processor
 
-    processor = CLIPImageProcessor()
+    processor = CLIPImageProcessorPil()
     return {"clip_image_mean": np.array(processor.image_mean, np.float32),
             "clip_image_std": np.array(processor.image_std, np.float32)}

@@ -45,15 +45,9 @@ def decode_start_image(vae, z, latent_convention: str) -> np.ndarray:
 def clip_preprocess(images: np.ndarray, size: int):
     """``CLIPImageProcessor`` with size and crop at the image size, as the paper's notebook builds it."""
     from PIL import Image
-    from transformers import CLIPImageProcessor
-    from transformers.utils import logging as hf_logging
+    from transformers import CLIPImageProcessorPil  # the PIL backend: the paper's (transformers 4) processor
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # its note about torchvision's absence is not ours to show
-    try:
-        processor = CLIPImageProcessor(size={"height": size, "width": size}, crop_size={"height": size, "width": size})
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    processor = CLIPImageProcessorPil(size={"height": size, "width": size}, crop_size={"height": size, "width": size})
     return processor([Image.fromarray(im) for im in images], return_tensors="pt").pixel_values
 
 

@@ -7,8 +7,11 @@ channel inside the EEG stream (``--event-channel CH``, read by :mod:`.epocher`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +44,28 @@ def import_mne_lsl() -> Any:
         ) from None
     import mne_lsl
 
+    _quiet_liblsl(mne_lsl.lsl)
     return mne_lsl
+
+
+# Where liblsl looks for its configuration (LSLAPICFG first); a lab's file holds its network settings.
+LSL_CONFIG_FILES = ("lsl_api.cfg", "~/lsl_api/lsl_api.cfg", "/etc/lsl_api/lsl_api.cfg")
+_LSL_LOG_WARNINGS = "[log]\nlevel = -1\n"  # loguru verbosity: warnings and errors, no INFO
+
+
+def user_lsl_config() -> str | None:
+    """The liblsl configuration file the user has, if any."""
+    if os.environ.get("LSLAPICFG"):
+        return os.environ["LSLAPICFG"]
+    return next((p for p in LSL_CONFIG_FILES if Path(p).expanduser().is_file()), None)
+
+
+def _quiet_liblsl(lsl) -> None:
+    """liblsl logs INFO lines to stderr on first use ("Loaded default config", its version); with no
+    configuration of the user's to respect, it gets one that keeps its warnings and errors only."""
+    if user_lsl_config() is None:
+        with contextlib.suppress(AttributeError, NotImplementedError):  # liblsl < 1.17.7: as it was
+            lsl.set_config_content(_LSL_LOG_WARNINGS)
 
 
 def local_clock() -> float:

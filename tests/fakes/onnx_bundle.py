@@ -72,7 +72,9 @@ def _graph(stage: str, dtype: np.dtype, rng: np.random.Generator):
 
 
 def write_tiny_bundle(folder: str | Path, *, seed: int = 0) -> Manifest:
-    import onnx
+    import pytest
+
+    onnx = pytest.importorskip("onnx", reason="writing ONNX graphs needs onnx (the export extra)")
     from safetensors.numpy import save_file
 
     folder = Path(folder)

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs torch (the export extra)")
 
 from eeg2img_deploy.models.atm_encoder import ATMEncoder, EncoderVariant
 

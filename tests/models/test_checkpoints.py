@@ -4,7 +4,7 @@ import hashlib
 import json
 
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs torch (the export extra)")
 from safetensors.torch import save_file
 
 from eeg2img_deploy.errors import CheckpointError, WeightsNotFoundError

@@ -2,7 +2,7 @@
 from the paper's code (not from our own module), and a wrong file fails naming the key."""
 
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs torch (the export extra)")
 
 from eeg2img_deploy.errors import CheckpointError
 from eeg2img_deploy.models.checkpoints import load_low_level_encoder, low_level_encoder_from_state

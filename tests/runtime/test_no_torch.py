@@ -13,24 +13,11 @@ import textwrap
 
 import pytest
 
+from support import import_blocker
+
 BLOCKED = ("torch", "diffusers", "transformers", "onnx", "onnxscript", "accelerate", "tensorrt")
 
-BLOCKER = textwrap.dedent(
-    f"""
-    import importlib.abc, sys
-    BLOCKED = {BLOCKED!r}
-
-    class _Blocker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:  # "onnx" only: onnxruntime stays importable
-                raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)", name=name)
-            return None
-
-    sys.meta_path.insert(0, _Blocker())
-    for mod in [m for m in sys.modules if m.split(".")[0] in BLOCKED]:
-        del sys.modules[mod]
-    """
-)
+BLOCKER = import_blocker(BLOCKED)
 
 
 def run_blocked(code: str, *args: str) -> subprocess.CompletedProcess:
