@@ -94,6 +94,11 @@ def cuda_call(cudart: Any, result: Any, what: str) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def _cuda_version(v: int) -> str:
+    """cudaDriverGetVersion/cudaRuntimeGetVersion's 1000 * major + 10 * minor as "12.2"."""
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
 @dataclass(frozen=True)
 class CudaDevice:
     index: int
@@ -107,16 +112,22 @@ def cuda_device(cudart: Any | None = None, index: int = 0) -> CudaDevice:
     """The CUDA device, or a clear error when there is none (checked before any TensorRT object)."""
     cudart = cudart or import_cudart()
     err, count = cudart.cudaGetDeviceCount()
-    if err == cudart.cudaError_t.cudaErrorInsufficientDriver:
+    # cudaErrorInsufficientDriver means "driver too old" AND "no driver at all" (a machine without an NVIDIA
+    # driver, a container started without GPUs); cudaDriverGetVersion tells them apart (0: no driver).
+    driver = cudart.cudaDriverGetVersion()[1] if err == cudart.cudaError_t.cudaErrorInsufficientDriver else None
+    if driver:
+        runtime = cudart.cudaRuntimeGetVersion()[1]
         raise BackendUnavailableError(
-            f"the NVIDIA driver is too old for these CUDA bindings (cudaGetDeviceCount: {error_text(cudart, err)}): "
-            "install the CUDA-12 variant (`pip install 'eeg2img-deploy[tensorrt-cu12]'`, drivers R525+) or update "
-            "the driver (CUDA 13 needs R580+); `nvidia-smi` shows the driver's CUDA version"
+            f"the NVIDIA driver is too old for these CUDA bindings (it supports CUDA {_cuda_version(driver)}, they "
+            f"need CUDA {_cuda_version(runtime)}): install the CUDA-12 variant (`pip install "
+            "'eeg2img-deploy[tensorrt-cu12]'`, drivers R525+) or update the driver (CUDA 13 needs R580+); "
+            "`nvidia-smi` shows the driver's CUDA version"
         )
     failed = err != cudart.cudaError_t.cudaSuccess
     if failed or count == 0:
+        why = "no NVIDIA driver is installed" if driver == 0 else error_text(cudart, err) if failed else "0 devices"
         raise BackendUnavailableError(
-            f"no CUDA GPU found (cudaGetDeviceCount: {error_text(cudart, err) if failed else '0 devices'}): "
+            f"no CUDA GPU found (cudaGetDeviceCount: {why}): "
             "TensorRT engines need an NVIDIA GPU with its driver; use --backend onnxruntime on this machine"
         )
     props = cuda_call(cudart, cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")

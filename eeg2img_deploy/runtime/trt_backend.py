@@ -328,6 +328,7 @@ class TensorRTStage:
         if not ok or err != cudart.cudaError_t.cudaSuccess or graph is None:
             if graph is not None:
                 cudart.cudaGraphDestroy(graph)
+            cudart.cudaGetLastError()  # clear the capture's error: TensorRT's launch checks would report it later
             log.warning("%s: CUDA graph capture failed (%s); running without CUDA graphs", self.artifact.stage,
                         "enqueue failed" if not ok else repr(err))  # fmt: skip
             self._use_graph = False

@@ -25,10 +25,11 @@ def install_fake_gpu(
     name: str = "NVIDIA Fake GPU",
     free_bytes: int = 20 << 30,
     driver_too_old: bool = False,
+    no_driver: bool = False,
     tensorrt: bool = True,
 ) -> TrtState:
     """``tensorrt=False``: only the CUDA bindings (onnxruntime-CUDA machines without TensorRT)."""
-    state = TrtState(version=version, gpu=GpuState(device_count=device_count, name=name, driver_too_old=driver_too_old,
+    state = TrtState(version=version, gpu=GpuState(device_count=device_count, name=name, driver_too_old=driver_too_old, no_driver=no_driver,
                                                    compute_capability=compute_capability, free_bytes=free_bytes))  # fmt: skip
     cudart = make_fake_cudart(state.gpu)
     cuda = types.ModuleType("cuda")

@@ -13,6 +13,12 @@ pointers around and the fake TensorRT engine reads and writes them. What the fak
   GPU); allocating or synchronizing during a capture is an error that invalidates it.
 * **Graphs.** A graph exec replays exactly the recorded operations; the fake TensorRT adds a check
   that the execution context still has the shapes the graph was captured with.
+* **The last error.** Every call that fails also records its error as the thread's last error, which
+  stays until ``cudaGetLastError`` reads it (``cudaPeekAtLastError`` leaves it); the fake TensorRT's
+  enqueue fails while one is pending, as TensorRT's launch checks see it (trtexec clears it after a
+  failed capture for that reason).
+* **No driver vs an old one.** Both make ``cudaGetDeviceCount`` return ``cudaErrorInsufficientDriver``
+  (as the real runtime does); ``cudaDriverGetVersion`` gives 0 without a driver.
 
 Every broken rule returns the CUDA error code AND is recorded in ``state.violations``, so a test fails
 even if the code under test ignored the error.
@@ -85,6 +91,8 @@ class GpuState:
     free_bytes: int = 20 << 30
     no_driver: bool = False
     driver_too_old: bool = False
+    runtime_version: int = 13000  # cudaRuntimeGetVersion: 1000 * major + 10 * minor
+    last_error: int = 0  # the thread's last error (cudaGetLastError)
     fail_captures: bool = False
     calls: list[tuple[str, tuple]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -210,13 +218,28 @@ class CudaRuntime:
 
     def cudaGetDeviceCount(self) -> tuple:
         self._record("cudaGetDeviceCount")
-        if self.state.driver_too_old:
-            return (cudaError_t.cudaErrorInsufficientDriver, 0)
-        if self.state.no_driver:
-            return (cudaError_t.cudaErrorNoDevice, 0)
+        if self.state.driver_too_old or self.state.no_driver:  # the real runtime says this for both
+            return (cudaError_t.cudaErrorInsufficientDriver, None)
         if self.state.device_count == 0:
-            return (cudaError_t.cudaErrorNoDevice, 0)
+            return (cudaError_t.cudaErrorNoDevice, None)
         return (OK, self.state.device_count)
+
+    def cudaDriverGetVersion(self) -> tuple:
+        self._record("cudaDriverGetVersion")
+        if self.state.no_driver:
+            return (OK, 0)  # documented: 0 when no driver is installed
+        return (OK, 12020 if self.state.driver_too_old else self.state.runtime_version)
+
+    def cudaRuntimeGetVersion(self) -> tuple:
+        return (OK, self.state.runtime_version)
+
+    def cudaGetLastError(self) -> tuple:
+        self._record("cudaGetLastError")
+        err, self.state.last_error = self.state.last_error, 0
+        return (cudaError_t(err),)
+
+    def cudaPeekAtLastError(self) -> tuple:
+        return (cudaError_t(self.state.last_error),)
 
     def cudaGetDeviceProperties(self, device: int) -> tuple:
         self._record("cudaGetDeviceProperties", device)
@@ -347,7 +370,7 @@ class CudaRuntime:
         g.ops = ops  # type: ignore[attr-defined]
         return (OK, g)
 
-    def cudaGraphInstantiate(self, graph: Any, flags: int = 0) -> tuple:
+    def cudaGraphInstantiate(self, graph: Any, flags: int) -> tuple:  # flags: required since cuda-python 12
         self._record("cudaGraphInstantiate")
         if not hasattr(graph, "ops"):
             self.state.violate("cudaGraphInstantiate of something that is not a graph")
@@ -382,13 +405,28 @@ class CudaRuntime:
         return (OK,)
 
 
+_NO_LAST_ERROR = {"cudaGetLastError", "cudaPeekAtLastError", "cudaGetErrorString"}
+
+
+def _records_last_error(state: GpuState, fn: Callable[..., tuple]) -> Callable[..., tuple]:
+    def call(*args: Any) -> tuple:
+        result = fn(*args)
+        if result[0] != OK:
+            state.last_error = int(result[0])
+        return result
+
+    call.__name__ = fn.__name__
+    return call
+
+
 def make_fake_cudart(state: GpuState) -> types.ModuleType:
     """A module object with the runtime functions bound to ``state`` (and the enums)."""
     m = types.ModuleType("cuda.bindings.runtime")
     rt = CudaRuntime(state)
     for name in dir(CudaRuntime):
         if name.startswith("cuda"):
-            setattr(m, name, getattr(rt, name))
+            fn = getattr(rt, name)
+            setattr(m, name, fn if name in _NO_LAST_ERROR else _records_last_error(state, fn))
     m.cudaError_t, m.cudaMemcpyKind, m.cudaStreamCaptureMode = cudaError_t, cudaMemcpyKind, cudaStreamCaptureMode
     m._state = state
     return m

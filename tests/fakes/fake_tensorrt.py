@@ -19,7 +19,8 @@ recorded in ``state.violations``; the fixtures fail any test that leaves violati
   in C++ (Python signal handlers cannot run in it until the build returns);
 * ``deserialize_cuda_engine`` refuses plans of another TensorRT version or compute capability;
 * ``set_input_shape`` outside the profile returns False; ``execute_async_v3`` needs every shape set,
-  every address bound to device memory big enough, a live stream handle (an int);
+  every address bound to device memory big enough, a live stream handle (an int), and no CUDA error
+  pending (see :mod:`fake_cudart`);
 * the first enqueue at new shapes sets up resources (it allocates): during a stream capture that
   invalidates the capture; a CUDA graph replays only with the shapes it was captured with, and only
   while the context has enqueued nothing at other shapes since (TensorRT re-plans at a shape change);
@@ -638,6 +639,8 @@ class IExecutionContext:
             return f"stream_handle must be an int, got {type(stream_handle).__name__}"
         if stream_handle not in self._st.gpu.streams:
             return "stream_handle is not a live CUDA stream"
+        if self._st.gpu.last_error:  # TensorRT checks its kernel launches with cudaGetLastError
+            return f"a CUDA error is pending from an earlier call (error {self._st.gpu.last_error}; clear it with cudaGetLastError)"
         missing = self.infer_shapes()
         if missing:
             return f"input shapes not set for {missing} (call set_input_shape first)"

@@ -89,6 +89,8 @@ def test_cuda_graph_per_shape_recaptured_after_a_shape_change(engines, fake_gpu)
 
 
 def test_failed_capture_reruns_the_work_eagerly(engines, fake_gpu, caplog) -> None:
+    """The failed capture's CUDA error is cleared (as trtexec does); old code left it pending, and TensorRT's
+    next launch check reported it: the eager rerun failed."""
     bundle_dir, engine_dir = engines
     fake_gpu.gpu.fail_captures = True
     a, s = _open(engine_dir, "unet", cuda_graph=True)
@@ -98,6 +100,7 @@ def test_failed_capture_reruns_the_work_eagerly(engines, fake_gpu, caplog) -> No
             np.testing.assert_array_equal(s.run(feeds)["noise_pred"], _want(bundle_dir, a, feeds)["noise_pred"])
     assert fake_gpu.gpu.names().count("cudaStreamBeginCapture") == 1, "one failed capture, then eager only"
     assert fake_gpu.gpu.kernel_launches == 3 and "CUDA graph capture failed" in caplog.text
+    assert fake_gpu.gpu.names().count("cudaGetLastError") == 1 and fake_gpu.gpu.last_error == 0
 
 
 def test_static_profile_pads_a_partial_chunk(tmp_path, fake_gpu) -> None:
@@ -166,9 +169,19 @@ def test_no_gpu_is_a_clear_error_before_the_runtime(engines, monkeypatch) -> Non
 def test_old_driver_is_reported_as_such(engines, monkeypatch) -> None:
     _, engine_dir = engines
     state = install_fake_gpu(monkeypatch, driver_too_old=True)
-    with pytest.raises(BackendUnavailableError, match="driver is too old.*tensorrt-cu12") as e:
+    with pytest.raises(BackendUnavailableError, match=r"driver is too old.*supports CUDA 12\.2, they need CUDA 13\.0.*tensorrt-cu12") as e:
         open_tensorrt_stage(engine_dir, read_manifest(engine_dir).artifact("encoder", "fp32"))
     assert "no CUDA GPU" not in str(e.value) and state.violations == []
+
+
+def test_no_driver_is_no_gpu_not_an_old_driver(engines, monkeypatch) -> None:
+    """Without any NVIDIA driver the CUDA runtime also returns cudaErrorInsufficientDriver (checked against the
+    real cuda-bindings 12.9 and 13.5 on a machine without a driver); old code said "driver too old"."""
+    _, engine_dir = engines
+    state = install_fake_gpu(monkeypatch, no_driver=True)
+    with pytest.raises(BackendUnavailableError, match=r"no CUDA GPU found \(.*no NVIDIA driver.*--backend onnxruntime") as e:
+        open_tensorrt_stage(engine_dir, read_manifest(engine_dir).artifact("encoder", "fp32"))
+    assert "too old" not in str(e.value) and "Runtime" not in state.names() and state.violations == []
 
 
 def test_missing_tensorrt_names_the_pip_extra(engines, monkeypatch) -> None:
