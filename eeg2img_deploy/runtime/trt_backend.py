@@ -203,7 +203,8 @@ class TensorRTStage:
             nbytes = int(np.prod(shape, dtype=np.int64)) * self._dtypes[name].itemsize
             self._device[name] = DeviceBuffer(self._cudart, nbytes, f"{self.artifact.stage}/{name}")
             self._pinned[name] = PinnedBuffer(self._cudart, nbytes, f"{self.artifact.stage}/{name}")
-            self._context.set_tensor_address(name, self._device[name].ptr)
+            if not self._context.set_tensor_address(name, self._device[name].ptr):  # False: not bound (name, alignment)
+                raise EngineError(f"{self.artifact.stage}: TensorRT refused the buffer of {name!r}: {'; '.join(self._errors[-1:])}")
 
     def _set_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
         for name, shape in shapes.items():
@@ -215,7 +216,11 @@ class TensorRTStage:
                     "`eeg2img-deploy build-engines --max-batch N` for a larger batch (or export the bundle again for "
                     "another image size)"
                 )
-        unresolved = self._context.infer_shapes()
+        try:
+            unresolved = self._context.infer_shapes()
+        except RuntimeError as e:  # the binding raises when the shapes contradict the network (e.g. two batch sizes)
+            raise EngineError(f"{self.artifact.stage}: TensorRT cannot run inputs of shapes {shapes}: "
+                              f"{'; '.join(self._errors[-1:]) or e}") from None  # fmt: skip
         if unresolved:
             raise EngineError(f"{self.artifact.stage}: TensorRT could not infer the shapes of {list(unresolved)}")
         out = {n: tuple(self._context.get_tensor_shape(n)) for n in self._outputs}

@@ -261,7 +261,8 @@ class CudaRuntime:
             return (err, 0)
         if (err := self._during_capture(name)) is not None:
             return (err, 0)
-        buf = np.zeros(max(int(nbytes), 1), dtype=np.uint8)
+        raw = np.zeros(max(int(nbytes), 1) + 256, dtype=np.uint8)
+        buf = raw[-raw.ctypes.data % 256 :][: max(int(nbytes), 1)]  # 256-byte aligned, as cudaMalloc's memory is
         table[buf.ctypes.data] = buf
         return (OK, buf.ctypes.data)
 

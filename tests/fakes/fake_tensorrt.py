@@ -18,6 +18,8 @@ recorded in ``state.violations``; the fixtures fail any test that leaves violati
 * the builder calls the progress monitor from a worker thread while the calling thread is blocked
   in C++ (Python signal handlers cannot run in it until the build returns);
 * ``deserialize_cuda_engine`` refuses plans of another TensorRT version or compute capability;
+* ``set_tensor_address`` of a pointer not 256-byte aligned returns False; ``infer_shapes`` raises
+  RuntimeError when two inputs give one named axis different sizes;
 * ``set_input_shape`` outside the profile returns False; ``execute_async_v3`` needs every shape set,
   every address bound to device memory big enough, a live stream handle (an int), and no CUDA error
   pending (see :mod:`fake_cudart`);
@@ -555,6 +557,13 @@ class IExecutionContext:
         return False
 
     def infer_shapes(self) -> list[str]:
+        sizes: dict[str, tuple[str, int]] = {}  # an axis named alike in two inputs must agree (inferShapes: -1)
+        for name, shape in self._shapes.items():
+            for d, n in zip(self._e._in_dims[name], shape):
+                if isinstance(d, str) and d and sizes.setdefault(d, (name, n))[1] != n:
+                    _error(self._e._logger, f"IExecutionContext::inferShapes: Error Code 7: {d!r} is {sizes[d][1]} in "
+                                            f"{sizes[d][0]!r} and {n} in {name!r}")  # fmt: skip
+                    raise RuntimeError("infer_shapes error code: -1")  # what the binding raises
         return [t[0] for t in self._inputs() if t[0] not in self._shapes and any(d < 0 for d in t[3])]
 
     def _input_shape(self, name: str) -> tuple[int, ...]:
@@ -581,6 +590,9 @@ class IExecutionContext:
         self._e._find(name)
         if not isinstance(memory, int):
             self._st.violate(f"set_tensor_address({name!r}) needs an int pointer, got {type(memory).__name__}")
+            return False
+        if memory % 256:  # NvInferRuntime.h: "The pointer must have at least 256-byte alignment."
+            _error(self._e._logger, f"IExecutionContext::setTensorAddress: {name!r} address {memory:#x} is not 256-byte aligned")
             return False
         self._addresses[name] = memory
         return True

@@ -198,6 +198,15 @@ def test_shape_outside_the_profile_is_a_clear_error(engines, fake_gpu) -> None:
         s.run(sample_feeds(a, batch=5))
 
 
+def test_inputs_with_two_batch_sizes_are_an_engine_error(engines, fake_gpu) -> None:
+    """The real binding raises RuntimeError from infer_shapes (old code let it out as a traceback)."""
+    _, engine_dir = engines
+    a = read_manifest(engine_dir).artifact("unet", "fp16")
+    feeds = {**sample_feeds(a, batch=2), "embeds": sample_feeds(a, batch=3)["embeds"]}
+    with open_tensorrt_stage(engine_dir, a) as s, pytest.raises(EngineError, match=r"unet: TensorRT cannot run .*'batch' is 2"):
+        s.run(feeds)
+
+
 # ---- the fake itself catches API misuse (so a runtime bug of that kind fails the tests) ------------------
 def _engine_and_context(engine_dir: Path, trt):
     a = read_manifest(engine_dir).artifact("encoder", "fp32")
@@ -233,6 +242,7 @@ def test_fake_rejects_unbound_or_too_small_buffers_and_bad_profiles(engines, mon
     assert context.set_input_shape("eeg", (2, 4, 8))
     assert context.execute_async_v3(stream.getPtr()) is False  # no addresses bound
     _, small = cudart.cudaMalloc(8)
+    assert small % 256 == 0 and context.set_tensor_address("eeg", small + 4) is False  # TensorRT needs 256-byte alignment
     for name in ("eeg", "eeg_embeds"):
         context.set_tensor_address(name, small)
     assert context.execute_async_v3(stream.getPtr()) is False  # buffers too small
