@@ -5,7 +5,9 @@
 
 Parts, in order; each one that cannot run here says why in the report and the run goes on:
 
-1. environment: Python, torch/CUDA, the GPU, onnxruntime and its providers, TensorRT, diffusers.
+1. environment: Python, torch/CUDA, the GPU, onnxruntime and its providers, TensorRT, diffusers; then the
+   toolkit's cuda-python layer without TensorRT (``cuda_path_check.py``: copies, graph capture and replay,
+   a failed capture and its cleared error).
 2. the full-size SDXL-Turbo UNet + IP-Adapter (the real config, random weights, the export wrapper with
    the IP scale as an input): PyTorch fp32 output as the reference, fp16 eager and CUDA-graph latency at
    batch 1, 512x512, and fp16 parity against fp32 (the export's metric and bound, 5e-2).
@@ -124,6 +126,17 @@ def environment() -> dict:
         except ImportError as e:
             env[name] = f"absent ({e})"
     return env
+
+
+def cuda_bindings_part() -> dict:
+    from cuda_path_check import run
+
+    from eeg2img_deploy.errors import BackendUnavailableError
+
+    try:
+        return run()
+    except BackendUnavailableError as e:  # no cuda-python, no driver or no GPU
+        raise Skip(str(e)) from None
 
 
 # ---- 2-4. the full-size UNet + IP-Adapter ---------------------------------------------------------------
@@ -323,6 +336,10 @@ def markdown(report: dict) -> str:
     for name, p in parts.items():
         note = p.get("reason") or p.get("error") or ""
         lines.append(f"| {name} | {p['status']} | {p.get('seconds', '')} | {note} |")
+    cb = parts.get("cuda_bindings", {})
+    if cb.get("status") == "ok":
+        lines += ["", f"cuda-python layer: ok={cb['ok']} (round trip {cb['round_trip_equal']}, graph replay "
+                      f"{cb['graph_replay_equal']}, failed capture {cb['failed_capture']})"]
     unet = parts.get("unet_torch", {})
     if unet.get("status") == "ok":
         par = unet["fp16_vs_fp32"]
@@ -361,6 +378,7 @@ def main(argv: list[str] | None = None) -> dict:
                               "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                               "dry_run": args.dry_run, "parts": {}}
     run_part(report, "environment", environment, budget=budget, needs_s=0, dry=True)
+    run_part(report, "cuda_bindings", cuda_bindings_part, budget=budget, needs_s=0, dry=True)
     device = "cuda" if report["parts"]["environment"].get("cuda_available") else "cpu"
     check = UNetCheck(args.dry_run, device)
     with tempfile.TemporaryDirectory(prefix="gpu-check-", dir=args.work) as tmp:

@@ -22,7 +22,7 @@ ELSEWHERE = {"bench_low_level_cpu.py": "tests/test_bench.py", "caption_kv_cache.
              "stream_soak.py": "tests/stream/test_stream_soak.py",
              "serve_load.py": "tests/serve/test_serve_load_bench.py"}
 HERE = {"bench_tiny_cpu.py", "bench_fullsize_encoder_prior_cpu.py", "export_fullsize_unet.py", "gpu_check.py",
-        "prior_sampler_study.py"}
+        "prior_sampler_study.py", "cuda_path_check.py"}
 
 
 def _script(name: str):
@@ -45,6 +45,8 @@ def test_gpu_check_dry_run(tiny_bundle, tmp_path):
     report = _script("gpu_check").main(["--dry-run", "--out", str(tmp_path), "--tiny-bundle", str(tiny_bundle),
                                         "--work", str(tmp_path)])
     parts = report["parts"]
+    cuda = parts.pop("cuda_bindings")  # the real cuda-python layer: skipped, with the reason, without a GPU
+    assert cuda["status"] == "skipped" and ("not installed" in cuda["reason"] or "no CUDA GPU" in cuda["reason"])
     assert {k: v["status"] for k, v in parts.items()} == dict.fromkeys(
         ("environment", "unet_torch", "export", "onnxruntime", "tiny_pipeline"), "ok"), parts
     unet = parts["unet_torch"]
@@ -77,6 +79,19 @@ def test_gpu_check_says_what_it_cannot_run_and_goes_on(tmp_path, monkeypatch):
     report = _script("gpu_check").main(["--out", str(tmp_path), "--skip-tiny", "--skip-export", "--work", str(tmp_path)])
     if not report["parts"]["environment"].get("cuda_available"):
         assert "no CUDA GPU" in report["parts"]["unet_torch"]["reason"]
+
+
+def test_cuda_path_check_against_the_fake_cudart(monkeypatch):
+    """The script's whole path on the fake GPU (a GPU machine runs it on cuda-python through gpu_check.py)."""
+    from fakes import install_fake_gpu
+
+    state = install_fake_gpu(monkeypatch, tensorrt=False).gpu
+    result = _script("cuda_path_check").run(n=1 << 10)
+    assert result["ok"] and result["round_trip_equal"] and result["graph_replay_equal"], result
+    assert result["failed_capture"]["graph_is_none"] and "Invalidated" in result["failed_capture"]["end_capture"]
+    assert state.count("D2H") == 2, "one eager, one captured; the replay issues no new copy call"
+    assert not state.allocations and not state.pinned and not state.streams and not state.graph_execs
+    assert [v for v in state.violations if "during stream capture" not in v] == []  # the one provoked on purpose
 
 
 def test_bench_tiny_cpu_smoke(tiny_dir, tiny_bundle, tmp_path):
