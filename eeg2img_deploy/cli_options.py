@@ -79,6 +79,17 @@ class RuntimeOptions:
         return asdict(self)
 
 
+def option_group(*options):
+    """One decorator applying several click options; ``--help`` lists them in the order given."""
+
+    def apply(f):
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return apply
+
+
 def runtime_options(f):
     """Add the runtime options to a command; it receives them as one ``runtime: RuntimeOptions`` argument."""
 
@@ -100,9 +111,7 @@ def runtime_options(f):
                      help="Latent decoder: SDXL's VAE (full) or TAESDXL (tiny)."),
         verify_option(),
     ]
-    for opt in reversed(opts):
-        wrapper = opt(wrapper)
-    return wrapper
+    return option_group(*opts)(wrapper)
 
 
 def verify_option():
@@ -119,9 +128,7 @@ def sampling_options(f):
         click.option("--prior-steps", default=50, type=POSITIVE_INT, show_default=True),
         click.option("--guidance", default=5.0, type=FINITE, show_default=True, help="Prior classifier-free guidance."),
     ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+    return option_group(*opts)(f)
 
 
 def image_size_option(help: str):
@@ -158,9 +165,7 @@ def weights_options(f):
         click.option("--positional-embedding/--no-positional-embedding", default=False, show_default=True,
                      help="Add the positional embedding (repository fix of December 2025)."),
     ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+    return option_group(*opts)(f)
 
 
 def resolve_layout(kw: dict):
@@ -197,9 +202,7 @@ def eeg_options(f):
                      help="Raw recordings: JSON {\"name in file\": \"encoder channel name\"}."),
         click.option("--allow-resample", is_flag=True, help="Raw recordings: upsample rates below 250 Hz instead of refusing."),
     ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+    return option_group(*opts)(f)
 
 
 shared_subject_token_option = click.option(
@@ -216,9 +219,7 @@ def low_level_options(f):
         click.option("--low-level-mode", type=click.Choice(["image", "latent"]), default="image", show_default=True,
                      help="image: the paper's decode/CLIP-normalise/encode round trip; latent: skip it (faster)."),
     ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+    return option_group(*opts)(f)
 
 
 def parse_event_id(text: str | None):

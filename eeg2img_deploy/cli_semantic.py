@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from .cli_options import option_group
+
 CAPTIONS_FILE = "captions.txt"
 
 
@@ -22,9 +24,7 @@ def semantic_options(f):
         click.option("--caption-prior-steps", default=4, show_default=True,
                      help="Prior steps of the caption's own prior sample (the paper's caption notebook: 4)."),
     ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+    return option_group(*opts)(f)
 
 
 def git_weights_options(f):
@@ -34,9 +34,7 @@ def git_weights_options(f):
         click.option("--projector", type=click.Path(path_type=Path),
                      help="PixelProjector_best.bin (captions) [default: weights/pixel-projector/]."),
     ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+    return option_group(*opts)(f)
 
 
 def pop_semantic(kw: dict) -> dict[str, Any]:

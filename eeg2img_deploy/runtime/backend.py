@@ -29,6 +29,20 @@ class StageSession(Protocol):
     def close(self) -> None: ...
 
 
+class ArtifactSpecs:
+    """A stage session's ``inputs``/``outputs``: its artifact's, as the manifest records them."""
+
+    artifact: Artifact
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.artifact.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.artifact.outputs
+
+
 def resolve_shape(spec: TensorSpec, axes: dict[str, int]) -> tuple[int, ...]:
     """Replace dynamic axis names ("batch", "batch2") by their sizes."""
     try:

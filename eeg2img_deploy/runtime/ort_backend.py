@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, EngineError
-from ..manifest import Artifact, Precision, TensorSpec
+from ..manifest import Artifact, Precision
+from .backend import ArtifactSpecs
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def _providers(provider: str, trt_options: dict[str, Any] | None) -> list:
     return [(n, options[n]) if options.get(n) else n for n in names]
 
 
-class OrtStage:
+class OrtStage(ArtifactSpecs):
     """A :class:`~.backend.StageSession` over one ONNX file."""
 
     def __init__(self, path: Path, artifact: Artifact, *, provider: str = "cpu", allow_cpu_fallback: bool = False,
@@ -146,14 +147,6 @@ class OrtStage:
         self._on_gpu = active[0] != "CPUExecutionProvider"
         self._out_names = [t.name for t in artifact.outputs]
         self._resident: dict[str, Any] = {}
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self.artifact.inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self.artifact.outputs
 
     @property
     def on_device(self) -> bool:

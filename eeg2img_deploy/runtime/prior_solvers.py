@@ -123,37 +123,23 @@ def dpmpp_sample_spaced(
     return x.astype(np.float32)
 
 
-def ddim_sample(
-    eps_fn: PriorDenoiser,
-    cond: np.ndarray,
-    noise: NoiseSource,
-    alphas_cumprod: np.ndarray,
-    *,
-    steps: int = 10,
-    guidance: float = 5.0,
-) -> np.ndarray:
-    """DDIM (eta=0, clipped x0, trailing spacing): ``cond (B, D)`` -> ``(B, D)`` in [-1, 1]."""
-    return ddim_sample_spaced(
-        eps_fn, cond, noise, alphas_cumprod, steps=steps, guidance=guidance, spacing=DEFAULT_SPACING
-    )
-
-
-def dpmpp_sample(
-    eps_fn: PriorDenoiser,
-    cond: np.ndarray,
-    noise: NoiseSource,
-    alphas_cumprod: np.ndarray,
-    *,
-    steps: int = 10,
-    guidance: float = 5.0,
-) -> np.ndarray:
-    """DPM-Solver++ 2M (clipped x0, trailing spacing): ``cond (B, D)`` -> ``(B, D)`` in [-1, 1]."""
-    return dpmpp_sample_spaced(
-        eps_fn, cond, noise, alphas_cumprod, steps=steps, guidance=guidance, spacing=DEFAULT_SPACING
-    )
-
-
 PriorSampler = Callable[..., np.ndarray]
+
+
+def _trailing(spaced: PriorSampler, name: str, what: str) -> PriorSampler:
+    """``spaced`` on the trailing spacing, with :func:`~.schedulers.ddpm_sample`'s signature (10 steps by default)."""
+
+    def sample(eps_fn: PriorDenoiser, cond: np.ndarray, noise: NoiseSource, alphas_cumprod: np.ndarray, *,
+               steps: int = 10, guidance: float = 5.0) -> np.ndarray:
+        return spaced(eps_fn, cond, noise, alphas_cumprod, steps=steps, guidance=guidance, spacing=DEFAULT_SPACING)
+
+    sample.__name__ = sample.__qualname__ = name
+    sample.__doc__ = f"{what} (clipped x0, trailing spacing): ``cond (B, D)`` -> ``(B, D)`` in [-1, 1]."
+    return sample
+
+
+ddim_sample = _trailing(ddim_sample_spaced, "ddim_sample", "DDIM (eta=0)")
+dpmpp_sample = _trailing(dpmpp_sample_spaced, "dpmpp_sample", "DPM-Solver++ 2M")
 
 PRIOR_SAMPLERS: dict[str, PriorSampler] = {"ddpm": ddpm_sample, "ddim": ddim_sample, "dpmpp": dpmpp_sample}
 

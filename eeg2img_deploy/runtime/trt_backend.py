@@ -39,7 +39,8 @@ from ..gpu import (
     import_tensorrt,
     make_trt_logger,
 )
-from ..manifest import Artifact, TensorSpec
+from ..manifest import Artifact
+from .backend import ArtifactSpecs
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class CudaStream:
 
 
 # ---- the stage -------------------------------------------------------------------------------------
-class TensorRTStage:
+class TensorRTStage(ArtifactSpecs):
     """One engine, one execution context, buffers at the profile's largest shapes, a (shared) stream."""
 
     def __init__(
@@ -162,14 +163,6 @@ class TensorRTStage:
         self._uploads_pending = False
         self._resident: dict[str, np.ndarray] = {}  # inputs fixed across runs, and the padded shape uploaded
         self._resident_at: dict[str, tuple[int, ...]] = {}
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self.artifact.inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self.artifact.outputs
 
     @property
     def stream(self) -> CudaStream:

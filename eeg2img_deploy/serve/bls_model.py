@@ -20,25 +20,18 @@ import triton_python_backend_utils as pb_utils  # provided by Triton's Python ba
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 
 from eeg2img_deploy.manifest import read_manifest  # noqa: E402
+from eeg2img_deploy.runtime.backend import ArtifactSpecs  # noqa: E402
 from eeg2img_deploy.runtime.pipeline import Pipeline  # noqa: E402
 from eeg2img_deploy.serve.requests import model_inputs, model_outputs, run_requests  # noqa: E402
 
 
-class BlsStage:
+class BlsStage(ArtifactSpecs):
     """A runtime stage session whose ``run`` is an inference request to the stage model of the same name."""
 
     def __init__(self, artifact, model_name: str):
         self.artifact = artifact
         self.model_name = model_name
         self._outputs = [t.name for t in artifact.outputs]  # all of them (a stage has one)
-
-    @property
-    def inputs(self):
-        return self.artifact.inputs
-
-    @property
-    def outputs(self):
-        return self.artifact.outputs
 
     def run(self, feeds):
         kw = {}
