@@ -182,7 +182,7 @@ class Pipeline:
             raise EEGInputError(
                 f"subject id(s) {unknown} are not in this encoder's subject table ({self.num_subjects} rows, ids "
                 f"0..{self.num_subjects - 1}{sub10}); the paper gives such ids the encoder's learned shared subject "
-                "token instead of a row: pass --shared-subject-token (infer, serve) to do the same"
+                "token instead of a row: pass --shared-subject-token (infer, stream, serve) to do the same"
             )
 
     # ---- stages ------------------------------------------------------------------------------------

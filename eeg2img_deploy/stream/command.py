@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import RuntimeOptions, parse_event_id, runtime_options, sampling_options
+from ..cli_options import RuntimeOptions, parse_event_id, runtime_options, sampling_options, shared_subject_token_option
 
 
 @click.command("stream")
@@ -38,12 +38,13 @@ from ..cli_options import RuntimeOptions, parse_event_id, runtime_options, sampl
 @click.option("--overwrite", is_flag=True, help="Replace the epoch images and epochs.jsonl of an earlier run in --out.")
 @click.option("--view", is_flag=True, help="Serve a live page of the reconstructions on localhost.")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@shared_subject_token_option
 @sampling_options
 @runtime_options
 def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events: str | None, event_channel: str | None,
                event_id: str | None, max_epochs: int | None, replay: Path | None, connect_timeout: float,
                reconnect_timeout: float, queue_size: int, rename_channels: Path | None, allow_resample: bool,
-               overwrite: bool, view: bool, view_port: int, seed: int, steps: str, prior_steps: int, guidance: float,
+               overwrite: bool, view: bool, view_port: int, shared_subject_token: bool, seed: int, steps: str, prior_steps: int, guidance: float,
                runtime: RuntimeOptions) -> None:
     """Reconstruct an image for each stimulus of a live LSL EEG stream (or a --replay of a recording)."""
     from ..eeg.mne_preprocess import read_channel_renames
@@ -59,10 +60,12 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
         event_id=parse_event_id(event_id), queue_size=queue_size, max_epochs=max_epochs,
         connect_timeout=connect_timeout, reconnect_timeout=reconnect_timeout, allow_resample=allow_resample,
         rename_channels=read_channel_renames(rename_channels) if rename_channels else None,
-        run={"steps": int(steps), "prior_steps": prior_steps, "guidance": guidance},
+        run={"steps": int(steps), "prior_steps": prior_steps, "guidance": guidance,
+             "shared_subject_token": shared_subject_token},
     )
     writer = EpochWriter(out, overwrite=overwrite)  # refuses a used folder before anything starts
     pipe = runtime.open(bundle)
+    pipe.check_subjects([subject], shared_subject_token)  # before waiting for any stream
     player = None
     if replay:
         from .replay import start_player

@@ -124,18 +124,26 @@ class MarkerInlet:
     """
 
     def __init__(self, sinfo, event_id: dict[str, int] | None = None):
+        self.event_id = event_id
+        self._auto: dict[str, int] = {}
+        self.inlet = None
+        self.reopen(sinfo)
+
+    def reopen(self, sinfo) -> None:
+        """Read from ``sinfo`` (the same stream restarted) from now on; codes already given keep their numbers."""
         from mne_lsl.lsl import StreamInlet
 
-        self.name = sinfo.name
+        if self.inlet is not None:
+            self.close()
+        self.name, self.uid = sinfo.name, sinfo.uid
         self.inlet = StreamInlet(sinfo, processing_flags=["clocksync"])
         self.inlet.open_stream(timeout=5)
         self.labels = list(self.inlet.get_sinfo().get_channel_names() or [])
         self.string = self.inlet.get_sinfo().dtype == "string"
         stype = (self.inlet.get_sinfo().stype or "").lower()
         self.one_hot = not self.string and (stype == "annotations" or len(self.labels) > 1)
-        self.event_id = event_id
-        sorted_labels = sorted(self.labels)
-        self._auto = {d: i + 1 for i, d in enumerate(sorted_labels)} if self.one_hot else {}
+        for d in sorted(self.labels) if self.one_hot else ():
+            self._auto.setdefault(d, len(self._auto) + 1)
 
     def _code(self, desc: str) -> int | None:
         if self.event_id is not None:

@@ -13,6 +13,7 @@ faster than they are reconstructed and ``queue_size`` are waiting, the oldest wa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter, deque
@@ -26,6 +27,8 @@ from .epocher import Epoch, Epocher
 from .lsl import ANNOTATION_TYPES, MarkerInlet, StreamError, import_mne_lsl, local_clock, resolve_one
 
 log = logging.getLogger(__name__)
+
+RECONNECT_LOOK_S = 1.0  # while the EEG is gone, look for a new source this often
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,9 @@ class StreamReconstructor:
         self._last_ts = -np.inf
         self._last_progress = 0.0
         self._gone_since: float | None = None
+        self._eeg_uid: str | None = None
+        self._channels: list[str] = []
+        self._last_look = 0.0  # when _reconnect last looked for a new source
 
     def stop(self) -> None:
         self._stop = True
@@ -126,23 +132,12 @@ class StreamReconstructor:
     def connect(self) -> None:
         """Find the streams and check the EEG's channels and rate (the file path's errors), before any epoch."""
         import_mne_lsl()
-        from mne_lsl.stream import StreamLSL
-
-        from ..eeg.mne_preprocess import check_recording, renamed_channels
-
         s = self.settings
         timeout = max(s.connect_timeout, 0.5)
         source = s.source or (self.player.name if self.player is not None else None)
         sinfo = resolve_one(name=source, stype=("eeg",), what="EEG stream", option="--source", timeout=timeout)
-        self.stream = StreamLSL(s.buffer_s, name=sinfo.name, source_id=sinfo.source_id)
-        try:
-            self.stream.connect(acquisition_delay=0.005, processing_flags=["clocksync"], timeout=timeout)
-        except RuntimeError as e:
-            raise StreamError(f"could not connect to the EEG stream {sinfo.name!r}: {e}") from None
-        names = renamed_channels(self.stream.ch_names, s.rename_channels)
+        names = self._connect_eeg(sinfo, timeout)
         what = f"LSL stream {sinfo.name!r}"
-        check_recording(names, float(self.stream.info["sfreq"]), self.pipeline.eeg_spec,
-                        allow_resample=s.allow_resample, what=what)
         codes = _codes(s.event_id)
         if s.event_channel:
             if s.event_channel not in names:
@@ -156,6 +151,49 @@ class StreamReconstructor:
                                event_channel=s.event_channel, event_codes=codes)
         self._last_progress = local_clock()
         log.info("connected to %s (%d channels, %g Hz)", what, len(names), self.stream.info["sfreq"])
+
+    def _connect_eeg(self, sinfo, timeout: float) -> list[str]:
+        """Connect to the EEG stream ``sinfo`` and check its channels and rate; returns its (renamed) channels."""
+        from mne_lsl.stream import StreamLSL
+
+        from ..eeg.mne_preprocess import check_recording, renamed_channels
+
+        s = self.settings
+        self.stream = StreamLSL(s.buffer_s, name=sinfo.name, source_id=sinfo.source_id)
+        try:
+            self.stream.connect(acquisition_delay=0.005, processing_flags=["clocksync"], timeout=timeout)
+        except RuntimeError as e:
+            raise StreamError(f"could not connect to the EEG stream {sinfo.name!r}: {e}") from None
+        self._eeg_uid = sinfo.uid
+        names = renamed_channels(self.stream.ch_names, s.rename_channels)
+        check_recording(names, float(self.stream.info["sfreq"]), self.pipeline.eeg_spec,
+                        allow_resample=s.allow_resample, what=f"LSL stream {sinfo.name!r}")
+        self._channels = names
+        return names
+
+    def _reconnect(self) -> None:
+        """While the EEG is gone: connect to a new source under its name (the amplifier's software restarted).
+
+        liblsl's inlets recover by themselves when they find the source again, but not always in time; a
+        new outlet under the same name is taken at once (its channels checked again), the markers likewise.
+        """
+        from mne_lsl.lsl import resolve_streams
+
+        new = [i for i in resolve_streams(timeout=0.2, name=self.stream.name) if i.uid != self._eeg_uid]
+        if not new:
+            return
+        with contextlib.suppress(Exception):  # the old connection may be half gone
+            self.stream.disconnect()
+        before = self._channels
+        if self._connect_eeg(new[0], max(self.settings.connect_timeout, 0.5)) != before:
+            raise StreamError(f"the EEG stream {self.stream.name!r} came back with other channels "
+                              f"({self._channels}, was {before}): start the stream command again")
+        self.epocher.stream = self.stream
+        log.warning("a new EEG stream %r appeared: connected to it", self.stream.name)
+        if self.markers is not None:
+            found = resolve_streams(timeout=0.5, name=self.markers.name)
+            if (m := [i for i in found if i.uid != self.markers.uid]):
+                self.markers.reopen(m[0])
 
     def close(self) -> None:
         if self.markers is not None:
@@ -247,6 +285,9 @@ class StreamReconstructor:
             self._gone_since = self._last_progress
             log.warning("the EEG stream sent nothing for %.1f s: gone? waiting up to %g s (--reconnect-timeout) for it",
                         now - self._last_progress, self.settings.reconnect_timeout)
+        if now - self._last_look >= RECONNECT_LOOK_S:
+            self._last_look = now
+            self._reconnect()
         return now - self._gone_since > self.settings.reconnect_timeout
 
     def _ended(self) -> bool:

@@ -60,3 +60,18 @@ def test_the_serve_command_has_the_option_the_message_names():
 
     help_text = CliRunner().invoke(serve, ["--help"]).output
     assert "--shared-subject-token" in help_text and "sub-10" in help_text
+
+
+def test_stream_refuses_sub10_before_waiting_for_any_stream(monkeypatch, capsys, tmp_path, tiny_bundle):
+    """`stream --subject 10` fails at once (no LSL stream exists here), naming the option `stream` has too."""
+    pytest.importorskip("mne_lsl")
+    from click.testing import CliRunner
+
+    from eeg2img_deploy.stream.command import stream_cmd
+
+    out = tmp_path / "live"
+    args = ["stream", "--bundle", tiny_bundle, "--subject", "10", "--out", out, "--connect-timeout", "0"]
+    err = one_line_error(*run_main(monkeypatch, capsys, args))
+    assert "sub-10" in err and "--shared-subject-token" in err and "stream" in err, err
+    assert not out.exists() or not any(out.iterdir())
+    assert "--shared-subject-token" in CliRunner().invoke(stream_cmd, ["--help"]).output

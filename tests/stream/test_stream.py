@@ -331,7 +331,7 @@ def test_a_stream_that_goes_away_and_comes_back_resumes(tiny_bundle, tmp_path, c
         while players[0].running:
             time.sleep(0.05)
         time.sleep(2.0)  # longer than the reader's stall_s: it notices the stream is gone
-        players.append(start_player(recs[1], name=name, lead_s=1.0))
+        players.append(start_player(recs[1], name=name, lead_s=5.0))  # LSL keeps no history: time to reconnect
 
     restarter = threading.Thread(target=restart_after_the_first_ends, daemon=True)
     restarter.start()
