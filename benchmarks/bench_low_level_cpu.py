@@ -54,7 +54,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def image_difference(bundle: Path, eeg: np.ndarray, prior_steps: int, steps: int) -> dict:
     """Per-trial PSNR between image and latent mode (and each against the plain path), same seed."""
-    from eeg2img_deploy.runtime.low_level import LowLevelOptions
+    from eeg2img_deploy.core.options import LowLevelOptions
     from eeg2img_deploy.runtime.pipeline import Pipeline
 
     pipe = Pipeline.from_bundle(bundle, low_level=True)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
     from eeg2img_deploy.bench import print_report, run_bench, update_results_readme
-    from eeg2img_deploy.runtime.low_level import LowLevelOptions
+    from eeg2img_deploy.core.options import LowLevelOptions
 
     runs, warmup, prior_steps = (1, 0, 2) if args.smoke else (args.runs, args.warmup, 50)
     command = shlex.join(["python", "benchmarks/bench_low_level_cpu.py", *(sys.argv[1:] if argv is None else argv)])

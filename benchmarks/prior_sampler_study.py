@@ -247,8 +247,8 @@ def diagnose(model, task: SyntheticTask, seed: int) -> dict:
     """Held-out x0-prediction error per t (cond vs exact-zero uncond) and a DDPM-1000 check."""
     import torch
 
-    from eeg2img_deploy.runtime.noise import NoiseSource
-    from eeg2img_deploy.runtime.schedulers import ddpm_sample
+    from eeg2img_deploy.core.noise import NoiseSource
+    from eeg2img_deploy.core.schedulers import ddpm_sample
 
     rng = np.random.default_rng(seed + 7)
     ac_np = alphas_cumprod()
@@ -297,7 +297,7 @@ def sampler_configs() -> list[dict]:
     from functools import partial
 
     from eeg2img_deploy.runtime.prior_solvers import ddim_sample_spaced, dpmpp_sample_spaced
-    from eeg2img_deploy.runtime.schedulers import ddpm_sample
+    from eeg2img_deploy.core.schedulers import ddpm_sample
 
     configs = [dict(name="ddpm", steps=50, spacing="leading", clip=True, fn=ddpm_sample, role="reference")]
     configs += [dict(name="ddpm", steps=n, spacing="leading", clip=True, fn=ddpm_sample, role="ablation") for n in (10, 20)]
@@ -329,7 +329,7 @@ def mean_pairwise_cosine(samples: np.ndarray) -> float:
 
 
 def sample_all(cfg, eps_fn, conds, seeds, ac) -> np.ndarray:
-    from eeg2img_deploy.runtime.noise import NoiseSource
+    from eeg2img_deploy.core.noise import NoiseSource
 
     return np.stack(
         [cfg["fn"](eps_fn, conds, NoiseSource(s, len(conds)), ac, steps=cfg["steps"], guidance=GUIDANCE) for s in seeds]
@@ -339,7 +339,7 @@ def sample_all(cfg, eps_fn, conds, seeds, ac) -> np.ndarray:
 def measure_latency(cfg, model, cond, ac, runs: int, thread_counts=(1,)) -> dict:
     import torch
 
-    from eeg2img_deploy.runtime.noise import NoiseSource
+    from eeg2img_deploy.core.noise import NoiseSource
 
     out, previous = {}, torch.get_num_threads()
     for threads in thread_counts:

@@ -243,8 +243,8 @@ def low_level_settings(enabled: bool, strength: float, mode: str, steps: int):
     """The low-level options, checked before anything is loaded (a strength that runs no step fails here)."""
     if not enabled:
         return None
-    from .runtime.low_level import LowLevelOptions
-    from .runtime.schedulers import img2img_cut
+    from .core.options import LowLevelOptions
+    from .core.schedulers import img2img_cut
 
     options = LowLevelOptions(strength=strength, mode=mode)
     img2img_cut(steps, strength)

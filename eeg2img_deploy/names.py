@@ -73,6 +73,8 @@ class Decoder(enum.StrEnum):
 
 
 STAGES = tuple(Stage)  # run order
+LOW_LEVEL_STAGES = (Stage.LOW_LEVEL_ENCODER, Stage.VAE_DECODER, Stage.VAE_ENCODER)  # the low-level path (the full VAE)
+CAPTION_STAGES = (Stage.PROJECTOR, Stage.CAPTION_PREFILL, Stage.CAPTION_DECODER)  # the GIT captioner
 
 
 class Constants:

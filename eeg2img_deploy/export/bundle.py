@@ -155,7 +155,7 @@ def build_stages(models: LoadedModels, settings: ExportSettings) -> list[StageEx
     if models.taesd is not None:
         stages.append(taesd_stage(models.taesd, settings.image_size))
     if models.low_level is not None:
-        from ..runtime.low_level import check_low_level_size
+        from ..core.options import check_low_level_size
         from .low_level import low_level_encoder_stage, vae_encoder_stage
 
         check_low_level_size(models.low_level.arch.latent_side, settings.image_size)

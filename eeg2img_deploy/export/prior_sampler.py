@@ -2,7 +2,7 @@
 
 ``cond (B, 1024), noise (B, steps, 1024), guidance (B,) -> image_embeds (B, 1024)``. ``noise[:, 0]`` is
 x_T and ``noise[:, k]`` (k >= 1) the variance draw of step k, counting from 1 (the last step, at t = 0,
-draws none): :class:`~eeg2img_deploy.runtime.noise.NoiseSource`'s draws in their order, made on the host. The step table (:func:`~eeg2img_deploy.runtime.schedulers.ddpm_steps`, the numpy sampler's own
+draws none): :class:`~eeg2img_deploy.core.noise.NoiseSource`'s draws in their order, made on the host. The step table (:func:`~eeg2img_deploy.core.schedulers.ddpm_steps`, the numpy sampler's own
 float32 coefficients) is baked in as constants and the loop is unrolled: one graph, no host round trip
 per step, and the same arithmetic, op for op, as ``ddpm_sample``.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..manifest import Precision, TensorSpec
-from ..runtime.schedulers import ddpm_steps
+from ..core.schedulers import ddpm_steps
 from .spec import DEFAULT_TOLERANCE, StageExport
 
 # The fused graph's step counts by default: the paper's 50, and the 10 of the authors' follow-up work.

@@ -23,7 +23,7 @@ def _decoder_wrapper(vae, scale: float):
 
         def forward(self, latents):
             image = self.vae.decode(latents / scale, return_dict=False)[0]
-            # runtime.images.to_uint8 op for op, in fp32 (an fp16 graph's image is upcast first), so the
+            # core.images.to_uint8 op for op, in fp32 (an fp16 graph's image is upcast first), so the
             # bytes equal the ones the runtime computed from the float image. Round is half-to-even in
             # both ONNX and numpy (np.rint); the Cast sees exact integers in [0, 255] (TensorRT truncates).
             x = image.float() * 0.5 + 0.5

@@ -3,7 +3,7 @@
 diffusers draws DDPM variance noise and Euler-ancestral noise inside ``scheduler.step()`` through
 the module-level ``randn_tensor``. The torch-free runtime cannot reproduce torch's generator, so
 the reference swaps that one function, for the duration of a call, for draws from
-:class:`~eeg2img_deploy.runtime.noise.NoiseSource`. Everything else stays diffusers' own code.
+:class:`~eeg2img_deploy.core.noise.NoiseSource`. Everything else stays diffusers' own code.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from types import ModuleType
 
-from ..runtime.noise import NoiseSource
+from ..core.noise import NoiseSource
 
 
 @contextlib.contextmanager

@@ -17,9 +17,9 @@ import numpy as np
 from ..checks import check_call_options, check_finite
 from ..eeg.spec import validate_eeg, validate_subject_ids
 from ..errors import OptionError, WeightsNotFoundError
-from ..runtime.low_level import LowLevelOptions, check_low_level_size
-from ..runtime.noise import NoiseSource
-from ..runtime.schedulers import img2img_cut
+from ..core.options import LowLevelOptions, check_low_level_size
+from ..core.noise import NoiseSource
+from ..core.schedulers import img2img_cut
 from ..weights import WeightsLayout
 from . import low_level as ll
 from .prior_sampler import PRIOR_GUIDANCE, PRIOR_STEPS, sample_prior

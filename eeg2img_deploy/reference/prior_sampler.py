@@ -8,7 +8,7 @@ Per step one conditional and one unconditional call (condition terms exactly zer
 
 from __future__ import annotations
 
-from ..runtime.noise import NoiseSource
+from ..core.noise import NoiseSource
 from .noise_patch import shared_noise
 
 PRIOR_STEPS = 50

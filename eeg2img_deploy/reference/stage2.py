@@ -17,8 +17,8 @@ from ..models.sdxl import (  # noqa: F401
     load_sdxl_pipeline,
     time_ids,
 )
-from ..runtime.images import to_uint8
-from ..runtime.noise import NoiseSource
+from ..core.images import to_uint8
+from ..core.noise import NoiseSource
 from .noise_patch import shared_noise
 
 VAE_SCALE = 8  # SDXL's VAE downsamples by 8: 512x512 images <-> 4x64x64 latents

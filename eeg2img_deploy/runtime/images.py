@@ -1,4 +1,4 @@
-"""Images out of the decoder: uint8 conversion (as diffusers rounds it), PNG files and grids."""
+"""Images out of the decoder: PNG files and grids (the uint8 conversion is :mod:`..core.images`)."""
 
 from __future__ import annotations
 
@@ -16,15 +16,6 @@ from ..errors import OptionError
 RESULT_NAME = "result.json"
 GRID_NAME = "grid.png"
 _OWNED = re.compile(r"image_\d{3,}\.png|grid\.png|result\.json")  # what an infer/reference run writes
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8, rounded as diffusers' image processor does."""
-    x = np.asarray(image, dtype=np.float32) * 0.5 + 0.5  # one temporary, then in place
-    np.clip(x, 0.0, 1.0, out=x)
-    x *= 255.0
-    np.rint(x, out=x)
-    return np.ascontiguousarray(x.astype(np.uint8).transpose(0, 2, 3, 1))
 
 
 def grid(images: np.ndarray) -> np.ndarray:

@@ -4,9 +4,9 @@ Image mode (the paper's ``low_level_image=`` entry): ``low_level_encoder`` -> ``
 8-bit image -> CLIP mean/std normalisation -> ``vae_encoder`` (posterior sample and scaling inside
 the graph, its noise an input) -> ``+ unit noise``. Latent mode (the paper's ``low_level_latent=``
 entry) skips the round trip: ``z * scaling_factor + unit noise``. Either way the pipeline then runs
-the Euler-ancestral schedule cut at :func:`~.schedulers.img2img_cut`. Every quirk is the reference's
+the Euler-ancestral schedule cut at :func:`~..core.schedulers.img2img_cut`. Every quirk is the reference's
 (:mod:`eeg2img_deploy.reference.low_level`, which names them), and so is the noise order
-(:mod:`.noise`, purpose ``low_level``).
+(:mod:`..core.noise`, purpose ``low_level``).
 """
 
 from __future__ import annotations
@@ -16,36 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.images import to_uint8
+from ..core.noise import NoiseSource
+from ..core.options import LowLevelOptions, check_low_level_size
+from ..core.schedulers import img2img_cut
 from ..errors import SettingsError
-from ..names import Constants
-from .images import to_uint8
-from .noise import NoiseSource
-from .schedulers import img2img_cut
-
-MODES = ("image", "latent")
-STAGES = ("low_level_encoder", "vae_decoder", "vae_encoder")  # what the path runs (vae_decoder: the full VAE)
-CONVENTIONS = ("unscaled", "scaled")
-
-
-@dataclass(frozen=True)
-class LowLevelOptions:
-    strength: float = 0.5  # the paper's demo; the cut is int(steps * strength) steps
-    mode: str = "image"  # "image": the paper's decode/encode round trip; "latent": skip it
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise SettingsError(f"--low-level-mode must be one of {MODES}, got {self.mode!r}")
-        if not 0.0 < self.strength <= 1.0:
-            raise SettingsError(f"--strength must be in (0, 1], got {self.strength}")
-
-
-def check_low_level_size(latent_side: int, image_size: int) -> None:
-    """The encoder's output size is fixed by its layers (the paper's: 64x64 latents, 512x512 images)."""
-    if latent_side * 8 != image_size:
-        raise SettingsError(
-            f"the low-level encoder makes {latent_side}x{latent_side} latents ({latent_side * 8}x{latent_side * 8} "
-            f"images), not {image_size // 8}x{image_size // 8}: use --image-size {latent_side * 8}"
-        )
+from ..names import Constants, Stage
 
 
 def as_uint8_images(decoded: np.ndarray) -> np.ndarray:
@@ -62,21 +38,21 @@ def clip_normalise(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-Stage = Callable[[str, dict[str, np.ndarray]], np.ndarray]  # (stage name, feeds) -> first output
+StageCall = Callable[[str, dict[str, np.ndarray]], np.ndarray]  # (stage name, feeds) -> first output
 
 
 @dataclass(frozen=True)
 class LowLevelPath:
     """What the runtime pipeline needs from the bundle to make Stage II's start latents."""
 
-    run: Stage  # the pipeline's stage call (casts feeds, times the backend)
+    run: StageCall  # the pipeline's stage call (casts feeds, times the backend)
     vae_scale: float
     clip_mean: np.ndarray
     clip_std: np.ndarray
     latent_convention: str = "unscaled"
 
     @classmethod
-    def open(cls, run: Stage, constants: dict[str, np.ndarray], latent_side: int, image_size: int,
+    def open(cls, run: StageCall, constants: dict[str, np.ndarray], latent_side: int, image_size: int,
              latent_convention: str) -> LowLevelPath:
         """The path over a pipeline's stage call and its bundle's constants (sizes checked)."""
         check_low_level_size(latent_side, image_size)
@@ -85,16 +61,16 @@ class LowLevelPath:
                    latent_convention=latent_convention)
 
     def encode(self, eeg: np.ndarray) -> np.ndarray:
-        return self.run("low_level_encoder", {"eeg": eeg})
+        return self.run(Stage.LOW_LEVEL_ENCODER, {"eeg": eeg})
 
     def start_latents(self, z: np.ndarray, noise: NoiseSource, mode: str) -> np.ndarray:
         shape = z.shape[1:]
         scaled = z * np.float32(self.vae_scale) if self.latent_convention == "unscaled" else z
         if mode == "image":
             # the decoder graph divides by the scaling factor: feed it scaled latents
-            images = as_uint8_images(self.run("vae_decoder", {"latents": scaled}))
+            images = as_uint8_images(self.run(Stage.VAE_DECODER, {"latents": scaled}))
             pixels = clip_normalise(images, self.clip_mean, self.clip_std)
-            latents = self.run("vae_encoder", {"image": pixels, "noise": noise.normal(shape)})
+            latents = self.run(Stage.VAE_ENCODER, {"image": pixels, "noise": noise.normal(shape)})
         else:
             noise.normal(shape)  # the posterior draw, unused: both modes share the draws below
             latents = scaled

@@ -18,8 +18,8 @@ from ..eeg.whitening import check_whitening, load_whitening
 from ..errors import EEGInputError, ManifestError, OptionError
 from ..integrity import verify_files
 from ..manifest import RUNTIME_BACKENDS, Backend, Decoder, Manifest, Precision, Provider, Stage, read_manifest
+from ..names import LOW_LEVEL_STAGES
 from .backend import StageSession
-from .low_level import STAGES as LOW_LEVEL_STAGES
 from .sessions import open_sessions
 
 REQUIRED = (Stage.ENCODER, Stage.PRIOR, Stage.UNET)

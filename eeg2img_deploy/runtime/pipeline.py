@@ -24,12 +24,13 @@ from ..eeg.whitening import apply_whitening
 from ..errors import EEGInputError, ManifestError, SettingsError
 from ..manifest import Backend, Constants, Decoder, Manifest, Precision, Provider, Stage
 from .backend import StageSession
-from .images import to_uint8
-from .low_level import LowLevelOptions, LowLevelPath, cut_for
-from .noise import NoiseSource
+from ..core.images import to_uint8
+from ..core.options import LowLevelOptions
+from .low_level import LowLevelPath, cut_for
+from ..core.noise import NoiseSource
 from .opening import FUSED_PRIOR, OpenOptions, _enum, choose_whitening, read_folder, stages_to_open
 from .prior_solvers import get_prior_sampler
-from .schedulers import EulerAncestral
+from ..core.schedulers import EulerAncestral
 from .semantic import Semantic, SemanticRequest
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .noise import NoiseSource
-from .schedulers import PriorDenoiser, ddpm_sample, guided_eps, leading_timesteps
+from ..core.noise import NoiseSource
+from ..core.schedulers import PriorDenoiser, ddpm_sample, guided_eps, leading_timesteps
 
 SPACINGS = ("trailing", "leading")
 DEFAULT_SPACING = "trailing"

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ManifestError
+from ..names import CAPTION_STAGES, Stage
 from .captioner import Captioner
 from .prompts import PromptEncoder
 
-CAPTION_STAGES = ("projector", "caption_prefill", "caption_decoder")
-TEXT_STAGE = "text_encoders"
+TEXT_STAGE = Stage.TEXT_ENCODERS
 CAPTION_PRIOR_STEPS = 4  # the paper's caption notebook
 
 

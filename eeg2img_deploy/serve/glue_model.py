@@ -2,7 +2,7 @@
 
 The fused ensemble ``encoder -> prior_sampler -> unet -> decoder`` has no loop on the host, but two things
 in it are not graphs: the noise (the runtime's ``(seed, sample index)`` streams, drawn here with
-:class:`~eeg2img_deploy.runtime.noise.NoiseSource` so the images are ``infer``'s) and Stage II's one
+:class:`~eeg2img_deploy.core.noise.NoiseSource` so the images are ``infer``'s) and Stage II's one
 Euler-ancestral step. The config parameter ``role`` picks which:
 
 - ``inputs``: ``seed, sample_index -> prior_noise, guidance, latents`` and the UNet's other inputs
@@ -24,8 +24,8 @@ import triton_python_backend_utils as pb_utils  # provided by Triton's Python ba
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 
 from eeg2img_deploy.manifest import Constants, read_manifest  # noqa: E402
-from eeg2img_deploy.runtime.noise import NoiseSource  # noqa: E402
-from eeg2img_deploy.runtime.schedulers import EulerAncestral  # noqa: E402
+from eeg2img_deploy.core.noise import NoiseSource  # noqa: E402
+from eeg2img_deploy.core.schedulers import EulerAncestral  # noqa: E402
 
 
 class TritonPythonModel:

@@ -84,7 +84,7 @@ def test_cli_tensorrt_without_tensorrt_fails_clearly(tiny_bundle, tmp_path, monk
 
 
 def test_engine_folder_runs_the_low_level_path(tiny_bundle, ort_engines, tiny_eeg):
-    from eeg2img_deploy.runtime.low_level import LowLevelOptions
+    from eeg2img_deploy.core.options import LowLevelOptions
 
     out, manifest = ort_engines
     assert {"low_level_encoder", "vae_encoder"} <= set(manifest.stages())

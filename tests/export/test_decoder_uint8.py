@@ -11,7 +11,7 @@ onnx = pytest.importorskip("onnx")
 from eeg2img_deploy.export.onnx_io import export_onnx, ort_session
 from eeg2img_deploy.export.spec import StageExport
 from eeg2img_deploy.manifest import Precision, TensorSpec, read_manifest
-from eeg2img_deploy.runtime.images import to_uint8
+from eeg2img_deploy.core.images import to_uint8
 
 
 def _float_decoder_graph(vae, scale: float, spec_in: TensorSpec, precision: Precision, path):

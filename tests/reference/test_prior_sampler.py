@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from eeg2img_deploy.reference.prior_sampler import sample_prior
-from eeg2img_deploy.runtime.noise import NoiseSource
+from eeg2img_deploy.core.noise import NoiseSource
 
 STEPS = 5  # the sampler's arithmetic is the same at 50 steps; 5 keeps the test fast
 T_TRAIN = 1000

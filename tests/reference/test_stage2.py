@@ -17,7 +17,7 @@ from eeg2img_deploy.reference.stage2 import (
     denoise,
     time_ids,
 )
-from eeg2img_deploy.runtime.noise import NoiseSource
+from eeg2img_deploy.core.noise import NoiseSource
 from eeg2img_deploy.weights import IPAdapterLocation
 
 

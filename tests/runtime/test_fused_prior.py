@@ -16,10 +16,10 @@ pytest.importorskip("torch")
 from eeg2img_deploy.cli import cli
 from eeg2img_deploy.errors import ManifestError
 from eeg2img_deploy.manifest import read_manifest
-from eeg2img_deploy.runtime.noise import NoiseSource
+from eeg2img_deploy.core.noise import NoiseSource
 from eeg2img_deploy.runtime.ort_backend import OrtStage
 from eeg2img_deploy.runtime.pipeline import Pipeline
-from eeg2img_deploy.runtime.schedulers import ddpm_sample
+from eeg2img_deploy.core.schedulers import ddpm_sample
 
 TOLERANCE = 1e-5
 MIN_MOVE = 1e-2

@@ -12,10 +12,11 @@ import pytest
 pytest.importorskip("torch")
 
 from eeg2img_deploy.errors import SettingsError
-from eeg2img_deploy.runtime.low_level import LowLevelOptions, clip_normalise
-from eeg2img_deploy.runtime.noise import NoiseSource
+from eeg2img_deploy.core.options import LowLevelOptions
+from eeg2img_deploy.runtime.low_level import clip_normalise
+from eeg2img_deploy.core.noise import NoiseSource
 from eeg2img_deploy.runtime.pipeline import Pipeline
-from eeg2img_deploy.runtime.schedulers import img2img_cut
+from eeg2img_deploy.core.schedulers import img2img_cut
 
 from support import TEST_IMAGE_SIZE
 
@@ -111,7 +112,7 @@ def test_cut_matches_diffusers_timesteps():
     """The runtime's cut schedule is the tail of diffusers' own, sigmas included (the scheduler's lookup)."""
     from diffusers import EulerAncestralDiscreteScheduler
 
-    from eeg2img_deploy.runtime.schedulers import EulerAncestral
+    from eeg2img_deploy.core.schedulers import EulerAncestral
     from eeg2img_deploy.tiny import SDXL_TURBO_SCHEDULER
 
     sched = EulerAncestralDiscreteScheduler.from_config(SDXL_TURBO_SCHEDULER)

@@ -37,7 +37,7 @@ def test_runtime_inference_without_torch(tiny_bundle, tiny_dir):
     code = """
         import json, sys
         import numpy as np
-        from eeg2img_deploy.runtime.low_level import LowLevelOptions
+        from eeg2img_deploy.core.options import LowLevelOptions
         from eeg2img_deploy.runtime.pipeline import Pipeline
 
         eeg = np.load(sys.argv[2])[:2]

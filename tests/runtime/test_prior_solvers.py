@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from eeg2img_deploy.runtime.noise import NoiseSource
+from eeg2img_deploy.core.noise import NoiseSource
 from eeg2img_deploy.runtime.prior_solvers import (
     PRIOR_SAMPLERS,
     ddim_sample,
@@ -12,7 +12,7 @@ from eeg2img_deploy.runtime.prior_solvers import (
     get_prior_sampler,
     solver_timesteps,
 )
-from eeg2img_deploy.runtime.schedulers import ddpm_sample
+from eeg2img_deploy.core.schedulers import ddpm_sample
 
 DIM, BATCH, STEPS, GUIDANCE = 32, 3, 10, 5.0
 
@@ -35,7 +35,7 @@ def torch_loop(scheduler, eps_fn, cond, x_t, **step_kwargs):
     """The diffusers way: one scheduler.step per timestep on (B, D, 1) tensors (thresholding needs a channel dim)."""
     import torch
 
-    from eeg2img_deploy.runtime.schedulers import guided_eps
+    from eeg2img_deploy.core.schedulers import guided_eps
 
     scheduler.set_timesteps(STEPS)
     x = torch.from_numpy(x_t)[:, :, None]
