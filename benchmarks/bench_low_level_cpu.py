@@ -54,13 +54,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def image_difference(bundle: Path, eeg: np.ndarray, prior_steps: int, steps: int) -> dict:
     """Per-trial PSNR between image and latent mode (and each against the plain path), same seed."""
-    from eeg2img_deploy.core.options import LowLevelOptions
     from eeg2img_deploy.runtime.pipeline import Pipeline
 
     pipe = Pipeline.from_bundle(bundle, low_level=True)
     try:
         kw = {"steps": steps, "prior_steps": prior_steps}
-        images = {mode: pipe(eeg, 1, SEED, low_level=LowLevelOptions(STRENGTH, mode), **kw).images
+        images = {mode: pipe(eeg, 1, SEED, low_level=True, strength=STRENGTH, low_level_mode=mode, **kw).images
                   for mode in ("image", "latent")}
         plain = pipe(eeg, 1, SEED, **kw).images
     finally:
@@ -120,7 +119,6 @@ def main(argv: list[str] | None = None) -> dict:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
     from eeg2img_deploy.bench import print_report, run_bench, update_results_readme
-    from eeg2img_deploy.core.options import LowLevelOptions
 
     runs, warmup, prior_steps = (1, 0, 2) if args.smoke else (args.runs, args.warmup, 50)
     command = shlex.join(["python", "benchmarks/bench_low_level_cpu.py", *(sys.argv[1:] if argv is None else argv)])
@@ -128,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
         work = args.work or Path(tmp)
         weights, bundle = (args.weights, args.bundle) if args.bundle else prepare_bundle(work)
         result = {mode: run_bench(bundle, runs=runs, warmup=warmup, steps=STEPS, prior_steps=prior_steps, vae="full",
-                                  low_level=LowLevelOptions(STRENGTH, mode), progress=not args.smoke)
+                                  low_level=True, strength=STRENGTH, low_level_mode=mode, progress=not args.smoke)
                   for mode in ("image", "latent")}
         eeg = np.load(weights / "eeg" / "synthetic_eeg.npy")
         result["difference"] = image_difference(bundle, eeg, prior_steps, STEPS)

@@ -66,10 +66,11 @@ def measure(url: str, pipe, eeg: np.ndarray, concurrency: int, requests: int, ro
             expected: np.ndarray) -> dict:
     """Served and in-process blocks alternating over ``rounds`` (the machine's load drifts; both see it)."""
     from eeg2img_deploy.bench import latency_stats
-    from eeg2img_deploy.serve.client import Client, LoadReport, RequestOptions, run_trials
+    from eeg2img_deploy.core.options import RunOptions
+    from eeg2img_deploy.serve.client import Client, LoadReport, run_trials
 
     client = Client(url, timeout_s=300)
-    opts = RequestOptions(seed=0, prior_steps=prior_steps)
+    opts = RunOptions(seed=0, prior_steps=prior_steps)
     run_trials(client, eeg, SUBJECT, opts, concurrency=concurrency, requests=concurrency)  # warm-up, connections
     in_process_block(pipe, eeg, concurrency, 1, prior_steps)
     per_round = max(concurrency, requests // rounds)

@@ -11,29 +11,30 @@ import click
 
 from . import __version__
 from .cli_options import (
-    FINITE,
+    LOW_LEVEL,
     NON_NEGATIVE_INT,
     POSITIVE_INT,
-    FiniteFloat,
+    SAMPLING,
+    SEMANTIC,
+    Range,
+    RunOptions,
     RuntimeOptions,
     eeg_options,
     encoder_variant,
     image_size_option,
-    low_level_options,
-    low_level_settings,
+    number,
     read_eeg,
     resolve_layout,
+    run_options,
     runtime_options,
-    sampling_options,
     setup_logging,
-    shared_subject_token_option,
     torch_device_option,
     verbose_option,
     verify_option,
     weights_options,
     whiten_if_asked,
 )
-from .cli_semantic import git_weights_options, pop_semantic, semantic_options, write_captions
+from .cli_semantic import git_weights_options, write_captions
 from .errors import Eeg2ImgError
 from .names import RUNTIME_BACKENDS, Decoder, Provider
 
@@ -116,16 +117,13 @@ def init_tiny_cmd(out_dir: Path, seed: int, image_size: int) -> None:
 @weights_options
 @git_weights_options
 @eeg_options
-@semantic_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
-@sampling_options
+@run_options("seed", "steps", "prior_steps", "guidance", *LOW_LEVEL, *SEMANTIC)
 @image_size_option("Image size in pixels.")
 @click.option("--vae", type=click.Choice([d.value for d in Decoder]), default="full", show_default=True)
 @torch_device_option()
-@low_level_options
-def reference(out: Path, overwrite: bool, seed: int, steps: str, prior_steps: int, guidance: float, image_size: int,
-              vae: str, torch_device: str, strength: float, low_level_mode: str, **kw) -> None:
+def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae: str, torch_device: str, **kw) -> None:
     """Run the PyTorch/diffusers pipeline (the ground truth) and write PNGs + result.json."""
     import dataclasses
 
@@ -134,26 +132,19 @@ def reference(out: Path, overwrite: bool, seed: int, steps: str, prior_steps: in
     from .runtime.images import ImageWriter
 
     writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any work
-    run_low_level = kw["low_level"] is not None
-    options = low_level_settings(run_low_level, strength, low_level_mode, int(steps))
+    run = run.replace(low_level=kw["low_level"] is not None)  # --low-level [PATH]: the encoder's weights
     convention = kw.pop("latent_convention")
-    semantic = pop_semantic(kw)
     layout = resolve_layout(kw)
-    if not run_low_level:
+    if not run.low_level:
         layout = dataclasses.replace(layout, low_level=None)  # not loaded unless asked for
     variant = EncoderVariant(**dataclasses.asdict(encoder_variant(kw)))
     eeg, ids = read_eeg(kw)
     eeg = whiten_if_asked(eeg, kw)
     pipe = ReferencePipeline.from_weights(layout, variant=variant, device=torch_device, latent_convention=convention)
-    res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, image_size=image_size, vae=vae,
-               low_level=options, **semantic)
-    writer.write(res, {**write_captions(out, res.captions), "prompt": semantic["prompt"],
-                       "prompt_from_caption": semantic["prompt_from_caption"],
-        "command": "reference", "seed": seed, "steps": int(steps), "prior_steps": prior_steps, "guidance": guidance,
-        "image_size": image_size, "vae": vae, "torch_device": torch_device, "subject_ids": ids.tolist(),
-        "timings_ms": res.timings_ms, "low_level": dataclasses.asdict(options) if options else None,
-        "sources": pipe.sources,
-    })
+    res = pipe(eeg, ids, options=run, image_size=image_size, vae=vae)
+    writer.write(res, {**write_captions(out, res.captions), "command": "reference", **run.record(),
+                       "image_size": image_size, "vae": vae, "torch_device": torch_device, "subject_ids": ids.tolist(),
+                       "timings_ms": res.timings_ms, "sources": pipe.sources})
     print_timings(f"reference ({len(eeg)} trial(s), {torch_device})", res.timings_ms)
     click.echo(f"wrote {len(eeg)} image(s), a grid and result.json to {out}")
 
@@ -221,7 +212,7 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
               help="Default: fp16 for TensorRT where the bundle has it, else fp32.")
 @click.option("--max-batch", type=POSITIVE_INT, default=None, help="Override the preset's largest batch.")
 @click.option("--opt-level", type=click.IntRange(0, 5), default=None, help="TensorRT builder optimization level.")
-@click.option("--workspace-gb", type=FiniteFloat(min=0.0), default=None, help="TensorRT workspace cap.")
+@number("--workspace-gb", rule=Range(0), default=None, help="TensorRT workspace cap.")
 @click.option("--timing-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of TensorRT timing caches, one per (TensorRT version, GPU) [default: the engine folder].")
 @click.option("--provider", type=click.Choice([p.value for p in Provider]), default=None,
@@ -234,62 +225,37 @@ def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str,
     from .engines.build import build_engines, default_engine_dir
 
     out = out or default_engine_dir(bundle)
+    reused: list = []
     manifest = build_engines(
         bundle, out, backend=backend, preset=preset, precision=precision, max_batch=max_batch, opt_level=opt_level,
-        workspace_gb=workspace_gb, timing_cache=timing_cache, ort_provider=provider, verify=verify,
+        workspace_gb=workspace_gb, timing_cache=timing_cache, ort_provider=provider, verify=verify, reused=reused,
     )
     for a in manifest.artifacts:
-        seconds = a.engine.build_seconds if a.engine else 0.0
-        click.echo(f"  {a.stage:<14} {a.precision.value}  {a.file}  {a.size_bytes / 1e6:.1f} MB  {seconds:.1f} s")
-    click.echo(f"engines in {out}")
+        done = "up to date" if a in reused else f"built in {a.engine.build_seconds if a.engine else 0.0:.1f} s"
+        click.echo(f"  {a.session_key:<17} {a.precision.value}  {a.file}  {a.size_bytes / 1e6:.1f} MB  {done}")
+    click.echo(f"engines in {out} are up to date: nothing to build" if len(reused) == len(manifest.artifacts)
+               else f"engines in {out}")
 
 
 @cli.command()
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Export bundle or engine folder.")
 @eeg_options
-@semantic_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
 @runtime_options
-@sampling_options
-@click.option("--prior-sampler", type=click.Choice(["ddpm", "ddim", "dpmpp"]), default="ddpm", show_default=True,
-              help="ddpm is the paper's; see the README for the fast samplers' measured fidelity.")
-@click.option("--prior-graph", type=click.Choice(["fused", "stepwise"]), default=None,
-              help="fused: the whole DDPM sampler in one graph; stepwise: one prior call per step (any sampler and "
-                   "step count) [default: fused where the bundle has it for --prior-steps].")
-@click.option("--ip-scale", type=FINITE, default=None, help="IP-Adapter scale [default: the bundle's, 1.0].")
-@shared_subject_token_option
-@click.option("--low-level", "low_level", is_flag=True, help="Start Stage II from the low-level encoder's image (img2img).")
-@low_level_options
-def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, seed: int, steps: str, prior_steps: int,
-          guidance: float, prior_sampler: str, prior_graph: str | None, ip_scale: float | None,
-          shared_subject_token: bool, low_level: bool, strength: float, low_level_mode: str, **kw) -> None:
+@run_options(*SAMPLING, "shared_subject_token", "low_level", *LOW_LEVEL, *SEMANTIC)
+def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, run: RunOptions, **kw) -> None:
     """Reconstruct images from EEG with the lean runtime (no torch): PNGs + result.json."""
-    import dataclasses
-
     from .runtime.images import ImageWriter
-    from .runtime.semantic import SemanticRequest
 
-    if prior_graph == "fused" and prior_sampler != "ddpm":
-        raise click.BadParameter(f"the fused prior graph runs DDPM only: use --prior-graph stepwise with --prior-sampler "
-                                 f"{prior_sampler}", param_hint="--prior-graph")
     writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any work
-    options = low_level_settings(low_level, strength, low_level_mode, int(steps))
-    semantic = pop_semantic(kw)
     eeg, ids = read_eeg(kw)
-    pipe = runtime.open(bundle, low_level=low_level, whitening=kw.pop("whitening"))
-    res = pipe(eeg, ids, seed, steps=int(steps), prior_steps=prior_steps, guidance=guidance, prior_sampler=prior_sampler,
-               prior_graph=prior_graph, ip_scale=ip_scale, shared_subject_token=shared_subject_token, low_level=options,
-               semantic=SemanticRequest(**semantic))
-    writer.write(res, {**write_captions(out, res.captions), "prompt": semantic["prompt"],
-                       "prompt_from_caption": semantic["prompt_from_caption"],
-        "command": "infer", "bundle": str(bundle), **runtime.to_dict(), "seed": seed,
-        "steps": int(steps), "prior_steps": prior_steps, "prior_sampler": prior_sampler,
-        "prior_graph": res.prior_graph, "guidance": guidance,
-        "subject_ids": ids.tolist(), "timings_ms": res.timings_ms, "backend_ms": res.backend_ms,
-        "low_level": dataclasses.asdict(options) if options else None,
-    })
+    pipe = runtime.open(bundle, low_level=run.low_level, whitening=kw.pop("whitening"))
+    res = pipe(eeg, ids, options=run)
+    writer.write(res, {**write_captions(out, res.captions), "command": "infer", "bundle": str(bundle),
+                       **runtime.to_dict(), **res.options.record(), "prior_graph": res.prior_graph,
+                       "subject_ids": ids.tolist(), "timings_ms": res.timings_ms, "backend_ms": res.backend_ms})
     print_timings(f"infer ({len(eeg)} trial(s), {runtime.backend}/{runtime.provider})", res.timings_ms)
     click.echo(f"wrote {len(eeg)} image(s), a grid and result.json to {out}")
 
@@ -301,11 +267,7 @@ def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, see
 @click.option("--runs", default=20, type=POSITIVE_INT, show_default=True)
 @click.option("--warmup", default=3, type=NON_NEGATIVE_INT, show_default=True)
 @click.option("--batch", default=1, type=POSITIVE_INT, show_default=True)
-@click.option("--steps", type=click.Choice(["1", "4"]), default="1", show_default=True)
-@click.option("--prior-steps", default=50, type=POSITIVE_INT, show_default=True)
-@click.option("--prior-graph", type=click.Choice(["fused", "stepwise"]), default=None,
-              help="The prior graph of the end-to-end runs [default: fused where the bundle has it]; the report "
-                   "times the prior both ways whenever the bundle has the fused graph.")
+@run_options(*SAMPLING, "low_level", *LOW_LEVEL, *SEMANTIC)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG stage breakdown.")
 @click.option("--baseline", type=click.Choice(["none", "torch"]), default="none", show_default=True,
@@ -313,25 +275,18 @@ def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, see
 @click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder for the baseline.")
 @click.option("--torch-device", default=None,
               help="torch device of the baseline [default: cuda for a GPU backend or provider, else cpu].")
-@click.option("--low-level", "low_level", is_flag=True, help="Time the low-level path (img2img from the low-level encoder).")
-@low_level_options
-@semantic_options
-def bench(bundle: Path, runtime: RuntimeOptions, runs: int, warmup: int, batch: int, steps: str, prior_steps: int,
-          prior_graph: str | None, json_path: Path | None, plot_path: Path | None, baseline: str, weights: Path | None,
-          torch_device: str | None, low_level: bool, strength: float, low_level_mode: str, **kw) -> None:
-    """Latency per stage and end to end (p50/p90/p99), cold start, memory; optionally against PyTorch."""
+def bench(bundle: Path, runtime: RuntimeOptions, runs: int, warmup: int, batch: int, run: RunOptions,
+          json_path: Path | None, plot_path: Path | None, baseline: str, weights: Path | None,
+          torch_device: str | None) -> None:
+    """Latency per stage and end to end (p50/p90/p99), cold start, memory; optionally against PyTorch. The report
+    also times the prior both ways (fused and stepwise) wherever the bundle has the fused graph."""
     from .bench import plot_report, print_report, run_bench
-    from .runtime.semantic import SemanticRequest
 
-    semantic = SemanticRequest(**pop_semantic(kw))
     if baseline == "torch" and weights is None:
         raise click.BadParameter("--baseline torch needs --weights DIR (the weights the bundle was exported from)")
-    options = low_level_settings(low_level, strength, low_level_mode, int(steps))
-    report = run_bench(bundle, **runtime.to_dict(), runs=runs, warmup=warmup, batch=batch, steps=int(steps),
-                       prior_steps=prior_steps, prior_graph=prior_graph,
-                       baseline_weights=weights if baseline == "torch" else None,
-                       torch_device=torch_device, progress=True, low_level=options,
-                       semantic=semantic if semantic.needs_caption or semantic.needs_text else None)
+    report = run_bench(bundle, run, **runtime.to_dict(), runs=runs, warmup=warmup, batch=batch,
+                       baseline_weights=weights if baseline == "torch" else None, torch_device=torch_device,
+                       progress=True)
     print_report(report)
     if json_path:
         write_json(json_path, report)

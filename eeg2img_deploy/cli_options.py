@@ -5,7 +5,10 @@
 - ``--torch-device``: a torch device (``reference``, the ``bench`` baseline).
 
 A new command that runs the pipeline takes :func:`runtime_options` and gets one ``runtime``
-argument, a :class:`RuntimeOptions`, whose :meth:`~RuntimeOptions.open` opens the bundle.
+argument, a :class:`RuntimeOptions`, whose :meth:`~RuntimeOptions.open` opens the bundle, and
+:func:`run_options` (fields of :class:`~.core.options.RunOptions`, their defaults, ranges and help
+written once there) and gets one ``run`` argument. Every number's range is checked while the command
+line is parsed and shown in ``--help``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,34 +25,86 @@ import click
 if TYPE_CHECKING:
     import numpy as np
 
+from .core.options import IMAGE_SIZE, RUN_FIELDS, OneOf, Range, Rule, RunOptions, option_name
+from .errors import Eeg2ImgError
 from .names import RUNTIME_BACKENDS, Decoder, Precision, Provider
 
 RUNTIME_OPTION_NAMES = ("backend", "provider", "precision", "allow_cpu_fallback", "threads", "vae", "verify")
 
 
-class FiniteFloat(click.ParamType):
-    """A float that is not NaN or infinite (``float("nan")`` parses, and would run to black images)."""
+class Ranged(click.ParamType):
+    """A number or choice checked by a :mod:`.core.options` rule (the library's own check, so the same words)."""
 
-    name = "float"
+    def __init__(self, rule: Rule, kind: type = float) -> None:
+        self.rule, self.kind = rule, kind
+        self.name = "choice" if isinstance(rule, OneOf) else kind.__name__
 
-    def __init__(self, min: float | None = None) -> None:
-        self.min = min
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return f"[{self.rule}]" if isinstance(self.rule, OneOf) else {int: "INTEGER", float: "FLOAT"}[self.kind]
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(self.rule, OneOf):
+            found = [v for v in self.rule.values if str(v) == str(value)]
+            if not found:
+                self.fail(f"{value!r} is not one of {self.rule}", param, ctx)
+            return found[0]
         try:
-            x = float(value)
+            x = value if isinstance(value, self.kind) else self.kind(value)
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(x):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        if self.min is not None and x < self.min:
-            self.fail(f"{value} is below {self.min}", param, ctx)
+            self.fail(f"{value!r} is not {'an integer' if self.kind is int else 'a number'}", param, ctx)
+        if (problem := self.rule.problem(x)) is not None:
+            self.fail(problem, param, ctx)
         return x
 
 
-FINITE = FiniteFloat()
+class _Option(click.Option):
+    """An option whose ``--help`` line shows its range (a :class:`Ranged` type's rule), as click's IntRange does."""
+
+    def get_help_extra(self, ctx: click.Context) -> Any:
+        extra = super().get_help_extra(ctx)
+        if isinstance(self.type, Ranged) and isinstance(self.type.rule, Range) and str(self.type.rule):
+            extra["range"] = str(self.type.rule)
+        return extra
+
+
+def number(*decls: str, rule: Range, kind: type = float, **kw: Any):
+    """A numeric option with its range checked and shown in ``--help``."""
+    return click.option(*decls, cls=_Option, type=Ranged(rule, kind), **kw)
+
+
+def run_options(*names: str):
+    """Add the :class:`RunOptions` fields ``names`` as options (default, range and help from the field); the
+    command receives them as one ``run: RunOptions``, built and checked before the command body runs."""
+
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kw):
+            try:  # the ranges are click's types; what is left are the rules across options
+                run = RunOptions(**{n: kw.pop(n) for n in names})
+            except Eeg2ImgError as e:
+                raise click.UsageError(str(e)) from None
+            return f(*args, run=run, **kw)
+
+        return option_group(*(_run_option(n) for n in names))(wrapper)
+
+    return decorate
+
+
+def _run_option(name: str):
+    f = RUN_FIELDS[name]
+    rule, help = f.metadata["rule"], f.metadata["help"]
+    if f.default is False:
+        return click.option(option_name(name), is_flag=True, help=help)
+    kind = {"int": int, "float": float, "str": str}[str(f.type).split(" |")[0]]
+    return click.option(option_name(name), cls=_Option, type=Ranged(rule, kind) if rule else kind, default=f.default,
+                        show_default=f.default is not None, help=help)
+
+
 POSITIVE_INT = click.IntRange(min=1)
 NON_NEGATIVE_INT = click.IntRange(min=0)
+SAMPLING = ("seed", "steps", "prior_steps", "guidance", "prior_sampler", "prior_graph", "ip_scale")
+LOW_LEVEL = ("strength", "low_level_mode")
+SEMANTIC = ("caption", "prompt", "prompt_from_caption", "caption_prior_steps")
 
 
 def _choice(enum) -> click.Choice:
@@ -119,27 +173,8 @@ def verify_option():
                         "whose sha256 matched once is trusted while its size and times stay the same).")
 
 
-def sampling_options(f):
-    """--seed, --steps, --prior-steps, --guidance: what ``reference`` and ``infer`` share."""
-    opts = [
-        click.option("--seed", default=0, type=NON_NEGATIVE_INT, show_default=True),
-        click.option("--steps", type=click.Choice(["1", "4"]), default="1", show_default=True,
-                     help="SDXL-Turbo steps (paper: 4)."),
-        click.option("--prior-steps", default=50, type=POSITIVE_INT, show_default=True),
-        click.option("--guidance", default=5.0, type=FINITE, show_default=True, help="Prior classifier-free guidance."),
-    ]
-    return option_group(*opts)(f)
-
-
 def image_size_option(help: str):
-    return click.option("--image-size", default=512, type=POSITIVE_INT, show_default=True, callback=_multiple_of_64,
-                        help=help)
-
-
-def _multiple_of_64(ctx: click.Context, param: click.Parameter, value: int) -> int:
-    if value % 64:
-        raise click.BadParameter(f"{value} is not a multiple of 64 (the UNet halves the latents three times)")
-    return value
+    return number("--image-size", rule=IMAGE_SIZE, kind=int, default=512, show_default=True, help=help)
 
 
 def torch_device_option(help: str = "torch device: cpu, cuda, cuda:1."):
@@ -205,23 +240,6 @@ def eeg_options(f):
     return option_group(*opts)(f)
 
 
-shared_subject_token_option = click.option(
-    "--shared-subject-token", is_flag=True,
-    help="Give subject ids past the encoder's table the learned shared subject token, as the paper does "
-         "(sub-10 is id 10, past the paper-era 10-row tables), instead of refusing them.")
-
-
-def low_level_options(f):
-    """--strength and --low-level-mode of the low-level path (reference, infer, bench)."""
-    opts = [
-        click.option("--strength", default=0.5, show_default=True, type=FiniteFloat(min=0.0),
-                     help="Low-level img2img strength: the last int(steps * strength) steps run (paper demo: 0.5)."),
-        click.option("--low-level-mode", type=click.Choice(["image", "latent"]), default="image", show_default=True,
-                     help="image: the paper's decode/CLIP-normalise/encode round trip; latent: skip it (faster)."),
-    ]
-    return option_group(*opts)(f)
-
-
 def parse_event_id(text: str | None):
     """``--event-id`` JSON: a code, a list of codes or {description: code}."""
     if text is None:
@@ -237,18 +255,6 @@ def parse_event_id(text: str | None):
     return value
 
 
-
-
-def low_level_settings(enabled: bool, strength: float, mode: str, steps: int):
-    """The low-level options, checked before anything is loaded (a strength that runs no step fails here)."""
-    if not enabled:
-        return None
-    from .core.options import LowLevelOptions
-    from .core.schedulers import img2img_cut
-
-    options = LowLevelOptions(strength=strength, mode=mode)
-    img2img_cut(steps, strength)
-    return options
 
 
 def read_eeg(kw: dict) -> tuple[np.ndarray, np.ndarray]:

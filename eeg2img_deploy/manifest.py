@@ -97,9 +97,14 @@ class Artifact:
         d["engine"] = self.engine.to_dict() if self.engine else None
         return d
 
+    @property
+    def session_key(self) -> str:
+        """How a run names it: the stage, with the step count of a per-step-count graph (``prior_sampler@50``)."""
+        return str(self.stage) if self.steps is None else f"{self.stage}@{self.steps}"
+
     def label(self) -> str:
         """``stage/precision``, with the step count for per-step-count stages: ``prior_sampler@50/fp16``."""
-        return f"{self.stage}{'' if self.steps is None else f'@{self.steps}'}/{self.precision.value}"
+        return f"{self.session_key}/{self.precision.value}"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Artifact:
@@ -300,7 +305,7 @@ class Manifest:
             if a.stage == stage and a.precision == precision and (steps is None or a.steps == steps):
                 return a
         have = ", ".join(a.label() for a in self.artifacts) or "nothing"
-        what = f"stage {stage!r}" + (f" for {steps} steps" if steps is not None else "")
+        what = f"stage {stage}" + (f" for {steps} steps" if steps is not None else "")
         raise ManifestError(
             f"{what} in {precision.value} is not in this {self.backend.value} manifest (it has {have}): "
             f"export it with `eeg2img-deploy export --precision {precision.value}`"

@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from ..core.options import RunOptions
 from ..manifest import Backend, Decoder, Precision, Provider
 from .machine import library_versions, machine_info, memory_phase, nvml_used_mb
 from .prior_graphs import compare_prior_graphs
-from .stats import latency_stats, progress_bar, report_stages, semantic_dict, stats_table, time_calls
+from .stats import latency_stats, progress_bar, report_stages, stats_table, time_calls
 
-REPORT_VERSION = 2  # 2: settings.device -> settings.provider, runtime.device -> runtime.provider
+REPORT_VERSION = 3  # 2: settings.device -> provider, runtime.device -> provider; 3: settings hold RunOptions.record()
 
 
 # ---- inputs --------------------------------------------------------------------------------------
@@ -28,7 +29,7 @@ def synthetic_eeg(batch: int, spec, num_subjects: int, seed: int = 0) -> tuple[n
     return eeg, (np.arange(batch) % num_subjects).astype(np.int64)
 
 
-def _load_reference(weights, manifest, *, torch_device: str, precision: str):
+def _load_reference(weights, manifest, *, torch_device: str, precision: str, ip_scale: float):
     import dataclasses
 
     import torch
@@ -42,7 +43,7 @@ def _load_reference(weights, manifest, *, torch_device: str, precision: str):
     dtype = torch.float16 if cuda and precision == "fp16" else torch.float32  # Stage II; the runtime's precision
     ref = ReferencePipeline.from_weights(
         layout, variant=EncoderVariant(**dataclasses.asdict(manifest.bundle.encoder_variant)),
-        ip_scale=manifest.bundle.ip_scale, device=torch_device, dtype=dtype, cuda_event_timing=cuda,
+        ip_scale=ip_scale, device=torch_device, dtype=dtype, cuda_event_timing=cuda,
     )
     return ref, layout, str(dtype).removeprefix("torch.")
 
@@ -60,6 +61,7 @@ def _same_weights(manifest, layout) -> bool | None:
 # ---- the benchmark -------------------------------------------------------------------------------
 def run_bench(
     bundle: str | Path,
+    options: RunOptions | None = None,
     *,
     backend: Backend | str = Backend.ONNXRUNTIME,
     provider: Provider | str = Provider.CPU,
@@ -67,64 +69,54 @@ def run_bench(
     runs: int = 20,
     warmup: int = 3,
     batch: int = 1,
-    steps: int = 1,
-    prior_steps: int = 50,
-    prior_graph: str | None = None,
     vae: Decoder | str = Decoder.FULL,
     baseline_weights: str | Path | None = None,
     torch_device: str | None = None,
-    seed: int = 0,
     eeg: np.ndarray | None = None,
     progress: bool = False,
     threads: int | None = None,
     allow_cpu_fallback: bool = False,
     verify: bool = False,
-    low_level=None,
-    semantic=None,
+    **knobs: Any,
 ) -> dict[str, Any]:
-    """Time ``Pipeline.from_bundle(bundle, ...)`` and, with ``baseline_weights``, the torch reference.
+    """Time ``Pipeline.from_bundle(bundle, ...)`` running ``options`` (:class:`~..core.options.RunOptions`;
+    ``knobs``: any of its fields, changed) and, with ``baseline_weights``, the torch reference.
 
     ``eeg`` (B, 63, 250) replaces the synthetic batch of ``batch`` trials; subject ids cycle 0, 1, ...
-    ``low_level``: a :class:`~..runtime.low_level.LowLevelOptions`, to time the low-level path.
-    ``semantic``: a :class:`~..runtime.semantic.SemanticRequest`, to time captions ("caption") and prompts
-    ("text_encoder").
+    The low-level path adds a "low_level" stage, captions a "caption" one and prompts a "text_encoder" one.
     ``torch_device`` runs the baseline (default: cuda for TensorRT or a GPU provider, else cpu).
-    ``prior_graph``: the prior graph of the end-to-end runs (default: fused where the bundle has it); the prior
-    is also timed both ways (``runtime.prior_graphs``) where the bundle has a fused graph for ``prior_steps``.
-    Returns a JSON-able report (see the package docstring); ``print_report`` and ``plot_report`` show it.
+    The prior is also timed both ways (``runtime.prior_graphs``) where the bundle has a fused graph for
+    ``prior_steps``. Returns a JSON-able report (see the package docstring); ``print_report`` and
+    ``plot_report`` show it.
     """
     from ..errors import OptionError
 
     if runs < 1 or warmup < 0 or batch < 1:
         raise OptionError(f"need --runs >= 1, --warmup >= 0, --batch >= 1; got {runs}, {warmup}, {batch}")
+    run = RunOptions.make(options, **knobs)
     backend, provider, vae = Backend(backend), Provider(provider), Decoder(vae)
     if torch_device is None:
         torch_device = "cuda" if backend is Backend.TENSORRT or provider is not Provider.CPU else "cpu"
     settings = {"bundle": str(bundle), "backend": backend.value, "provider": provider.value,
-                "precision": None if precision is None else str(precision), "runs": runs,
-                "warmup": warmup, "batch": batch, "steps": steps, "prior_steps": prior_steps, "prior_graph": prior_graph,
-                "vae": vae.value,
-                "baseline_weights": None if baseline_weights is None else str(baseline_weights), "seed": seed,
-                "threads": threads, "low_level": None if low_level is None else {"strength": low_level.strength,
-                                                                                      "mode": low_level.mode},
-                "semantic": semantic_dict(semantic)}
+                "precision": None if precision is None else str(precision), "runs": runs, "warmup": warmup,
+                "batch": batch, "vae": vae.value, **run.record(),
+                "baseline_weights": None if baseline_weights is None else str(baseline_weights), "threads": threads}
     report: dict[str, Any] = {"report_version": REPORT_VERSION, "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                               "settings": settings}
 
     load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-    call_kw = {"seed": seed, "steps": steps, "prior_steps": prior_steps, "low_level": low_level, "prior_graph": prior_graph,
-               "semantic": semantic}
     rt, first, manifest, eeg, ids = _bench_runtime(bundle, backend=backend, provider=provider, precision=precision,
-                                                   vae=vae, eeg=eeg, batch=batch, call_kw=call_kw, runs=runs,
+                                                   vae=vae, eeg=eeg, batch=batch, run=run, runs=runs,
                                                    warmup=warmup, progress=progress, threads=threads,
                                                    allow_cpu_fallback=allow_cpu_fallback, verify=verify)
-    settings.update(batch=len(eeg), image_size=manifest.bundle.image_size, prior_graph=first.prior_graph)
+    settings.update(batch=len(eeg), image_size=manifest.bundle.image_size, prior_graph=first.prior_graph,
+                    ip_scale=first.options.ip_scale)
     report.update(runtime=rt, baseline=None, ratios=None)
     if baseline_weights is not None:
         report["baseline"] = base = _bench_baseline(
             baseline_weights, manifest, eeg, ids, first, torch_device=torch_device,
             precision=rt["artifacts"]["unet"]["precision"], vae=vae,
-            call_kw={k: v for k, v in call_kw.items() if k != "prior_graph"},  # the reference has one prior path
+            run=first.options,
             image_size=settings["image_size"], runs=runs, warmup=warmup, progress=progress, threads=threads,
         )
         report["ratios"] = {k: base["latency_ms"][k]["p50"] / rt["latency_ms"][k]["p50"]
@@ -136,11 +128,11 @@ def run_bench(
     return report
 
 
-def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, call_kw, runs, warmup, progress, threads,
+def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, run, runs, warmup, progress, threads,
                    allow_cpu_fallback, verify):
     """Cold start (backend import, load, first call), then the timed runs; the pipeline is closed after."""
     rt: dict[str, Any] = {"backend": backend.value, "provider": provider.value, "memory": {}}
-    stages = report_stages(call_kw)
+    stages = report_stages(run.record())
     with memory_phase(rt["memory"]):
         module = "tensorrt" if backend is Backend.TENSORRT else "onnxruntime"
         if module not in sys.modules:
@@ -154,21 +146,21 @@ def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, cal
         t0 = time.perf_counter()
         pipe = Pipeline.from_bundle(bundle, backend=backend, precision=precision, provider=provider, vae=vae,
                                     threads=threads, allow_cpu_fallback=allow_cpu_fallback, verify=verify,
-                                    low_level=call_kw["low_level"] is not None)
+                                    low_level=run.low_level)
         rt["load_ms"] = (time.perf_counter() - t0) * 1e3
         rt["artifacts"] = {s: {"file": sess.artifact.file, "precision": sess.artifact.precision.value}
                            for s, sess in pipe.sessions.items()}
         if eeg is None:
-            eeg, ids = synthetic_eeg(batch, pipe.eeg_spec, pipe.num_subjects, call_kw["seed"])
+            eeg, ids = synthetic_eeg(batch, pipe.eeg_spec, pipe.num_subjects, run.seed)
         else:
             eeg = np.asarray(eeg, np.float32)
             ids = (np.arange(len(eeg)) % pipe.num_subjects).astype(np.int64)
-        first = pipe(eeg, ids, **call_kw)
+        first = pipe(eeg, ids, options=run)
         rt["first_call_ms"] = first.timings_ms["total"]
         rt["first_call_stages_ms"] = {k: first.timings_ms[k] for k in stages}
 
         def call():
-            r = pipe(eeg, ids, **call_kw)
+            r = pipe(eeg, ids, options=run)
             overhead = r.timings_ms["total"] - r.backend_ms
             return r.timings_ms, {"backend": r.backend_ms, "overhead": overhead,
                                   "overhead_pct": 100.0 * overhead / r.timings_ms["total"]}
@@ -177,8 +169,7 @@ def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, cal
             samples = time_calls(call, runs, warmup, (*stages, "total"), bar, "runtime")
         if used0 is not None and (used1 := nvml_used_mb()) is not None:
             rt["memory"]["cuda_used_delta_mb"] = used1 - used0  # NVML sees every process on the device
-    rt["prior_graphs"] = compare_prior_graphs(pipe, first.eeg_embeds, steps=call_kw["prior_steps"], runs=runs,
-                                              warmup=warmup, seed=call_kw["seed"])
+    rt["prior_graphs"] = compare_prior_graphs(pipe, first.eeg_embeds, first.options, runs=runs, warmup=warmup)
     pipe.close()
     rt["samples_ms"] = samples
     rt["latency_ms"] = stats_table({k: samples[k] for k in (*stages, "total")})
@@ -188,21 +179,22 @@ def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, cal
     return rt, first, pipe.manifest, eeg, ids
 
 
-def _bench_baseline(weights, manifest, eeg, ids, runtime_first, *, torch_device, precision, call_kw, vae, image_size,
+def _bench_baseline(weights, manifest, eeg, ids, runtime_first, *, torch_device, precision, run, vae, image_size,
                     runs, warmup, progress, threads=None) -> dict[str, Any]:
     if threads:
         import torch
 
         torch.set_num_threads(threads)  # the same thread budget as the runtime's sessions
     base: dict[str, Any] = {"memory": {}}
-    stages = report_stages(call_kw)
+    stages = report_stages(run.record())
     with memory_phase(base["memory"]):
         t0 = time.perf_counter()
         import torch
 
         base["import_ms"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
-        ref, layout, dtype = _load_reference(weights, manifest, torch_device=torch_device, precision=precision)
+        ref, layout, dtype = _load_reference(weights, manifest, torch_device=torch_device, precision=precision,
+                                               ip_scale=run.ip_scale)
         base["load_ms"] = (time.perf_counter() - t0) * 1e3
         base.update(torch_device=str(ref.device), dtype=dtype, torch_threads=torch.get_num_threads(),
                     same_weights=_same_weights(manifest, layout))
@@ -210,13 +202,12 @@ def _bench_baseline(weights, manifest, eeg, ids, runtime_first, *, torch_device,
         if cuda:
             torch.cuda.reset_peak_memory_stats()
 
-        # the reference takes the semantic request's fields as keyword arguments
-        ref_kw = {**{k: v for k, v in call_kw.items() if k != "semantic"}, **(semantic_dict(call_kw["semantic"]) or {})}
+        ref_run = run.replace(prior_graph=None)  # the reference has one prior path
 
         def call():
-            return ref(eeg, ids, image_size=image_size, vae=vae.value, **ref_kw).timings_ms, {}
+            return ref(eeg, ids, options=ref_run, image_size=image_size, vae=vae.value).timings_ms, {}
 
-        first = ref(eeg, ids, image_size=image_size, vae=vae.value, **ref_kw)
+        first = ref(eeg, ids, options=ref_run, image_size=image_size, vae=vae.value)
         base["first_call_ms"] = first.timings_ms["total"]
         base["first_call_stages_ms"] = {k: first.timings_ms[k] for k in stages}
         # Same EEG, seed and noise on both sides: a large gap here means the two did not compute the same thing.

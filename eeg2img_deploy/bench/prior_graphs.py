@@ -12,14 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from ..core.options import RunOptions
+
 GRAPHS = ("fused", "stepwise")
 
 
-def compare_prior_graphs(pipe, eeg_embeds: np.ndarray, *, steps: int, runs: int, warmup: int, seed: int = 0,
-                         guidance: float = 5.0) -> dict[str, Any] | None:
-    """Latency of ``pipe.prior`` fused and stepwise (DDPM, ``steps``); None where the bundle has no fused graph."""
+def compare_prior_graphs(pipe, eeg_embeds: np.ndarray, run: RunOptions, *, runs: int,
+                         warmup: int) -> dict[str, Any] | None:
+    """Latency of ``pipe.prior`` fused and stepwise (DDPM, ``run``'s steps, guidance and seed); None where the bundle
+    has no fused graph for that step count."""
     from .stats import latency_stats
 
+    steps = run.prior_steps
     if steps not in pipe.fused_prior_steps:
         return None
     samples: dict[str, list[float]] = {g: [] for g in GRAPHS}
@@ -27,7 +31,8 @@ def compare_prior_graphs(pipe, eeg_embeds: np.ndarray, *, steps: int, runs: int,
     for i in range(warmup + runs):
         for graph in GRAPHS if i % 2 == 0 else GRAPHS[::-1]:  # alternate which goes first
             t0 = time.perf_counter()
-            out[graph] = pipe.prior(eeg_embeds, seed, 0, steps=steps, guidance=guidance, sampler="ddpm", graph=graph)
+            out[graph] = pipe.prior(eeg_embeds, run.seed, 0, steps=steps, guidance=run.guidance, sampler="ddpm",
+                                    graph=graph)
             if i >= warmup:
                 samples[graph].append((time.perf_counter() - t0) * 1e3)
     stats = {g: latency_stats(samples[g]) for g in GRAPHS}

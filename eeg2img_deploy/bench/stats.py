@@ -12,21 +12,13 @@ LOW_LEVEL_STAGES = ("encoder", "prior", "low_level", "unet", "decoder")  # with 
 
 
 def report_stages(settings: dict) -> tuple[str, ...]:
-    """The timed stages of a run: the low-level path adds one, captions and prompts one each (after the prior)."""
+    """The timed stages of a run (a report's settings: ``RunOptions.record()``): the low-level path adds one,
+    captions and prompts one each (after the prior)."""
     stages = LOW_LEVEL_STAGES if settings.get("low_level") else STAGES
-    sem = semantic_dict(settings.get("semantic"))
-    extra = ((("caption",) if sem["caption"] or sem["prompt_from_caption"] else ())
-             + (("text_encoder",) if sem["prompt"] is not None or sem["prompt_from_caption"] else ())) if sem else ()
+    caption = settings.get("caption") or settings.get("prompt_from_caption")
+    text = settings.get("prompt") is not None or settings.get("prompt_from_caption")
+    extra = (("caption",) if caption else ()) + (("text_encoder",) if text else ())
     return (*stages[:2], *extra, *stages[2:])
-
-
-def semantic_dict(semantic) -> dict | None:
-    """A :class:`~..runtime.semantic.SemanticRequest` (or its dict form, as reports hold it) as a dict."""
-    if semantic is None or isinstance(semantic, dict):
-        return semantic
-    import dataclasses
-
-    return dataclasses.asdict(semantic)
 
 
 def latency_stats(samples_ms: list[float]) -> dict[str, float]:

@@ -1,24 +1,157 @@
-"""The options of one run, checked where they are made (the CLI, the library, a served request alike)."""
+"""The options of one run: every knob with its default and its range written once, checked once.
+
+:class:`RunOptions` has the shape of nanoGPT's ``GPTConfig``: one frozen dataclass, passed whole by the CLI,
+``Pipeline``, ``ReferencePipeline``, ``stream``, ``serve`` (one per group of request rows), the client and
+``bench``. Each field's :func:`knob` holds its default, its range and its ``--help`` line; the CLI makes
+its options from them (``cli_options.run_options``), so a value out of range fails while the command
+line is parsed, before anything loads, and the library refuses the same values in the same words.
+
+A field left at None takes the bundle's value when a pipeline runs it (:meth:`RunOptions.resolve`): today
+``ip_scale``, the bundle's IP-Adapter scale; a bundle's recommended defaults belong there too.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
 
-from ..errors import SettingsError
+from ..errors import OptionError, SettingsError
 
-LOW_LEVEL_MODES = ("image", "latent")
+MAX_PRIOR_STEPS = 1000  # the prior's DDPM schedule has 1000 steps
 
 
 @dataclass(frozen=True)
-class LowLevelOptions:
-    strength: float = 0.5  # the paper's demo; the cut is int(steps * strength) steps
-    mode: str = "image"  # "image": the paper's decode/encode round trip; "latent": skip it
+class Range:
+    """Finite numbers from ``lo`` to ``hi`` (None: unbounded); ``integer``: whole numbers; ``step``: multiples of it."""
 
-    def __post_init__(self):
-        if self.mode not in LOW_LEVEL_MODES:
-            raise SettingsError(f"--low-level-mode must be one of {LOW_LEVEL_MODES}, got {self.mode!r}")
-        if not 0.0 < self.strength <= 1.0:
-            raise SettingsError(f"--strength must be in (0, 1], got {self.strength}")
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo itself excluded, as in (0, 1]
+    integer: bool = False
+    step: int = 1
+
+    def __str__(self) -> str:
+        """As click shows its ranges: ``1<=x<=1000``, ``0<x<=1``, ``x>=0``; empty for any finite number."""
+        if self.lo is not None and self.hi is not None:
+            text = f"{self.lo:g}{'<' if self.lo_open else '<='}x<={self.hi:g}"
+        elif self.lo is not None:
+            text = f"x{'>' if self.lo_open else '>='}{self.lo:g}"
+        else:
+            text = "" if self.hi is None else f"x<={self.hi:g}"
+        return f"{text}, multiple of {self.step}" if self.step > 1 else text
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (None: nothing)."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral if self.integer else numbers.Real):
+            return f"{value!r} is not {'an integer' if self.integer else 'a number'}"
+        if not math.isfinite(value):
+            return f"{value!r} is not a finite number"
+        low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        if low or (self.hi is not None and value > self.hi) or (self.step > 1 and value % self.step):
+            return f"{value:g} is not in the range {self}"
+        return None
+
+
+@dataclass(frozen=True)
+class OneOf:
+    values: tuple[Any, ...]
+
+    def __str__(self) -> str:
+        return "|".join(map(str, self.values))
+
+    def problem(self, value: Any) -> str | None:
+        return None if value in self.values else f"{value!r} is not one of {', '.join(map(str, self.values))}"
+
+
+Rule = Range | OneOf
+IMAGE_SIZE = Range(64, integer=True, step=64)  # --image-size: the UNet halves the latents three times
+
+
+def knob(default: Any, rule: Rule | None = None, help: str = "") -> Any:
+    """A :class:`RunOptions` field: its default, the rule it is checked against and its ``--help`` line."""
+    return field(default=default, metadata={"rule": rule, "help": help})
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Every knob of one run; the defaults are the paper's."""
+
+    seed: int = knob(0, Range(0, integer=True), "Seed: trial i draws all its noise from (seed, i).")
+    steps: int = knob(1, OneOf((1, 4)), "SDXL-Turbo steps (the paper: 4).")
+    prior_steps: int = knob(50, Range(1, MAX_PRIOR_STEPS, integer=True), "Prior steps (the paper's DDPM: 50).")
+    guidance: float = knob(5.0, Range(), "The prior's classifier-free guidance.")
+    prior_sampler: str = knob("ddpm", OneOf(("ddpm", "ddim", "dpmpp")),
+                              "ddpm is the paper's; see the README for the fast samplers' measured fidelity.")
+    prior_graph: str | None = knob(None, OneOf(("fused", "stepwise")),
+                                   "fused: the whole DDPM sampler in one graph; stepwise: one prior call per step "
+                                   "(any sampler and step count) [default: fused where the bundle has it].")
+    ip_scale: float | None = knob(None, Range(), "IP-Adapter scale [default: the bundle's, 1.0].")
+    shared_subject_token: bool = knob(False, None, "Give subject ids past the encoder's table the learned shared "
+                                      "subject token, as the paper does (sub-10 is id 10, past the paper-era 10-row "
+                                      "tables), instead of refusing them.")
+    low_level: bool = knob(False, None, "Start Stage II from the low-level encoder's image (img2img).")
+    strength: float = knob(0.5, Range(0, 1, lo_open=True), "Low-level img2img strength: the last "
+                           "int(steps * strength) steps run (the paper's demo: 0.5).")
+    low_level_mode: str = knob("image", OneOf(("image", "latent")),
+                               "image: the paper's decode/CLIP-normalise/encode round trip; latent: skip it (faster).")
+    caption: bool = knob(False, None, "Caption each trial with GIT (the paper's semantic level): captions.txt.")
+    prompt: str | None = knob(None, None, "Text prompt for Stage II, for every trial [default: the empty prompt].")
+    prompt_from_caption: bool = knob(False, None, "Use each trial's caption as its Stage II prompt.")
+    caption_prior_steps: int = knob(4, Range(1, MAX_PRIOR_STEPS, integer=True),
+                                    "Prior steps of the caption's own prior sample (the paper's caption notebook: 4).")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value, rule = getattr(self, f.name), f.metadata["rule"]
+            if rule is not None and value is not None and (problem := rule.problem(value)) is not None:
+                raise OptionError(f"{option_name(f.name)}: {problem}")
+        if self.prompt is not None and self.prompt_from_caption:
+            raise OptionError("--prompt and --prompt-from-caption exclude each other: give one")
+        if self.prior_graph == "fused" and self.prior_sampler != "ddpm":
+            raise OptionError(f"the fused prior graph runs DDPM only: use --prior-graph stepwise with --prior-sampler "
+                              f"{self.prior_sampler}")
+        if self.low_level:
+            from .schedulers import img2img_cut  # numpy: not at the top, the CLI imports this module
+
+            img2img_cut(self.steps, self.strength)  # a strength that runs no step fails here
+
+    def replace(self, **changes: Any) -> RunOptions:
+        return dataclasses.replace(self, **changes) if changes else self
+
+    @classmethod
+    def make(cls, options: RunOptions | None = None, **changes: Any) -> RunOptions:
+        """``options`` (default: the defaults) with ``changes``, as a library call's keywords give them."""
+        return (options or cls()).replace(**changes)
+
+    def resolve(self, bundle: Any) -> RunOptions:
+        """The fields left at None that ``bundle`` (a :class:`~..manifest.BundleSettings`) sets, from it."""
+        return self.replace(ip_scale=float(bundle.ip_scale)) if self.ip_scale is None else self
+
+    @property
+    def needs_caption(self) -> bool:
+        return self.caption or self.prompt_from_caption
+
+    @property
+    def needs_text(self) -> bool:
+        return self.prompt is not None or self.prompt_from_caption
+
+    def record(self) -> dict[str, Any]:
+        """The options as result.json and bench reports record them (the low-level ones as one entry)."""
+        d = dataclasses.asdict(self)
+        strength, mode = d.pop("strength"), d.pop("low_level_mode")
+        d["low_level"] = {"strength": strength, "mode": mode} if self.low_level else None
+        return d
+
+
+RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunOptions)}
+
+
+def option_name(field_name: str) -> str:
+    """The CLI option of a field: ``prior_steps`` -> ``--prior-steps``."""
+    return "--" + field_name.replace("_", "-")
 
 
 def check_low_level_size(latent_side: int, image_size: int) -> None:

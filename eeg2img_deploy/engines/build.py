@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import EngineError, ManifestError
 from ..cards import write_card
+from ..core.artifacts import select_artifacts
 from ..fileio import atomic_path, sha256_file
 from ..integrity import verify_files
 from ..manifest import (
@@ -61,13 +62,16 @@ def build_engines(
     stages: list[str] | None = None,
     ort_provider: str | None = None,
     verify: bool = False,
+    reused: list[Artifact] | None = None,
 ) -> Manifest:
     """Build every stage of the bundle (or ``stages``) for ``backend``; return the engine folder's manifest.
 
-    ``precision`` None picks, per stage, fp16 for TensorRT where the bundle has it, else fp32.
+    ``precision`` None picks, per stage, fp16 for TensorRT where the bundle has it, else fp32; fp16 keeps the
+    bundle's fp32-only stages fp32 (:mod:`..core.artifacts`).
     ``timing_cache`` is the folder for TensorRT timing caches (default: ``out_dir``).
     ``ort_provider`` (onnxruntime only): "cpu", "cuda" or "tensorrt"; default CUDA where available, else CPU.
     ``verify``: hash every bundle file again instead of trusting the bundle's record (:mod:`..integrity`).
+    ``reused``: a list that receives the artifacts kept as they were (up to date), for the caller to report.
     """
     bundle_dir = Path(bundle_dir)
     backend = Backend(backend)
@@ -85,7 +89,11 @@ def build_engines(
         raise EngineError(f"the engine folder must not be the bundle folder {bundle_dir}: pass another --out")
     p = get_preset(preset).with_overrides(max_batch=max_batch, opt_level=opt_level, workspace_gb=workspace_gb)
     axes = profile_axes(p, bundle.bundle.axes)
-    chosen = _choose_artifacts(bundle, precision, backend, stages)
+    unknown = sorted(set(stages or []) - set(bundle.stages()))
+    if unknown:
+        raise ManifestError(f"stages {unknown} are not in the bundle (it has {', '.join(map(str, bundle.stages()))})")
+    wanted = [s for s in bundle.stages() if stages is None or s in stages]
+    chosen = select_artifacts(bundle, wanted, precision, prefer_fp16=backend is Backend.TENSORRT, folder=bundle_dir)
     previous = _previous_manifest(out_dir)
 
     # The maker checks the backend (TensorRT, a GPU, onnxruntime) before anything is created on disk.
@@ -95,12 +103,14 @@ def build_engines(
         maker = _OnnxRuntimeMaker(bundle_dir, out_dir, ort_provider, axes)
     out_dir.mkdir(parents=True, exist_ok=True)
     artifacts, built = [], 0
-    for a in chosen:
+    for a in chosen.values():
         key, digest, file_name = maker.key(a)
-        reused = _up_to_date(previous, out_dir, a, digest)
-        if reused is not None:
-            log.info("%s: up to date (%s)", a.label(), reused.file)
-            artifacts.append(reused)
+        kept = _up_to_date(previous, out_dir, a, digest)
+        if kept is not None:
+            log.info("%s: up to date (%s)", a.label(), kept.file)
+            artifacts.append(kept)
+            if reused is not None:
+                reused.append(kept)
         else:
             artifacts.append(maker.build(a, key, digest, file_name))
             built += 1
@@ -137,26 +147,6 @@ def build_engines(
 
 
 # ---- choosing and reusing -------------------------------------------------------------------------
-def _choose_artifacts(
-    bundle: Manifest, precision: Precision | str | None, backend: Backend, stages: list[str] | None
-) -> list[Artifact]:
-    unknown = sorted(set(stages or []) - set(bundle.stages()))
-    if unknown:
-        raise ManifestError(f"stages {unknown} are not in the bundle (it has {bundle.stages()})")
-    chosen = []
-    for stage in bundle.stages():
-        if stages is not None and stage not in stages:
-            continue
-        for steps in bundle.step_counts(stage) or [None]:  # one engine per step count of a fused sampler
-            if precision is not None:
-                chosen.append(bundle.artifact(stage, precision, steps))  # raises, naming the export command
-                continue
-            have = bundle.precisions(stage, steps)
-            want = Precision.FP16 if backend is Backend.TENSORRT and Precision.FP16 in have else Precision.FP32
-            chosen.append(bundle.artifact(stage, want if want in have else have[0], steps))
-    return chosen
-
-
 def _previous_manifest(out_dir: Path) -> Manifest | None:
     if not (out_dir / MANIFEST_NAME).is_file():
         return None

@@ -14,16 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_call_options, check_finite
+from ..checks import check_finite
+from ..core.noise import NoiseSource
+from ..core.options import IMAGE_SIZE, RunOptions, check_low_level_size
 from ..eeg.spec import validate_eeg, validate_subject_ids
 from ..errors import OptionError, WeightsNotFoundError
-from ..core.options import LowLevelOptions, check_low_level_size
-from ..core.noise import NoiseSource
-from ..core.schedulers import img2img_cut
 from ..weights import WeightsLayout
 from . import low_level as ll
-from .prior_sampler import PRIOR_GUIDANCE, PRIOR_STEPS, sample_prior
-from .semantic import CAPTION_PRIOR_STEPS, caption, require_captioner
+from .prior_sampler import sample_prior
+from .semantic import caption, require_captioner
 from .stage2 import EmptyPrompt, decode, denoise, encode_prompts
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ class ReferencePipeline:
 
     def __init__(self, encoder, prior, sdxl, prompt: EmptyPrompt, *, taesd=None, sources: dict[str, Any] | None = None,
                  low_level=None, latent_convention: str = "unscaled", captioner=None, projector=None,
-                 cuda_event_timing: bool = False):
+                 cuda_event_timing: bool = False, ip_scale: float = 1.0):
         self.low_level = low_level  # the optional low-level encoder (EEG -> VAE latent)
         self.latent_convention = latent_convention
         self.encoder = encoder
@@ -63,6 +62,7 @@ class ReferencePipeline:
         self.captioner = captioner  # GitCaptioner and PixelProjector: both or neither (captions)
         self.projector = projector
         self.cuda_event_timing = cuda_event_timing
+        self.ip_scale = ip_scale  # the IP-Adapter scale it loaded with
 
     @classmethod
     def from_weights(cls, layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None,
@@ -78,7 +78,7 @@ class ReferencePipeline:
                         latent_convention=latent_convention)
         return cls(m.encoder, m.prior, m.sdxl, m.prompt, taesd=m.taesd, sources=m.sources, low_level=m.low_level,
                    latent_convention=latent_convention, captioner=m.captioner, projector=m.projector,
-                   cuda_event_timing=cuda_event_timing)
+                   cuda_event_timing=cuda_event_timing, ip_scale=ip_scale)
 
     @property
     def device(self):
@@ -117,44 +117,39 @@ class ReferencePipeline:
         with torch.no_grad():
             return self.low_level(torch.from_numpy(eeg).to(self.device))
 
-    def _check_low_level(self, options: LowLevelOptions, steps: int, image_size: int) -> None:
-        if self.low_level is None:
-            raise WeightsNotFoundError("--low-level needs a low-level encoder: put it in weights/low-level/ or pass --low-level PATH")
-        img2img_cut(steps, options.strength)
-        check_low_level_size(self.low_level.arch.latent_side, image_size)
+    def options(self, options: RunOptions | None = None, **knobs: Any) -> RunOptions:
+        """``options`` with ``knobs`` changed, refused where the reference cannot run them."""
+        run = RunOptions.make(options, **knobs)
+        if run.prior_sampler != "ddpm":
+            raise OptionError(f"the reference samples the prior with the paper's DDPM only, not --prior-sampler "
+                              f"{run.prior_sampler}")
+        if run.ip_scale is not None and run.ip_scale != self.ip_scale:
+            raise OptionError(f"the reference's IP-Adapter scale is set when it loads ({self.ip_scale:g}): load it with "
+                              f"ip_scale={run.ip_scale:g} instead of passing --ip-scale")
+        return run
 
-    def __call__(
-        self,
-        eeg: np.ndarray,
-        subject_ids: int | np.ndarray,
-        seed: int = 0,
-        *,
-        steps: int = 1,
-        prior_steps: int = PRIOR_STEPS,
-        guidance: float = PRIOR_GUIDANCE,
-        image_size: int = 512,
-        vae: str = "full",
-        low_level: LowLevelOptions | None = None,
-        caption: bool = False,
-        prompt: str | None = None,
-        prompt_from_caption: bool = False,
-        caption_prior_steps: int = CAPTION_PRIOR_STEPS,
-    ) -> ReferenceResult:
-        """``low_level``: run the paper's low-level path (img2img from the low-level encoder's latent).
-        ``caption``: GIT captions (the paper's semantic level); ``prompt`` / ``prompt_from_caption``: Stage II's
-        text prompt, one for all samples or each sample's caption (default: the empty prompt)."""
-        check_call_options(seed=seed, prior_steps=prior_steps, guidance=guidance, image_size=image_size)
+    def __call__(self, eeg: np.ndarray, subject_ids: int | np.ndarray, seed: int | None = None,
+                 options: RunOptions | None = None, *, image_size: int = 512, vae: str = "full",
+                 **knobs: Any) -> ReferenceResult:
+        """Reconstruct images with ``options`` (:class:`~..core.options.RunOptions`; ``knobs``: any of its fields,
+        changed for this call). ``image_size`` and ``vae`` are the model's, as ``export`` takes them. The low-level
+        path is img2img from the low-level encoder's latent; captions are GIT's (the paper's semantic level)."""
+        run = self.options(options, **knobs if seed is None else {**knobs, "seed": seed})
+        seed = run.seed
+        if (problem := IMAGE_SIZE.problem(image_size)) is not None:
+            raise OptionError(f"--image-size: {problem}")
         if vae not in ("full", "tiny"):
             raise OptionError(f"--vae must be 'full' or 'tiny', got {vae!r}")
         if vae == "tiny" and self.taesd is None:
             raise OptionError("--vae tiny needs a TAESDXL folder (weights/taesdxl or --taesd)")
         eeg = validate_eeg(eeg)
         ids = validate_subject_ids(subject_ids, len(eeg))
-        if low_level is not None:
-            self._check_low_level(low_level, steps, image_size)
-        if prompt is not None and prompt_from_caption:
-            raise ValueError("give a prompt or prompt_from_caption, not both (--prompt / --prompt-from-caption)")
-        if caption or prompt_from_caption:
+        if run.low_level:
+            if self.low_level is None:
+                raise WeightsNotFoundError("--low-level needs a low-level encoder: put it in weights/low-level/ or "
+                                           "pass --low-level PATH")
+            check_low_level_size(self.low_level.arch.latent_side, image_size)
+        if run.needs_caption:
             require_captioner(self.captioner, self.projector)
         t: dict[str, float] = {}
         captions = None
@@ -163,29 +158,29 @@ class ReferencePipeline:
             eeg_embeds = self.encode(eeg, ids)
         check_finite("encoder", eeg_embeds.float().cpu().numpy())
         with self._timed(t, "prior"):
-            image_embeds = sample_prior(self.prior, eeg_embeds, seed, steps=prior_steps, guidance=guidance)
+            image_embeds = sample_prior(self.prior, eeg_embeds, seed, steps=run.prior_steps, guidance=run.guidance)
         check_finite("prior", image_embeds.float().cpu().numpy())
-        if caption or prompt_from_caption:
+        if run.needs_caption:
             with self._timed(t, "caption"):
-                captions = self._caption(eeg_embeds, seed, steps=caption_prior_steps, guidance=guidance)
+                captions = self._caption(eeg_embeds, seed, steps=run.caption_prior_steps, guidance=run.guidance)
         text = self.prompt
-        prompts = captions.texts if prompt_from_caption else None if prompt is None else [prompt] * len(eeg)
+        prompts = captions.texts if run.prompt_from_caption else None if run.prompt is None else [run.prompt] * len(eeg)
         if prompts is not None:
             with self._timed(t, "text_encoder"):
                 text = encode_prompts(self.sdxl, prompts)
         z = None
-        if low_level is None:
+        if not run.low_level:
             with self._timed(t, "unet"):
-                latents = denoise(self.sdxl, text, image_embeds, seed, steps=steps, image_size=image_size)
+                latents = denoise(self.sdxl, text, image_embeds, seed, steps=run.steps, image_size=image_size)
         else:
             noise = NoiseSource(seed, len(eeg), "low_level")
             with self._timed(t, "low_level"):
                 z = self.encode_low_level(eeg)
-                start = ll.start_latents(self.sdxl.vae, z, noise, mode=low_level.mode,
+                start = ll.start_latents(self.sdxl.vae, z, noise, mode=run.low_level_mode,
                                          latent_convention=self.latent_convention, image_size=image_size)
             with self._timed(t, "unet"):
-                latents = ll.img2img_denoise(self.sdxl, text, image_embeds, start, noise, steps=steps,
-                                             strength=low_level.strength, image_size=image_size)
+                latents = ll.img2img_denoise(self.sdxl, text, image_embeds, start, noise, steps=run.steps,
+                                             strength=run.strength, image_size=image_size)
         check_finite("unet", latents.float().cpu().numpy())
         with self._timed(t, "decoder"):
             images = decode(self.taesd if vae == "tiny" else self.sdxl.vae, latents, tiny=vae == "tiny")

@@ -9,13 +9,11 @@ Per step one conditional and one unconditional call (condition terms exactly zer
 from __future__ import annotations
 
 from ..core.noise import NoiseSource
+from ..core.options import RunOptions
 from .noise_patch import shared_noise
 
-PRIOR_STEPS = 50
-PRIOR_GUIDANCE = 5.0
 
-
-def sample_prior(prior, cond, seed: int, *, steps: int = PRIOR_STEPS, guidance: float = PRIOR_GUIDANCE,
+def sample_prior(prior, cond, seed: int, *, steps: int = RunOptions.prior_steps, guidance: float = RunOptions.guidance,
                  purpose: str = "prior"):
     """EEG embeddings ``cond (B, 1024)`` -> CLIP image embeddings ``(B, 1024)``, every element in [-1, 1].
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.options import RunOptions
 from ..errors import WeightsNotFoundError
 from .prior_sampler import sample_prior
-
-CAPTION_PRIOR_STEPS = 4  # the paper's caption notebook
 
 
 @dataclass
@@ -32,8 +31,8 @@ def require_captioner(captioner, projector) -> None:
         )
 
 
-def caption(prior, projector, captioner, eeg_embeds, seed: int, *, steps: int = CAPTION_PRIOR_STEPS,
-            guidance: float = 5.0, max_new_tokens: int = 25) -> Captions:
+def caption(prior, projector, captioner, eeg_embeds, seed: int, *, steps: int = RunOptions.caption_prior_steps,
+            guidance: float = RunOptions.guidance, max_new_tokens: int = 25) -> Captions:
     import torch
 
     embeds = sample_prior(prior, eeg_embeds, seed, steps=steps, guidance=guidance, purpose="caption_prior")

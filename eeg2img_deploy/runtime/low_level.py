@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.images import to_uint8
 from ..core.noise import NoiseSource
-from ..core.options import LowLevelOptions, check_low_level_size
+from ..core.options import RunOptions, check_low_level_size
 from ..core.schedulers import img2img_cut
 from ..errors import SettingsError
 from ..names import Constants, Stage
@@ -77,11 +77,11 @@ class LowLevelPath:
         return (latents + noise.normal(shape)).astype(np.float32)
 
 
-def cut_for(path: LowLevelPath | None, options: LowLevelOptions | None, steps: int) -> int | None:
-    """The img2img cut of a call asking for ``options`` (None: no low-level path), refused on a pipeline without it."""
-    if options is None:
+def cut_for(path: LowLevelPath | None, run: RunOptions) -> int | None:
+    """The img2img cut of a run asking for the low-level path (None: not asked), refused on a pipeline without it."""
+    if not run.low_level:
         return None
     if path is None:
         raise SettingsError("this pipeline was opened without the low-level stages: open it with low_level=True "
                             "(infer --low-level)")
-    return img2img_cut(steps, options.strength)
+    return img2img_cut(run.steps, run.strength)

@@ -18,24 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_call_options, check_finite
+from ..checks import check_finite
+from ..core.images import to_uint8
+from ..core.noise import NoiseSource
+from ..core.options import RunOptions
+from ..core.schedulers import EulerAncestral
 from ..eeg.spec import validate_eeg, validate_subject_ids
 from ..eeg.whitening import apply_whitening
-from ..errors import EEGInputError, ManifestError, SettingsError
+from ..errors import EEGInputError, ManifestError, OptionError, SettingsError
 from ..manifest import Backend, Constants, Decoder, Manifest, Precision, Provider, Stage
 from .backend import StageSession
-from ..core.images import to_uint8
-from ..core.options import LowLevelOptions
 from .low_level import LowLevelPath, cut_for
-from ..core.noise import NoiseSource
 from .opening import FUSED_PRIOR, OpenOptions, _enum, choose_whitening, read_folder, stages_to_open
 from .prior_solvers import get_prior_sampler
-from ..core.schedulers import EulerAncestral
-from .semantic import Semantic, SemanticRequest
+from .semantic import Semantic
 
 log = logging.getLogger(__name__)
-
-PRIOR_GRAPHS = ("fused", "stepwise")
 
 
 @dataclass
@@ -48,8 +46,9 @@ class Result:
     timings_ms: dict[str, float] = field(default_factory=dict)  # wall time per stage + total
     backend_ms: float = 0.0  # time inside backend calls; total - backend_ms is the runtime's overhead
     prior_graph: str = "stepwise"  # how the prior ran: "fused" or "stepwise"
-    captions: list[str] | None = None  # with a SemanticRequest asking for captions
+    captions: list[str] | None = None  # with options asking for captions
     caption_ids: list[list[int]] | None = None
+    options: RunOptions | None = None  # the options the call ran with, the bundle's values filled in
 
 
 class _Timed:
@@ -192,11 +191,9 @@ class Pipeline:
 
     def prior_graph(self, graph: str | None, sampler: str, steps: int) -> str:
         """Which prior graph a call uses: ``graph`` as asked, or (None) fused where the folder has DDPM at ``steps``."""
-        if graph not in (None, *PRIOR_GRAPHS):
-            raise ValueError(f"prior graph must be one of {PRIOR_GRAPHS}, got {graph!r}")
         fused = sampler == "ddpm" and steps in self.fused_prior_steps
         if graph == "fused" and sampler != "ddpm":
-            raise ValueError(f"the fused prior graph runs DDPM only, not {sampler!r}: use --prior-graph stepwise")
+            raise OptionError(f"the fused prior graph runs DDPM only, not {sampler!r}: use --prior-graph stepwise")
         if graph == "fused" and not fused:
             have = ", ".join(map(str, self.fused_prior_steps)) or "no step count"
             raise ManifestError(
@@ -265,97 +262,85 @@ class Pipeline:
         return to_uint8(images)
 
     # ---- the whole chain -----------------------------------------------------------------------------
-    def __call__(
-        self,
-        eeg: np.ndarray,
-        subject_ids: int | np.ndarray,
-        seed: int | np.ndarray = 0,
-        *,
-        steps: int = 1,
-        prior_steps: int = 50,
-        guidance: float = 5.0,
-        prior_sampler: str = "ddpm",
-        prior_graph: str | None = None,
-        ip_scale: float | None = None,
-        shared_subject_token: bool = False,
-        sample_indices: np.ndarray | None = None,
-        low_level: LowLevelOptions | None = None,
-        semantic: SemanticRequest | None = None,
-    ) -> Result:
-        """Reconstruct images from ``eeg`` (N, 63, 250) or one trial (63, 250).
+    def options(self, options: RunOptions | None = None, **knobs: Any) -> RunOptions:
+        """``options`` (default: :class:`RunOptions`' defaults) with ``knobs`` changed, the bundle's values filled in."""
+        return RunOptions.make(options, **knobs).resolve(self.manifest.bundle)
 
-        Trial i draws its noise from (seed, i): ``seed`` may also be one seed per trial and
-        ``sample_indices`` replaces i (a server batching unrelated requests keeps each request's own
-        seeds and indices, so batching never changes an image). ``low_level``: img2img from the
-        low-level encoder's latent (open with ``low_level=True``). ``semantic``: captions and/or a text
-        prompt (default: none, the bundle's constant empty prompt). ``prior_graph``: "fused", "stepwise",
-        or None for fused where the folder has it (DDPM at ``prior_steps``).
+    def __call__(self, eeg: np.ndarray, subject_ids: int | np.ndarray, seed: int | np.ndarray | None = None,
+                 options: RunOptions | None = None, *, sample_indices: np.ndarray | None = None, **knobs: Any) -> Result:
+        """Reconstruct images from ``eeg`` (N, 63, 250) or one trial (63, 250) with ``options``
+        (:class:`~..core.options.RunOptions`; ``knobs``: any of its fields, changed for this call).
+
+        Trial i draws its noise from (seed, i): ``seed`` (default ``options.seed``) may also be one seed per
+        trial and ``sample_indices`` replaces i (a server batching unrelated requests keeps each request's
+        own seeds and indices, so batching never changes an image).
         """
-        check_call_options(seed=seed, prior_steps=prior_steps, guidance=guidance, ip_scale=ip_scale)
+        if seed is not None and not np.ndim(seed):  # one seed: an option like the others, checked with them
+            knobs["seed"], seed = seed, None
+        run = self.options(options, **knobs)
         eeg = validate_eeg(eeg, self.eeg_spec)
         ids = validate_subject_ids(subject_ids, len(eeg))
-        seeds = _per_trial(seed, len(eeg), "seed")
+        seeds = _per_trial(run.seed if seed is None else seed, len(eeg), "seed")
         indices = np.arange(len(eeg)) if sample_indices is None else _per_trial(sample_indices, len(eeg), "sample index")
-        self.check_subjects(ids, shared_subject_token)
-        get_prior_sampler(prior_sampler)  # an unknown name fails before any work
-        graph = self.prior_graph(prior_graph, prior_sampler, prior_steps)
-        self._euler(steps)
-        cut = cut_for(self.low_level, low_level, steps)
-        semantic = semantic or SemanticRequest()
-        self.semantic.prepare(semantic)
-        caption_ids: list[list[int]] = []
+        self.check_subjects(ids, run.shared_subject_token)
+        graph = self.prior_graph(run.prior_graph, run.prior_sampler, run.prior_steps)
+        self._euler(run.steps)
+        cut = cut_for(self.low_level, run)
+        self.semantic.prepare(run)
         if self.whitening is not None:
             eeg = apply_whitening(eeg, self.whitening, self.eeg_spec)
-        scale = float(self.manifest.bundle.ip_scale if ip_scale is None else ip_scale)
-        timings = dict.fromkeys(("encoder", "prior", *(("low_level",) if low_level else ()), "unet", "decoder"), 0.0)
+        timings = dict.fromkeys(("encoder", "prior", *(("low_level",) if run.low_level else ()), "unet", "decoder"), 0.0)
         self._backend_ms[0] = 0.0
-        parts: list[tuple[np.ndarray, ...]] = []
         t_start = time.perf_counter()
-        for first in range(0, len(eeg), self.max_batch):  # chunks within the engines' batch profile
-            sl = slice(first, first + self.max_batch)
-            marks = [time.perf_counter()]
-            # on a GPU the embeddings stay on the device between stages that take them as they are (checked
-            # for finite values once downloaded); the semantic level reads them on the host
-            fused = f"{FUSED_PRIOR}@{prior_steps}"
-            on_device = graph == "fused" and not (semantic.needs_caption or semantic.needs_text)
-            keep_emb = on_device and self._chains("encoder", fused, "cond")
-            keep_img = on_device and self._chains(fused, "unet", "image_embeds")
-            emb = self.encode(eeg[sl], ids[sl], keep=keep_emb)
-            if not keep_emb:
-                check_finite(Stage.ENCODER, emb)
-            marks.append(time.perf_counter())
-            img_emb = self.prior(emb, seeds[sl], indices[sl], steps=prior_steps, guidance=guidance, sampler=prior_sampler,
-                                 graph=graph, keep=keep_img)
-            if not keep_img:
-                check_finite(Stage.PRIOR, img_emb)
-            marks.append(time.perf_counter())
-            ids_, text = self.semantic.run(semantic, emb, seeds[sl], indices[sl], guidance, timings)  # timed there
-            caption_ids += ids_ or []
-            shift = time.perf_counter() - marks[-1]
-            marks = [m + shift for m in marks]  # keeps the stages' spans; the next one starts after the semantic work
-            start, z = None, np.zeros((_shape(emb)[0], 0), np.float32)
-            if low_level is not None:
-                noise = NoiseSource(seeds[sl], _shape(emb)[0], "low_level", first=indices[sl])
-                z = self.low_level.encode(eeg[sl])
-                start = (self.low_level.start_latents(z, noise, low_level.mode), noise, cut)
-                marks.append(time.perf_counter())
-            latents = self.denoise(img_emb, seeds[sl], indices[sl], steps=steps, ip_scale=scale, start=start, text=text)
-            check_finite(Stage.UNET, latents)
-            marks.append(time.perf_counter())
-            images = self.decode(latents)
-            marks.append(time.perf_counter())
-            for k, a, b in zip(timings, marks, marks[1:]):
-                timings[k] += (b - a) * 1e3
-            emb, img_emb = self._host("encoder", emb), self._host(fused, img_emb)  # for the Result
-            if keep_emb or keep_img:
-                check_finite(Stage.ENCODER, emb)
-                check_finite(Stage.PRIOR, img_emb)
-            parts.append((images, emb, img_emb, latents, z))
+        chunks = [self._chunk(run, graph, cut, eeg[sl], ids[sl], seeds[sl], indices[sl], timings)
+                  for sl in (slice(i, i + self.max_batch) for i in range(0, len(eeg), self.max_batch))]
         timings["total"] = (time.perf_counter() - t_start) * 1e3
-        images, emb, img_emb, latents, z = (np.concatenate(x) for x in zip(*parts))
-        captions = self.semantic.decode(caption_ids) if semantic.needs_caption else None
-        return Result(images, emb, img_emb, latents, z if low_level else None, timings, backend_ms=self._backend_ms[0],
-                      captions=captions, caption_ids=caption_ids if semantic.needs_caption else None, prior_graph=graph)
+        images, emb, img_emb, latents, z = (np.concatenate(x) for x in zip(*(c[:5] for c in chunks)))
+        caption_ids = [ids_ for c in chunks for ids_ in c[5]] if run.needs_caption else None
+        return Result(images, emb, img_emb, latents, z if run.low_level else None, timings,
+                      backend_ms=self._backend_ms[0], prior_graph=graph, options=run, caption_ids=caption_ids,
+                      captions=self.semantic.decode(caption_ids) if caption_ids is not None else None)
+
+    def _chunk(self, run: RunOptions, graph: str, cut: int | None, eeg: np.ndarray, ids: np.ndarray, seeds: np.ndarray,
+               indices: np.ndarray, timings: dict[str, float]) -> tuple:
+        """One chunk within the engines' batch profile through the chain: (images, embeddings, latents, low-level
+        latents, caption ids). On a GPU the embeddings stay on the device between stages that take them as they
+        are (checked for finite values once downloaded); the semantic level reads them on the host."""
+        fused = f"{FUSED_PRIOR}@{run.prior_steps}"
+        on_device = graph == "fused" and not (run.needs_caption or run.needs_text)
+        keep_emb = on_device and self._chains(Stage.ENCODER, fused, "cond")
+        keep_img = on_device and self._chains(fused, Stage.UNET, "image_embeds")
+        marks = [time.perf_counter()]
+        emb = self.encode(eeg, ids, keep=keep_emb)
+        if not keep_emb:
+            check_finite(Stage.ENCODER, emb)
+        marks.append(time.perf_counter())
+        img_emb = self.prior(emb, seeds, indices, steps=run.prior_steps, guidance=run.guidance,
+                             sampler=run.prior_sampler, graph=graph, keep=keep_img)
+        if not keep_img:
+            check_finite(Stage.PRIOR, img_emb)
+        marks.append(time.perf_counter())
+        caption_ids, text = self.semantic.run(run, emb, seeds, indices, timings)  # timed there
+        shift = time.perf_counter() - marks[-1]
+        marks = [m + shift for m in marks]  # keeps the stages' spans; the next one starts after the semantic work
+        start, z = None, np.zeros((len(eeg), 0), np.float32)
+        if cut is not None:
+            noise = NoiseSource(seeds, len(eeg), "low_level", first=indices)
+            z = self.low_level.encode(eeg)
+            start = (self.low_level.start_latents(z, noise, run.low_level_mode), noise, cut)
+            marks.append(time.perf_counter())
+        latents = self.denoise(img_emb, seeds, indices, steps=run.steps, ip_scale=run.ip_scale, start=start, text=text)
+        check_finite(Stage.UNET, latents)
+        marks.append(time.perf_counter())
+        images = self.decode(latents)
+        marks.append(time.perf_counter())
+        for k, a, b in zip(timings, marks, marks[1:]):
+            timings[k] += (b - a) * 1e3
+        emb, img_emb = self._host(Stage.ENCODER, emb), self._host(fused, img_emb)  # for the Result
+        if keep_emb or keep_img:
+            check_finite(Stage.ENCODER, emb)
+            check_finite(Stage.PRIOR, img_emb)
+        return images, emb, img_emb, latents, z, caption_ids or []
 
     def close(self) -> None:
         for s in self.sessions.values():

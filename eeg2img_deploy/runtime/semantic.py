@@ -12,39 +12,16 @@ caption never changes the image made with the empty prompt.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.options import RunOptions
 from ..errors import ManifestError
 from ..names import CAPTION_STAGES, Stage
 from .captioner import Captioner
 from .prompts import PromptEncoder
 
 TEXT_STAGE = Stage.TEXT_ENCODERS
-CAPTION_PRIOR_STEPS = 4  # the paper's caption notebook
-
-
-@dataclass(frozen=True)
-class SemanticRequest:
-    caption: bool = False  # write captions
-    prompt: str | None = None  # one text prompt for every sample
-    prompt_from_caption: bool = False  # each sample's caption is its prompt
-    caption_prior_steps: int = CAPTION_PRIOR_STEPS
-
-    def __post_init__(self):
-        if self.prompt is not None and self.prompt_from_caption:
-            raise ValueError("give a prompt or prompt_from_caption, not both (--prompt / --prompt-from-caption)")
-        if self.caption_prior_steps < 1:
-            raise ValueError(f"caption_prior_steps must be >= 1, got {self.caption_prior_steps} (--caption-prior-steps)")
-
-    @property
-    def needs_caption(self) -> bool:
-        return self.caption or self.prompt_from_caption
-
-    @property
-    def needs_text(self) -> bool:
-        return self.prompt is not None or self.prompt_from_caption
 
 
 class Semantic:
@@ -58,7 +35,7 @@ class Semantic:
     def _run(self, stage: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.pipe.run_stage(stage, feeds)
 
-    def prepare(self, req: SemanticRequest) -> None:
+    def prepare(self, req: RunOptions) -> None:
         """Open what ``req`` needs (once), or fail before any work with the export command that adds it."""
         have = set(self.pipe.manifest.stages())
         if req.needs_caption and self._captioner is None:
@@ -77,13 +54,13 @@ class Semantic:
             self.pipe.open_stage(TEXT_STAGE)
             self._prompts = PromptEncoder(self.pipe.constants, lambda feeds: self._run(TEXT_STAGE, feeds))
 
-    def run(self, req: SemanticRequest, eeg_embeds: np.ndarray, seeds, indices, guidance: float,
+    def run(self, req: RunOptions, eeg_embeds: np.ndarray, seeds, indices,
             timings: dict[str, float]) -> tuple[list[list[int]] | None, tuple[np.ndarray, np.ndarray] | None]:
         """One chunk: (caption token ids, (prompt_embeds, pooled)), None for what ``req`` does not ask."""
         ids = text = None
         if req.needs_caption:
             t0 = time.perf_counter()
-            embeds = self.pipe.prior(eeg_embeds, seeds, indices, steps=req.caption_prior_steps, guidance=guidance,
+            embeds = self.pipe.prior(eeg_embeds, seeds, indices, steps=req.caption_prior_steps, guidance=req.guidance,
                                      sampler="ddpm", purpose="caption_prior")
             ids = self._captioner.token_ids(embeds)
             timings["caption"] = timings.get("caption", 0.0) + (time.perf_counter() - t0) * 1e3

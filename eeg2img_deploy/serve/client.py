@@ -16,16 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.options import RunOptions
 from ..errors import BackendUnavailableError, ServingError
 from .requests import MODEL_NAME, TIMING_KEYS
-
-
-@dataclass(frozen=True)
-class RequestOptions:
-    seed: int = 0
-    steps: int | None = None
-    prior_steps: int | None = None
-    ip_scale: float | None = None
 
 
 @dataclass
@@ -114,8 +107,9 @@ class Client:
         raise ServingError(f"cannot reach a Triton server at {self.url} ({problem}): start `eeg2img-deploy serve "
                            "--bundle B` there or pass the right --url")
 
-    def infer(self, eeg: np.ndarray, subject: int, trial: int, opts: RequestOptions) -> Answer:
-        """One trial (63, 250) as one request; raises :class:`ServingError` with the server's message."""
+    def infer(self, eeg: np.ndarray, subject: int, trial: int, opts: RunOptions) -> Answer:
+        """One trial (63, 250) as one request with ``opts``' seed, steps, prior_steps and ip_scale (the served model's
+        per-request inputs; the server keeps the rest); raises :class:`ServingError` with the server's message."""
         http = self.httpclient
         feeds = {"eeg": np.asarray(eeg, np.float32)[None], "subject_id": np.array([[subject]], np.int64),
                  "seed": np.array([[opts.seed]], np.int64), "sample_index": np.array([[trial]], np.int64)}
@@ -154,7 +148,7 @@ def _triton_dtype(dtype: np.dtype) -> str:
     return {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "uint8": "UINT8"}[np.dtype(dtype).name]
 
 
-def run_trials(client: Client, eeg: np.ndarray, subject: int, opts: RequestOptions, *, concurrency: int = 1,
+def run_trials(client: Client, eeg: np.ndarray, subject: int, opts: RunOptions, *, concurrency: int = 1,
                requests: int | None = None, progress=None) -> tuple[list[Answer], LoadReport]:
     """Send ``requests`` (default: one per trial) round-robin over the trials from ``concurrency`` threads.
 

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import (
-    FINITE,
-    RuntimeOptions,
-    eeg_options,
-    runtime_options,
-    shared_subject_token_option,
-    verify_option,
-)
+from ..cli_options import Range, RunOptions, RuntimeOptions, eeg_options, number, run_options, runtime_options, verify_option
+
+PORT = click.IntRange(1, 65535)
 
 
 @click.command()
@@ -21,9 +16,9 @@ from ..cli_options import (
               help="Export bundle or engine folder.")
 @runtime_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
-@click.option("--http-port", default=8000, show_default=True)
-@click.option("--grpc-port", default=8001, show_default=True)
-@click.option("--metrics-port", default=8002, show_default=True, help="Prometheus metrics.")
+@click.option("--http-port", type=PORT, default=8000, show_default=True)
+@click.option("--grpc-port", type=PORT, default=8001, show_default=True)
+@click.option("--metrics-port", type=PORT, default=8002, show_default=True, help="Prometheus metrics.")
 @click.option("--max-batch", type=click.IntRange(1), default=None,
               help="Largest dynamic batch [default: the bundle's max_batch].")
 @click.option("--queue-delay-us", type=click.IntRange(0), default=2000, show_default=True,
@@ -32,10 +27,9 @@ from ..cli_options import (
               help="Model instances (each its own pipeline) running concurrently.")
 @click.option("--drain-timeout", type=click.IntRange(0), default=30, show_default=True,
               help="Seconds in-flight requests may take to finish on Ctrl-C/SIGTERM.")
-@shared_subject_token_option
+@run_options("shared_subject_token")
 def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc_port: int, metrics_port: int,
-          max_batch: int | None, queue_delay_us: int, instances: int, drain_timeout: int,
-          shared_subject_token: bool) -> None:
+          max_batch: int | None, queue_delay_us: int, instances: int, drain_timeout: int, run: RunOptions) -> None:
     """Serve the runtime behind Triton Inference Server (PyTriton) as model `eeg2img`; Ctrl-C drains and stops."""
     from .server import ServeSettings, serve as run_server
 
@@ -45,7 +39,7 @@ def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc
     settings = ServeSettings(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                              max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances,
                              drain_timeout_s=drain_timeout)
-    run_server(bundle, settings, open_pipeline=open_pipeline, shared_subject_token=shared_subject_token,
+    run_server(bundle, settings, open_pipeline=open_pipeline, run=run,
                on_ready=lambda: click.echo(f"ready: http://{host}:{http_port} grpc {host}:{grpc_port} model eeg2img "
                                            "(Ctrl-C to stop)", err=True))
     click.echo("stopped", err=True)
@@ -56,22 +50,17 @@ def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc
 @eeg_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--steps", type=click.Choice(["1", "4"]), default=None, help="SDXL-Turbo steps [default: 1].")
-@click.option("--prior-steps", type=click.IntRange(1, 1000), default=None, help="[default: 50]")
-@click.option("--ip-scale", type=FINITE, default=None, help="IP-Adapter scale [default: the bundle's].")
+@run_options("seed", "steps", "prior_steps", "ip_scale")
 @click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
               help="Requests in flight at once (load generator with --requests).")
 @click.option("--requests", "n_requests", type=click.IntRange(1), default=None,
               help="Requests to send, round-robin over the trials [default: one per trial].")
 @click.option("--model", default="eeg2img", show_default=True, help="Model name on the server.")
-@click.option("--timeout", type=click.FloatRange(min=0.0, min_open=True), default=120.0, show_default=True,
-              help="Seconds per request.")
-@click.option("--wait", type=click.FloatRange(0), default=60.0, show_default=True,
-              help="Seconds to wait for the server and model to become ready (one just started).")
-def client(url: str, out: Path, overwrite: bool, seed: int, steps: str | None, prior_steps: int | None,
-           ip_scale: float | None, concurrency: int, n_requests: int | None, model: str, timeout: float, wait: float,
-           **kw) -> None:
+@number("--timeout", rule=Range(0, lo_open=True), default=120.0, show_default=True, help="Seconds per request.")
+@number("--wait", rule=Range(0), default=60.0, show_default=True,
+        help="Seconds to wait for the server and model to become ready (one just started).")
+def client(url: str, out: Path, overwrite: bool, run: RunOptions, concurrency: int, n_requests: int | None, model: str,
+           timeout: float, wait: float, **kw) -> None:
     """Send EEG trials to a served model; write PNGs + result.json (with latency p50/p99 and throughput)."""
     from rich.progress import Progress
 
@@ -80,18 +69,17 @@ def client(url: str, out: Path, overwrite: bool, seed: int, steps: str | None, p
     from ..cli_options import read_eeg, whiten_if_asked
     from ..errors import ServingError
     from ..runtime.images import ImageWriter
-    from .client import Client, RequestOptions, run_trials
+    from .client import Client, run_trials
 
     writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any request
     eeg, ids = read_eeg(kw)
     eeg = whiten_if_asked(eeg, kw)  # here, before sending: the server only knows its bundle's matrix
     conn = Client(url, model=model, timeout_s=timeout)
     conn.check_ready(wait_s=wait)
-    opts = RequestOptions(seed=seed, steps=int(steps) if steps else None, prior_steps=prior_steps, ip_scale=ip_scale)
     total = n_requests or len(eeg)
     with Progress(transient=True) as bar:
         task = bar.add_task("requests", total=total)
-        answers, report = run_trials(conn, eeg, int(ids[0]), opts, concurrency=concurrency, requests=total,
+        answers, report = run_trials(conn, eeg, int(ids[0]), run, concurrency=concurrency, requests=total,
                                      progress=lambda: bar.advance(task))
     load = report.summary()
     if len(answers) < len(eeg):
@@ -102,8 +90,8 @@ def client(url: str, out: Path, overwrite: bool, seed: int, steps: str | None, p
                              eeg_embeds=np.stack([a.eeg_embeds for a in answers]),
                              image_embeds=np.stack([a.image_embeds for a in answers]))
     paths = writer.write(result, {
-        "command": "client", "url": url, "model": model, "seed": seed, "steps": opts.steps, "prior_steps": prior_steps,
-        "ip_scale": ip_scale, "subject_ids": ids.tolist(), "timings_ms": [a.timings_ms for a in answers], "load": load,
+        "command": "client", "url": url, "model": model, "seed": run.seed, "steps": run.steps,
+        "prior_steps": run.prior_steps, "ip_scale": run.ip_scale, "subject_ids": ids.tolist(), "timings_ms": [a.timings_ms for a in answers], "load": load,
     })
     lat = load["latency_ms"]
     click.echo(f"{total} request(s), concurrency {concurrency}: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..manifest import Artifact, Manifest
+from ..core.options import RunOptions
+from ..manifest import Artifact, Manifest, Stage
 from .pbtxt import Enum
 
-FUSED_PRIOR = "prior_sampler"
+FUSED_PRIOR = Stage.PRIOR_SAMPLER
 GLUE = "glue_model.py"
-GUIDANCE = 5.0  # the paper's prior guidance, the runtime's default
 MODEL_PREFIX = "eeg2img_glue"
 
 
@@ -89,12 +89,13 @@ def write_ensembles(root: Path, bundle: Path, manifest: Manifest, chosen: dict[s
         }
     for name in (m for m in out if out[m].get("platform") == "ensemble"):
         (root / name / "1").mkdir(parents=True)  # an ensemble needs a version folder, empty
+    run = RunOptions().resolve(manifest.bundle)  # infer's defaults for this bundle: guidance, IP scale
     for name in [step, *(m for m in out if m.startswith(f"{MODEL_PREFIX}_inputs_"))]:
         version = python_model(root / name, GLUE, bundle, manifest)
         n = int(name.rsplit("_", 1)[1]) if name != step else max(a.steps for a in fused.values())
         (version / "glue.json").write_text(json.dumps({
-            "prior_steps": n, "unet_steps": 1, "guidance": GUIDANCE,
-            "ip_scale": manifest.bundle.ip_scale, "latent_shape": latents["dims"],
+            "prior_steps": n, "unet_steps": 1, "guidance": run.guidance, "ip_scale": run.ip_scale,
+            "latent_shape": latents["dims"],
             "unet_dtypes": {t.name: t.dtype for t in chosen["unet"].inputs},
             "decoder_dtype": chosen[decoder].inputs[0].dtype,
         }, indent=2) + "\n")

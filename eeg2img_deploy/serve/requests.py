@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..eeg.spec import validate_eeg, validate_subject_ids
+from ..core.options import RUN_FIELDS, RunOptions
 from ..errors import EEGInputError
 from ..runtime.pipeline import Pipeline
 
@@ -37,8 +38,8 @@ def model_inputs(eeg_shape: tuple[int, int]) -> tuple[Port, ...]:
         Port("subject_id", "int64", (1,)),
         Port("seed", "int64", (1,)),
         Port("sample_index", "int64", (1,), optional=True),  # default: the row's position in its request
-        Port("steps", "int64", (1,), optional=True),  # SDXL-Turbo steps, default 1
-        Port("prior_steps", "int64", (1,), optional=True),  # default 50
+        Port("steps", "int64", (1,), optional=True),  # default: RunOptions' (the server's)
+        Port("prior_steps", "int64", (1,), optional=True),  # default: RunOptions'
         Port("ip_scale", "float32", (1,), optional=True),  # default: the bundle's
     )
 
@@ -54,15 +55,6 @@ def model_outputs(image_size: int) -> tuple[Port, ...]:
     )
 
 
-@dataclass(frozen=True)
-class Options:
-    """Per-row settings; rows with equal options run as one pipeline call."""
-
-    steps: int = 1
-    prior_steps: int = 50
-    ip_scale: float | None = None
-
-
 @dataclass
 class _Rows:
     """The rows of one request that share options; ``rows`` are their positions in the request."""
@@ -72,7 +64,7 @@ class _Rows:
     ids: np.ndarray
     seeds: np.ndarray
     indices: np.ndarray
-    options: Options
+    options: RunOptions  # rows with equal options run as one pipeline call
 
 
 def _column(request: dict[str, np.ndarray], name: str, n: int, dtype: str, default=None) -> np.ndarray:
@@ -89,38 +81,39 @@ def _column(request: dict[str, np.ndarray], name: str, n: int, dtype: str, defau
     return flat[:, 0]
 
 
-def parse_request(pipe: Pipeline, request: dict[str, np.ndarray], shared_subject_token: bool = False) -> list[_Rows]:
-    """Validate one request (the runtime's own EEG and subject checks) and split it by options."""
+def parse_request(pipe: Pipeline, request: dict[str, np.ndarray], run: RunOptions = RunOptions()) -> list[_Rows]:
+    """Validate one request (the runtime's own EEG and subject checks) and split it by options (``run``, the
+    server's, with each row's steps, prior_steps and ip_scale)."""
     if request.get("eeg") is None:
         raise EEGInputError("request has no input 'eeg'")
     eeg = validate_eeg(request["eeg"], pipe.eeg_spec)
     n = len(eeg)
     ids = validate_subject_ids(_column(request, "subject_id", n, "int64"), n)
-    pipe.check_subjects(ids, shared_subject_token)
+    pipe.check_subjects(ids, run.shared_subject_token)
     seeds = _column(request, "seed", n, "int64")
     indices = _column(request, "sample_index", n, "int64", default=np.arange(n))
     if (seeds < 0).any() or (indices < 0).any():
         raise EEGInputError("inputs 'seed' and 'sample_index' must be >= 0")
-    steps = _column(request, "steps", n, "int64", default=1)
-    prior_steps = _column(request, "prior_steps", n, "int64", default=50)
-    scales = _column(request, "ip_scale", n, "float32", default=np.nan)
+    steps = _column(request, "steps", n, "int64", default=run.steps)
+    prior_steps = _column(request, "prior_steps", n, "int64", default=run.prior_steps)
+    scales = _column(request, "ip_scale", n, "float32", default=np.nan if run.ip_scale is None else run.ip_scale)
     allowed = list(pipe.manifest.bundle.steps)
     if not set(steps.tolist()) <= set(allowed):
         raise EEGInputError(f"input 'steps' must be one of {allowed} (this bundle's scheduler tables); "
                             f"got {sorted(set(steps.tolist()))}")
-    if (prior_steps < 1).any() or (prior_steps > 1000).any():
-        raise EEGInputError(f"input 'prior_steps' must be 1..1000; got {sorted(set(prior_steps.tolist()))}")
-    if not np.isfinite(scales[~np.isnan(scales)]).all():
-        raise EEGInputError("input 'ip_scale' must be finite")
-    groups: dict[Options, list[int]] = {}
+    groups: dict[RunOptions, list[int]] = {}
     for j in range(n):
-        opt = Options(int(steps[j]), int(prior_steps[j]), None if np.isnan(scales[j]) else float(scales[j]))
-        groups.setdefault(opt, []).append(j)
+        row = {"steps": int(steps[j]), "prior_steps": int(prior_steps[j]),
+               "ip_scale": None if np.isnan(scales[j]) else float(scales[j])}
+        for name, value in row.items():  # RunOptions' own ranges, named as the request's inputs
+            if value is not None and (problem := RUN_FIELDS[name].metadata["rule"].problem(value)) is not None:
+                raise EEGInputError(f"input {name!r}: {problem}")
+        groups.setdefault(run.replace(**row), []).append(j)
     return [_Rows(r, eeg[r], ids[r], seeds[r], indices[r], opt) for opt, r in ((o, np.array(r)) for o, r in groups.items())]
 
 
-def run_requests(pipe: Pipeline, requests: list[dict[str, np.ndarray]], *,
-                 shared_subject_token: bool = False) -> list[dict[str, np.ndarray] | EEGInputError]:
+def run_requests(pipe: Pipeline, requests: list[dict[str, np.ndarray]],
+                 run: RunOptions = RunOptions()) -> list[dict[str, np.ndarray] | EEGInputError]:
     """One result per request: its outputs by name, or the error that rejected it (the others still run).
 
     Rows with the same options run as one pipeline call across requests (the pipeline chunks them by the
@@ -129,22 +122,21 @@ def run_requests(pipe: Pipeline, requests: list[dict[str, np.ndarray]], *,
     parsed: list[list[_Rows] | EEGInputError] = []
     for req in requests:
         try:
-            parsed.append(parse_request(pipe, req, shared_subject_token))
+            parsed.append(parse_request(pipe, req, run))
         except EEGInputError as e:
             parsed.append(e)
     results: list[dict[str, np.ndarray] | EEGInputError] = []
     for rows in parsed:
         n = 0 if isinstance(rows, Exception) else sum(len(p.rows) for p in rows)
         results.append(rows if isinstance(rows, Exception) else _empty_outputs(pipe, n))
-    by_option: dict[Options, list[tuple[int, _Rows]]] = {}
+    by_option: dict[RunOptions, list[tuple[int, _Rows]]] = {}
     for r, rows in enumerate(parsed):
         for part in [] if isinstance(rows, Exception) else rows:
             by_option.setdefault(part.options, []).append((r, part))
     for opt, parts in by_option.items():
         eeg, ids, seeds, indices = (np.concatenate([getattr(p, k) for _, p in parts])
                                     for k in ("eeg", "ids", "seeds", "indices"))
-        res = pipe(eeg, ids, seeds, sample_indices=indices, steps=opt.steps, prior_steps=opt.prior_steps,
-                   ip_scale=opt.ip_scale, shared_subject_token=shared_subject_token)
+        res = pipe(eeg, ids, seeds, opt, sample_indices=indices)
         timings = np.array([res.timings_ms[k] for k in TIMING_KEYS], np.float32)
         start = 0
         for r, p in parts:

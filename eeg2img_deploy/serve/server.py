@@ -15,6 +15,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.options import RunOptions
 from ..errors import BackendUnavailableError
 from .requests import MODEL_NAME, model_inputs, model_outputs, run_requests
 
@@ -92,11 +93,11 @@ class RequestRejected(ValueError):
     """A bad request; PyTriton puts the traceback in the answer, the client keeps the line after this name."""
 
 
-def _infer_function(pipe, shared_subject_token: bool):
+def _infer_function(pipe, run: RunOptions):
     """A PyTriton callable over one pipeline: a list of requests in, a list of output dicts out."""
 
     def infer(requests):
-        results = run_requests(pipe, [dict(r.items()) for r in requests], shared_subject_token=shared_subject_token)
+        results = run_requests(pipe, [dict(r.items()) for r in requests], run)
         errors = [(i, e) for i, e in enumerate(results) if isinstance(e, Exception)]
         if errors:  # PyTriton answers a batch with one error: name the request(s) it is about
             raise RequestRejected("; ".join(f"request {i + 1} of {len(results)} in this batch: {e}" for i, e in errors))
@@ -105,7 +106,7 @@ def _infer_function(pipe, shared_subject_token: bool):
     return infer
 
 
-def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, shared_subject_token: bool = False,
+def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, run: RunOptions = RunOptions(),
           on_ready=None) -> None:
     """Serve ``bundle`` until Ctrl-C or SIGTERM; in-flight requests finish first (up to ``drain_timeout_s``).
 
@@ -140,7 +141,7 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, shared_subjec
         with Triton(config=config) as triton:
             triton.bind(
                 model_name=MODEL_NAME,
-                infer_func=[_infer_function(p, shared_subject_token) for p in pipes],
+                infer_func=[_infer_function(p, run) for p in pipes],
                 inputs=tensors(model_inputs(pipes[0].eeg_spec.shape)),
                 outputs=tensors(model_outputs(pipes[0].image_size)),
                 config=ModelConfig(max_batch_size=max_batch, batcher=DynamicBatcher(

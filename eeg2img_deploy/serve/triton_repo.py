@@ -24,7 +24,8 @@ from pathlib import Path
 from ..errors import ManifestError
 from ..fileio import atomic_write_text
 from ..integrity import verify_files
-from ..manifest import Artifact, Backend, Decoder, Manifest, Precision, Stage, read_manifest
+from ..core.artifacts import select_artifacts
+from ..manifest import Artifact, Backend, Decoder, Manifest, Stage, read_manifest
 from .pbtxt import Enum, render, tensor
 from .ensemble import FUSED_PRIOR, write_ensembles
 from .requests import MODEL_NAME, model_inputs, model_outputs
@@ -61,25 +62,6 @@ def instance_kind(manifest: Manifest, kind: str) -> str:
     # the recorded provider is onnxruntime's name ("CUDAExecutionProvider"); a bundle has none
     on_gpu = ort is not None and ort.provider not in ("CPUExecutionProvider", "cpu")
     return "gpu" if manifest.backend is Backend.ONNXRUNTIME and on_gpu else "cpu"
-
-
-def pick_artifact(manifest: Manifest, stage: str, precision: Precision, steps: int | None = None) -> Artifact:
-    """The stage in ``precision`` if the folder has it, else the one precision it has (fp32-only stages)."""
-    by_steps = {} if steps is None else {"steps": steps}
-    have = manifest.precisions(stage, **by_steps)
-    if precision in have or len(have) != 1:
-        return manifest.artifact(stage, precision, **by_steps)
-    return manifest.artifact(stage, have[0], **by_steps)
-
-
-def fused_prior_steps(manifest: Manifest) -> list[int]:
-    return sorted({a.steps for a in manifest.artifacts if a.stage == FUSED_PRIOR and getattr(a, "steps", None)})
-
-
-def session_key(a: Artifact) -> str:
-    """How the runtime's Pipeline names a stage's session (``prior_sampler@50`` for a per-step-count graph)."""
-    steps = getattr(a, "steps", None)
-    return a.stage if steps is None else f"{a.stage}@{steps}"
 
 
 def python_model(folder: Path, source: str, bundle: Path, manifest: Manifest) -> Path:
@@ -165,14 +147,14 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
         raise ManifestError("--stage-backend python runs ONNX with onnxruntime; TensorRT plans need the native "
                             "tensorrt_plan backend: drop --stage-backend python")
     kind = instance_kind(manifest, settings.kind)
-    precision = Precision(settings.precision or ("fp16" if kind == "gpu" else "fp32"))
     stages = [Stage.ENCODER, Stage.PRIOR, Stage.UNET, Decoder(settings.vae).stage]
-    missing = [s for s in stages if s not in manifest.stages()]
+    missing = [str(s) for s in stages if s not in manifest.stages()]
     if missing:
-        raise ManifestError(f"{bundle} lacks stage(s) {missing}: export the bundle again (or choose another --vae)")
-    chosen = {s: pick_artifact(manifest, s, precision) for s in stages}
-    for n in fused_prior_steps(manifest):  # the fused prior graphs, one model per step count
-        chosen[f"{FUSED_PRIOR}_{n}"] = pick_artifact(manifest, FUSED_PRIOR, precision, n)
+        raise ManifestError(f"{bundle} lacks stage(s) {', '.join(missing)}: export the bundle again (or choose another "
+                            "--vae)")
+    stages += [FUSED_PRIOR] if FUSED_PRIOR in manifest.stages() else []  # one model per step count
+    chosen = {key.replace("@", "_"): a for key, a in select_artifacts(  # Triton model names: prior_sampler_50
+        manifest, stages, settings.precision, prefer_fp16=kind == "gpu", folder=bundle).items()}
     verify_files(bundle, manifest, sorted({a.stage for a in chosen.values()}), force=settings.verify)
     configs: dict[str, dict] = {}
     tmp = out.with_name(out.name + ".partial")
@@ -190,8 +172,8 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
             _place(bundle / a.data_file, version / a.data_file)
         configs[name] = cfg
     version = python_model(tmp / MODEL_NAME, ORCHESTRATOR, bundle, manifest)
-    models = {session_key(a): {"model": name, "stage": a.stage, "precision": a.precision.value,
-                               "steps": getattr(a, "steps", None)} for name, a in chosen.items()}
+    models = {a.session_key: {"model": name, "stage": a.stage, "precision": a.precision.value, "steps": a.steps}
+              for name, a in chosen.items()}
     (version / REPO_SETTINGS).write_text(json.dumps({"vae": settings.vae, "models": models}, indent=2) + "\n")
     configs[MODEL_NAME] = orchestrator_config(manifest, settings)
     configs.update(write_ensembles(tmp, bundle, manifest, chosen, Decoder(settings.vae).stage, configs))

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import RuntimeOptions, parse_event_id, runtime_options, sampling_options, shared_subject_token_option
+from ..cli_options import (
+    SAMPLING,
+    Range,
+    RunOptions,
+    RuntimeOptions,
+    number,
+    parse_event_id,
+    run_options,
+    runtime_options,
+)
 
 
 @click.command("stream")
@@ -26,10 +35,10 @@ from ..cli_options import RuntimeOptions, parse_event_id, runtime_options, sampl
 @click.option("--max-epochs", type=click.IntRange(min=1), default=None, help="Stop after this many images.")
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Play this raw recording (.fif/.edf/.bdf/.vhdr, with its annotations) as the stream.")
-@click.option("--connect-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
-              help="Seconds to wait for the streams to appear at start.")
-@click.option("--reconnect-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
-              help="Seconds to wait for a stream that disappeared before giving up.")
+@number("--connect-timeout", rule=Range(0), default=10.0, show_default=True,
+        help="Seconds to wait for the streams to appear at start.")
+@number("--reconnect-timeout", rule=Range(0), default=10.0, show_default=True,
+        help="Seconds to wait for a stream that disappeared before giving up.")
 @click.option("--queue-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Epochs waiting for the engines; beyond it the oldest waiting epoch is dropped (counted).")
 @click.option("--rename-channels", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -38,14 +47,12 @@ from ..cli_options import RuntimeOptions, parse_event_id, runtime_options, sampl
 @click.option("--overwrite", is_flag=True, help="Replace the epoch images and epochs.jsonl of an earlier run in --out.")
 @click.option("--view", is_flag=True, help="Serve a live page of the reconstructions on localhost.")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
-@shared_subject_token_option
-@sampling_options
+@run_options(*SAMPLING, "shared_subject_token")
 @runtime_options
 def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events: str | None, event_channel: str | None,
                event_id: str | None, max_epochs: int | None, replay: Path | None, connect_timeout: float,
                reconnect_timeout: float, queue_size: int, rename_channels: Path | None, allow_resample: bool,
-               overwrite: bool, view: bool, view_port: int, shared_subject_token: bool, seed: int, steps: str, prior_steps: int, guidance: float,
-               runtime: RuntimeOptions) -> None:
+               overwrite: bool, view: bool, view_port: int, run: RunOptions, runtime: RuntimeOptions) -> None:
     """Reconstruct an image for each stimulus of a live LSL EEG stream (or a --replay of a recording)."""
     from ..eeg.mne_preprocess import read_channel_renames
     from .lsl import import_mne_lsl
@@ -56,16 +63,15 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
         raise click.BadParameter("--replay plays its own stream: drop --source")
     import_mne_lsl()
     settings = StreamSettings(
-        subject=subject, seed=seed, source=source, events=events, event_channel=event_channel,
+        subject=subject, source=source, events=events, event_channel=event_channel,
         event_id=parse_event_id(event_id), queue_size=queue_size, max_epochs=max_epochs,
         connect_timeout=connect_timeout, reconnect_timeout=reconnect_timeout, allow_resample=allow_resample,
         rename_channels=read_channel_renames(rename_channels) if rename_channels else None,
-        run={"steps": int(steps), "prior_steps": prior_steps, "guidance": guidance,
-             "shared_subject_token": shared_subject_token},
+        run=run,
     )
     writer = EpochWriter(out, overwrite=overwrite)  # refuses a used folder before anything starts
     pipe = runtime.open(bundle)
-    pipe.check_subjects([subject], shared_subject_token)  # before waiting for any stream
+    pipe.check_subjects([subject], run.shared_subject_token)  # before waiting for any stream
     player = None
     if replay:
         from .replay import start_player

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EEGInputError
+from ..core.options import RunOptions
+from ..errors import EEGInputError, OptionError
 from .epocher import Epoch, Epocher
 from .lsl import ANNOTATION_TYPES, MarkerInlet, StreamError, import_mne_lsl, local_clock, resolve_one
 
@@ -34,7 +35,6 @@ RECONNECT_LOOK_S = 1.0  # while the EEG is gone, look for a new source this ofte
 @dataclass(frozen=True)
 class StreamSettings:
     subject: int
-    seed: int = 0
     source: str | None = None  # EEG stream name [default: the one stream of type EEG]
     events: str | None = None  # marker/annotation stream name [default: the one such stream]
     event_channel: str | None = None  # a stim channel of the EEG stream instead of a marker stream
@@ -48,11 +48,11 @@ class StreamSettings:
     allow_resample: bool = False
     buffer_s: float = 30.0  # the EEG ring buffer; an epoch must be cut before its window leaves it
     poll_s: float = 0.005
-    run: dict[str, Any] = field(default_factory=dict)  # Pipeline.__call__ options: steps, prior_steps, guidance...
+    run: RunOptions = RunOptions()  # what each pipeline call runs: seed, steps, prior_steps, guidance...
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
-            raise EEGInputError(f"--queue-size must be >= 1, got {self.queue_size}")
+            raise OptionError(f"--queue-size must be >= 1, got {self.queue_size}")
         if self.events and self.event_channel:
             raise EEGInputError("give the stimuli either as a marker stream (--events) or a stim channel (--event-channel), not both")
 
@@ -251,13 +251,13 @@ class StreamReconstructor:
         s = self.settings
         eeg = np.stack([ep.eeg for ep in batch])
         # Stimulus k draws noise stream (seed, k), whatever batch it lands in: `infer`'s trial k.
-        res = self.pipeline(eeg, s.subject, s.seed, sample_indices=np.array([ep.index for ep in batch]), **s.run)
+        res = self.pipeline(eeg, s.subject, options=s.run, sample_indices=np.array([ep.index for ep in batch]))
         now = local_clock()
         self.stats.batches[len(batch)] += 1
         for ep, image in zip(batch, res.images):
             self.stats.epochs += 1
             yield EpochResult(ep.index, ep.code, ep.description, ep.event_time, ep.window_end, ep.cut_time, now,
-                              image, s.subject, s.seed, len(batch), dict(res.timings_ms))
+                              image, s.subject, s.run.seed, len(batch), dict(res.timings_ms))
 
     def _count_drop(self, ep: Epoch) -> None:
         self.stats.dropped[ep.drop_reason or "unknown"] += 1

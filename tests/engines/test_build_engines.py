@@ -16,7 +16,7 @@ from fakes.onnx_bundle import run_onnx, sample_feeds
 
 from eeg2img_deploy.engines import ort_optimize
 from eeg2img_deploy.engines.build import build_engines, default_engine_dir
-from eeg2img_deploy.errors import BackendUnavailableError, EngineError
+from eeg2img_deploy.errors import BackendUnavailableError, EngineError, ManifestError
 from eeg2img_deploy.fileio import sha256_file
 from eeg2img_deploy.manifest import Backend, Precision, read_manifest
 
@@ -104,8 +104,33 @@ def test_no_gpu_fails_before_the_builder(onnx_bundle: Path, tmp_path: Path, monk
 
 
 def test_explicit_precision_missing_from_the_bundle_names_the_export(onnx_bundle: Path, tmp_path: Path, fake_gpu) -> None:
-    with pytest.raises(Exception, match="export --precision fp16"):
+    """A stage without fp16 that is not fp32-only (this bundle's encoder): the stage, the fix, no repr, no folder."""
+    with pytest.raises(ManifestError) as e:
         build_engines(onnx_bundle, tmp_path / "e", backend="tensorrt", precision="fp16", progress=False)
+    assert "holds encoder in fp32 only, not fp16" in str(e.value) and "export ... --precision fp16" in str(e.value)
+    assert "<" not in str(e.value) and not (tmp_path / "e").exists()
+
+
+def test_explicit_fp16_keeps_the_fp32_only_stages_fp32(tiny_bundle: Path, tmp_path: Path, fake_gpu) -> None:
+    """``--precision fp16`` on a real bundle builds fp16 where it has it; its fp32-only VAE encoder stays fp32 (the
+    builder used to refuse every real bundle: the VAE has no fp16 graph by design)."""
+    assert "vae_encoder" in read_manifest(tiny_bundle).bundle.fp32_only_stages
+    m = build_engines(tiny_bundle, tmp_path / "trt", backend="tensorrt", precision="fp16",
+                      stages=["low_level_encoder", "vae_encoder"], progress=False)
+    assert [(a.stage, a.precision) for a in m.artifacts] == [
+        ("low_level_encoder", Precision.FP16), ("vae_encoder", Precision.FP32)]
+
+
+def test_unchanged_rebuild_says_up_to_date(onnx_bundle: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """At the default log level the command says whether it built anything (the table alone looks the same)."""
+    from support import run_main
+
+    args = ["build-engines", "--bundle", onnx_bundle, "--out", tmp_path / "e", "--backend", "onnxruntime",
+            "--provider", "cpu"]
+    code, first, _ = run_main(monkeypatch, capsys, args)
+    assert code == 0 and first.count("built in") == 3 and "up to date" not in first
+    code, again, _ = run_main(monkeypatch, capsys, args)
+    assert code == 0 and again.count(" up to date\n") == 3 and "are up to date: nothing to build" in again
 
 
 def test_default_engine_dir(tmp_path: Path) -> None:

@@ -84,16 +84,13 @@ def test_cli_tensorrt_without_tensorrt_fails_clearly(tiny_bundle, tmp_path, monk
 
 
 def test_engine_folder_runs_the_low_level_path(tiny_bundle, ort_engines, tiny_eeg):
-    from eeg2img_deploy.core.options import LowLevelOptions
-
     out, manifest = ort_engines
     assert {"low_level_encoder", "vae_encoder"} <= set(manifest.stages())
-    options = LowLevelOptions(strength=0.5)
     runs = []
     for folder in (tiny_bundle, out):
         pipe = Pipeline.from_bundle(folder, low_level=True)
         try:
-            runs.append(pipe(tiny_eeg[:1], SUBJECT, SEED, steps=4, prior_steps=4, low_level=options))
+            runs.append(pipe(tiny_eeg[:1], SUBJECT, SEED, steps=4, prior_steps=4, low_level=True, strength=0.5))
         finally:
             pipe.close()
     assert np.abs(runs[0].images.astype(int) - runs[1].images).max() <= 2

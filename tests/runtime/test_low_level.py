@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from eeg2img_deploy.errors import SettingsError
-from eeg2img_deploy.core.options import LowLevelOptions
+from eeg2img_deploy.errors import OptionError, SettingsError
+from eeg2img_deploy.core.options import RunOptions
 from eeg2img_deploy.runtime.low_level import clip_normalise
 from eeg2img_deploy.core.noise import NoiseSource
 from eeg2img_deploy.runtime.pipeline import Pipeline
@@ -47,17 +47,17 @@ _REFERENCE: dict = {}
 def reference(reference_pipe, eeg, options):
     key = (eeg.tobytes(), options)
     if key not in _REFERENCE:
-        _REFERENCE[key] = reference_pipe(eeg, SUBJECT, SEED, steps=STEPS, prior_steps=PRIOR_STEPS,
-                                         image_size=TEST_IMAGE_SIZE, low_level=options)
+        _REFERENCE[key] = reference_pipe(eeg, SUBJECT, SEED, options, steps=STEPS, prior_steps=PRIOR_STEPS,
+                                         image_size=TEST_IMAGE_SIZE)
     return _REFERENCE[key]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("mode", ["image", "latent"])
 def test_runtime_matches_reference(pipes, reference_pipe, tiny_eeg, precision, mode):
-    options = LowLevelOptions(strength=0.5, mode=mode)
+    options = RunOptions(low_level=True, strength=0.5, low_level_mode=mode, steps=STEPS)
     ref = reference(reference_pipe, tiny_eeg[:2], options)
-    run = pipes[precision](tiny_eeg[:2], SUBJECT, SEED, steps=STEPS, prior_steps=PRIOR_STEPS, low_level=options)
+    run = pipes[precision](tiny_eeg[:2], SUBJECT, SEED, options, prior_steps=PRIOR_STEPS)
     db = [psnr(a, b) for a, b in zip(run.images, ref.images)]
     print(f"\nlow-level {mode} {precision}: PSNR {[round(d, 1) for d in db]} dB")
     assert min(db) >= MIN_PSNR[precision], db
@@ -77,7 +77,7 @@ def _images_from_latents(pipe, z, image_embeds, strength, mode="image"):
 
 def test_low_level_eeg_strength_and_mode_move_the_image(pipes, tiny_eeg):
     pipe = pipes["fp32"]
-    base = pipe(tiny_eeg[:1], SUBJECT, SEED, steps=STEPS, prior_steps=PRIOR_STEPS, low_level=LowLevelOptions(0.5))
+    base = pipe(tiny_eeg[:1], SUBJECT, SEED, steps=STEPS, prior_steps=PRIOR_STEPS, low_level=True, strength=0.5)
     emb = base.image_embeds
     same = _images_from_latents(pipe, base.low_level_latents, emb, 0.5)
     assert psnr(same, base.images) == float("inf")  # the pieces recompose the pipeline exactly
@@ -126,9 +126,8 @@ def test_cut_matches_diffusers_timesteps():
 
 @pytest.mark.parametrize("steps, strength", [(4, 0.2), (1, 0.5), (4, 0.0), (4, 1.5)])
 def test_strength_leaving_no_step_is_refused(pipes, tiny_eeg, steps, strength):
-    with pytest.raises(SettingsError, match="--strength"):
-        pipes["fp32"](tiny_eeg[:1], SUBJECT, SEED, steps=steps, prior_steps=PRIOR_STEPS,
-                      low_level=LowLevelOptions(strength=strength))
+    with pytest.raises((OptionError, SettingsError), match="--strength"):
+        pipes["fp32"](tiny_eeg[:1], SUBJECT, SEED, steps=steps, prior_steps=PRIOR_STEPS, low_level=True, strength=strength)
 
 
 def test_clip_normalise_is_the_processor():
@@ -144,7 +143,7 @@ def test_low_level_needs_the_stages(tiny_bundle, tiny_eeg):
     pipe = Pipeline.from_bundle(tiny_bundle)
     try:
         with pytest.raises(SettingsError, match="--low-level"):
-            pipe(tiny_eeg[:1], SUBJECT, SEED, steps=STEPS, prior_steps=PRIOR_STEPS, low_level=LowLevelOptions())
+            pipe(tiny_eeg[:1], SUBJECT, SEED, steps=STEPS, prior_steps=PRIOR_STEPS, low_level=True)
     finally:
         pipe.close()
 

@@ -37,13 +37,12 @@ def test_runtime_inference_without_torch(tiny_bundle, tiny_dir):
     code = """
         import json, sys
         import numpy as np
-        from eeg2img_deploy.core.options import LowLevelOptions
         from eeg2img_deploy.runtime.pipeline import Pipeline
 
         eeg = np.load(sys.argv[2])[:2]
         pipe = Pipeline.from_bundle(sys.argv[1], low_level=True)
         res = pipe(eeg, 8, 0, prior_steps=3)
-        low = pipe(eeg, 8, 0, prior_steps=3, steps=4, low_level=LowLevelOptions(strength=0.5))  # the low-level path too
+        low = pipe(eeg, 8, 0, prior_steps=3, steps=4, low_level=True, strength=0.5)  # the low-level path too
         loaded = sorted({m.split(".")[0] for m in sys.modules} & set(BLOCKED))
         print(json.dumps({"shape": list(res.images.shape), "dtype": str(res.images.dtype),
                           "std": float(res.images.std()), "low_std": float(low.images.std()), "loaded": loaded}))
@@ -61,10 +60,9 @@ def test_captions_and_prompts_without_torch(tiny_bundle, tiny_dir):
         import json, sys
         import numpy as np
         from eeg2img_deploy.runtime.pipeline import Pipeline
-        from eeg2img_deploy.runtime.semantic import SemanticRequest
 
         pipe = Pipeline.from_bundle(sys.argv[1])
-        res = pipe(np.load(sys.argv[2])[:2], 8, 0, prior_steps=3, semantic=SemanticRequest(prompt_from_caption=True))
+        res = pipe(np.load(sys.argv[2])[:2], 8, 0, prior_steps=3, prompt_from_caption=True)
         loaded = sorted({m.split(".")[0] for m in sys.modules} & set(BLOCKED))
         print(json.dumps({"captions": res.captions, "loaded": loaded, "tokenizers": "tokenizers" in sys.modules}))
     """

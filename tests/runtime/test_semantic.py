@@ -16,7 +16,8 @@ pytest.importorskip("torch")
 
 from eeg2img_deploy.errors import ManifestError
 from eeg2img_deploy.runtime.pipeline import Pipeline
-from eeg2img_deploy.runtime.semantic import CAPTION_STAGES, TEXT_STAGE, SemanticRequest
+from eeg2img_deploy.core.options import RunOptions
+from eeg2img_deploy.runtime.semantic import CAPTION_STAGES, TEXT_STAGE
 
 from support import TEST_IMAGE_SIZE, psnr
 
@@ -47,7 +48,7 @@ def test_empty_prompt_path_opens_nothing_and_captions_leave_the_image_alone(tiny
     plain = p(tiny_eeg[:2], SUBJECT, SEED, prior_steps=PRIOR_STEPS)
     assert not set(p.sessions) & {TEXT_STAGE, *CAPTION_STAGES} and plain.captions is None
     assert set(plain.timings_ms) == {"encoder", "prior", "unet", "decoder", "total"}
-    captioned = p(tiny_eeg[:2], SUBJECT, SEED, prior_steps=PRIOR_STEPS, semantic=SemanticRequest(caption=True))
+    captioned = p(tiny_eeg[:2], SUBJECT, SEED, prior_steps=PRIOR_STEPS, caption=True)
     assert set(CAPTION_STAGES) <= set(p.sessions) and TEXT_STAGE not in p.sessions
     np.testing.assert_array_equal(captioned.images, plain.images)  # own noise stream, empty prompt kept
     assert len(captioned.captions) == 2 and captioned.timings_ms["caption"] > 0
@@ -55,7 +56,7 @@ def test_empty_prompt_path_opens_nothing_and_captions_leave_the_image_alone(tiny
 
 
 def test_tokens_match_transformers(pipe, reference_pipe):
-    pipe.semantic.prepare(SemanticRequest(prompt="x"))
+    pipe.semantic.prepare(RunOptions(prompt="x"))
     ids, ids_2 = pipe.semantic._prompts.token_ids(PROMPTS)
     for got, tok in ((ids, reference_pipe.sdxl.tokenizer), (ids_2, reference_pipe.sdxl.tokenizer_2)):
         want = tok(PROMPTS, padding="max_length", max_length=77, truncation=True, return_tensors="np").input_ids
@@ -66,7 +67,7 @@ def test_tokens_match_transformers(pipe, reference_pipe):
 def test_prompt_embeddings_match_encode_prompt(pipe, reference_pipe):
     from eeg2img_deploy.reference.stage2 import encode_prompts
 
-    pipe.semantic.prepare(SemanticRequest(prompt="x"))
+    pipe.semantic.prepare(RunOptions(prompt="x"))
     embeds, pooled = pipe.semantic._prompts(PROMPTS)
     ref = encode_prompts(reference_pipe.sdxl, PROMPTS)
     err = max(np.abs(embeds - ref.prompt_embeds.numpy()).max(), np.abs(pooled - ref.pooled.numpy()).max())
@@ -76,7 +77,7 @@ def test_prompt_embeddings_match_encode_prompt(pipe, reference_pipe):
 
 
 def test_captions_match_the_reference_token_for_token(pipe, ref_captioned, tiny_eeg):
-    run = pipe(tiny_eeg, SUBJECT, SEED, prior_steps=PRIOR_STEPS, semantic=SemanticRequest(prompt_from_caption=True))
+    run = pipe(tiny_eeg, SUBJECT, SEED, prior_steps=PRIOR_STEPS, prompt_from_caption=True)
     print("\n" + "\n".join(run.captions))
     assert run.caption_ids == ref_captioned.caption_ids
     assert run.captions == ref_captioned.captions
@@ -89,7 +90,7 @@ def test_captions_match_the_reference_token_for_token(pipe, ref_captioned, tiny_
 def test_fixed_prompt_image_matches_the_reference(pipe, reference_pipe, tiny_eeg):
     ref = reference_pipe(tiny_eeg[:2], SUBJECT, SEED, prior_steps=PRIOR_STEPS, image_size=TEST_IMAGE_SIZE,
                          prompt=PROMPTS[0])
-    run = pipe(tiny_eeg[:2], SUBJECT, SEED, prior_steps=PRIOR_STEPS, semantic=SemanticRequest(prompt=PROMPTS[0]))
+    run = pipe(tiny_eeg[:2], SUBJECT, SEED, prior_steps=PRIOR_STEPS, prompt=PROMPTS[0])
     db = [psnr(a, b) for a, b in zip(run.images, ref.images)]
     print(f"\nfixed prompt: PSNR min {min(db):.1f} dB")
     assert min(db) >= MIN_PSNR and run.captions is None
@@ -97,7 +98,7 @@ def test_fixed_prompt_image_matches_the_reference(pipe, reference_pipe, tiny_eeg
 
 def test_the_prompt_moves_the_image(pipe, tiny_eeg):
     def image(prompt):
-        return pipe(tiny_eeg[:1], SUBJECT, SEED, prior_steps=PRIOR_STEPS, semantic=SemanticRequest(prompt=prompt)).images[0]
+        return pipe(tiny_eeg[:1], SUBJECT, SEED, prior_steps=PRIOR_STEPS, prompt=prompt).images[0]
 
     empty = pipe(tiny_eeg[:1], SUBJECT, SEED, prior_steps=PRIOR_STEPS).images[0]
     a, b = image(PROMPTS[0]), image(PROMPTS[2])
@@ -109,7 +110,7 @@ def test_the_prompt_moves_the_image(pipe, tiny_eeg):
 
 
 def test_the_image_embedding_moves_the_caption(pipe):
-    pipe.semantic.prepare(SemanticRequest(caption=True))
+    pipe.semantic.prepare(RunOptions(caption=True))
     rng = np.random.default_rng(0)
     base = rng.uniform(-1, 1, (1, 1024)).astype(np.float32)
     others = [base + rng.normal(0, 0.3, base.shape).astype(np.float32), rng.uniform(-1, 1, (1, 1024)).astype(np.float32)]
@@ -123,9 +124,9 @@ def test_missing_caption_stages_name_the_fix(tiny_bundle, tiny_eeg):
     p = Pipeline.from_bundle(tiny_bundle)
     p.manifest = p.manifest.replace(artifacts=tuple(a for a in p.manifest.artifacts if a.stage not in CAPTION_STAGES))
     with pytest.raises(ManifestError, match="git-large-coco.*--caption"):
-        p(tiny_eeg[:1], SUBJECT, SEED, prior_steps=2, semantic=SemanticRequest(caption=True))
+        p(tiny_eeg[:1], SUBJECT, SEED, prior_steps=2, caption=True)
     with pytest.raises(ValueError, match="--prompt-from-caption"):
-        SemanticRequest(prompt="a", prompt_from_caption=True)
+        RunOptions(prompt="a", prompt_from_caption=True)
     p.close()
 
 
@@ -158,7 +159,7 @@ def test_cli_infer_captions_match_cli_reference(tiny_bundle, tiny_dir, tmp_path)
 def test_onnxruntime_engine_folder_captions_match(ort_engines, ref_captioned, tiny_eeg):
     out, _ = ort_engines
     p = Pipeline.from_bundle(out)
-    run = p(tiny_eeg, SUBJECT, SEED, prior_steps=PRIOR_STEPS, semantic=SemanticRequest(prompt_from_caption=True))
+    run = p(tiny_eeg, SUBJECT, SEED, prior_steps=PRIOR_STEPS, prompt_from_caption=True)
     p.close()
     assert run.caption_ids == ref_captioned.caption_ids
     assert min(psnr(a, b) for a, b in zip(run.images, ref_captioned.images)) >= MIN_PSNR
@@ -168,10 +169,10 @@ def test_bench_reports_the_caption_and_text_encoder_stages(tiny_bundle, tiny_dir
     from eeg2img_deploy.bench import print_report, run_bench
 
     rep = run_bench(tiny_bundle, runs=1, warmup=0, prior_steps=2, baseline_weights=tiny_dir,
-                    semantic=SemanticRequest(prompt_from_caption=True))
+                    prompt_from_caption=True)
     for side in ("runtime", "baseline"):
         lat = rep[side]["latency_ms"]
         assert {"caption", "text_encoder"} <= set(lat) and lat["caption"]["p50"] > 0 and lat["text_encoder"]["p50"] > 0
-    assert rep["settings"]["semantic"]["prompt_from_caption"] is True and "caption" in rep["ratios"]
+    assert rep["settings"]["prompt_from_caption"] is True and "caption" in rep["ratios"]
     print_report(rep)
     assert rep["baseline"]["parity"]["images_max_abs_diff"] <= 8

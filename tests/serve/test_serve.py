@@ -89,7 +89,8 @@ def test_client_writes_the_images_infer_writes(server, tiny_bundle, tiny_dir, tm
 
 def test_eight_concurrent_clients_get_their_own_images(server, pipe, tiny_eeg, record_property):
     """8 clients x 20 requests, three seeds mixed: every answer equals the runtime's for its (trial, seed)."""
-    from eeg2img_deploy.serve.client import Client, RequestOptions
+    from eeg2img_deploy.core.options import RunOptions
+    from eeg2img_deploy.serve.client import Client
 
     seeds = (0, 1, 2)
     expected = {s: pipe(tiny_eeg, SUBJECT, s, prior_steps=PRIOR_STEPS).images for s in seeds}
@@ -100,7 +101,7 @@ def test_eight_concurrent_clients_get_their_own_images(server, pipe, tiny_eeg, r
         for r in range(20):
             trial, seed = (w + r) % len(tiny_eeg), seeds[(w * 20 + r) % 3]
             try:
-                a = client.infer(tiny_eeg[trial], SUBJECT, trial, RequestOptions(seed=seed, prior_steps=PRIOR_STEPS))
+                a = client.infer(tiny_eeg[trial], SUBJECT, trial, RunOptions(seed=seed, prior_steps=PRIOR_STEPS))
             except Exception as e:  # collected: the assertion below names them
                 with lock:
                     errors.append(repr(e))

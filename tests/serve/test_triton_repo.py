@@ -128,7 +128,8 @@ def bundled_server(tiny_bundle, tmp_path_factory, triton_stub_loads):
 
 def test_the_repository_runs_on_tritonserver_and_answers_what_infer_does(bundled_server, tiny_bundle, tiny_eeg):
     from eeg2img_deploy.runtime.pipeline import Pipeline
-    from eeg2img_deploy.serve.client import Client, RequestOptions, ServingError
+    from eeg2img_deploy.core.options import RunOptions
+    from eeg2img_deploy.serve.client import Client, ServingError
 
     pipe = Pipeline.from_bundle(tiny_bundle, threads=1)
     want = {s: pipe(tiny_eeg, SUBJECT, s, prior_steps=4) for s in (0, 5)}
@@ -137,7 +138,7 @@ def test_the_repository_runs_on_tritonserver_and_answers_what_infer_does(bundled
 
     def send(trial, seed, subject=SUBJECT):
         try:
-            answers.append((trial, seed, client.infer(tiny_eeg[trial], subject, trial, RequestOptions(seed, prior_steps=4))))
+            answers.append((trial, seed, client.infer(tiny_eeg[trial], subject, trial, RunOptions(seed, prior_steps=4))))
         except ServingError as e:
             errors.append(str(e))
 
@@ -156,9 +157,7 @@ def test_the_repository_runs_on_tritonserver_and_answers_what_infer_does(bundled
 
 
 def _fused_steps(bundle) -> list[int]:
-    from eeg2img_deploy.serve.triton_repo import fused_prior_steps
-
-    steps = fused_prior_steps(read_manifest(bundle))
+    steps = sorted(read_manifest(bundle).step_counts("prior_sampler"))
     if not steps:
         pytest.skip("this bundle has no fused prior graph (prior_sampler): no ensemble")
     return steps
@@ -191,13 +190,14 @@ def test_ensemble_wiring_is_consistent(tiny_bundle, tmp_path):
 
 def test_fused_ensemble_runs_on_tritonserver_with_infer_s_images(bundled_server, tiny_bundle, tiny_eeg):
     from eeg2img_deploy.runtime.pipeline import Pipeline
-    from eeg2img_deploy.serve.client import Client, RequestOptions
+    from eeg2img_deploy.core.options import RunOptions
+    from eeg2img_deploy.serve.client import Client
 
     pipe = Pipeline.from_bundle(tiny_bundle, threads=1)
     for n in _fused_steps(tiny_bundle):
         want = pipe(tiny_eeg[:2], SUBJECT, 7, prior_steps=n)
         client = Client(bundled_server.url, model=f"eeg2img_fused_{n}", timeout_s=60)
         for trial in (0, 1):
-            a = client.infer(tiny_eeg[trial], SUBJECT, trial, RequestOptions(seed=7))
+            a = client.infer(tiny_eeg[trial], SUBJECT, trial, RunOptions(seed=7))
             np.testing.assert_array_equal(a.image, want.images[trial])
             np.testing.assert_array_equal(a.image_embeds, want.image_embeds[trial])

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 pytest.importorskip("mne")
 pytest.importorskip("mne_lsl")
 
+from eeg2img_deploy.core.options import RunOptions  # noqa: E402
 from eeg2img_deploy.cli import cli  # noqa: E402
 from eeg2img_deploy.eeg.synthetic import write_tiny_recording  # noqa: E402
 from eeg2img_deploy.stream.reconstructor import StreamReconstructor, StreamSettings  # noqa: E402
@@ -125,7 +126,7 @@ def test_faster_than_real_time_batches_and_bounds_the_queue(tiny_bundle, tmp_pat
     rec = write_tiny_recording(tmp_path / "fast_raw.fif", n_stimuli=n, soa_s=0.01, seed=2)
     pipe = Pipeline.from_bundle(tiny_bundle)
     player = start_player(rec, name=_name(), lead_s=1.0)
-    settings = StreamSettings(subject=8, queue_size=4, run={"prior_steps": 50})
+    settings = StreamSettings(subject=8, queue_size=4, run=RunOptions(prior_steps=50))
     rec_ = StreamReconstructor(pipe, settings, player=player)
     results = list(rec_)
     stats = rec_.stats
@@ -145,7 +146,7 @@ def test_stim_channel_in_the_eeg_stream(tiny_bundle, tmp_path):
     rec = write_tiny_recording(tmp_path / "stim_raw.fif", n_stimuli=5, soa_s=0.25, stim_channel="STI 014")
     pipe = Pipeline.from_bundle(tiny_bundle)
     player = start_player(rec, name=_name(), lead_s=1.0)
-    settings = StreamSettings(subject=8, event_channel="STI 014", event_id=[2], run={"prior_steps": 2})
+    settings = StreamSettings(subject=8, event_channel="STI 014", event_id=[2], run=RunOptions(prior_steps=2))
     results = list(StreamReconstructor(pipe, settings, player=player))
     offline = load_eeg(rec, event_id=[2])  # the stimuli with code 2: the 2nd and 4th
     assert [r.code for r in results] == [2, 2] and [r.index for r in results] == [0, 1]
@@ -335,8 +336,8 @@ def test_a_stream_that_goes_away_and_comes_back_resumes(tiny_bundle, tmp_path, c
 
     restarter = threading.Thread(target=restart_after_the_first_ends, daemon=True)
     restarter.start()
-    settings = StreamSettings(subject=8, seed=3, source=name, events=f"{name}-annotations", max_epochs=2 * n,
-                              reconnect_timeout=30.0, run={"prior_steps": 2})
+    settings = StreamSettings(subject=8, source=name, events=f"{name}-annotations", max_epochs=2 * n,
+                              reconnect_timeout=30.0, run=RunOptions(seed=3, prior_steps=2))
     try:
         with caplog.at_level("WARNING", logger="eeg2img_deploy.stream.reconstructor"):
             results = list(StreamReconstructor(pipe, settings))
