@@ -126,7 +126,7 @@ def _made(manifest: Manifest) -> list[str]:
            f"{eeg.tmin:g} s; whitening matrix {'shipped (applied by the runtime)' if eeg.whitening else 'not shipped'}",
            f"- image size {b.image_size} px, largest batch {b.max_batch}, SDXL-Turbo step counts "
            f"{', '.join(map(str, b.steps))}, IP-Adapter scale {b.ip_scale:g}",
-           f"- diffusion prior: stepwise graph for any step count" +
+           "- diffusion prior: stepwise graph for any step count" +
            (f"; fused DDPM graphs for {', '.join(map(str, fused))} steps" if fused else ""),
            f"- fp32-only stages: {', '.join(map(str, b.fp32_only_stages)) or 'none'}; ONNX opset {b.opset}"]
     if b.low_level is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-import numpy as np
+from ..core.stats import latency_stats
 
 STAGES = ("encoder", "prior", "unet", "decoder")  # timed stages of both pipelines, besides "total"
 LOW_LEVEL_STAGES = ("encoder", "prior", "low_level", "unet", "decoder")  # with the low-level path's start latents
@@ -19,16 +19,6 @@ def report_stages(settings: dict) -> tuple[str, ...]:
     text = settings.get("prompt") is not None or settings.get("prompt_from_caption")
     extra = (("caption",) if caption else ()) + (("text_encoder",) if text else ())
     return (*stages[:2], *extra, *stages[2:])
-
-
-def latency_stats(samples_ms: list[float]) -> dict[str, float]:
-    """p50/p90/p99 (linear interpolation, so p50 <= p90 <= p99 <= max), mean, min, max, n."""
-    a = np.asarray(samples_ms, dtype=np.float64)
-    if a.size == 0:
-        raise ValueError("no samples: runs must be >= 1")
-    p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(a.mean()),
-            "min": float(a.min()), "max": float(a.max()), "n": int(a.size)}
 
 
 def stats_table(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:

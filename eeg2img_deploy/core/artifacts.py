@@ -21,7 +21,8 @@ def select_artifacts(manifest: Manifest, stages: Iterable[str], precision: Preci
     """session key -> the artifact that runs it, for ``stages`` of the folder ``folder`` (named in errors)."""
     fp32_only = set(manifest.bundle.fp32_only_stages)
     chosen = {}
-    for stage, steps in [(s, n) for s in stages for n in manifest.step_counts(s) or [None]]:
+    counts: dict[str, list[int | None]] = {s: [*manifest.step_counts(s)] or [None] for s in stages}
+    for stage, steps in [(s, n) for s in counts for n in counts[s]]:
         have = manifest.precisions(stage, steps)
         if precision is None:
             want = Precision.FP16 if prefer_fp16 and Precision.FP16 in have else Precision.FP32

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import OptionError, SettingsError
+
 
 PURPOSES = {"prior": 0, "image": 1, "low_level": 2, "caption_prior": 3}
 
@@ -39,14 +41,14 @@ class NoiseSource:
         this way gives each request the images it would get alone.
         """
         if batch < 1:
-            raise ValueError(f"batch must be >= 1, got {batch}")
+            raise SettingsError(f"a noise source needs a batch >= 1, got {batch}")
         if purpose not in PURPOSES:
-            raise ValueError(f"purpose must be one of {sorted(PURPOSES)}, got {purpose!r}")
+            raise SettingsError(f"noise purpose must be one of {sorted(PURPOSES)}, got {purpose!r}")
         seeds = _per_sample(seed, batch, "seed")
-        indices = _per_sample(first, batch, "first") if np.ndim(first) else [int(first) + i for i in range(batch)]
+        indices = _per_sample(first, batch, "first") if np.ndim(first) else [_int(first) + i for i in range(batch)]
         if min(seeds) < 0:
-            raise ValueError(f"seed must be >= 0, got {min(seeds)}")
-        self.seed = seeds[0] if np.ndim(seed) else int(seed)
+            raise OptionError(f"--seed must be >= 0, got {min(seeds)}")
+        self.seed = seeds[0]
         self._streams = [
             np.random.Generator(np.random.PCG64(np.random.SeedSequence([s, i, PURPOSES[purpose]])))
             for s, i in zip(seeds, indices)
@@ -61,10 +63,14 @@ class NoiseSource:
         return np.stack([g.standard_normal(tuple(shape), dtype=np.float32) for g in self._streams])
 
 
+def _int(value: int | Sequence[int]) -> int:
+    return int(np.asarray(value))  # a Python or numpy integer, or a 0-d array
+
+
 def _per_sample(value: int | Sequence[int], batch: int, name: str) -> list[int]:
     if not np.ndim(value):
-        return [int(value)] * batch
+        return [_int(value)] * batch
     values = [int(v) for v in np.asarray(value).reshape(-1)]
     if len(values) != batch:
-        raise ValueError(f"{name} has {len(values)} values for a batch of {batch}")
+        raise SettingsError(f"{name} has {len(values)} values for a batch of {batch}")
     return values

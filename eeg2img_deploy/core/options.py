@@ -47,11 +47,12 @@ class Range:
         """What is wrong with ``value`` (None: nothing)."""
         if isinstance(value, bool) or not isinstance(value, numbers.Integral if self.integer else numbers.Real):
             return f"{value!r} is not {'an integer' if self.integer else 'a number'}"
-        if not math.isfinite(value):
+        x = float(value)
+        if not math.isfinite(x):
             return f"{value!r} is not a finite number"
-        low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
-        if low or (self.hi is not None and value > self.hi) or (self.step > 1 and value % self.step):
-            return f"{value:g} is not in the range {self}"
+        low = self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo)
+        if low or (self.hi is not None and x > self.hi) or (self.step > 1 and x % self.step):
+            return f"{x:g} is not in the range {self}"
         return None
 
 

@@ -43,7 +43,7 @@ class LoadReport:
     mismatches: list[int] = field(default_factory=list)  # trials whose repeated answers differed
 
     def summary(self) -> dict:
-        from ..bench import latency_stats
+        from ..core.stats import latency_stats
 
         sizes, counts = np.unique(self.batch_sizes, return_counts=True) if self.batch_sizes else ([], [])
         ok = self.requests - len(self.errors)

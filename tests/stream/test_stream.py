@@ -306,11 +306,6 @@ def test_live_view_in_chromium_and_ctrl_c(tiny_bundle, tmp_path):
     _no_partial_files(out)
 
 
-@pytest.mark.skipif(CHROMIUM is not None, reason="chromium is installed: the live page was tested above")
-def test_live_view_needs_chromium():
-    pytest.skip("chromium is not installed (Debian: apt-get install chromium): the live page was not loaded in a browser")
-
-
 def test_a_stream_that_goes_away_and_comes_back_resumes(tiny_bundle, tmp_path, caplog):
     """The source stops, and a new one with the same name and source id starts within --reconnect-timeout
     (an amplifier's software restarted): LSL's inlets recover, the reader says so and goes on where it was.
