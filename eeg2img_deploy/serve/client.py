@@ -108,14 +108,16 @@ class Client:
                            "--bundle B` there or pass the right --url")
 
     def infer(self, eeg: np.ndarray, subject: int, trial: int, opts: RunOptions) -> Answer:
-        """One trial (63, 250) as one request with ``opts``' seed, steps, prior_steps and ip_scale (the served model's
-        per-request inputs; the server keeps the rest); raises :class:`ServingError` with the server's message."""
+        """One trial (63, 250) as one request with ``opts``' seed, and its steps, prior_steps and ip_scale where they
+        differ from the defaults (the served model's optional per-request inputs; the server keeps the rest); raises
+        :class:`ServingError` with the server's message."""
         http = self.httpclient
         feeds = {"eeg": np.asarray(eeg, np.float32)[None], "subject_id": np.array([[subject]], np.int64),
                  "seed": np.array([[opts.seed]], np.int64), "sample_index": np.array([[trial]], np.int64)}
-        for name, value, dtype in (("steps", opts.steps, np.int64), ("prior_steps", opts.prior_steps, np.int64),
-                                   ("ip_scale", opts.ip_scale, np.float32)):
-            if value is not None:
+        defaults = RunOptions()  # what the server runs for an input left out (an ensemble may not take it at all)
+        for name, dtype in (("steps", np.int64), ("prior_steps", np.int64), ("ip_scale", np.float32)):
+            value = getattr(opts, name)
+            if value is not None and value != getattr(defaults, name):
                 feeds[name] = np.array([[value]], dtype)
         inputs = []
         for name, arr in feeds.items():
