@@ -114,7 +114,7 @@ def test_artifact_error_names_the_fix(tmp_path):
     with pytest.raises(ManifestError) as e:
         m.artifact("unet", Precision.FP32)
     msg = str(e.value)
-    assert "'unet' in fp32" in msg and "encoder/fp32, unet/fp16" in msg
+    assert "stage unet in fp32 is not" in msg and "encoder/fp32, unet/fp16" in msg
     assert "eeg2img-deploy export --precision fp32" in msg and "build engines" not in msg
     with pytest.raises(ManifestError, match="and build engines again"):
         m.replace(backend=Backend.TENSORRT).artifact("vae_decoder", "fp32")
