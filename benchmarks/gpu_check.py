@@ -180,7 +180,7 @@ class UNetCheck:
         runs, warmup = (2, 1) if self.dry else (20, 3)
 
         def args(precision):
-            f = self.stage.feeds_for(self.feeds, precision)
+            f = self.stage.module_feeds(self.feeds, precision)  # the halved module takes float16
             return [torch.from_numpy(f[t.name]).to(self.device) for t in self.stage.inputs]
 
         with torch.no_grad():

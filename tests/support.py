@@ -58,3 +58,56 @@ sys.meta_path.insert(0, _Blocker())
 for mod in [m for m in sys.modules if m.split(".")[0] in BLOCKED]:
     del sys.modules[mod]
 """
+
+
+# The float32 I/O a bundle exported before float32 graph edges kept float32 in its fp16 graphs.
+FP32_BEFORE = {"prior": {"t"}, "unet": {"timestep", "time_ids", "ip_scale"},
+               "prior_sampler": {"cond", "noise", "guidance", "image_embeds"}}
+
+
+def float16_edges(bundle, out, stages=("encoder", "prior", "unet", "taesd_decoder")) -> None:
+    """Copy ``bundle`` to ``out`` as a bundle exported before float32 graph edges: in the fp16 graphs of ``stages``
+    the float I/O is float16 (but ``FP32_BEFORE``), as export wrote it then. Numerically the same graphs: a Cast
+    to float32 after each such input and a Cast to float16 before each such output."""
+    import dataclasses
+    import shutil
+
+    import onnx
+
+    from eeg2img_deploy.fileio import sha256_file
+    from eeg2img_deploy.manifest import Precision, TensorSpec, read_manifest, write_manifest
+
+    shutil.copytree(bundle, out)
+    manifest = read_manifest(out)
+    artifacts = []
+    for a in manifest.artifacts:
+        if a.precision is not Precision.FP16 or a.stage not in stages:
+            artifacts.append(a)
+            continue
+        kept = FP32_BEFORE.get(a.stage, set())
+        halve = {t.name for t in (*a.inputs, *a.outputs) if t.dtype == "float32" and t.name not in kept}
+        model = onnx.load(str(out / a.file))
+        g = model.graph
+        for v in [*g.input, *g.output]:
+            if v.name in halve:
+                v.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+        inner = {n: f"{n}__float32" for n in halve}
+        for node in g.node:
+            node.input[:] = [inner.get(i, i) for i in node.input]
+            node.output[:] = [inner.get(o, o) for o in node.output]
+        casts = [onnx.helper.make_node("Cast", [v.name], [inner[v.name]], to=onnx.TensorProto.FLOAT)
+                 for v in g.input if v.name in halve]
+        casts_out = [onnx.helper.make_node("Cast", [inner[v.name]], [v.name], to=onnx.TensorProto.FLOAT16)
+                     for v in g.output if v.name in halve]
+        nodes = casts + list(g.node) + casts_out
+        del g.node[:]
+        g.node.extend(nodes)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(out / a.file))
+        def spec(ts):
+            return tuple(TensorSpec(t.name, "float16" if t.name in halve else t.dtype, t.shape) for t in ts)
+
+        size = (out / a.file).stat().st_size
+        artifacts.append(dataclasses.replace(a, inputs=spec(a.inputs), outputs=spec(a.outputs),
+                                             sha256=sha256_file(out / a.file), size_bytes=size))
+    write_manifest(out, dataclasses.replace(manifest, artifacts=tuple(artifacts)))

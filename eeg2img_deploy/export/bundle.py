@@ -38,7 +38,7 @@ from ..manifest import (
 )
 from ..models.load import LoadedModels
 from ..weights import WeightsLayout
-from .onnx_io import OPSET, check_onnx, export_onnx, validate
+from .onnx_io import EDGES, OPSET, check_onnx, export_onnx, validate
 from .prior_sampler import DEFAULT_FUSED_PRIOR_STEPS, ddpm_alphas_cumprod
 from .spec import StageExport
 
@@ -119,6 +119,7 @@ def fingerprint(sources: dict, settings: ExportSettings, whitening: np.ndarray |
         "whitening": None if whitening is None else sha256_bytes(np.ascontiguousarray(whitening, np.float32).tobytes()),
         "toolkit": __version__,
         "opset": OPSET,
+        "edges": EDGES,  # bundles with float16 edges (exported before) are exported again
     }
     return sha256_bytes(json.dumps(payload, sort_keys=True, default=str).encode())
 

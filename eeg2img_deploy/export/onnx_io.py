@@ -23,6 +23,7 @@ from .spec import StageExport
 log = logging.getLogger(__name__)
 
 OPSET = 18
+EDGES = "float32"  # every float tensor at a graph's inputs and outputs, fp16 graphs included (spec.py)
 LARGE_MODEL_BYTES = 1 << 30  # above this, use the memory-safe exporter and external data
 
 
@@ -65,6 +66,7 @@ def export_onnx(stage: StageExport, precision: Precision, path: Path, example: d
     inputs = stage.input_specs(precision)
     outputs = stage.output_specs(precision)
     args = tuple(torch.from_numpy(stage.feeds_for(example, precision)[t.name]) for t in inputs)
+    module = stage.traced_module(precision)
     names_in = [t.name for t in inputs]
     names_out = [t.name for t in outputs]
     axes = _dynamic_axes(inputs + outputs)
@@ -74,14 +76,14 @@ def export_onnx(stage: StageExport, precision: Precision, path: Path, example: d
         if large:
             with _single_output_rewrites():
                 program = torch.onnx.export(
-                    stage.module, args, input_names=names_in, output_names=names_out,
+                    module, args, input_names=names_in, output_names=names_out,
                     dynamic_axes=axes, opset_version=OPSET, dynamo=True, optimize=True,
                     verbose=None if log.isEnabledFor(logging.DEBUG) else False,  # its step list: -vv only
                 )
             program.save(str(path), external_data=True)  # one file, path.name + ".data", beside the graph
         else:
             torch.onnx.export(
-                stage.module, args, str(path), input_names=names_in, output_names=names_out,
+                module, args, str(path), input_names=names_in, output_names=names_out,
                 dynamic_axes=axes, opset_version=OPSET, dynamo=False,
             )
     return time.perf_counter() - t0

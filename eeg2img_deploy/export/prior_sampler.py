@@ -92,8 +92,8 @@ def prior_sampler_stage(prior, alphas_cumprod: np.ndarray, steps: int) -> StageE
         ),
         outputs=(TensorSpec("image_embeds", "float32", ("batch", EMBED_DIM)),),
         make_inputs=make_inputs,
-        # every input and the output stay fp32 in the fp16 graph (see the module docstring)
-        fp32_inputs=frozenset({"cond", "noise", "guidance", "image_embeds"}),
+        # the fp16 module takes every input in fp32: only its denoiser runs in fp16 (see the module docstring)
+        fp32_inputs=frozenset({"cond", "noise", "guidance"}),
         # fp16: the denoiser's ~1e-3 errors pass through every step, and guidance g scales an eps difference
         # by up to 1 + 2g; 10 steps gave 1.4e-2 on the tiny set
         tolerance={**DEFAULT_TOLERANCE, Precision.FP16: 3e-2},

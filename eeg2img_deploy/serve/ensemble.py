@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from ..core.options import RunOptions
+from ..errors import ManifestError
 from ..manifest import Artifact, Manifest, Stage
 from .pbtxt import Enum
 
@@ -88,6 +89,8 @@ def write_ensembles(root: Path, bundle: Path, manifest: Manifest, chosen: dict[s
             ]},
         }
     for name in (m for m in out if out[m].get("platform") == "ensemble"):
+        check_types(name, out[name], {**configs, **out}, bundle)
+    for name in (m for m in out if out[m].get("platform") == "ensemble"):
         (root / name / "1").mkdir(parents=True)  # an ensemble needs a version folder, empty
     run = RunOptions().resolve(manifest.bundle)  # infer's defaults for this bundle: guidance, IP scale
     for name in [step, *(m for m in out if m.startswith(f"{MODEL_PREFIX}_inputs_"))]:
@@ -101,3 +104,20 @@ def write_ensembles(root: Path, bundle: Path, manifest: Manifest, chosen: dict[s
         }, indent=2) + "\n")
     return out
 
+
+def check_types(name: str, ensemble: dict, configs: dict[str, dict], folder: Path) -> None:
+    """Refuse, as Triton's loader does, a step input fed a tensor of another type (the walk of its ensemble
+    checks): only a folder exported before every graph edge was float32 has one (an fp16 stage's float16 I/O)."""
+    known = {i["name"]: i["data_type"] for i in ensemble["input"]}
+    for step in ensemble["ensemble_scheduling"]["step"]:
+        model = configs[step["model_name"]]
+        for m in step["input_map"]:
+            want = next(i["data_type"] for i in model["input"] if i["name"] == m["key"])
+            if known[m["value"]] != want:
+                raise ManifestError(
+                    f"{folder}: ensemble {name} would feed {m['value']} ({known[m['value']]}) to "
+                    f"{step['model_name']}'s {m['key']} ({want}), which Triton refuses: the folder was exported "
+                    "before every graph edge was float32; export it again (`eeg2img-deploy export`, then "
+                    "`build-engines` for an engine folder)")
+        for m in step["output_map"]:
+            known[m["value"]] = next(o["data_type"] for o in model["output"] if o["name"] == m["key"])

@@ -176,7 +176,11 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
               for name, a in chosen.items()}
     (version / REPO_SETTINGS).write_text(json.dumps({"vae": settings.vae, "models": models}, indent=2) + "\n")
     configs[MODEL_NAME] = orchestrator_config(manifest, settings)
-    configs.update(write_ensembles(tmp, bundle, manifest, chosen, Decoder(settings.vae).stage, configs))
+    try:
+        configs.update(write_ensembles(tmp, bundle, manifest, chosen, Decoder(settings.vae).stage, configs))
+    except ManifestError:  # an ensemble Triton would refuse: nothing left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     for name, cfg in configs.items():
         atomic_write_text(tmp / name / "config.pbtxt", render(cfg))
     atomic_write_text(tmp / "README.md", repo_readme(bundle, manifest, chosen, configs, kind, settings))

@@ -103,9 +103,12 @@ def test_without_onnxruntime_the_extras_are_named(tiny_bundle, monkeypatch) -> N
         Pipeline.from_bundle(tiny_bundle)
 
 
-def test_io_binding_keeps_the_fused_prior_chain_on_the_device(ort_engines, tiny_eeg, monkeypatch) -> None:
-    folder, _ = ort_engines
-    pipe = Pipeline.from_bundle(folder)
+@pytest.mark.parametrize("folder", ["fp32 engines", "bundle"])
+def test_io_binding_keeps_the_fused_prior_chain_on_the_device(ort_engines, tiny_bundle, tiny_eeg, monkeypatch,
+                                                              folder) -> None:
+    """An fp32 engine folder, and a bundle on CUDA (fp16 where it has it, the default): float32 edges chain both."""
+    folder, precision = (ort_engines[0], "fp32") if folder == "fp32 engines" else (tiny_bundle, "fp16")
+    pipe = Pipeline.from_bundle(folder, precision=precision)
     want = pipe(tiny_eeg[:1], 8, 2, prior_steps=10, steps=4)
     pipe.close()
     state = install_fake_onnxruntime(monkeypatch)

@@ -82,10 +82,13 @@ def test_fused_prior_is_one_upload_and_one_download(trt_engines, tiny_eeg, gpu) 
     np.testing.assert_allclose(fused, stepwise, atol=5e-3)
 
 
-def test_fused_prior_chain_stays_on_the_device(trt_engines, tiny_bundle, tiny_eeg, gpu) -> None:
-    """fp32 engines, fused prior: the EEG embedding feeds the prior graph and its output the UNet on the device."""
-    want = _run(tiny_bundle, tiny_eeg[:2], prior_steps=10)
-    got = _run(trt_engines / "fp32", tiny_eeg[:2], prior_steps=10, backend="tensorrt")
+@pytest.mark.parametrize("engines", ["fp32", "ws"])
+def test_fused_prior_chain_stays_on_the_device(trt_engines, tiny_bundle, tiny_eeg, gpu, engines) -> None:
+    """Fused prior, fp32 engines and the default fp16 ones (float32 edges: before, the fp16 encoder's output and the
+    UNet's input crossed the host to be cast, 19 uploads and no device copy): the EEG embedding feeds the prior graph
+    and its output the UNet on the device."""
+    want = _run(tiny_bundle, tiny_eeg[:2], prior_steps=10, precision="fp16" if engines == "ws" else "fp32")
+    got = _run(trt_engines / engines, tiny_eeg[:2], prior_steps=10, backend="tensorrt")
     assert got.prior_graph == "fused"
     np.testing.assert_allclose(got.image_embeds, want.image_embeds, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got.eeg_embeds, want.eeg_embeds, rtol=1e-5, atol=1e-5)

@@ -163,10 +163,12 @@ def _fused_steps(bundle) -> list[int]:
     return steps
 
 
-def test_ensemble_wiring_is_consistent(tiny_bundle, tmp_path):
-    """Every tensor an ensemble step reads is an ensemble input or an earlier step's output, same dtype and dims."""
+@pytest.mark.parametrize("kind,precision", [("cpu", None), ("cpu", "fp16"), ("gpu", None), ("gpu", "fp32")])
+def test_ensemble_wiring_is_consistent(tiny_bundle, tmp_path, kind, precision):
+    """Every tensor an ensemble step reads is an ensemble input or an earlier step's output, same dtype and dims:
+    both kinds, both precisions (fp16 is the GPU default; before float32 graph edges its ensembles mixed types)."""
     steps = _fused_steps(tiny_bundle)
-    configs = _write(tiny_bundle, tmp_path / "repo")
+    configs = _write(tiny_bundle, tmp_path / "repo", kind=kind, precision=precision)
     repo = tmp_path / "repo"
     parsed = {name: parse(repo / name / "config.pbtxt") for name in configs}
     for n in steps:
@@ -186,6 +188,24 @@ def test_ensemble_wiring_is_consistent(tiny_bundle, tmp_path):
                 known[tensor_name] = outs[key]
         for o in ens.output:
             assert known[o.name] == (o.data_type, list(o.dims)), o.name
+
+
+def test_a_folder_with_float16_edges_is_refused_in_one_line(tiny_bundle, tmp_path, monkeypatch, capsys):
+    """A bundle exported before float32 graph edges: its fp16 ensemble would mix types, which Triton refuses at
+    load; `triton-repo` says so in one line before writing anything (its fp32 repository still works)."""
+    import re
+
+    from support import float16_edges, run_main
+
+    _fused_steps(tiny_bundle)
+    old = tmp_path / "old"
+    float16_edges(tiny_bundle, old)
+    args = ["triton-repo", "--bundle", old, "--out", tmp_path / "repo", "--kind", "gpu"]
+    code, out, err = run_main(monkeypatch, capsys, args)
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1, err
+    assert re.search(r"eeg_embeds \(TYPE_FP16\) to prior_sampler_\d+'s cond \(TYPE_FP32\).*export it again", err), err
+    assert not (tmp_path / "repo").exists() and not (tmp_path / "repo.partial").exists()
+    _write(old, tmp_path / "repo", kind="cpu")  # fp32: one dtype per edge
 
 
 def test_fused_ensemble_runs_on_tritonserver_with_infer_s_images(bundled_server, tiny_bundle, tiny_eeg):
