@@ -221,3 +221,48 @@ def test_fused_ensemble_runs_on_tritonserver_with_infer_s_images(bundled_server,
             a = client.infer(tiny_eeg[trial], SUBJECT, trial, RunOptions(seed=7))
             np.testing.assert_array_equal(a.image, want.images[trial])
             np.testing.assert_array_equal(a.image_embeds, want.image_embeds[trial])
+
+
+@pytest.fixture(scope="module")
+def gpu_kind_server(tiny_bundle, tmp_path_factory, triton_stub_loads):
+    """The ``--kind gpu`` repository (fp16 where the bundle has it) loaded by PyTriton's tritonserver, so Triton's
+    own loader checks it: configs, ensemble wiring, types and shapes. For this test only its GPU instance groups
+    become CPU ones (no GPU here) and its stages run as Python-backend onnxruntime models (the bundled server has
+    no onnxruntime backend); everything else is the repository as written."""
+    from eeg2img_deploy.serve.process import BundledTritonProcess
+
+    work = tmp_path_factory.mktemp("triton-repo-gpu")
+    _write(tiny_bundle, work / "repo", kind="gpu", stage_backend="python")
+    switched = 0
+    for cfg in (work / "repo").glob("*/config.pbtxt"):
+        text = cfg.read_text()
+        switched += text.count("KIND_GPU")
+        cfg.write_text(text.replace("KIND_GPU", "KIND_CPU"))
+    assert switched >= 5  # every stage model: encoder, prior, unet, decoder, the fused priors
+    proc = BundledTritonProcess(work / "repo", work / "server", log_path=work / "tritonserver.log")
+    try:
+        proc.start()
+    except Exception:
+        print((work / "tritonserver.log").read_text(errors="replace")[-5000:])  # Triton's reason, e.g. a type mismatch
+        raise
+    yield proc, work / "repo"
+    proc.stop()
+
+
+def test_triton_loads_the_gpu_repository_and_its_ensemble_gives_infer_s_fp16_images(gpu_kind_server, tiny_bundle,
+                                                                                      tiny_eeg):
+    import urllib.request
+
+    from eeg2img_deploy.runtime.pipeline import Pipeline
+    from eeg2img_deploy.serve.client import Client, RequestOptions
+
+    proc, repo = gpu_kind_server
+    for model in sorted(p.parent.name for p in repo.glob("*/config.pbtxt")):
+        with urllib.request.urlopen(f"http://{proc.url}/v2/models/{model}/ready", timeout=5) as r:
+            assert r.status == 200, model
+    n = min(_fused_steps(tiny_bundle))
+    want = Pipeline.from_bundle(tiny_bundle, precision="fp16", threads=1)(tiny_eeg[:1], SUBJECT, 7, prior_steps=n)
+    client = Client(proc.url, model=f"eeg2img_fused_{n}", timeout_s=60)
+    got = client.infer(tiny_eeg[0], SUBJECT, 0, RequestOptions(seed=7))
+    np.testing.assert_array_equal(got.image, want.images[0])
+    np.testing.assert_array_equal(got.image_embeds, want.image_embeds[0])
