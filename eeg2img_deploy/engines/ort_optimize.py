@@ -1,15 +1,18 @@
 """The onnxruntime path of ``build-engines``: graph-optimized ONNX models saved by onnxruntime itself.
 
 onnxruntime optimizes a graph every time it opens it; saving the result once (``SessionOptions.
-optimized_model_filepath``) makes later session start-up cheap. EXTENDED optimizations fuse nodes
-into provider-specific kernels, so an optimized model belongs to the provider it was made for:
+optimized_model_filepath``) makes later session start-up cheaper. What is saved must reload anywhere,
+so every model is optimized on the CPU provider (the nodes placed on the CPU):
 
-* ``cpu``: ORT_ENABLE_EXTENDED with the CPU provider (always possible);
-* ``cuda``: ORT_ENABLE_EXTENDED with the CUDA provider (needs onnxruntime-gpu and a GPU);
+* ``cpu``: ORT_ENABLE_EXTENDED (fusions into CPU kernels, for the CPU provider that runs it);
+* ``cuda``: ORT_ENABLE_BASIC only (provider-independent folding and eliminations, applied before nodes
+  are placed); the session applies the extended and layout optimizations for CUDA itself when it opens
+  the model (onnxruntime's default level). Optimizing on the CUDA provider would save what the placement
+  added: Memcpy nodes, which no other session has a kernel for ("Failed to find kernel for
+  MemcpyToHost", microsoft/onnxruntime#11348), and CUDA-only fused nodes;
 * ``tensorrt``: the TensorRT execution provider compiles the graph itself and does not take
-  onnxruntime's fused contrib ops, so only ORT_ENABLE_BASIC (provider-independent folding) is applied,
-  and the EP settings (engine cache folder, fp16) are recorded for the runtime by
-  :func:`tensorrt_ep_options`.
+  onnxruntime's fused contrib ops, so ORT_ENABLE_BASIC as for CUDA, and the EP settings (engine cache
+  folder, fp16) are recorded for the runtime by :func:`tensorrt_ep_options`.
 
 Models over ~2 GB cannot be one protobuf: their initializers go to an external ``.data`` file.
 """
@@ -77,7 +80,7 @@ def choose_ort_target(provider: str | None = None) -> OrtTarget:
         )
     if provider == "tensorrt" and PROVIDERS["tensorrt"] not in available:
         log.warning("onnxruntime has no TensorRT provider here; the models are still written for a machine that has it")
-    return OrtTarget(provider, "basic" if provider == "tensorrt" else "extended")
+    return OrtTarget(provider, "extended" if provider == "cpu" else "basic")
 
 
 def optimize_model(
@@ -103,9 +106,8 @@ def optimize_model(
             so.add_session_config_entry(
                 "session.optimized_model_external_initializers_min_size_in_bytes", str(EXTERNAL_INITIALIZER_MIN_BYTES)
             )
-        providers = [target.provider_name] if target.provider != "tensorrt" else ["CPUExecutionProvider"]
-        try:
-            ort.InferenceSession(str(onnx_path), so, providers=providers)
+        try:  # on the CPU provider whatever the target: a model saved after GPU placement holds Memcpy nodes
+            ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise EngineError(f"onnxruntime could not optimize {onnx_path} for {target.provider}: {e}") from e
         written = tmp / out_path.name

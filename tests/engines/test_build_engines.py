@@ -193,6 +193,30 @@ def test_ort_tensorrt_ep_engines_are_built_by_build_engines(onnx_bundle: Path, t
     assert all(w["trt_engine_cache_path"] == str(tmp_path / "ort" / "trt-ep-cache") for w in warmed)
 
 
+def test_ort_cuda_saves_models_that_reload_everywhere(onnx_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    """On onnxruntime-gpu (faked), `--provider cuda` used to save the model optimized on the CUDA provider, with the
+    Memcpy nodes of its placement: reloading fails ("Failed to find kernel for MemcpyToHost"). Now basic optimizations
+    on the CPU provider are saved; the CUDA session applies the rest when it opens the model."""
+    import onnx
+    from fakes.fake_onnxruntime import install_fake_onnxruntime
+
+    from eeg2img_deploy.runtime.ort_backend import OrtStage
+
+    install_fake_onnxruntime(monkeypatch)
+    out = tmp_path / "ort"
+    m = build_engines(onnx_bundle, out, backend="onnxruntime", ort_provider="cuda", progress=False)
+    assert m.engine.onnxruntime.provider == "CUDAExecutionProvider"
+    assert m.engine.onnxruntime.graph_optimization_level == "basic"
+    for a in m.artifacts:
+        ops = {n.op_type for n in onnx.load(str(out / a.file), load_external_data=False).graph.node}
+        assert not {op for op in ops if op.startswith("Memcpy")}, a.file
+        for provider in ("cuda", "cpu"):
+            OrtStage(out / a.file, a, provider=provider).close()
+    feeds = sample_feeds(m.artifact("unet", "fp32"), batch=2)
+    np.testing.assert_allclose(run_onnx(out / m.artifact("unet", "fp32").file, feeds)["noise_pred"],
+                               run_onnx(onnx_bundle / "unet.onnx", feeds)["noise_pred"], rtol=1e-5, atol=1e-5)
+
+
 def test_ort_cuda_without_onnxruntime_gpu_is_a_clear_error(onnx_bundle: Path, tmp_path: Path) -> None:
     import onnxruntime
 

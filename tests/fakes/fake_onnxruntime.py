@@ -5,6 +5,11 @@ Sessions compute with the real CPU provider; what is faked is what a GPU build w
 ``get_available_providers``, the providers a session really starts (``startable``: a TensorRT EP whose
 libraries are missing falls back to the next one, as onnxruntime-gpu does), the provider options each
 session got, and ``IOBinding``/``OrtValue`` with device placement. ``state.copies`` counts "H2D"/"D2H".
+
+A session on a GPU provider asked to save its optimized model (``optimized_model_filepath``) saves it after
+placing the nodes, as onnxruntime-gpu does: with the Memcpy nodes the placement inserted (here a
+``MemcpyToHost`` before each graph output). A GPU-provider session refuses a model holding them, as known
+onnxruntime-gpu versions do ("Failed to find kernel for MemcpyToHost", microsoft/onnxruntime#11348).
 """
 
 from __future__ import annotations
@@ -92,7 +97,14 @@ class InferenceSession:
         self._state.sessions.append((str(path), list(providers or [])))
         names = [p[0] if isinstance(p, tuple) else p for p in providers or ["CPUExecutionProvider"]]
         self._active = [n for n in names if n in self._state.startable] or ["CPUExecutionProvider"]
+        memcpy = _memcpy_nodes(path) if self._active[0] != "CPUExecutionProvider" else []
+        if memcpy:
+            raise RuntimeError(f"[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Failed to find kernel for MemcpyToHost(1) "
+                               f"(node {memcpy[0]}). Kernel not found")
         self._real = real.InferenceSession(path, sess_options, providers=["CPUExecutionProvider"])
+        saved = getattr(sess_options, "optimized_model_filepath", "")
+        if saved and self._active[0] != "CPUExecutionProvider":
+            _add_memcpy_nodes(saved)
 
     def get_providers(self) -> list[str]:
         return list(self._active)
@@ -111,6 +123,29 @@ class InferenceSession:
 
     def run_with_iobinding(self, binding: IOBinding, run_options: Any = None) -> None:
         binding._run()
+
+
+def _memcpy_nodes(path: Any) -> list[str]:
+    import onnx
+
+    if isinstance(path, bytes):  # a serialized model (the fake TensorRT's plans): never saved by a GPU session
+        return []
+    return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type.startswith("Memcpy")]
+
+
+def _add_memcpy_nodes(path: str) -> None:
+    """What a GPU placement leaves in a saved model: a MemcpyToHost node before each graph output."""
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    g = model.graph
+    for out in g.output:
+        placed = f"{out.name}_on_device"
+        for node in g.node:
+            node.output[:] = [placed if o == out.name else o for o in node.output]
+            node.input[:] = [placed if i == out.name else i for i in node.input]
+        g.node.append(onnx.helper.make_node("MemcpyToHost", [placed], [out.name], name=f"Memcpy_{out.name}"))
+    onnx.save(model, path)
 
 
 _CURRENT: dict[str, Any] = {"state": OrtState(), "real": None}  # the installed fake's state, the real module
