@@ -4,10 +4,11 @@
 optimization level 3 (TensorRT's default), no workspace cap, no weight streaming.
 
 ``jetson-orin`` (JetPack 6.1/6.2: CUDA 12.6, TensorRT 10.3; TensorRT 11 does not support JetPack 6):
-static shapes at batch 1 (one kernel choice per layer, no profile switching, and CUDA graphs can be
-replayed), builder optimization level 2 (the builder runs on a small ARM CPU; level 3+ costs much
-longer builds for little gain on this GPU), the tactic workspace capped, and weight streaming allowed
-for the UNet when its weights do not fit beside everything else.
+a static batch of 1 (one kernel choice per layer, no profile switching, and CUDA graphs can be
+replayed; the caption decoder's cache length stays dynamic), builder optimization level 2 (the builder
+runs on a small ARM CPU; level 3+ costs much longer builds for little gain on this GPU), the tactic
+workspace capped, and weight streaming allowed for the UNet when its weights do not fit beside
+everything else.
 
 Jetson memory plan
 ------------------
@@ -58,7 +59,7 @@ class BuildPreset:
     name: str
     max_batch: int  # images per call; the prior's cond+uncond axis ("batch2") scales with it
     opt_batch: int  # the batch size the builder tunes kernels for
-    static_shapes: bool  # min = opt = max = max_batch: no profile switching, CUDA graphs replay
+    static_shapes: bool  # batch min = opt = max = max_batch (other axes keep their range): CUDA graphs replay
     builder_optimization_level: int  # 0..5; 3 is TensorRT's default, higher = longer builds
     workspace_gb: float | None  # cap on the tactic workspace pool; None = TensorRT's default (all memory)
     weight_streaming: Literal["off", "auto", "on"] = "off"  # "auto": only where weights exceed free memory
@@ -140,7 +141,8 @@ def profile_axes(preset: BuildPreset, bundle_axes: dict[str, dict[str, int]]) ->
     """Min/opt/max for every dynamic axis, from the preset's batch and the bundle's ``settings['axes']``.
 
     Axes that are a fixed multiple of "batch" in the bundle (the prior's cond+uncond "batch2" = 2x)
-    keep that multiple; any other axis keeps the bundle's range (its opt for all three when static).
+    keep that multiple; any other axis keeps the bundle's range, in static presets too: a static preset
+    fixes the batch, while the caption decoder's cache length ("past") grows by one per generated token.
     """
     if "batch" not in bundle_axes:
         raise EngineError(f"the bundle's settings['axes'] has no 'batch' axis (it has {sorted(bundle_axes)})")
@@ -159,8 +161,6 @@ def profile_axes(preset: BuildPreset, bundle_axes: dict[str, dict[str, int]]) ->
         if name == "batch" or (k * int(batch["max"]) == r["max"] and all(r[w] == k * int(batch[w]) for w in r)):
             k = 1 if name == "batch" else k
             out[name] = {w: k * v for w, v in ranges.items()}
-        elif preset.static_shapes:
-            out[name] = {w: r["opt"] for w in r}
         else:
             out[name] = r
     return out

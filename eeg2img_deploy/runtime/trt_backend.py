@@ -11,7 +11,8 @@ How a stage runs (as NVIDIA's ``samples/python/common_runtime.py`` and ``demo/Di
 * host data goes through page-locked (pinned) staging buffers, the only memory ``cudaMemcpyAsync``
   is asynchronous with; the stream is synchronized before a download is read;
 * a batch below the profile's minimum (a static ``jetson-orin`` profile, or a partial last chunk) is
-  padded to it and the padding rows are dropped from the outputs;
+  padded to it and the padding rows are dropped from the outputs, along each tensor's own batch axis (the
+  caption's KV cache carries it second: ``(2 * layers, B, heads, P, head_dim)``);
 * with CUDA graphs, a graph is captured on the second run at the same shapes (the first enqueue at
   new shapes sets TensorRT up, which allocates) and replayed while the shapes stay; a shape change
   drops it (the context re-plans); a failed capture runs the work eagerly and stops capturing;
@@ -67,6 +68,8 @@ TRT_API_USED = (
     "IExecutionContext.execute_async_v3",
 )
 Shapes = tuple[tuple[str, tuple[int, ...]], ...]
+# The export's batch axes (``StageExport.batch_axis``): padded and cut per tensor. A cache length ("past") is not one.
+BATCH_AXES = frozenset({"batch", "batch2"})
 
 
 # ---- compatibility ---------------------------------------------------------------------------------
@@ -128,6 +131,9 @@ class TensorRTStage(ArtifactSpecs):
         stream: CudaStream | None = None,
     ) -> None:
         self.artifact = artifact
+        # each tensor's batch axis (padded and cut), by the axis names of its spec
+        self._batch_axis = {t.name: next((i for i, d in enumerate(t.shape) if d in BATCH_AXES), None)
+                            for t in (*artifact.inputs, *artifact.outputs)}
         self._cudart = None
         trt = import_tensorrt()
         cudart = import_cudart()
@@ -254,50 +260,63 @@ class TensorRTStage(ArtifactSpecs):
         results: dict[str, Any] = {}
         host = [n for n in self._outputs if n not in keep_on_device]
         for name in self._outputs:
-            shape = self._unpadded(out_shapes[name], rows)
+            shape, cut = self._unpadded(name, out_shapes[name], rows), self._batch_axis.get(name)
             if name in keep_on_device:
+                if shape != out_shapes[name] and cut:  # the real rows are not one block at the buffer's start
+                    raise ValueError(f"{self.artifact.stage}: {name!r} is padded along axis {cut}: it cannot stay "
+                                     "on the device")
                 results[name] = DeviceTensor(self._device[name].ptr, shape, self._dtypes[name])
-            else:
-                nbytes = int(np.prod(shape, dtype=np.int64)) * self._dtypes[name].itemsize
+            else:  # a padded leading axis: download the real rows only; another one: all, cut on the host
+                down = shape if not cut else out_shapes[name]
+                nbytes = int(np.prod(down, dtype=np.int64)) * self._dtypes[name].itemsize
                 self._stream.copy(self._pinned[name].ptr, self._device[name].ptr, nbytes, "DeviceToHost")
         self._uploads_pending = not host
         if host:
             self._stream.synchronize()  # before reading a download
             for name in host:
-                results[name] = self._pinned[name].view(self._unpadded(out_shapes[name], rows), self._dtypes[name]).copy()
+                shape, cut = self._unpadded(name, out_shapes[name], rows), self._batch_axis.get(name)
+                view = self._pinned[name].view(shape if not cut else out_shapes[name], self._dtypes[name])
+                results[name] = view[(slice(None),) * cut + (slice(0, shape[cut]),)].copy() if cut else view.copy()
         return {n: results[n] for n in self._outputs}
 
     def _padded_shapes(self, shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, tuple[int, ...]], tuple[int, int] | None]:
-        """Pad the batch axis up to the profile's minimum (static profiles); (real, padded) rows or None."""
+        """Pad each input's batch axis up to the profile's minimum (static profiles); (real, padded) size of the
+        first one padded, or None. Other dynamic axes (a cache length) keep their size: no padding there."""
         rows = None
         out = dict(shapes)
         for name, shape in shapes.items():
-            lo = self._profile[name][0]
-            if shape and len(lo) == len(shape) and shape[0] < lo[0]:
-                out[name] = (lo[0], *shape[1:])
-                rows = rows or (shape[0], lo[0])
+            lo, axis = self._profile[name][0], self._batch_axis.get(name)
+            if axis is not None and len(lo) == len(shape) and shape[axis] < lo[axis]:
+                out[name] = (*shape[:axis], lo[axis], *shape[axis + 1 :])
+                rows = rows or (shape[axis], lo[axis])
         return out, rows
 
-    @staticmethod
-    def _unpadded(shape: tuple[int, ...], rows: tuple[int, int] | None) -> tuple[int, ...]:
-        if rows is None or not shape:
+    def _unpadded(self, name: str, shape: tuple[int, ...], rows: tuple[int, int] | None) -> tuple[int, ...]:
+        """An output's shape without the padding rows, along its batch axis (sizes scale: "batch2" is 2x)."""
+        axis = self._batch_axis.get(name)
+        if rows is None or axis is None:
             return shape
         real, padded = rows
-        return (shape[0] * real // padded, *shape[1:])
+        return (*shape[:axis], shape[axis] * real // padded, *shape[axis + 1 :])
 
     def _upload(self, name: str, value: Any, padded: tuple[int, ...]) -> None:
-        dst = self._device[name].ptr
+        dst, axis = self._device[name].ptr, self._batch_axis.get(name)
         if isinstance(value, DeviceTensor):
+            if tuple(value.shape) != padded and axis:
+                raise ValueError(f"{self.artifact.stage}: a device tensor for {name!r} cannot be padded along "
+                                 f"axis {axis}")
             self._stream.copy(dst, value.ptr, value.nbytes, "DeviceToDevice")
             row = value.nbytes // max(value.shape[0], 1) if value.shape else 0
             for i in range(value.shape[0] if value.shape else 0, padded[0] if padded else 0):  # pad: repeat the last row
                 self._stream.copy(dst + i * row, value.ptr + value.nbytes - row, row, "DeviceToDevice")
             return
         staging = self._pinned[name].view(padded, self._dtypes[name])
-        if value.ndim == 0 or len(value) == padded[0]:
+        if axis is None or value.shape == padded:
             staging[...] = value
-        else:  # pad: repeat the last row (real data, so no NaN or overflow in the padding)
-            staging[: len(value)], staging[len(value) :] = value, value[-1]
+        else:  # pad: repeat the last row along the batch axis (real data, so no NaN or overflow in the padding)
+            lead, n = (slice(None),) * axis, value.shape[axis]
+            staging[(*lead, slice(0, n))] = value
+            staging[(*lead, slice(n, None))] = value[(*lead, slice(n - 1, n))]
         self._stream.copy(dst, self._pinned[name].ptr, staging.nbytes, "HostToDevice")
 
     def _execute(self, key: Shapes) -> None:

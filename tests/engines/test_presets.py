@@ -23,6 +23,17 @@ def test_jetson_is_static_batch_one_with_a_workspace_cap() -> None:
     assert profile_axes(p, AXES) == {"batch": {"min": 1, "opt": 1, "max": 1}, "batch2": {"min": 2, "opt": 2, "max": 2}}
 
 
+def test_static_presets_keep_the_cache_axis_dynamic() -> None:
+    """jetson-orin used to fix every non-batch axis at its opt: the caption decoder's cache ("past", 257 visual
+    tokens + the text so far) at 269, while its first step needs 257 and each step one more."""
+    past = {"min": 257, "opt": 269, "max": 289}
+    for name in ("jetson-orin", "workstation"):
+        axes = profile_axes(get_preset(name).with_overrides(max_batch=2), {**AXES, "past": past})
+        assert axes["past"] == past, name
+    assert profile_axes(get_preset("jetson-orin").with_overrides(max_batch=2), {**AXES, "past": past})["batch2"] == {
+        "min": 4, "opt": 4, "max": 4}
+
+
 def test_weight_streaming_auto_only_when_the_weights_do_not_fit() -> None:
     p = get_preset("jetson-orin")
     assert p.wants_weight_streaming(presets.UNET_FP16_WEIGHT_BYTES, free_device_bytes=4 << 30)

@@ -9,6 +9,7 @@ from fakes import install_fake_gpu
 
 from eeg2img_deploy.engines.build import build_engines
 from eeg2img_deploy.runtime.pipeline import Pipeline
+from eeg2img_deploy.runtime.semantic import SemanticRequest
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +98,29 @@ def test_fused_prior_chain_stays_on_the_device(trt_engines, tiny_bundle, tiny_ee
     # encoder 2 up; fused prior: cond on the device, noise + guidance up; unet: 4 fixed up + image_embeds on the
     # device, 4 x (sample, timestep up / noise_pred down); decoder 1 up / images down; embeddings down for Result
     assert (g.count("H2D"), g.count("D2D"), g.count("D2H")) == (2 + 2 + 4 + 4 * 2 + 1, 2, 4 + 1 + 2)
+
+
+def test_caption_stages_run_on_static_engines(trt_engines, tiny_bundle, tiny_eeg, gpu) -> None:
+    """jetson-orin (static batch 2) used to fix the decoder's cache axis at its opt (269) while its first step needs
+    the 257 visual tokens, and to pad and cut axis 0 of every tensor while the KV cache carries the batch on
+    axis 1 (caption_prefill at batch 1 gave (2, 2, ...) instead of (layers2, 1, ...))."""
+    want_pipe = Pipeline.from_bundle(tiny_bundle, precision="fp16")
+    pipe = Pipeline.from_bundle(trt_engines / "jetson", backend="tensorrt")
+    try:
+        for p in (want_pipe, pipe):
+            p.semantic.prepare(SemanticRequest(caption=True))
+        embeds = np.random.default_rng(0).uniform(-1, 1, (1, 1024)).astype(np.float32)
+        tokens = want_pipe.run_stage("projector", {"image_embeds": embeds})["visual_tokens"]
+        want = want_pipe.run_stage("caption_prefill", {"visual_tokens": tokens})["visual_kv"]
+        got = pipe.run_stage("caption_prefill", {"visual_tokens": tokens})["visual_kv"]
+        assert got.shape == want.shape and got.shape[1] == 1, got.shape
+        np.testing.assert_allclose(got, want, atol=2e-3)
+        step = {"input_ids": np.array([[pipe.semantic._captioner.bos]]), "position_ids": np.array([[0]])}
+        nxt = pipe.run_stage("caption_decoder", {**step, "past_kv": got})  # the cache at 257: its first step
+        assert nxt["present_kv"].shape == (*want.shape[:3], want.shape[3] + 1, want.shape[4])
+        ask = SemanticRequest(caption=True)
+        run = lambda p: p(tiny_eeg[:3], 8, 3, prior_steps=10, semantic=ask)  # noqa: E731 (chunks of 2 and a padded 1)
+        assert run(pipe).caption_ids == run(want_pipe).caption_ids
+    finally:
+        pipe.close()
+        want_pipe.close()
