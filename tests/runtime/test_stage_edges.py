@@ -9,10 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eeg2img_deploy.core.options import LowLevelOptions
 from eeg2img_deploy.manifest import read_manifest
 from eeg2img_deploy.runtime.pipeline import Pipeline
-from eeg2img_deploy.runtime.semantic import SemanticRequest
 
 from support import float16_edges, psnr
 
@@ -35,8 +33,7 @@ def _spy(monkeypatch) -> list[tuple[str, str, str, str]]:
 
 
 def _every_path(pipe, eeg) -> None:
-    semantic = SemanticRequest(caption=True, prompt_from_caption=True)
-    pipe(eeg, SUBJECT, SEED, prior_steps=10, steps=4, low_level=LowLevelOptions(), semantic=semantic)  # fused prior
+    pipe(eeg, SUBJECT, SEED, prior_steps=10, steps=4, low_level=True, caption=True, prompt_from_caption=True)  # fused
     pipe(eeg, SUBJECT, SEED, prior_steps=3)  # stepwise prior
 
 

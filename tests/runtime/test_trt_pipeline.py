@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from fakes import install_fake_gpu
 
+from eeg2img_deploy.core.options import RunOptions
 from eeg2img_deploy.engines.build import build_engines
 from eeg2img_deploy.runtime.pipeline import Pipeline
-from eeg2img_deploy.runtime.semantic import SemanticRequest
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_caption_stages_run_on_static_engines(trt_engines, tiny_bundle, tiny_eeg
     pipe = Pipeline.from_bundle(trt_engines / "jetson", backend="tensorrt")
     try:
         for p in (want_pipe, pipe):
-            p.semantic.prepare(SemanticRequest(caption=True))
+            p.semantic.prepare(RunOptions(caption=True))
         embeds = np.random.default_rng(0).uniform(-1, 1, (1, 1024)).astype(np.float32)
         tokens = want_pipe.run_stage("projector", {"image_embeds": embeds})["visual_tokens"]
         want = want_pipe.run_stage("caption_prefill", {"visual_tokens": tokens})["visual_kv"]
@@ -118,8 +118,7 @@ def test_caption_stages_run_on_static_engines(trt_engines, tiny_bundle, tiny_eeg
         step = {"input_ids": np.array([[pipe.semantic._captioner.bos]]), "position_ids": np.array([[0]])}
         nxt = pipe.run_stage("caption_decoder", {**step, "past_kv": got})  # the cache at 257: its first step
         assert nxt["present_kv"].shape == (*want.shape[:3], want.shape[3] + 1, want.shape[4])
-        ask = SemanticRequest(caption=True)
-        run = lambda p: p(tiny_eeg[:3], 8, 3, prior_steps=10, semantic=ask)  # noqa: E731 (chunks of 2 and a padded 1)
+        run = lambda p: p(tiny_eeg[:3], 8, 3, prior_steps=10, caption=True)  # noqa: E731 (chunks of 2 and a padded 1)
         assert run(pipe).caption_ids == run(want_pipe).caption_ids
     finally:
         pipe.close()

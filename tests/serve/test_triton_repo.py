@@ -253,8 +253,9 @@ def test_triton_loads_the_gpu_repository_and_its_ensemble_gives_infer_s_fp16_ima
                                                                                       tiny_eeg):
     import urllib.request
 
+    from eeg2img_deploy.core.options import RunOptions
     from eeg2img_deploy.runtime.pipeline import Pipeline
-    from eeg2img_deploy.serve.client import Client, RequestOptions
+    from eeg2img_deploy.serve.client import Client
 
     proc, repo = gpu_kind_server
     for model in sorted(p.parent.name for p in repo.glob("*/config.pbtxt")):
@@ -263,6 +264,6 @@ def test_triton_loads_the_gpu_repository_and_its_ensemble_gives_infer_s_fp16_ima
     n = min(_fused_steps(tiny_bundle))
     want = Pipeline.from_bundle(tiny_bundle, precision="fp16", threads=1)(tiny_eeg[:1], SUBJECT, 7, prior_steps=n)
     client = Client(proc.url, model=f"eeg2img_fused_{n}", timeout_s=60)
-    got = client.infer(tiny_eeg[0], SUBJECT, 0, RequestOptions(seed=7))
+    got = client.infer(tiny_eeg[0], SUBJECT, 0, RunOptions(seed=7))
     np.testing.assert_array_equal(got.image, want.images[0])
     np.testing.assert_array_equal(got.image_embeds, want.image_embeds[0])
