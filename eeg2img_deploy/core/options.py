@@ -115,8 +115,6 @@ class RunOptions:
             raise OptionError(f"the fused prior graph runs DDPM only: use --prior-graph stepwise with --prior-sampler "
                               f"{self.prior_sampler}")
         if self.low_level:
-            from .schedulers import img2img_cut  # numpy: not at the top, the CLI imports this module
-
             img2img_cut(self.steps, self.strength)  # a strength that runs no step fails here
 
     def replace(self, **changes: Any) -> RunOptions:
@@ -162,3 +160,20 @@ def check_low_level_size(latent_side: int, image_size: int) -> None:
             f"the low-level encoder makes {latent_side}x{latent_side} latents ({latent_side * 8}x{latent_side * 8} "
             f"images), not {image_size // 8}x{image_size // 8}: use --image-size {latent_side * 8}"
         )
+
+
+def img2img_cut(steps: int, strength: float) -> int:
+    """Index of the first step img2img runs, as the paper computes it (``custom_pipeline_low_level.py``).
+
+    ``init_timestep = min(int(steps * strength), steps)``; the last ``init_timestep`` steps run. ``int``
+    truncates, so 4 steps at strength 0.6 run 2 steps, not 3; a pair that runs none is refused.
+    """
+    if not 0.0 < strength <= 1.0:
+        raise SettingsError(f"--strength must be in (0, 1], got {strength}")
+    run = min(int(steps * strength), steps)
+    if run == 0:
+        raise SettingsError(
+            f"--strength {strength} with --steps {steps} leaves no denoising step (int({steps} * {strength}) = 0): "
+            f"raise --strength to at least {1 / steps:g} or use more --steps"
+        )
+    return steps - run

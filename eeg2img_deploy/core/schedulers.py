@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ManifestError, SettingsError
+from ..errors import ManifestError
 from ..names import Constants
 from .noise import NoiseSource
 from .options import RunOptions
@@ -89,23 +89,6 @@ def ddpm_sample(
         if s.t > 0:
             x = x + s.noise_std * noise.normal(cond.shape[1:])
     return x.astype(np.float32)
-
-
-def img2img_cut(steps: int, strength: float) -> int:
-    """Index of the first step img2img runs, as the paper computes it (``custom_pipeline_low_level.py``).
-
-    ``init_timestep = min(int(steps * strength), steps)``; the last ``init_timestep`` steps run. ``int``
-    truncates, so 4 steps at strength 0.6 run 2 steps, not 3; a pair that runs none is refused.
-    """
-    if not 0.0 < strength <= 1.0:
-        raise SettingsError(f"--strength must be in (0, 1], got {strength}")
-    run = min(int(steps * strength), steps)
-    if run == 0:
-        raise SettingsError(
-            f"--strength {strength} with --steps {steps} leaves no denoising step (int({steps} * {strength}) = 0): "
-            f"raise --strength to at least {1 / steps:g} or use more --steps"
-        )
-    return steps - run
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ As ``Generation/custom_pipeline_low_level.py`` and its notebook do it, quirks in
    ``vae.encode(image).latent_dist.sample() * scaling_factor``;
 3. plain unit noise is added, ``latents + noise`` (not ``scheduler.add_noise``, not scaled by sigma);
 4. the timesteps are cut: ``init = min(int(steps * strength), steps)``, ``timesteps[steps - init:]``
-   (see :func:`~eeg2img_deploy.core.schedulers.img2img_cut`);
+   (see :func:`~eeg2img_deploy.core.options.img2img_cut`);
 5. IP-Adapter scale 1, guidance 0, empty prompt; the UNet and scheduler are diffusers' own.
 
 The second entry (``low_level_latent=``, ``latent`` mode here) skips 1-2: it adds the noise to
@@ -28,7 +28,7 @@ import numpy as np
 from ..models.sdxl import EmptyPrompt, clip_normalisation, time_ids  # noqa: F401  (clip_normalisation: re-exported)
 from ..core.images import to_uint8
 from ..core.noise import NoiseSource
-from ..core.schedulers import img2img_cut
+from ..core.options import img2img_cut
 from .noise_patch import shared_noise
 
 

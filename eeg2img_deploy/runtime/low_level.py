@@ -4,7 +4,7 @@ Image mode (the paper's ``low_level_image=`` entry): ``low_level_encoder`` -> ``
 8-bit image -> CLIP mean/std normalisation -> ``vae_encoder`` (posterior sample and scaling inside
 the graph, its noise an input) -> ``+ unit noise``. Latent mode (the paper's ``low_level_latent=``
 entry) skips the round trip: ``z * scaling_factor + unit noise``. Either way the pipeline then runs
-the Euler-ancestral schedule cut at :func:`~..core.schedulers.img2img_cut`. Every quirk is the reference's
+the Euler-ancestral schedule cut at :func:`~..core.options.img2img_cut`. Every quirk is the reference's
 (:mod:`eeg2img_deploy.reference.low_level`, which names them), and so is the noise order
 (:mod:`..core.noise`, purpose ``low_level``).
 """
@@ -19,7 +19,7 @@ import numpy as np
 from ..core.images import to_uint8
 from ..core.noise import NoiseSource
 from ..core.options import RunOptions, check_low_level_size
-from ..core.schedulers import img2img_cut
+from ..core.options import img2img_cut
 from ..errors import SettingsError
 from ..names import Constants, Stage
 

@@ -17,6 +17,7 @@ from ..core.options import RunOptions
 from ..errors import ManifestError
 from ..manifest import Artifact, Manifest, Stage
 from .pbtxt import Enum
+from .repo_files import python_model
 
 FUSED_PRIOR = Stage.PRIOR_SAMPLER
 GLUE = "glue_model.py"
@@ -44,8 +45,6 @@ def _glue(name: str, role: str, max_batch: int, inputs: list[dict], outputs: lis
 def write_ensembles(root: Path, bundle: Path, manifest: Manifest, chosen: dict[str, Artifact], decoder: str,
                     configs: dict[str, dict]) -> dict[str, dict]:
     """Write the glue models and one ensemble per fused step count under ``root``; return their configs."""
-    from .triton_repo import python_model
-
     fused = {name: a for name, a in chosen.items() if a.stage == FUSED_PRIOR}
     dec_out = chosen[decoder].outputs[0]
     if not fused or 1 not in manifest.bundle.steps or dec_out.dtype != "uint8":

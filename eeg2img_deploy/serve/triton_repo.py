@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..core.artifacts import select_artifacts
 from ..manifest import Artifact, Backend, Decoder, Manifest, Stage, read_manifest
 from .pbtxt import Enum, render, tensor
 from .ensemble import FUSED_PRIOR, write_ensembles
+from .repo_files import place, python_model
 from .requests import MODEL_NAME, model_inputs, model_outputs
 
 log = logging.getLogger(__name__)
@@ -62,16 +62,6 @@ def instance_kind(manifest: Manifest, kind: str) -> str:
     # the recorded provider is onnxruntime's name ("CUDAExecutionProvider"); a bundle has none
     on_gpu = ort is not None and ort.provider not in ("CPUExecutionProvider", "cpu")
     return "gpu" if manifest.backend is Backend.ONNXRUNTIME and on_gpu else "cpu"
-
-
-def python_model(folder: Path, source: str, bundle: Path, manifest: Manifest) -> Path:
-    """A Python-backend model's version folder with its code, the manifest and the constants."""
-    version = folder / "1"
-    version.mkdir(parents=True)
-    shutil.copy2(Path(__file__).with_name(source), version / "model.py")
-    _place(bundle / manifest.constants_file, version / manifest.constants_file)
-    shutil.copy2(bundle / "manifest.json", version / "manifest.json")
-    return version
 
 
 def _batch_axis(a: Artifact, axes: dict) -> tuple[bool, int]:
@@ -126,15 +116,6 @@ def orchestrator_config(manifest: Manifest, settings: RepoSettings) -> dict:
     }
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Hard-link (engines are large), or copy across file systems."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSettings()) -> dict:
     """Write the repository to ``out`` (which must not exist, or be empty) and return {model: config}."""
     bundle, out = Path(bundle), Path(out)
@@ -163,13 +144,13 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
         cfg = stage_config(a, name, manifest, settings, kind)
         version = tmp / name / "1"
         if settings.stage_backend == "python":
-            _place(bundle / a.file, version / a.file)
+            place(bundle / a.file, version / a.file)
             shutil.copy2(Path(__file__).with_name(STAGE_RUNTIME), version / "model.py")
             (version / "stage.json").write_text(json.dumps({"file": a.file, "artifact": a.to_dict()}, indent=2))
         else:
-            _place(bundle / a.file, version / cfg["default_model_filename"])
+            place(bundle / a.file, version / cfg["default_model_filename"])
         if a.data_file:  # ONNX external data, found next to the graph under its own name
-            _place(bundle / a.data_file, version / a.data_file)
+            place(bundle / a.data_file, version / a.data_file)
         configs[name] = cfg
     version = python_model(tmp / MODEL_NAME, ORCHESTRATOR, bundle, manifest)
     models = {a.session_key: {"model": name, "stage": a.stage, "precision": a.precision.value, "steps": a.steps}

@@ -16,7 +16,7 @@ from eeg2img_deploy.core.options import RunOptions
 from eeg2img_deploy.runtime.low_level import clip_normalise
 from eeg2img_deploy.core.noise import NoiseSource
 from eeg2img_deploy.runtime.pipeline import Pipeline
-from eeg2img_deploy.core.schedulers import img2img_cut
+from eeg2img_deploy.core.options import img2img_cut
 
 from support import TEST_IMAGE_SIZE
 
