@@ -35,6 +35,8 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 class ServerProcess:
     """``eeg2img-deploy serve --bundle B`` on 127.0.0.1 with free ports; ``url`` is its HTTP endpoint."""
 
+    ready_path = "/v2/health/ready"  # serve's readiness: the model is loaded (the probe the README names)
+
     def __init__(self, bundle: Path, *args: str, log_path: Path | None = None, start_timeout_s: float = 120.0,
                  stop_timeout_s: float = 60.0):
         self.bundle = Path(bundle)
@@ -69,7 +71,7 @@ class ServerProcess:
 
     def ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.url}/v2/models/eeg2img/ready", timeout=2) as r:
+            with urllib.request.urlopen(f"http://{self.url}{self.ready_path}", timeout=2) as r:
                 return r.status == 200
         except OSError:
             return False
@@ -105,6 +107,8 @@ class BundledTritonProcess(ServerProcess):
     under ``workdir``, the bundled libraries and this interpreter's libpython on ``LD_LIBRARY_PATH``, and
     this environment's ``bin`` first on ``PATH`` (the stub's interpreter finds its packages from there).
     """
+
+    ready_path = "/v2/models/eeg2img/ready"  # the repository's other models may not load on this CPU-only server
 
     def __init__(self, repository: Path, workdir: Path, **kw):
         super().__init__(repository, **kw)

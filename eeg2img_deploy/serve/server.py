@@ -115,7 +115,7 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, run: RunOptio
     _pytriton()
     import numpy as np
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy
 
     pipes = [open_pipeline() for _ in range(settings.instances)]
     max_batch = settings.max_batch or pipes[0].max_batch
@@ -135,10 +135,15 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, run: RunOptio
     def tensors(ports):
         return [Tensor(name=p.name, dtype=np.dtype(p.dtype).type, shape=p.dims, optional=p.optional) for p in ports]
 
+    # Strict readiness: PyTriton's default starts tritonserver first and loads the model over HTTP later, so
+    # /v2/health/ready answered 200 (no model, nothing to wait for) for seconds before `eeg2img` could run.
+    # Its local model store instead writes the model before tritonserver starts, which loads it at startup
+    # and only then opens its endpoints: ready means the model is ready.
+    policy = TritonLifecyclePolicy(launch_triton_on_startup=False, local_model_store=True)
     # SIGTERM (docker stop, kubectl) drains like Ctrl-C: PyTriton stops Triton, which finishes in-flight requests
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with Triton(config=config) as triton:
+        with Triton(config=config, triton_lifecycle_policy=policy) as triton:
             triton.bind(
                 model_name=MODEL_NAME,
                 infer_func=[_infer_function(p, run) for p in pipes],

@@ -21,12 +21,68 @@ SUBJECT = 8
 PRIOR_STEPS = 10  # the load test's requests ask for fewer prior steps: faster, and an optional input at work
 
 
+class ReadinessProbe(threading.Thread):
+    """A load balancer's readiness probe, written by hand (urllib): GET /v2/health/ready every 10 ms from the
+    moment the server process starts; at the first 200 it asks at once whether model eeg2img is ready and
+    sends it a KServe v2 JSON request, as traffic would arrive once a probe passes."""
+
+    def __init__(self, url: str, eeg: np.ndarray):
+        super().__init__(daemon=True)
+        self.url, self.eeg = url, eeg
+        self.codes: list[tuple[float, int | None]] = []  # health/ready answers as they changed
+        self.model_ready: int | None = None
+        self.answer: dict | None = None
+        self.error: str | None = None
+        self.done = threading.Event()
+
+    def _get(self, path: str) -> int | None:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://{self.url}{path}", timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            return None
+
+    def run(self) -> None:
+        import urllib.request
+
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 300:
+            code = self._get("/v2/health/ready")
+            if not self.codes or self.codes[-1][1] != code:
+                self.codes.append((round(time.monotonic() - t0, 3), code))
+            if code == 200:
+                self.model_ready = self._get("/v2/models/eeg2img/ready")
+                body = {"inputs": [
+                    {"name": "eeg", "shape": [1, *self.eeg.shape], "datatype": "FP32", "data": self.eeg.ravel().tolist()},
+                    {"name": "subject_id", "shape": [1, 1], "datatype": "INT64", "data": [SUBJECT]},
+                    {"name": "seed", "shape": [1, 1], "datatype": "INT64", "data": [3]},
+                    {"name": "prior_steps", "shape": [1, 1], "datatype": "INT64", "data": [PRIOR_STEPS]}],
+                    "outputs": [{"name": "image"}]}
+                req = urllib.request.Request(f"http://{self.url}/v2/models/eeg2img/infer", json.dumps(body).encode(),
+                                             {"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=120) as r:
+                        self.answer = json.loads(r.read())
+                except OSError as e:
+                    self.error = f"{e}: {getattr(e, 'read', lambda: b'')()[:300]!r}"
+                break
+            time.sleep(0.01)
+        self.done.set()
+
+
 @pytest.fixture(scope="module")
-def server(tiny_bundle, tmp_path_factory, triton_stub_loads):
+def server(tiny_bundle, tiny_eeg, tmp_path_factory, triton_stub_loads):
     from eeg2img_deploy.serve.process import ServerProcess
 
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     proc = ServerProcess(tiny_bundle, "--threads", "1", "--queue-delay-us", "20000", log_path=log)
+    proc.probe = ReadinessProbe(proc.url, tiny_eeg[0])
+    proc.probe.start()  # before the process: it sees every answer from the first
     try:
         proc.start()
     except Exception:
@@ -34,6 +90,20 @@ def server(tiny_bundle, tmp_path_factory, triton_stub_loads):
         raise
     yield proc
     proc.stop()
+
+
+def test_health_ready_only_once_the_model_is_loaded(server, pipe, tiny_eeg):
+    """Bug 3 (Triton's strict readiness): /v2/health/ready never answers 200 before model eeg2img is ready, and
+    the first request sent when it does is answered with infer's image. Before, it answered 200 ~3 s early."""
+    probe = server.probe
+    assert probe.done.wait(120), probe.codes
+    assert probe.codes[-1][1] == 200 and all(code != 200 for _, code in probe.codes[:-1]), probe.codes
+    assert probe.model_ready == 200, (probe.codes, probe.model_ready)
+    assert probe.error is None, probe.error
+    out = {o["name"]: o for o in probe.answer["outputs"]}["image"]
+    image = np.asarray(out["data"], dtype=np.uint8).reshape(out["shape"])
+    expected = pipe(tiny_eeg[:1], SUBJECT, 3, prior_steps=PRIOR_STEPS).images
+    np.testing.assert_array_equal(image, expected)
 
 
 @pytest.fixture(scope="module")
