@@ -30,7 +30,10 @@ PORT = click.IntRange(1, 65535)
 @run_options("shared_subject_token")
 def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc_port: int, metrics_port: int,
           max_batch: int | None, queue_delay_us: int, instances: int, drain_timeout: int, run: RunOptions) -> None:
-    """Serve the runtime behind Triton Inference Server (PyTriton) as model `eeg2img`; Ctrl-C drains and stops."""
+    """Serve the runtime behind Triton Inference Server (PyTriton) as model `eeg2img`; Ctrl-C drains and stops.
+
+    Readiness probe: GET /v2/health/ready (200 once the model is loaded); liveness: GET /v2/health/live.
+    """
     from .server import ServeSettings, serve as run_server
 
     def open_pipeline():
@@ -41,7 +44,7 @@ def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc
                              drain_timeout_s=drain_timeout)
     run_server(bundle, settings, open_pipeline=open_pipeline, run=run,
                on_ready=lambda: click.echo(f"ready: http://{host}:{http_port} grpc {host}:{grpc_port} model eeg2img "
-                                           "(Ctrl-C to stop)", err=True))
+                                           "(readiness probe: /v2/health/ready; Ctrl-C to stop)", err=True))
     click.echo("stopped", err=True)
 
 
