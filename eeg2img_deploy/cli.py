@@ -93,7 +93,7 @@ class _Group(click.Group):
 def cli(ctx: click.Context, verbose: int) -> None:
     """Deploy the EEG-to-image models of Li et al. (NeurIPS 2024).
 
-    init-tiny -> reference -> export -> build-engines -> infer -> bench
+    init-tiny -> reference -> export -> build-engines -> infer -> bench -> eval
     """
     ctx.meta["eeg2img_deploy.verbose"] = verbose
     setup_logging(verbose)
@@ -111,6 +111,7 @@ def init_tiny_cmd(out_dir: Path, seed: int, image_size: int) -> None:
     click.echo(f"tiny model set written to {out_dir}")
     for k, v in layout.describe().items():
         click.echo(f"  {k:<11} {v}")
+    click.echo(f"  {'eval':<11} {out_dir / 'eval'} (truth images, metric networks, image features)")
 
 
 @cli.command()
@@ -304,6 +305,10 @@ cli.add_command(triton_repo_cmd)
 from .stream.command import stream_cmd  # noqa: E402  (click and stdlib only at its top)
 
 cli.add_command(stream_cmd)
+
+from .eval.command import eval_cmd  # noqa: E402  (click and stdlib only at its top)
+
+cli.add_command(eval_cmd)
 
 
 def main() -> None:

@@ -221,11 +221,13 @@ def encoder_variant(kw: dict):
     return EncoderVariantInfo(token_slice=kw.pop("token_slice"), positional_embedding=kw.pop("positional_embedding"))
 
 
-def eeg_options(f):
+def eeg_options(f, *, required: bool = True):
+    """--eeg, --subject and the reading options; ``required=False`` for a command that needs them in one mode only
+    (``eval --retrieval``), which then checks them itself."""
     opts = [
-        click.option("--eeg", "eeg_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+        click.option("--eeg", "eeg_path", required=required, type=click.Path(dir_okay=False, path_type=Path),
                      help="EEG trials: .npy (63,250)/(N,63,250), .npz, THINGS-EEG2 file, or raw (.fif/.edf/.bdf/.vhdr)."),
-        click.option("--subject", required=True, type=int, help="Subject id (sub-08 -> 8)."),
+        click.option("--subject", required=required, type=int, help="Subject id (sub-08 -> 8)."),
         click.option("--trials", default=None, help="Which trials, as a Python slice: '0', '0:4', '::10'."),
         click.option("--trusted-pickle", is_flag=True, help="Allow THINGS-EEG2 preprocessed files (pickles): trusted files only."),
         click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path),

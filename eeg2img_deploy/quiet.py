@@ -43,6 +43,9 @@ NO_IMAGE_ENCODER = LogNote("diffusers.loaders.ip_adapter", "image_encoder is not
 # load_ip_adapter casts the UNet to its own dtype with ``to()``; the list of modules kept in fp32 is empty
 # (a non-empty list still shows).
 NOTHING_KEPT_IN_FP32 = LogNote("diffusers.models.modeling_utils", "that should be kept in float32: [].")
+# eval loads the vision half of a full CLIP folder (openai/clip-vit-large-patch14): its text weights are
+# "UNEXPECTED" by design; eval checks the loading info itself and refuses a folder with a missing key.
+CLIP_VISION_FROM_FULL = LogNote("transformers.modeling_utils", "CLIPVisionModelWithProjection LOAD REPORT")
 # The torch.export-based ONNX exporter cannot register torchvision's ops without torchvision.
 ONNX_TORCHVISION_OPS = LogNote("torch.onnx._internal.exporter._registration", "torchvision is not installed. Skipping")
 

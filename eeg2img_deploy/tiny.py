@@ -361,6 +361,9 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
     (out / "eeg").mkdir(exist_ok=True)
     np.save(out / "eeg" / "synthetic_eeg.npy", synthetic_eeg(n_trials, seed))
     _write_recording(out / "eeg" / RECORDING, seed)
+    from .tiny_eval import write_eval_set
+
+    write_eval_set(out, n_trials, seed)  # eval/: truth images, metric networks, image features
     (out / "README.txt").write_text(
         "Tiny model set written by `eeg2img-deploy init-tiny`: random weights in the real formats.\n"
         "Images made from it are noise; it exists to run and test every command.\n",

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install into .venv and run the whole job on the tiny model set:
-# init-tiny -> reference -> export -> build-engines (onnxruntime) -> infer (+ the low-level path) -> bench -> stream --replay.
+# Install into .venv-eval (every extra, eval's metric networks included: see setup-venv.sh) and run the whole job
+# on the tiny model set: init-tiny -> reference -> export -> build-engines (onnxruntime) -> infer (+ the low-level
+# path) -> bench -> stream --replay -> eval (the paper's metrics, retrieval, the sweep of speed knobs).
 # Output in demo/.
 set -euo pipefail
-. "$(dirname "$0")/setup-venv.sh"
+. "$(dirname "$0")/setup-venv.sh" eval
 out=demo
 rm -rf "$out"
 eeg2img-deploy init-tiny "$out/weights"
@@ -20,4 +21,14 @@ eeg2img-deploy bench --bundle "$out/engines" --runs 5 --warmup 1 --json "$out/be
     --baseline torch --weights "$out/weights"
 eeg2img-deploy stream --bundle "$out/engines" --replay "$out/weights/eeg/recording_raw.fif" --subject 8 --max-epochs 5 \
     --out "$out/stream"
-echo "done: images in $out/reference and $out/infer, latency in $out/bench.json, live replay in $out/stream (tiny weights are random: the images are noise)"
+# eval: infer's images scored against the tiny truth (the paper's eight metrics), the encoder's zero-shot retrieval,
+# and every speed knob's quality cost beside its latency (one table, one plot)
+eeg2img-deploy eval --images "$out/infer" --truth "$out/weights/eval/truth" --weights "$out/weights/eval/weights" \
+    --out "$out/eval"
+eeg2img-deploy eval --retrieval --bundle "$out/engines" --eeg "$out/weights/eeg/synthetic_eeg.npy" --subject 8 \
+    --image-features "$out/weights/eval/image_features.npy" --out "$out/eval-retrieval"
+eeg2img-deploy eval --sweep --bundle "$out/bundle" --eeg "$out/weights/eeg/synthetic_eeg.npy" --subject 8 \
+    --truth "$out/weights/eval/truth" --weights "$out/weights/eval/weights" \
+    --image-features "$out/weights/eval/image_features.npy" --out "$out/eval-sweep"
+echo "done: images in $out/reference and $out/infer, latency in $out/bench.json, live replay in $out/stream, metrics in" \
+    "$out/eval*/ (tiny weights are random: the images are noise and the metrics near chance)"

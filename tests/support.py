@@ -111,3 +111,8 @@ def float16_edges(bundle, out, stages=("encoder", "prior", "unet", "taesd_decode
         artifacts.append(dataclasses.replace(a, inputs=spec(a.inputs), outputs=spec(a.outputs),
                                              sha256=sha256_file(out / a.file), size_bytes=size))
     write_manifest(out, dataclasses.replace(manifest, artifacts=tuple(artifacts)))
+
+
+# eval's metric networks need torchvision, which imports only in the second environment on this project's machines
+NEEDS_EVAL_ENV = ("torchvision is not installed: eval's metric networks run in .venv-eval "
+                  "(bash scripts/setup-venv.sh eval; bash scripts/test.sh runs tests/eval there)")

@@ -43,7 +43,6 @@ LAYERS: dict[str, set[str]] = {
     "core": {"errors", "manifest", "names"},
     "models": {"errors", "fileio", "quiet", "weights"},
     "tiny_semantic": {"models"},
-    "tiny": {"eeg", "models", "quiet", "tiny_semantic", "weights"},
     "reference": {"checks", "core", "eeg", "errors", "models", "weights"},
     "export": {"cards", "core", "eeg", "errors", "fileio", "integrity", "manifest", "models", "quiet", "weights"},
     "runtime": {"checks", "core", "eeg", "errors", "fileio", "gpu", "integrity", "manifest", "names"},
@@ -53,12 +52,15 @@ LAYERS: dict[str, set[str]] = {
     "bench": {"core", "errors", "fileio", "manifest", "models", "reference", "runtime", "weights"},
     "stream": {"cli_options", "core", "eeg", "errors", "fileio"},
     "serve": {"cli_options", "core", "eeg", "errors", "fileio", "integrity", "manifest", "runtime"},
-    "cli": {"bench", "cli_options", "cli_semantic", "eeg", "engines", "errors", "export", "fileio", "manifest",
+    "eval": {"bench", "cli_options", "core", "errors", "fileio", "quiet", "weights"},
+    "tiny_eval": {"eval", "quiet"},
+    "tiny": {"eeg", "models", "quiet", "tiny_eval", "tiny_semantic", "weights"},
+    "cli": {"bench", "cli_options", "cli_semantic", "eeg", "engines", "errors", "eval", "export", "fileio", "manifest",
             "models", "names", "reference", "runtime", "serve", "stream", "tiny"},
 }
 # The parts that may import the torch stack and the ONNX writers (lazily or not); bench only for its baseline.
 TORCH_STACK = {"torch", "torchvision", "diffusers", "transformers", "accelerate", "onnx", "onnxscript"}
-TORCH_STACK_PARTS = {"quiet", "models", "tiny_semantic", "tiny", "reference", "export", "bench"}
+TORCH_STACK_PARTS = {"quiet", "models", "tiny_semantic", "tiny", "reference", "export", "bench", "eval", "tiny_eval"}
 
 
 def module_files() -> dict[str, Path]:

@@ -189,6 +189,19 @@ class Pipeline:
     def encode(self, eeg: np.ndarray, ids: np.ndarray, *, keep: bool = False) -> Any:
         return self._call("encoder", {"eeg": eeg, "subject_ids": ids}, keep=keep)
 
+    def embed(self, eeg: np.ndarray, subject_ids: int | np.ndarray, *, shared_subject_token: bool = False) -> np.ndarray:
+        """The encoder's embeddings (N, 1024) alone, the EEG checked and whitened as :meth:`__call__` does
+        (``eval --retrieval``: no prior, no image)."""
+        eeg = validate_eeg(eeg, self.eeg_spec)
+        ids = validate_subject_ids(subject_ids, len(eeg))
+        self.check_subjects(ids, shared_subject_token)
+        if self.whitening is not None:
+            eeg = apply_whitening(eeg, self.whitening, self.eeg_spec)
+        emb = np.concatenate([self._host("encoder", self.encode(eeg[i:i + self.max_batch], ids[i:i + self.max_batch]))
+                              for i in range(0, len(eeg), self.max_batch)])
+        check_finite(Stage.ENCODER, emb)
+        return emb
+
     def prior_graph(self, graph: str | None, sampler: str, steps: int) -> str:
         """Which prior graph a call uses: ``graph`` as asked, or (None) fused where the folder has DDPM at ``steps``."""
         fused = sampler == "ddpm" and steps in self.fused_prior_steps
