@@ -1,28 +1,37 @@
-"""GPU check: the toolkit's GPU path on a real CUDA machine, every part that can run there, in under 10 minutes.
+"""GPU check: the toolkit's GPU path on a real CUDA machine, every part that can run there, in under 7 minutes.
 
-    python benchmarks/gpu_check.py [--out DIR] [--budget-s 540] [--skip-export] [--skip-tiny]
-    python benchmarks/gpu_check.py --dry-run --out DIR       # CPU, tiny sizes, seconds: the test suite's run
+    python benchmarks/gpu_check.py [--out DIR] [--budget-s 420] [--skip-export] [--skip-tiny]
+    python benchmarks/gpu_check.py --dry-run [--out DIR]   # the same run on CPU at tiny UNet sizes: the test suite's
 
-Parts, in order; each one that cannot run here says why in the report and the run goes on:
+The dry run is the GPU run with the full-size UNet replaced by the tiny one: same parts, same code, same
+tiny bundle (made here from ``init_tiny``, never passed in), so a part that fails on a GPU fails in the
+suite first. Parts, in order; each one that cannot run here says why in the report and the run goes on:
 
 1. environment: Python, torch/CUDA, the GPU, onnxruntime and its providers, TensorRT, diffusers; then the
    toolkit's cuda-python layer without TensorRT (``cuda_path_check.py``: copies, graph capture and replay,
    a failed capture and its cleared error).
 2. the full-size SDXL-Turbo UNet + IP-Adapter (the real config, random weights, the export wrapper with
    the IP scale as an input): PyTorch fp32 output as the reference, fp16 eager and CUDA-graph latency at
-   batch 1, 512x512, and fp16 parity against fp32 (the export's metric and bound, 5e-2).
+   batch 1, 512x512, and fp16 parity against fp32 (the export's metric and bound, 5e-2). Needs diffusers.
 3. that UNet exported to fp16 ONNX through the toolkit (``unet_stage`` + ``export_onnx`` + ``check_onnx``).
+   Only where part 4 can use it: on a GPU run without onnxruntime's CUDA provider it is skipped up front
+   (minutes of CPU work for a graph nothing here could run).
 4. the exported graph in the runtime's onnxruntime backend (``OrtStage``) on the CUDA provider: latency
    and parity against PyTorch fp32 (needs onnxruntime-gpu; the CPU build runs it only at dry-run size).
-5. the tiny bundle through the runtime ``Pipeline`` (CUDA provider where present): the fused and the
-   stepwise prior timed against each other, and TensorRT engines where TensorRT is installed.
-6. ``gpu_check-<gpu>-<date>.json`` and ``.md`` under ``--out`` (default ``benchmarks/results``).
+5. the tiny bundle (``init_tiny`` + ``export_bundle`` at one image size) through the runtime ``Pipeline``
+   (the CUDA provider where present, else the CPU one): the fused and the stepwise prior timed against
+   each other, and TensorRT engines where TensorRT is installed.
 
-On the lent H200 (Python 3.12, torch cu130, cuda-bindings, CPU onnxruntime, no TensorRT, no diffusers):
-the working tree travels, so only diffusers is carried, as a wheel (``benchmarks/results/README.md``
-has the commands). ``--budget-s`` (default 540 s) skips a part, saying so, when the time left is less
-than that part needs. Memory: about 11 GB of host RAM for the fp32 UNet (16 GB while exporting) and
-15 GB on the GPU.
+The report, ``gpu_check-<gpu>[-dry-run]-<date>.json`` and ``.md`` under ``--out`` (default
+``benchmarks/results``), is written again after every part, so a run killed at its time limit keeps the
+parts it finished. ``--budget-s`` (default 420 s, a 15-minute device lease less the machine's start and
+the transfers) skips a part, saying so, when less time is left than the part needs.
+
+On the lent GPU machines (Python 3.12, torch cu130, cuda-bindings, CPU onnxruntime, no TensorRT, no
+diffusers) only part 1 runs with nothing carried; parts 2-5 say "skipped: diffusers is not installed".
+Carrying the diffusers wheel (pure Python, 6 MB; ``benchmarks/results/README.md`` has the commands)
+adds parts 2 and 5 (part 5 on onnxruntime's CPU provider); parts 3-4 need onnxruntime-gpu as well.
+Memory: about 11 GB of host RAM for the fp32 UNet (16 GB while exporting) and 15 GB on the GPU.
 """
 
 from __future__ import annotations
@@ -44,9 +53,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the package from this checkout, and the sibling script
 
-IMAGE_SIZE = {"full": 512, "dry": 64}
+IMAGE_SIZE = {"full": 512, "dry": 64}  # the full-size UNet's images (parts 2-4)
+# Part 5's tiny set, the same in the dry and the GPU run: init_tiny's low-level encoder and the bundle's
+# export must agree on the image size, and only the fused prior graph that is timed is exported.
+TINY_IMAGE_SIZE, TINY_PRIOR_STEPS = 128, 10
 # seconds each part needs on an H200 host (16 cores), measured or estimated; a part is skipped when less is left
-NEEDS_S = {"unet_torch": 120, "export": 200, "onnxruntime": 60, "tiny_pipeline": 150}
+NEEDS_S = {"unet_torch": 120, "export": 200, "onnxruntime": 60, "tiny_pipeline": 120}
+DEFAULT_BUDGET_S = 420.0  # a 15-minute device lease, less the machine's start, the transfers and a rerun's margin
 
 
 def log(msg: str) -> None:
@@ -61,9 +74,13 @@ class Budget:
         return self.end - time.monotonic()
 
 
-def run_part(report: dict, name: str, fn: Callable[[], dict], *, budget: Budget, needs_s: float, dry: bool) -> dict:
-    """Run one part; record its result, or 'skipped: why' / 'failed: error', and go on."""
-    if not dry and budget.left() < needs_s:
+def run_part(report: dict, name: str, fn: Callable[[], dict], *, budget: Budget, needs_s: float, timed: bool,
+             out: Path) -> dict:
+    """Run one part; record its result, or 'skipped: why' / 'failed: error', write the report, and go on.
+
+    ``timed``: skipped when the budget has less than ``needs_s`` left (the dry run times nothing).
+    """
+    if timed and budget.left() < needs_s:
         entry = {"status": "skipped", "reason": f"time budget: {budget.left():.0f} s left, the part needs ~{needs_s:.0f} s"}
     else:
         t0 = time.perf_counter()
@@ -76,7 +93,16 @@ def run_part(report: dict, name: str, fn: Callable[[], dict], *, budget: Budget,
         entry["seconds"] = round(time.perf_counter() - t0, 1)
     log(f"{name}: {entry['status']}" + (f" ({entry.get('reason') or entry.get('error')})" if entry["status"] != "ok" else ""))
     report["parts"][name] = entry
+    write_results(report, out)  # after every part: a run killed at its time limit keeps what it finished
     return entry
+
+
+def require_diffusers() -> None:
+    """Skip the part, saying what to carry, where diffusers (the UNet's and the tiny set's classes) is absent."""
+    try:
+        import diffusers  # noqa: F401
+    except ImportError as e:
+        raise Skip(f"diffusers is not installed ({e}): carry its wheel (benchmarks/results/README.md, GPU check)") from None
 
 
 class Skip(Exception):
@@ -168,6 +194,7 @@ class UNetCheck:
 
         if not self.dry and self.device != "cuda":
             raise Skip("no CUDA GPU visible to torch: the full-size UNet is timed on the GPU only")
+        require_diffusers()
         t0 = time.perf_counter()
         unet, n_params, n_ip = build_unet(0, 1.0, config=unet_config(self.dry))
         out: dict[str, Any] = {"parameters": n_params, "ip_adapter_parameters": n_ip,
@@ -234,6 +261,9 @@ class UNetCheck:
 
         if self.stage is None:
             raise Skip("the UNet part did not run")
+        if not self.dry and not cuda_provider():
+            raise Skip("onnxruntime has no CUDA provider (the CPU build), so nothing here could run the exported "
+                       "graph: carry onnxruntime-gpu to run parts 3-4")
         self.onnx_path = work / "unet.fp16.onnx"
         example = self.stage.make_inputs(2, np.random.default_rng(1))  # batch 2 keeps the batch axis dynamic
         seconds = export_onnx(self.stage, Precision.FP16, self.onnx_path, example)
@@ -242,15 +272,13 @@ class UNetCheck:
         return {"export_s": round(seconds, 1), "bytes": size}
 
     def onnxruntime_part(self) -> dict:
-        import onnxruntime as ort
-
         from eeg2img_deploy.export.onnx_io import relative_error
         from eeg2img_deploy.manifest import Artifact, Precision
         from eeg2img_deploy.runtime.ort_backend import OrtStage
 
         if self.onnx_path is None:
             raise Skip("the export part did not run")
-        provider = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+        provider = "cuda" if cuda_provider() else "cpu"
         if provider == "cpu" and not self.dry:
             raise Skip("onnxruntime has no CUDA provider (the CPU build): carry onnxruntime-gpu to run this part; "
                        "the fp16 full-size UNet on the CPU provider needs ~13 GB and minutes per call")
@@ -272,26 +300,30 @@ class UNetCheck:
 
 
 # ---- 5. the tiny bundle through the runtime ----------------------------------------------------------------
-def tiny_pipeline_part(work: Path, bundle: Path | None, dry: bool) -> dict:
+def cuda_provider() -> bool:
     import onnxruntime as ort
 
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def tiny_pipeline_part(work: Path, dry: bool) -> dict:
     from eeg2img_deploy.bench import run_bench
 
-    if bundle is None:
-        try:
-            import diffusers  # noqa: F401
-        except ImportError as e:
-            raise Skip(f"diffusers is not installed ({e}): carry its wheel to make the tiny bundle") from None
-        from eeg2img_deploy.export.bundle import ExportSettings, export_bundle
-        from eeg2img_deploy.tiny import init_tiny
+    require_diffusers()  # init_tiny's SDXL classes and the export
+    from eeg2img_deploy.export.bundle import ExportSettings, export_bundle
+    from eeg2img_deploy.tiny import init_tiny
 
-        layout = init_tiny(work / "tiny-weights")
-        bundle = work / "tiny-bundle"
-        export_bundle(layout, bundle, ExportSettings(image_size=128, max_batch=4), progress=False)
-    provider = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+    t0 = time.perf_counter()
+    layout = init_tiny(work / "tiny-weights", image_size=TINY_IMAGE_SIZE)
+    bundle = work / "tiny-bundle"
+    export_bundle(layout, bundle, ExportSettings(image_size=TINY_IMAGE_SIZE, max_batch=4,
+                                                 fused_prior_steps=(TINY_PRIOR_STEPS,)), progress=False)
+    made_s = time.perf_counter() - t0
+    provider = "cuda" if cuda_provider() else "cpu"
     runs = 2 if dry else 20
-    report = run_bench(bundle, provider=provider, runs=runs, warmup=1, prior_steps=10)
+    report = run_bench(bundle, provider=provider, runs=runs, warmup=1, prior_steps=TINY_PRIOR_STEPS)
     out: dict[str, Any] = {
+        "image_size": TINY_IMAGE_SIZE, "bundle_made_s": round(made_s, 1),
         "provider": provider,
         "latency_ms": {k: v["p50"] for k, v in report["runtime"]["latency_ms"].items()},
         "prior_graph": report["settings"]["prior_graph"],
@@ -305,7 +337,7 @@ def tiny_pipeline_part(work: Path, bundle: Path | None, dry: bool) -> dict:
     from eeg2img_deploy.engines.build import build_engines
 
     engines = build_engines(bundle, work / "tiny-engines", backend="tensorrt", progress=False)
-    trt = run_bench(work / "tiny-engines", backend="tensorrt", runs=runs, warmup=1, prior_steps=10)
+    trt = run_bench(work / "tiny-engines", backend="tensorrt", runs=runs, warmup=1, prior_steps=TINY_PRIOR_STEPS)
     out["tensorrt"] = {"engines": [a.label() for a in engines.artifacts],
                        "latency_ms": {k: v["p50"] for k, v in trt["runtime"]["latency_ms"].items()}}
     return out
@@ -365,32 +397,35 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, seconds: checks the script, measures nothing")
-    ap.add_argument("--budget-s", type=float, default=540.0, help="skip parts that would not finish within this")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="where the report goes (only there)")
+    ap.add_argument("--dry-run", action="store_true", help="CPU, tiny UNet, seconds: checks the script, measures nothing")
+    ap.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="skip parts that would not finish within this")
     ap.add_argument("--skip-export", action="store_true", help="leave out parts 3-4 (the export takes minutes)")
     ap.add_argument("--skip-tiny", action="store_true", help="leave out part 5")
-    ap.add_argument("--tiny-bundle", type=Path, default=None, help="an existing tiny bundle for part 5 (else one is made)")
     ap.add_argument("--work", type=Path, default=None, help="folder for exported files [default: a temporary one]")
     args = ap.parse_args(argv)
     budget = Budget(args.budget_s)
     report: dict[str, Any] = {"command": " ".join(["python benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
                               "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                              "dry_run": args.dry_run, "parts": {}}
-    run_part(report, "environment", environment, budget=budget, needs_s=0, dry=True)
-    run_part(report, "cuda_bindings", cuda_bindings_part, budget=budget, needs_s=0, dry=True)
+                              "dry_run": args.dry_run, "budget_s": args.budget_s, "parts": {}}
+    timed = not args.dry_run
+
+    def part(name: str, fn: Callable[[], dict], needs_s: float = 0.0) -> None:
+        run_part(report, name, fn, budget=budget, needs_s=needs_s, timed=timed, out=args.out)
+
+    part("environment", environment)
+    part("cuda_bindings", cuda_bindings_part)
     device = "cuda" if report["parts"]["environment"].get("cuda_available") else "cpu"
     check = UNetCheck(args.dry_run, device)
     with tempfile.TemporaryDirectory(prefix="gpu-check-", dir=args.work) as tmp:
         work = Path(tmp)
-        run_part(report, "unet_torch", check.torch_part, budget=budget, needs_s=NEEDS_S["unet_torch"], dry=args.dry_run)
+        part("unet_torch", check.torch_part, NEEDS_S["unet_torch"])
         if not args.skip_export:
-            run_part(report, "export", lambda: check.export_part(work), budget=budget, needs_s=NEEDS_S["export"], dry=args.dry_run)
-            run_part(report, "onnxruntime", check.onnxruntime_part, budget=budget, needs_s=NEEDS_S["onnxruntime"], dry=args.dry_run)
+            part("export", lambda: check.export_part(work), NEEDS_S["export"])
+            part("onnxruntime", check.onnxruntime_part, NEEDS_S["onnxruntime"])
         check.stage = None  # frees the UNet before the tiny pipeline
         if not args.skip_tiny:
-            run_part(report, "tiny_pipeline", lambda: tiny_pipeline_part(work, args.tiny_bundle, args.dry_run),
-                     budget=budget, needs_s=NEEDS_S["tiny_pipeline"], dry=args.dry_run)
+            part("tiny_pipeline", lambda: tiny_pipeline_part(work, args.dry_run), NEEDS_S["tiny_pipeline"])
     log(f"wrote {write_results(report, args.out)}")
     return report
 

@@ -41,9 +41,21 @@ def test_every_benchmark_script_has_a_smoke_test():
         assert script in (root / test).read_text(), (script, test)
 
 
-def test_gpu_check_dry_run(tiny_bundle, tmp_path):
-    report = _script("gpu_check").main(["--dry-run", "--out", str(tmp_path), "--tiny-bundle", str(tiny_bundle),
-                                        "--work", str(tmp_path)])
+def _results_listing() -> dict[str, float]:
+    return {p.name: p.stat().st_mtime for p in (BENCHMARKS / "results").iterdir()}
+
+
+def test_gpu_check_dry_run_is_the_gpu_command(tmp_path):
+    """``gpu_check.py --dry-run``, exactly the command a GPU machine runs plus the flag: every part ok or skipped."""
+    before = _results_listing()
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--dry-run", "--out", str(out)],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == 2 and written[0].endswith(".json") and written[1].endswith(".md"), written
+    report = json.loads((out / written[0]).read_text())
+    assert report["dry_run"] is True and report["budget_s"] == 420
     parts = report["parts"]
     cuda = parts.pop("cuda_bindings")  # the real cuda-python layer: skipped, with the reason, without a GPU
     assert cuda["status"] == "skipped" and ("not installed" in cuda["reason"] or "no CUDA GPU" in cuda["reason"])
@@ -53,12 +65,11 @@ def test_gpu_check_dry_run(tiny_bundle, tmp_path):
     assert unet["fp16_vs_fp32"]["ok"] and 0 < unet["fp16_vs_fp32"]["max_rel_error"]  # a real comparison
     assert unet["fp16_cuda_graph_ms"] == "skipped: no CUDA" and unet["fp16_eager_ms"]["n"] == 2
     assert parts["onnxruntime"]["provider"] == "cpu" and parts["onnxruntime"]["vs_torch_fp32"]["ok"]
-    assert parts["tiny_pipeline"]["prior_graphs"]["steps"] == 10
-    assert parts["tiny_pipeline"]["tensorrt"].startswith("skipped: TensorRT is not installed")
-    written = sorted(p.name for p in tmp_path.glob("gpu_check-*"))
-    assert len(written) == 2 and written[0].endswith(".json") and written[1].endswith(".md")
-    assert json.loads((tmp_path / written[0]).read_text())["dry_run"] is True
-    assert "| unet_torch | ok |" in (tmp_path / written[1]).read_text()
+    tiny = parts["tiny_pipeline"]
+    assert tiny["image_size"] == 128 and tiny["prior_graphs"]["steps"] == 10 and tiny["prior_graph"] == "fused"
+    assert tiny["tensorrt"].startswith("skipped: TensorRT is not installed")
+    assert "| unet_torch | ok |" in (out / written[1]).read_text()
+    assert _results_listing() == before, "--out elsewhere wrote under benchmarks/results"
 
 
 def test_gpu_check_says_what_it_cannot_run_and_goes_on(tmp_path, monkeypatch):
@@ -79,6 +90,28 @@ def test_gpu_check_says_what_it_cannot_run_and_goes_on(tmp_path, monkeypatch):
     report = _script("gpu_check").main(["--out", str(tmp_path), "--skip-tiny", "--skip-export", "--work", str(tmp_path)])
     if not report["parts"]["environment"].get("cuda_available"):
         assert "no CUDA GPU" in report["parts"]["unet_torch"]["reason"]
+
+
+def test_gpu_check_without_diffusers_skips_and_keeps_each_part_on_disk(tmp_path, monkeypatch):
+    """The lent GPU machines have no diffusers: those parts say 'skipped' and why; the report is on disk after each part."""
+    script = _script("gpu_check")
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # `import diffusers` raises ImportError
+    seen = {}
+
+    def killed(work, dry):  # the last part: what is on disk when a run is killed here
+        seen.update(json.loads(next(tmp_path.glob("gpu_check-*.json")).read_text())["parts"])
+        raise KeyboardInterrupt  # a run stopped at its time limit
+
+    monkeypatch.setattr(script, "tiny_pipeline_part", killed)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(["--dry-run", "--out", str(tmp_path), "--work", str(tmp_path)])
+    assert list(seen) == ["environment", "cuda_bindings", "unet_torch", "export", "onnxruntime"]
+    assert seen["unet_torch"]["status"] == "skipped" and "diffusers is not installed" in seen["unet_torch"]["reason"]
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    report = script.main(["--dry-run", "--skip-export", "--out", str(tmp_path), "--work", str(tmp_path)])
+    tiny = report["parts"]["tiny_pipeline"]
+    assert tiny["status"] == "skipped" and "carry its wheel" in tiny["reason"]
 
 
 def test_cuda_path_check_against_the_fake_cudart(monkeypatch):
