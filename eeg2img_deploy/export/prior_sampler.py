@@ -2,27 +2,42 @@
 
 ``cond (B, 1024), noise (B, steps, 1024), guidance (B,) -> image_embeds (B, 1024)``. ``noise[:, 0]`` is
 x_T and ``noise[:, k]`` (k >= 1) the variance draw of step k, counting from 1 (the last step, at t = 0,
-draws none): :class:`~eeg2img_deploy.core.noise.NoiseSource`'s draws in their order, made on the host. The step table (:func:`~eeg2img_deploy.core.schedulers.ddpm_steps`, the numpy sampler's own
-float32 coefficients) is baked in as constants and the loop is unrolled: one graph, no host round trip
-per step, and the same arithmetic, op for op, as ``ddpm_sample``.
+draws none): :class:`~eeg2img_deploy.core.noise.NoiseSource`'s draws in their order, made on the host.
+The step table (:func:`~eeg2img_deploy.core.schedulers.ddpm_steps`, the numpy sampler's own float32
+coefficients) is baked in and the loop is unrolled: one graph, no host round trip per step, and the same
+arithmetic, op for op, as ``ddpm_sample`` over the stepwise ``prior`` graph.
 
 Each step is one denoiser call on ``2B`` rows, conditional over unconditional (the ``cond_mask`` of the
-stepwise ``prior`` graph). The condition terms (8 Linears on a tensor that never changes) are computed
-once per call instead of once per step. The time-embedding MLPs run per step on the 2B rows, as in the
-stepwise graph: folding them into constants at export (torch's kernels instead of onnxruntime's) moved
-the 10-step output by up to 9e-6 from the stepwise sampler; computed in the graph, the fused output is
-bit-identical to the stepwise one on onnxruntime's CPU provider.
+stepwise graph). What does not change from step to step is not computed per step:
+
+- the condition terms once per call, the 8 condition Linears as one Gemm (their weights side by side);
+- the time terms (the 8 timestep-embedding MLPs of each step's fixed timestep) once at export, as
+  constants. onnxruntime's CPU provider computes them from a graph of the prior's own ``time_terms``
+  (the ops the stepwise graph runs, weights prepacked as in any session), so they are the float32 values
+  the stepwise graph computes at run time: exported and run with the same onnxruntime on the same kind
+  of CPU, the fused sampler equals the stepwise numpy sampler bit for bit (the test suite asserts it).
+  Elsewhere the stepwise graph's own Gemm rounding can differ (other MLAS kernels, another provider):
+  then the two differ at that level. Folding with torch's kernels instead drifted 9e-6 at 10 steps, and
+  onnxruntime's own constant folding (unpacked Gemm) up to 2e-5; hence the export-time session.
+- the noise draws are scaled by their step's std in one multiplication and split once;
+- the sampler's scalars and the time terms are initializers, not Constant nodes.
+
+That leaves 70 nodes per step, the floor for the stepwise arithmetic op for op: the denoiser (10 Gemms,
+9 LayerNorms, 9 SiLUs of 2 nodes, 20 Adds, the Concat of its 2B rows) and the sampler (Split, guidance 3,
+x0 4, posterior mean 3, noise 1). 50 steps: 3.5k nodes and 501 Gemms, where computing the time MLPs in
+every step took 7k nodes and 1308 Gemms; the weights read per step fell from 6.7 M to 3.5 M parameters.
 
 In the fp16 graph only the denoiser runs in fp16: inputs, output and the sampler's arithmetic stay
-fp32 (x0 = (x - sqrt(1 - a) eps) / sqrt(a) divides by 0.007 at t = 980, too much for fp16's 3 digits).
+fp32 (x0 = (x - sqrt(1 - a) eps) / sqrt(a) divides by 0.007 at t = 980, too much for fp16's 3 digits);
+the time terms are the fp32 constants rounded to fp16.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..manifest import Precision, TensorSpec
 from ..core.schedulers import ddpm_steps
+from ..manifest import Precision, TensorSpec
 from .spec import DEFAULT_TOLERANCE, StageExport
 
 # The fused graph's step counts by default: the paper's 50, and the 10 of the authors' follow-up work.
@@ -37,13 +52,78 @@ def ddpm_alphas_cumprod() -> np.ndarray:
     return DDPMScheduler().alphas_cumprod.numpy().astype(np.float32)
 
 
+def time_terms_onnxruntime(prior, timesteps: list[int]) -> list[np.ndarray]:
+    """The prior's time terms (encoder levels, then decoder levels; each ``(len(timesteps), d)``) as the
+    stepwise graph computes them: the same ops exported the same way, run by onnxruntime's CPU provider."""
+    import io
+
+    import onnxruntime as ort
+    import torch
+
+    from ..quiet import ONNX_EXPORT, quiet
+    from .onnx_io import OPSET
+
+    class TimeTerms(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.prior = prior
+
+        def forward(self, t):
+            enc, dec = self.prior.time_terms(t, torch.float32)
+            return (*enc, *dec)
+
+    buf = io.BytesIO()
+    t = np.asarray(timesteps, np.float32)
+    with torch.no_grad(), quiet(*ONNX_EXPORT):
+        torch.onnx.export(TimeTerms().eval(), (torch.from_numpy(t),), buf, input_names=["t"],
+                          dynamic_axes={"t": {0: "n"}}, opset_version=OPSET, dynamo=False)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    return session.run(None, {"t": t})
+
+
 def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int):
     import copy
 
     import torch
 
-    table = [(s.t, *(float(v) for v in (s.sqrt_beta, s.sqrt_alpha, s.x0_coef, s.x_coef, s.noise_std)))
-             for s in ddpm_steps(alphas_cumprod, steps)]
+    table = ddpm_steps(alphas_cumprod, steps)
+    terms = time_terms_onnxruntime(prior, [s.t for s in table])
+    levels = len(prior.encode_time_embedding)
+
+    class Halves(torch.autograd.Function):
+        """Rows ``[:n]`` and ``[n:]`` of a ``(2n, ...)`` tensor: one ONNX Split, not shape arithmetic and two Slices."""
+
+        @staticmethod
+        def forward(ctx, x):
+            a, b = x.chunk(2, 0)
+            return a.clone(), b.clone()
+
+        @staticmethod
+        def symbolic(g, x):
+            return g.op("Split", x, axis_i=0, num_outputs_i=2, outputs=2)
+
+    class Clip(torch.autograd.Function):
+        """``clamp(x, lo, hi)`` as one ONNX Clip on the initializers (torch's own adds a Cast of each bound per use)."""
+
+        @staticmethod
+        def forward(ctx, x, lo, hi):
+            return torch.clamp(x, lo, hi)
+
+        @staticmethod
+        def symbolic(g, x, lo, hi):
+            return g.op("Clip", x, lo, hi)
+
+    class Fp32(torch.nn.Module):
+        """Buffers that stay as they are when the graph is halved for fp16 (the sampler's arithmetic, and
+        the time terms in both precisions); initializers in the graph, so no Constant node per use."""
+
+        def _apply(self, fn, recurse=True):
+            return self
+
+    def scalar(v) -> torch.Tensor:
+        return torch.tensor(float(v), dtype=torch.float32)
 
     class FusedDDPM(torch.nn.Module):
         def __init__(self):
@@ -51,24 +131,56 @@ def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int):
             # Its own copy: exporting the fp16 graph halves the module, and halving and restoring a shared
             # prior would leave rounded weights in the stages exported after it.
             self.prior = copy.deepcopy(prior).eval()
+            # the 8 condition Linears as one (their outputs side by side): one Gemm per call instead of 8
+            linears = [*self.prior.encode_cond_embedding, *self.prior.decode_cond_embedding]
+            self.cond_widths = [lin.out_features for lin in linears]
+            self.cond = torch.nn.Linear(linears[0].in_features, sum(self.cond_widths))
+            with torch.no_grad():
+                self.cond.weight.copy_(torch.cat([lin.weight for lin in linears]))
+                self.cond.bias.copy_(torch.cat([lin.bias for lin in linears]))
+            self.c = Fp32()
+            for dtype in ("fp32", "fp16"):
+                for i, term in enumerate(terms):
+                    for k in range(steps):
+                        row = torch.from_numpy(term[k : k + 1].copy())
+                        self.c.register_buffer(f"time_{dtype}_{k}_{i}", row if dtype == "fp32" else row.half())
+            for k, s in enumerate(table):
+                for name in ("sqrt_beta", "sqrt_alpha", "x0_coef", "x_coef"):
+                    self.c.register_buffer(f"{name}_{k}", scalar(getattr(s, name)))
+            # noise[:, 0] is x_T (scale 1, exact); noise[:, k + 1] is step k's draw, scaled by its std
+            self.c.register_buffer("noise_scale", torch.tensor(
+                [1.0, *(float(s.noise_std) for s in table[:-1])], dtype=torch.float32)[:, None])
+            self.c.register_buffer("lo", scalar(-1.0))
+            self.c.register_buffer("hi", scalar(1.0))
 
         def forward(self, cond, noise, guidance):
+            c = self.c
             dtype = next(self.prior.parameters()).dtype  # fp16 after .half(); the sampler's arithmetic stays fp32
-            ones = torch.ones_like(guidance)
-            rows = torch.cat([ones, ones])  # fp32, 2B rows: conditional over unconditional
-            mask = torch.cat([ones, torch.zeros_like(guidance)]).to(dtype)
-            cond_terms = self.prior.cond_terms(torch.cat([cond, cond]).to(dtype), mask)  # once for all steps
+            half = dtype != torch.float32
             g = guidance[:, None]
-            x = noise[:, 0]
-            for k, (t, sqrt_beta, sqrt_alpha, x0_coef, x_coef, noise_std) in enumerate(table):
-                time_terms = self.prior.time_terms(rows * float(t), dtype)
-                eps = self.prior.denoise(torch.cat([x, x]).to(dtype), time_terms, cond_terms).float()
-                eps_c, eps_u = eps.reshape(2, -1, eps.shape[-1]).unbind(0)
+            # conditional rows get the condition terms, unconditional rows exact zeros (the stepwise cond_mask)
+            mask = torch.cat([torch.ones_like(g), torch.zeros_like(g)])
+            cond2 = torch.cat([cond, cond])
+            if half:
+                cond2, mask = cond2.to(dtype), mask.to(dtype)
+            cond_terms = (self.cond(cond2) * mask).split(self.cond_widths, dim=1)
+            cond_terms = (cond_terms[:levels], cond_terms[levels:])
+            draws = torch.split((noise * c.noise_scale).reshape(-1, steps * EMBED_DIM), EMBED_DIM, dim=1)
+            x = draws[0]
+            tag = "fp16" if half else "fp32"
+            for k, s in enumerate(table):
+                time = [getattr(c, f"time_{tag}_{k}_{i}") for i in range(len(terms))]
+                x2 = torch.cat([x, x])
+                eps = self.prior.denoise(x2.to(dtype) if half else x2, (time[:levels], time[levels:]), cond_terms)
+                eps_c, eps_u = Halves.apply(eps.float() if half else eps)
                 eps = eps_u + g * (eps_c - eps_u)
-                x0 = torch.clamp((x - sqrt_beta * eps) / sqrt_alpha, -1.0, 1.0)
-                x = x0_coef * x0 + x_coef * x
-                if t > 0:
-                    x = x + noise_std * noise[:, k + 1]
+                x0 = Clip.apply((x - getattr(c, f"sqrt_beta_{k}") * eps) / getattr(c, f"sqrt_alpha_{k}"), c.lo, c.hi)
+                if s.x0_coef == 1 and s.x_coef == 0:  # t = 0: the posterior mean is x0 (1 * x0 + 0 * x, exactly)
+                    x = x0
+                else:
+                    x = getattr(c, f"x0_coef_{k}") * x0 + getattr(c, f"x_coef_{k}") * x
+                if s.t > 0:
+                    x = x + draws[k + 1]
             return x
 
     return FusedDDPM().eval()
