@@ -37,7 +37,8 @@ TRT_API_USED = (
 )
 
 PIP_HINT = "pip install 'eeg2img-deploy[tensorrt-cu12]' (CUDA 12 driver) or '[tensorrt-cu13]' (CUDA 13, driver R580+)"
-JETSON_HINT = "on a Jetson use JetPack's TensorRT (apt: python3-libnvinfer) and `pip install 'cuda-python<13'`"
+JETSON_HINT = ("on a Jetson use JetPack's TensorRT (apt: python3-libnvinfer) and `pip install "
+               "'eeg2img-deploy[jetson6]'` (JetPack 6) or '[jetson7]' (JetPack 7)")
 
 
 def import_tensorrt() -> Any:

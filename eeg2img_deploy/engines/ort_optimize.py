@@ -69,14 +69,16 @@ def choose_ort_target(provider: str | None = None) -> OrtTarget:
             if _has_nvidia_gpu():
                 log.warning(
                     "this machine has an NVIDIA GPU but onnxruntime has no CUDA provider: skipping the "
-                    "CUDA-optimized models and writing CPU ones (pip install 'eeg2img-deploy[gpu]' for CUDA)"
+                    "CUDA-optimized models and writing CPU ones (pip install 'eeg2img-deploy[gpu-cu12]', or "
+                    "'[gpu-cu13]' for a CUDA 13 driver)"
                 )
             provider = "cpu"
     if provider not in PROVIDERS:
         raise EngineError(f"unknown onnxruntime provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
     if provider == "cuda" and PROVIDERS["cuda"] not in available:
         raise BackendUnavailableError(
-            f"onnxruntime has no CUDA provider here (it has {available}): pip install 'eeg2img-deploy[gpu]' on a CUDA machine"
+            f"onnxruntime has no CUDA provider here (it has {available}): pip install 'eeg2img-deploy[gpu-cu12]' "
+            "(CUDA 12 driver) or '[gpu-cu13]' (CUDA 13)"
         )
     if provider == "tensorrt" and PROVIDERS["tensorrt"] not in available:
         log.warning("onnxruntime has no TensorRT provider here; the models are still written for a machine that has it")

@@ -28,7 +28,8 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-GPU_INSTALL = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'eeg2img-deploy[gpu]'"
+GPU_INSTALL = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'eeg2img-deploy[gpu-cu12]' "
+               "(CUDA 12 driver; '[gpu-cu13]' for CUDA 13)")
 
 # CUDA EP options (onnxruntime's CUDA-ExecutionProvider docs). cuDNN's EXHAUSTIVE search (the default)
 # benchmarks every convolution algorithm at each new input shape, seconds for the UNet; the runtime
@@ -47,9 +48,28 @@ def import_onnxruntime() -> Any:
         import onnxruntime as ort
     except ImportError as e:  # the base install leaves the choice of build to the `cpu`/`gpu` extras
         raise BackendUnavailableError(
-            f"onnxruntime is not installed ({e}): pip install 'eeg2img-deploy[cpu]' (or '[gpu]' on a CUDA machine)"
+            f"onnxruntime is not installed ({e}): pip install 'eeg2img-deploy[cpu]' (or '[gpu-cu12]' / '[gpu-cu13]' "
+            "on a machine with a CUDA 12 / 13 driver)"
         ) from e
     return ort
+
+
+_PRELOADED = False
+
+
+def preload_cuda_libraries(ort: Any) -> None:
+    """Load the CUDA and cuDNN libraries of the pip wheels onnxruntime-gpu's ``[cuda,cudnn]`` brings, once,
+    before the first CUDA or TensorRT session: ``onnxruntime.preload_dlls()`` (onnxruntime-gpu 1.21+; older
+    builds and the CPU build have none, and then the system's libraries are used)."""
+    global _PRELOADED
+    preload = getattr(ort, "preload_dlls", None)
+    if _PRELOADED or preload is None:
+        return
+    _PRELOADED = True
+    try:
+        preload()
+    except Exception as e:  # noqa: BLE001 - a missing wheel is not fatal: the system's libraries may do
+        log.debug("onnxruntime.preload_dlls() failed (%s); the system's CUDA libraries are used", e)
 
 
 def _installed(dist: str) -> bool:
@@ -132,6 +152,8 @@ class OrtStage(ArtifactSpecs):
         # Four sessions run one after another: a pool that spins after its call keeps a core busy while the
         # next session runs (the 50-step prior took 375 ms with spinning, 225 ms without, on 2 cores).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if provider != "cpu":
+            preload_cuda_libraries(ort)
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=_providers(provider, trt_options))
         except Exception as e:  # onnxruntime raises its own exception types

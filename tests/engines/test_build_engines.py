@@ -222,7 +222,7 @@ def test_ort_cuda_without_onnxruntime_gpu_is_a_clear_error(onnx_bundle: Path, tm
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here")
-    with pytest.raises(BackendUnavailableError, match=r"eeg2img-deploy\[gpu\]"):
+    with pytest.raises(BackendUnavailableError, match=r"eeg2img-deploy\[gpu-cu12\].*\[gpu-cu13\]"):
         build_engines(onnx_bundle, tmp_path / "ort", backend="onnxruntime", ort_provider="cuda", progress=False)
 
 

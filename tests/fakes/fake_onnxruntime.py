@@ -28,6 +28,7 @@ class OrtState:
     startable: set[str] = field(default_factory=lambda: {"CUDAExecutionProvider", "CPUExecutionProvider"})
     sessions: list[tuple[str, list]] = field(default_factory=list)  # (model path, providers as passed)
     copies: list[str] = field(default_factory=list)
+    preloads: list[int] = field(default_factory=list)  # len(sessions) when onnxruntime.preload_dlls() ran
 
     def count(self, kind: str) -> int:
         return self.copies.count(kind)
@@ -162,6 +163,7 @@ def install_fake_onnxruntime(monkeypatch: Any, **kw: Any) -> OrtState:
     for name in ("SessionOptions", "GraphOptimizationLevel", "__version__"):
         setattr(m, name, getattr(real, name))
     m.get_available_providers = lambda: list(state.available)
+    m.preload_dlls = lambda *a, **k: state.preloads.append(len(state.sessions))  # onnxruntime-gpu 1.21+
     m.InferenceSession, m.OrtValue, m.IOBinding = InferenceSession, OrtValue, IOBinding
     monkeypatch.setitem(sys.modules, "onnxruntime", m)
     return state

@@ -94,12 +94,24 @@ def test_tensorrt_ep_falling_back_to_cuda_is_reported_as_cuda(tiny_bundle, tiny_
     assert "runs on CUDAExecutionProvider" in caplog.text and "RUNNING ON THE CPU" not in caplog.text
 
 
+def test_cuda_libraries_are_preloaded_once_before_the_first_gpu_session(tiny_bundle, monkeypatch) -> None:
+    """onnxruntime.preload_dlls() loads the CUDA/cuDNN wheels of onnxruntime-gpu[cuda,cudnn] (the gpu-cu* extras)."""
+    state = install_fake_onnxruntime(monkeypatch)
+    monkeypatch.setattr("eeg2img_deploy.runtime.ort_backend._PRELOADED", False)
+    Pipeline.from_bundle(tiny_bundle, provider="cpu").close()
+    assert state.sessions and state.preloads == []  # the CPU needs no CUDA library
+    state.sessions.clear()
+    Pipeline.from_bundle(tiny_bundle, provider="cuda").close()
+    Pipeline.from_bundle(tiny_bundle, provider="cuda").close()
+    assert state.preloads == [0] and len(state.sessions) > 1  # once, before the first CUDA session
+
+
 def test_without_onnxruntime_the_extras_are_named(tiny_bundle, monkeypatch) -> None:
-    """The base install has no onnxruntime (the `cpu`/`gpu` extras choose the build): a clear error, no traceback."""
+    """The base install has no onnxruntime (the `cpu`/`gpu-cu12`/... extras choose the build): a clear error."""
     import sys
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(BackendUnavailableError, match=r"eeg2img-deploy\[cpu\]'.*\[gpu\]"):
+    with pytest.raises(BackendUnavailableError, match=r"eeg2img-deploy\[cpu\]'.*\[gpu-cu12\]' / '\[gpu-cu13\]'"):
         Pipeline.from_bundle(tiny_bundle)
 
 
