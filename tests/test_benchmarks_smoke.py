@@ -22,7 +22,7 @@ ELSEWHERE = {"bench_low_level_cpu.py": "tests/test_bench.py", "caption_kv_cache.
              "stream_soak.py": "tests/stream/test_stream_soak.py",
              "serve_load.py": "tests/serve/test_serve_load_bench.py"}
 HERE = {"bench_tiny_cpu.py", "bench_fullsize_encoder_prior_cpu.py", "export_fullsize_unet.py", "gpu_check.py",
-        "prior_sampler_study.py", "cuda_path_check.py"}
+        "prior_sampler_study.py", "cuda_path_check.py", "prior_graph_fold.py"}
 
 
 def _script(name: str):
@@ -141,6 +141,14 @@ def test_bench_fullsize_encoder_prior_cpu_smoke(tiny_dir, tiny_bundle, tmp_path)
     assert result["parity"]["fused_vs_stepwise_max_abs_diff"] <= 1e-5
     assert "prior 50-step sampling, runtime stepwise / fused graph" in result["ratios_torch_over_onnxruntime"]
     assert (tmp_path / "bench_fullsize_encoder_prior_cpu.json").is_file()
+
+
+def test_prior_graph_fold_smoke(tiny_dir, tmp_path):
+    result = _script("prior_graph_fold").main(["--smoke", "--weights", str(tiny_dir), "--out", str(tmp_path)])
+    folded, unfolded = result["graphs"]["folded"], result["graphs"]["unfolded"]
+    assert folded["gemms"] == 10 * 3 + 1 and unfolded["gemms"] > folded["gemms"]
+    assert folded["max_abs_diff_vs_stepwise"] == unfolded["max_abs_diff_vs_stepwise"] == 0  # both op for op
+    assert "<!-- prior_graph_fold -->" in (tmp_path / "README.md").read_text()
 
 
 def test_export_fullsize_unet_smoke(tmp_path):

@@ -83,14 +83,14 @@ def time_terms_onnxruntime(prior, timesteps: list[int]) -> list[np.ndarray]:
     return session.run(None, {"t": t})
 
 
-def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int):
+def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int, fold_time_terms: bool = True):
     import copy
 
     import torch
 
     table = ddpm_steps(alphas_cumprod, steps)
-    terms = time_terms_onnxruntime(prior, [s.t for s in table])
     levels = len(prior.encode_time_embedding)
+    terms = time_terms_onnxruntime(prior, [s.t for s in table]) if fold_time_terms else []
 
     class Halves(torch.autograd.Function):
         """Rows ``[:n]`` and ``[n:]`` of a ``(2n, ...)`` tensor: one ONNX Split, not shape arithmetic and two Slices."""
@@ -169,9 +169,13 @@ def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int):
             x = draws[0]
             tag = "fp16" if half else "fp32"
             for k, s in enumerate(table):
-                time = [getattr(c, f"time_{tag}_{k}_{i}") for i in range(len(terms))]
                 x2 = torch.cat([x, x])
-                eps = self.prior.denoise(x2.to(dtype) if half else x2, (time[:levels], time[levels:]), cond_terms)
+                if fold_time_terms:
+                    time = [getattr(c, f"time_{tag}_{k}_{i}") for i in range(len(terms))]
+                    time = (time[:levels], time[levels:])
+                else:  # the time MLPs in every step, as before the fold (benchmarks/prior_graph_fold.py)
+                    time = self.prior.time_terms(torch.ones_like(x2[:, 0]) * float(s.t), dtype)
+                eps = self.prior.denoise(x2.to(dtype) if half else x2, time, cond_terms)
                 eps_c, eps_u = Halves.apply(eps.float() if half else eps)
                 eps = eps_u + g * (eps_c - eps_u)
                 x0 = Clip.apply((x - getattr(c, f"sqrt_beta_{k}") * eps) / getattr(c, f"sqrt_alpha_{k}"), c.lo, c.hi)
@@ -186,7 +190,10 @@ def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int):
     return FusedDDPM().eval()
 
 
-def prior_sampler_stage(prior, alphas_cumprod: np.ndarray, steps: int) -> StageExport:
+def prior_sampler_stage(prior, alphas_cumprod: np.ndarray, steps: int, *, fold_time_terms: bool = True) -> StageExport:
+    """The fused sampler's export spec; ``fold_time_terms=False`` computes the time MLPs in every step instead
+    (the graph before the fold, kept for ``benchmarks/prior_graph_fold.py``'s before/after)."""
+
     def make_inputs(batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {
             "cond": rng.standard_normal((batch, EMBED_DIM), dtype=np.float32),  # like the encoder's LayerNorm output
@@ -196,7 +203,7 @@ def prior_sampler_stage(prior, alphas_cumprod: np.ndarray, steps: int) -> StageE
 
     return StageExport(
         name="prior_sampler",
-        module=_fused_ddpm(prior, alphas_cumprod, steps),
+        module=_fused_ddpm(prior, alphas_cumprod, steps, fold_time_terms),
         inputs=(
             TensorSpec("cond", "float32", ("batch", EMBED_DIM)),
             TensorSpec("noise", "float32", ("batch", steps, EMBED_DIM)),
