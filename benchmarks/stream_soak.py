@@ -71,7 +71,8 @@ def run_soak(bundle: Path, work: Path, *, minutes: float, soa: float, prior_step
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     stream_cmd = [sys.executable, "-m", "eeg2img_deploy.cli", "stream", "--bundle", str(bundle), "--subject", "8",
                   "--out", str(out), "--overwrite", "--source", name, "--events", f"{name}-annotations",
-                  "--reconnect-timeout", "60", "--prior-steps", str(prior_steps)]
+                  "--reconnect-timeout", "60", "--prior-steps", str(prior_steps),
+                  "--connect-timeout", "120"]  # the player starts after the stream looks: seconds under load
     err_path = work / "stream-stderr.txt"  # a file, not a pipe: a full pipe would block the stream's live line
     with open(err_path, "w") as err_file:  # the child keeps its own copy of the descriptor
         stream = subprocess.Popen(stream_cmd, stdout=subprocess.PIPE, stderr=err_file, text=True, env=env)
@@ -92,7 +93,7 @@ def run_soak(bundle: Path, work: Path, *, minutes: float, soa: float, prior_step
         t_play = time.monotonic()
         while player.poll() is None:
             if stream.poll() is not None:
-                raise RuntimeError(f"stream exited early: {stream.communicate()[1][-2000:]}")
+                raise RuntimeError(f"stream exited early: {err_path.read_text()[-2000:]}")
             samples.append({"t_s": round(time.monotonic() - t_play, 1), "rss_mb": _rss_mb(stream.pid),
                             "load_1m": os.getloadavg()[0]})
             time.sleep(sample_s)
