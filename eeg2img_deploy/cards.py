@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .fileio import atomic_write_text
 from .integrity import STAMP_NAME
-from .manifest import MANIFEST_NAME, Backend, Manifest, Stage
+from .manifest import MANIFEST_NAME, Backend, EncoderKind, Manifest, Stage
 
 CARD_NAME = "README.md"
 
@@ -44,6 +44,19 @@ UPSTREAMS = {
     "git": Upstream("GIT-large COCO captioner", "[microsoft/git-large-coco](https://huggingface.co/microsoft/git-large-coco)",
                     "MIT"),
 }
+BRAINFLORA = ("trained with BrainFLORA's code, [ncclab-sustech/BrainFLORA](https://github.com/ncclab-sustech/BrainFLORA) "
+              "(checkpoints: [LidongYang/BrainFLORA](https://huggingface.co/datasets/LidongYang/BrainFLORA))")
+BRAINFLORA_UPSTREAMS = {  # a BrainFLORA bundle's encoder and prior
+    "encoder": Upstream("BrainFLORA UnifiedEncoder: EEG tower + MoE projection", BRAINFLORA,
+                        "the code is MIT; the checkpoint's terms are its authors': see where you got it"),
+    "prior": Upstream("BrainFLORA's diffusion prior (the paper's architecture)", BRAINFLORA,
+                      "the code is MIT; the checkpoint's terms are its authors': see where you got it"),
+}
+CUSTOM_UPSTREAMS = {  # an --encoder-factory bundle's encoder
+    "encoder": Upstream("your EEG encoder's weights (`--encoder-factory`)", "-", "yours"),
+    "encoder_factory": Upstream("your EEG encoder's code (`--encoder-factory`)", "-", "yours"),
+    "encoder_channels": Upstream("your EEG encoder's channel list (`--encoder-channels`)", "-", "yours"),
+}
 UNKNOWN = Upstream("", "-", "see the source's own licence")
 ORT_PROVIDERS = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt"}
 
@@ -61,8 +74,10 @@ def render_card(folder: str | Path, manifest: Manifest) -> str:
     folder = Path(folder)
     engines = manifest.backend is not Backend.ONNX
     kind = f"{manifest.backend.value} engine folder" if engines else "export bundle"
+    encoder = {EncoderKind.ATM: "the paper's ATM-S EEG encoder", EncoderKind.BRAINFLORA: "BrainFLORA's EEG encoder",
+               EncoderKind.CUSTOM: f"your EEG encoder (`{manifest.bundle.encoder.factory}`)"}[manifest.bundle.encoder.kind]
     out = [f"# {folder.resolve().name}: an eeg2img-deploy {kind}", "",
-           "The EEG-to-image models of Li et al. (NeurIPS 2024), " +
+           f"The EEG-to-image models of Li et al. (NeurIPS 2024) with {encoder}, " +
            ("built by `eeg2img-deploy build-engines`" if engines else "exported to ONNX by `eeg2img-deploy export`") +
            f" (toolkit {manifest.toolkit_version}) on {manifest.created}. This card is rendered from `{MANIFEST_NAME}`,"
            " the machine-readable contract beside it.", ""]
@@ -72,7 +87,8 @@ def render_card(folder: str | Path, manifest: Manifest) -> str:
 
 def _commands(folder: Path, manifest: Manifest) -> list[str]:
     f = shlex.quote(folder.as_posix())
-    subject = 8 if manifest.bundle.num_subjects > 8 else manifest.bundle.num_subjects - 1
+    rows = manifest.bundle.num_subjects
+    subject = 8 if rows is None or rows > 8 else rows - 1
     run = f"--eeg trials.npy --subject {subject} --out reconstructions"
     lines = ["## Run it", "", "```bash"]
     if manifest.backend is Backend.ONNX:
@@ -106,8 +122,11 @@ def _sources(manifest: Manifest) -> list[str]:
            "Made from these weights: this folder holds them, converted, so their licences apply to it. "
            "(The toolkit's `init-tiny` weights are random and carry none of them.)", "",
            "| source | file | sha256 | from | licence |", "|---|---|---|---|---|"]
+    kind = manifest.bundle.encoder.kind
+    upstreams = {**UPSTREAMS, **(BRAINFLORA_UPSTREAMS if kind is EncoderKind.BRAINFLORA else {}),
+                 **(CUSTOM_UPSTREAMS if kind is EncoderKind.CUSTOM else {})}
     for key, src in manifest.sources.items():
-        up = UPSTREAMS.get(key, UNKNOWN)
+        up = upstreams.get(key, UNKNOWN)
         name = src.get("file_name") or src.get("name") or "-"
         out.append(f"| {up.what or key} | `{name}` | `{src.get('sha256', '-')}` | {up.origin} | {up.licence} |")
     return out + [""]
@@ -115,13 +134,8 @@ def _sources(manifest: Manifest) -> list[str]:
 
 def _made(manifest: Manifest) -> list[str]:
     b, eeg = manifest.bundle, manifest.eeg
-    variant = b.encoder_variant
     fused = manifest.step_counts(Stage.PRIOR_SAMPLER)
-    out = ["## How it was made", "",
-           f"- encoder variant: token slice `{variant.token_slice}` "
-           f"({'[:, :63], the paper-era code' if variant.token_slice == 'paper' else '[:, 1:], the 2025 refactor'}), "
-           f"positional embedding {'on' if variant.positional_embedding else 'off'}; "
-           f"subject table of {b.num_subjects} rows (ids 0..{b.num_subjects - 1})",
+    out = ["## How it was made", "", _encoder_line(manifest),
            f"- EEG input: {len(eeg.channels)} channels x {eeg.n_times} samples at {eeg.sfreq:g} Hz from "
            f"{eeg.tmin:g} s; whitening matrix {'shipped (applied by the runtime)' if eeg.whitening else 'not shipped'}",
            f"- image size {b.image_size} px, largest batch {b.max_batch}, SDXL-Turbo step counts "
@@ -145,6 +159,24 @@ def _made(manifest: Manifest) -> list[str]:
                    f"`{p.manifest_sha256}`")
     out.append("- libraries: " + ", ".join(f"{k} {v}" for k, v in manifest.libraries.items()))
     return out + [""]
+
+
+def _encoder_line(manifest: Manifest) -> str:
+    b, enc = manifest.bundle, manifest.bundle.encoder
+    ids = (f"subject table of {b.num_subjects} rows (ids 0..{b.num_subjects - 1})" if b.num_subjects is not None
+           else "subject ids passed as they are" if enc.uses_subject_ids else "subject ids not used")
+    if enc.kind is EncoderKind.BRAINFLORA:
+        aside = manifest.sources.get("encoder", {}).get("left_aside", {})
+        towers = ", ".join(f"`{t}`" for t in aside) or "none"
+        return (f"- encoder: BrainFLORA's UnifiedEncoder, EEG tower and MoE projection (towers left aside: {towers}); "
+                f"{ids}")
+    if enc.kind is EncoderKind.CUSTOM:
+        code = f", source sha256 `{enc.factory_sha256}`" if enc.factory_sha256 else ""
+        return f"- encoder: your model, `--encoder-factory {enc.factory}`{code}; {ids}"
+    variant = b.encoder_variant
+    return (f"- encoder: the paper's ATM-S, token slice `{variant.token_slice}` "
+            f"({'[:, :63], the paper-era code' if variant.token_slice == 'paper' else '[:, 1:], the 2025 refactor'}), "
+            f"positional embedding {'on' if variant.positional_embedding else 'off'}; {ids}")
 
 
 def _artifacts(manifest: Manifest) -> list[str]:

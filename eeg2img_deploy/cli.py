@@ -139,8 +139,9 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
     if not run.low_level:
         layout = dataclasses.replace(layout, low_level=None)  # not loaded unless asked for
     variant = EncoderVariant(**dataclasses.asdict(encoder_variant(kw)))
-    eeg, ids = read_eeg(kw)
-    eeg = whiten_if_asked(eeg, kw)
+    spec = layout.eeg_spec()
+    eeg, ids = read_eeg(kw, spec)
+    eeg = whiten_if_asked(eeg, kw, spec)
     pipe = ReferencePipeline.from_weights(layout, variant=variant, device=torch_device, latent_convention=convention)
     res = pipe(eeg, ids, options=run, image_size=image_size, vae=vae)
     writer.write(res, {**write_captions(out, res.captions), "command": "reference", **run.record(),
@@ -184,7 +185,7 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
         latent_convention=convention,
     )
     out = out or DEFAULT_EXPORT_ROOT / (Path(weights_dir).name if weights_dir else "bundle")
-    w = load_whitening(whitening) if whitening else None
+    w = load_whitening(whitening, layout.eeg_spec()) if whitening else None
     manifest, exported = export_bundle(layout, out, settings, whitening=w, force=force)
     if not exported:
         click.echo(f"{out} is up to date: nothing to do (use --force to export again)")
@@ -248,10 +249,11 @@ def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str,
 @run_options(*SAMPLING, "shared_subject_token", "low_level", *LOW_LEVEL, *SEMANTIC)
 def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, run: RunOptions, **kw) -> None:
     """Reconstruct images from EEG with the lean runtime (no torch): PNGs + result.json."""
+    from .manifest import read_manifest
     from .runtime.images import ImageWriter
 
     writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any work
-    eeg, ids = read_eeg(kw)
+    eeg, ids = read_eeg(kw, read_manifest(bundle).eeg.spec())  # the bundle's encoder input (channels, samples)
     pipe = runtime.open(bundle, low_level=run.low_level, whitening=kw.pop("whitening"))
     res = pipe(eeg, ids, options=run)
     writer.write(res, {**write_captions(out, res.captions), "command": "infer", "bundle": str(bundle),

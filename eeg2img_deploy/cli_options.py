@@ -186,7 +186,14 @@ def weights_options(f):
     """--weights DIR plus per-component overrides, for real installs."""
     opts = [
         click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder (see README)."),
-        click.option("--encoder", type=click.Path(path_type=Path), help="ATM encoder checkpoint (.pth/.pt/.safetensors)."),
+        click.option("--encoder", type=click.Path(path_type=Path),
+                     help="EEG encoder checkpoint (.pth/.pt/.safetensors): ATM-S or BrainFLORA, told apart by its keys, "
+                          "or your model's weights (--encoder-factory)."),
+        click.option("--encoder-factory", metavar="MODULE:CALLABLE",
+                     help="Your own encoder: CALLABLE() returns a torch module, forward(eeg (B, C, T), subject_ids (B,)) "
+                          "-> (B, 1024); MODULE is importable or a .py file (README, 'Other encoders')."),
+        click.option("--encoder-channels", type=click.Path(dir_okay=False, path_type=Path),
+                     help="--encoder-factory: its EEG channels, one name a line (.txt) or JSON [default: the paper's 63]."),
         click.option("--prior", type=click.Path(path_type=Path), help="Diffusion prior checkpoint."),
         click.option("--sdxl", type=click.Path(file_okay=False, path_type=Path), help="SDXL-Turbo diffusers folder."),
         click.option("--ip-adapter", type=click.Path(path_type=Path), help="IP-Adapter folder or file (h94 layout)."),
@@ -211,6 +218,7 @@ def resolve_layout(kw: dict):
         kw.pop("weights"), encoder=kw.pop("encoder"), prior=kw.pop("prior"), sdxl=kw.pop("sdxl"),
         ip_adapter=kw.pop("ip_adapter"), taesd=kw.pop("taesd"), low_level=low_level or None,
         git=kw.pop("git", None), projector=kw.pop("projector", None),
+        encoder_factory=kw.pop("encoder_factory"), encoder_channels=kw.pop("encoder_channels"),
     )
 
 
@@ -259,12 +267,14 @@ def parse_event_id(text: str | None):
 
 
 
-def read_eeg(kw: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The EEG options' trials and subject ids (the --whitening option stays in kw: the runtime applies it)."""
+def read_eeg(kw: dict, spec=None) -> tuple[np.ndarray, np.ndarray]:
+    """The EEG options' trials and subject ids (the --whitening option stays in kw: the runtime applies it).
+    ``spec``: the encoder's :class:`~.eeg.spec.EEGSpec` (default: the paper's 63 channels x 250 samples)."""
     from .eeg.readers import load_eeg
-    from .eeg.spec import validate_subject_ids
+    from .eeg.spec import DEFAULT_SPEC, validate_subject_ids
 
-    trials = load_eeg(kw.pop("eeg_path"), trusted_pickle=kw.pop("trusted_pickle"), events=kw.pop("events_path", None),
+    trials = load_eeg(kw.pop("eeg_path"), spec=spec or DEFAULT_SPEC, trusted_pickle=kw.pop("trusted_pickle"),
+                      events=kw.pop("events_path", None),
                       event_id=parse_event_id(kw.pop("event_id", None)), allow_resample=kw.pop("allow_resample", False),
                       rename_channels=kw.pop("rename_channels", None))
     data = trials.data[parse_slice(kw.pop("trials"), len(trials))]
@@ -273,14 +283,15 @@ def read_eeg(kw: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 
-def whiten_if_asked(eeg: np.ndarray, kw: dict) -> np.ndarray:
+def whiten_if_asked(eeg: np.ndarray, kw: dict, spec=None) -> np.ndarray:
     """--whitening for commands without a bundle (reference, client): the runtime's one implementation."""
     path = kw.pop("whitening", None)
     if not path:
         return eeg
+    from .eeg.spec import DEFAULT_SPEC
     from .eeg.whitening import apply_whitening
 
-    return apply_whitening(eeg, path)
+    return apply_whitening(eeg, path, spec or DEFAULT_SPEC)
 
 
 

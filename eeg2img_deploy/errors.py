@@ -21,6 +21,10 @@ class WeightsNotFoundError(CheckpointError, FileNotFoundError):
     """A component of the weights folder is missing."""
 
 
+class EncoderContractError(CheckpointError):
+    """An EEG encoder module that breaks the contract: (B, C, T) f32 + (B,) i64 -> (B, 1024), deterministic, EEG-driven."""
+
+
 class ManifestError(Eeg2ImgError):
     """A bundle or engine folder whose manifest is missing, foreign, or does not match its files."""
 

@@ -25,6 +25,7 @@ from .names import (  # re-exported: the manifest's vocabulary
     Backend,
     Constants,
     Decoder,
+    EncoderKind,
     Precision,
     Provider,
     Stage,
@@ -32,7 +33,7 @@ from .names import (  # re-exported: the manifest's vocabulary
 
 __all__ = [
     "FORMAT_VERSION", "MANIFEST_NAME", "RUNTIME_BACKENDS", "STAGES", "Artifact", "Backend", "BundleSettings", "Constants",
-    "Decoder", "EEGInfo", "EncoderVariantInfo", "LowLevelInfo", "EngineInfo", "EngineSettings", "Manifest", "OnnxRuntimeSettings",
+    "Decoder", "EEGInfo", "EncoderInfo", "EncoderKind", "EncoderVariantInfo", "LowLevelInfo", "EngineInfo", "EngineSettings", "Manifest", "OnnxRuntimeSettings",
     "ParentInfo", "Precision", "Provider", "Stage", "TensorRTSettings", "TensorSpec", "library_versions", "read_manifest", "write_manifest",
 ]
 
@@ -167,6 +168,22 @@ class EncoderVariantInfo:
 
 
 @dataclass(frozen=True)
+class EncoderInfo:
+    """Which EEG encoder the ``encoder`` graph runs (its checkpoint's provenance: ``sources.encoder``; its input:
+    the manifest's ``eeg`` section, C channels by name and T samples)."""
+
+    kind: EncoderKind = EncoderKind.ATM  # detected from the checkpoint's keys, or "custom" (--encoder-factory)
+    uses_subject_ids: bool = True  # False: the graph takes the EEG alone, and no id is refused
+    factory: str | None = None  # custom: MODULE:CALLABLE as given (a .py file by its name)
+    factory_sha256: str | None = None  # custom: sha256 of the factory's source file
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EncoderInfo:
+        info = _from_fields(cls, d, "settings.encoder")
+        return dataclasses.replace(info, kind=EncoderKind(info.kind))
+
+
+@dataclass(frozen=True)
 class LowLevelInfo:
     """The low-level path's settings, in bundles that have a low-level encoder."""
 
@@ -180,7 +197,7 @@ class BundleSettings:
     image_size: int  # pixels; latents are image_size / 8
     max_batch: int  # largest batch of the graphs' (or engines') batch axis
     axes: dict[str, dict[str, int]]  # dynamic axis -> {"min", "opt", "max"}: "batch", "batch2" (CFG-doubled)
-    num_subjects: int  # rows of the encoder's subject table (ids 0..num_subjects-1)
+    num_subjects: int | None  # rows of the encoder's subject table (ids 0..num_subjects-1); None: no table
     latent_channels: int = 4
     steps: tuple[int, ...] = (1, 4)  # SDXL-Turbo step counts with a scheduler table in the constants
     ip_scale: float = 1.0  # the runtime's default IP-Adapter scale (an input of the UNet graph)
@@ -189,6 +206,7 @@ class BundleSettings:
     opset: int | None = None
     fingerprint: str | None = None  # sources + settings; an unchanged export is a no-op
     low_level: LowLevelInfo | None = None  # bundles with the low-level path only
+    encoder: EncoderInfo = EncoderInfo()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -203,6 +221,7 @@ class BundleSettings:
         d["steps"] = tuple(int(n) for n in d.get("steps", (1, 4)))
         d["fp32_only_stages"] = tuple(Stage.parse(s) for s in d.get("fp32_only_stages", ()))
         d["encoder_variant"] = _from_fields(EncoderVariantInfo, d.get("encoder_variant", {}), "encoder_variant")
+        d["encoder"] = EncoderInfo.from_dict(d.get("encoder", {}))
         if d.get("low_level") is not None:
             d["low_level"] = _from_fields(LowLevelInfo, d["low_level"], "settings.low_level")
         return _from_fields(cls, d, "settings")

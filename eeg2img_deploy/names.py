@@ -61,6 +61,14 @@ class Provider(enum.StrEnum):
     TENSORRT = "tensorrt"
 
 
+class EncoderKind(enum.StrEnum):
+    """Which EEG encoder a bundle runs: detected from the checkpoint's keys, or a user's ``--encoder-factory``."""
+
+    ATM = "atm"  # the paper's ATM-S (models/atm_encoder.py)
+    BRAINFLORA = "brainflora"  # BrainFLORA's UnifiedEncoder, EEG tower + MoE projection (models/brainflora.py)
+    CUSTOM = "custom"  # a user's module from --encoder-factory MODULE:CALLABLE (models/custom_encoder.py)
+
+
 class Decoder(enum.StrEnum):
     """The latent decoder: ``--vae full`` (SDXL's VAE) or ``--vae tiny`` (TAESDXL)."""
 

@@ -212,10 +212,10 @@ def _strengthen_encoder(encoder, seed: int) -> None:
     eeg = torch.from_numpy(synthetic_eeg(64, seed + 1))
     ids = torch.arange(len(eeg)) % (encoder.num_subjects + 2)  # every row and the shared token
     tsconv = encoder.enc_eeg[0].tsconv
-    _calibrate_batchnorms(encoder, (eeg, ids), (tsconv[2], tsconv[5]))
+    calibrate_batchnorms(encoder, (eeg, ids), (tsconv[2], tsconv[5]))
 
 
-def _strengthen_prior(prior, cond_scale: float = 4.0, output_scale: float = 0.5) -> None:
+def strengthen_prior(prior, cond_scale: float = 4.0, output_scale: float = 0.5) -> None:
     """The condition enters through small Linears; scale them so guidance visibly moves the output.
 
     The sampler clips its x0 prediction to [-1, 1]; a smaller output layer keeps more of the final
@@ -249,7 +249,7 @@ def tiny_low_level_encoder(latent_side: int, seed: int):
     arch = LowLevelArchitecture(generation="refactor", linear_features=2, widths=(16,) * blocks, head=())
     model = LowLevelEncoder(arch)
     bns = [m for m in model.upsampler if isinstance(m, torch.nn.BatchNorm2d)]
-    _calibrate_batchnorms(model, torch.from_numpy(synthetic_eeg(64, seed + 2)), bns)
+    calibrate_batchnorms(model, torch.from_numpy(synthetic_eeg(64, seed + 2)), bns)
     with torch.no_grad():
         eeg = torch.from_numpy(synthetic_eeg(64, seed + 3))
         last = model.upsampler[-1]
@@ -260,7 +260,7 @@ def tiny_low_level_encoder(latent_side: int, seed: int):
     return model
 
 
-def _calibrate_batchnorms(model, inputs, bns) -> None:
+def calibrate_batchnorms(model, inputs, bns) -> None:
     """Set each BatchNorm's running statistics to those of its input on ``inputs``, in order."""
     import torch
 
@@ -348,7 +348,7 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
     torch.save(encoder.state_dict(), out / "encoder" / "atms_sub-08.pth")
 
     prior = DiffusionPriorUNet()
-    _strengthen_prior(prior)
+    strengthen_prior(prior)
     (out / "prior").mkdir(exist_ok=True)
     torch.save(prior.state_dict(), out / "prior" / "diffusion_prior.pt")
 
@@ -357,6 +357,9 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
     torch.save(low_level.state_dict(), out / "low-level" / "best_encoder.pth")
     with quiet(bars=True):
         write_semantic(out, seed)  # GIT captioner and PixelProjector
+    from .tiny_brainflora import write_brainflora
+
+    write_brainflora(out / "brainflora", seed)  # BrainFLORA's UnifiedEncoder and prior, in their own layout
 
     (out / "eeg").mkdir(exist_ok=True)
     np.save(out / "eeg" / "synthetic_eeg.npy", synthetic_eeg(n_trials, seed))

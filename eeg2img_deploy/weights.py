@@ -23,7 +23,8 @@ GIT_REPO = "microsoft/git-large-coco"  # the paper's captioner (optional: only f
 # The tiny set and the recommended layout for real weights.
 LAYOUT_HELP = """\
 DIR/
-  encoder/<name>.pth            ATM encoder state dict (paper-era or refactor)
+  encoder/<name>.pth            encoder state dict: ATM-S (paper-era or refactor), BrainFLORA's UnifiedEncoder,
+                                or your model's (--encoder-factory)
   prior/diffusion_prior.pt      diffusion prior state dict
   sdxl-turbo/                   diffusers folder (or the HF cache of stabilityai/sdxl-turbo)
   ip-adapter/sdxl_models/ip-adapter_sdxl_vit-h.safetensors   (or the HF cache of h94/IP-Adapter)
@@ -54,9 +55,19 @@ class WeightsLayout:
     low_level: Path | None = None  # the optional low-level encoder (EEG -> VAE latent)
     git: Path | None = None  # GIT captioner folder; captions need it and the projector
     projector: Path | None = None
+    encoder_factory: str | None = None  # --encoder-factory MODULE:CALLABLE: a user's model for the encoder checkpoint
+    encoder_channels: Path | None = None  # --encoder-channels FILE: that model's EEG channels (default: the paper's 63)
+
+    def eeg_spec(self):
+        """The :class:`~.eeg.spec.EEGSpec` of the encoder's input: ``encoder_channels``' or the paper's."""
+        from .eeg.spec import DEFAULT_SPEC, read_encoder_channels
+
+        return read_encoder_channels(self.encoder_channels) if self.encoder_channels is not None else DEFAULT_SPEC
 
     def describe(self) -> dict[str, str | None]:
-        return {
+        custom = {"encoder_factory": self.encoder_factory,
+                  "encoder_channels": str(self.encoder_channels) if self.encoder_channels else None}
+        return {**{k: v for k, v in custom.items() if v is not None},
             "encoder": str(self.encoder),
             "prior": str(self.prior),
             "sdxl": str(self.sdxl),
@@ -174,6 +185,8 @@ def resolve_weights(
     low_level: str | os.PathLike | None = None,
     git: str | os.PathLike | None = None,
     projector: str | os.PathLike | None = None,
+    encoder_factory: str | None = None,
+    encoder_channels: str | os.PathLike | None = None,
 ) -> WeightsLayout:
     root = Path(weights) if weights is not None else None
     if root is not None and not root.is_dir():
@@ -186,7 +199,7 @@ def resolve_weights(
     elif root is not None and (root / "taesdxl" / "config.json").is_file():
         taesd_path = root / "taesdxl"
     return WeightsLayout(
-        encoder=_checkpoint(root, encoder, "encoder", "ATM encoder", "--encoder"),
+        encoder=_checkpoint(root, encoder, "encoder", "EEG encoder", "--encoder"),
         prior=_checkpoint(root, prior, "prior", "diffusion prior", "--prior"),
         sdxl=_sdxl(root, sdxl),
         ip_adapter=_ip_adapter(root, ip_adapter),
@@ -194,6 +207,8 @@ def resolve_weights(
         low_level=_optional_checkpoint(root, low_level, "low-level", "low-level encoder", "--low-level"),
         git=_git(root, git),
         projector=_optional_checkpoint(root, projector, "pixel-projector", "PixelProjector", "--projector"),
+        encoder_factory=encoder_factory,
+        encoder_channels=Path(encoder_channels) if encoder_channels is not None else None,
     )
 
 

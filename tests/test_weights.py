@@ -97,7 +97,7 @@ def test_missing_override_and_bad_folders(tmp_path):
 def test_two_checkpoints_in_encoder_folder(tmp_path):
     root = fake_layout(tmp_path / "w")
     (root / "encoder" / "atms_sub-01.pth").write_bytes(b"")
-    with pytest.raises(WeightsNotFoundError, match="several ATM encoder checkpoints.*--encoder"):
+    with pytest.raises(WeightsNotFoundError, match="several EEG encoder checkpoints.*--encoder"):
         resolve_weights(root)
     # other files (notes, logs) do not count
     (root / "encoder" / "atms_sub-01.pth").unlink()

@@ -22,11 +22,11 @@ REPORT_VERSION = 3  # 2: settings.device -> provider, runtime.device -> provider
 
 
 # ---- inputs --------------------------------------------------------------------------------------
-def synthetic_eeg(batch: int, spec, num_subjects: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_eeg(batch: int, spec, num_subjects: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A fixed unit-variance EEG batch and subject ids cycling through the encoder's table."""
     rng = np.random.default_rng(seed)
     eeg = rng.standard_normal((batch, *spec.shape), dtype=np.float32)
-    return eeg, (np.arange(batch) % num_subjects).astype(np.int64)
+    return eeg, (np.arange(batch) % (num_subjects or 1)).astype(np.int64)  # None: no subject table
 
 
 def _load_reference(weights, manifest, *, torch_device: str, precision: str, ip_scale: float):
@@ -154,7 +154,7 @@ def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, run
             eeg, ids = synthetic_eeg(batch, pipe.eeg_spec, pipe.num_subjects, run.seed)
         else:
             eeg = np.asarray(eeg, np.float32)
-            ids = (np.arange(len(eeg)) % pipe.num_subjects).astype(np.int64)
+            ids = (np.arange(len(eeg)) % (pipe.num_subjects or 1)).astype(np.int64)
         first = pipe(eeg, ids, options=run)
         rt["first_call_ms"] = first.timings_ms["total"]
         rt["first_call_stages_ms"] = {k: first.timings_ms[k] for k in stages}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -373,3 +374,34 @@ def validate_subject_ids(ids: Any, n: int) -> np.ndarray:
             f"give the shared subject token with --shared-subject-token); found {bad}"
         )
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def read_encoder_channels(path: str | Path) -> EEGSpec:
+    """``--encoder-channels FILE``: the EEG an ``--encoder-factory`` model reads.
+
+    A ``.txt`` file names one channel a line (blank lines and ``#`` comments skipped): 250 samples at
+    250 Hz from stimulus onset, as the paper. A ``.json`` file holds a list of names, or an object with
+    ``channels`` and any of ``sfreq``, ``n_times``, ``tmin`` (the manifest's ``eeg`` section).
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise EEGInputError(f"--encoder-channels {path} does not exist (or is not a file)")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise EEGInputError(f"--encoder-channels {path.name} is not valid JSON ({e})") from None
+        if isinstance(data, list):
+            data = {"channels": data}
+        if not isinstance(data, dict) or not isinstance(data.get("channels"), list):
+            raise EEGInputError(f"--encoder-channels {path.name}: expected a list of channel names or an object with "
+                                '"channels" (and optionally "sfreq", "n_times", "tmin")')
+        return EEGSpec.from_dict(data)
+    names = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        raise EEGInputError(f"--encoder-channels {path.name} names no channel: write one channel name a line")
+    return EEGSpec(channels=tuple(names))

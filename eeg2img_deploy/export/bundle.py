@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..cards import write_card
-from ..errors import ManifestError, WeightsNotFoundError
+from ..errors import ExportError, ManifestError, WeightsNotFoundError
 from ..fileio import atomic_path, sha256_bytes, sha256_file, staging_dir
 from ..integrity import verify_files
 from ..manifest import (
@@ -28,6 +28,7 @@ from ..manifest import (
     BundleSettings,
     Constants,
     EEGInfo,
+    EncoderInfo,
     EncoderVariantInfo,
     LowLevelInfo,
     Manifest,
@@ -102,6 +103,14 @@ def hash_sources(layout: WeightsLayout) -> dict[str, dict[str, str]]:
         "sdxl": {"path": str(layout.sdxl), "sha256": _hash_tree(layout.sdxl, SDXL_PARTS)},
         "ip_adapter": {"path": str(layout.ip_adapter.file), "sha256": _hash_weights_file(layout.ip_adapter.file, "ip_adapter")},
     }
+    if layout.encoder_factory is not None:  # a user's model: its code is a source too
+        from ..models.custom_encoder import factory_source
+
+        code = factory_source(layout.encoder_factory)
+        src["encoder_factory"] = {"path": str(code), "sha256": sha256_file(code)}
+    if layout.encoder_channels is not None:
+        src["encoder_channels"] = {"path": str(layout.encoder_channels),
+                                   "sha256": _hash_weights_file(layout.encoder_channels, "encoder_channels")}
     if layout.low_level is not None:
         src["low_level"] = {"path": str(layout.low_level), "sha256": _hash_weights_file(layout.low_level, "low_level")}
     if layout.taesd is not None:
@@ -147,7 +156,7 @@ def build_stages(models: LoadedModels, settings: ExportSettings) -> list[StageEx
 
     alphas = ddpm_alphas_cumprod()
     stages = [
-        encoder_stage(models.encoder),
+        encoder_stage(models.encoder_info),
         prior_stage(models.prior),
         *(prior_sampler_stage(models.prior, alphas, n) for n in settings.fused_prior_steps),
         unet_stage(models.sdxl.unet, settings.image_size),
@@ -220,6 +229,7 @@ def export_bundle(
     import torch
 
     from ..eeg.spec import EEGSpec
+    from ..eeg.whitening import check_whitening
     from ..models.atm_encoder import EncoderVariant
     from ..models.load import load_models
     from .semantic import semantic_axes
@@ -236,6 +246,13 @@ def export_bundle(
     # Load and check every weight before writing anything.
     models = load_models(layout, variant=EncoderVariant(**dataclasses.asdict(settings.variant)),
                       ip_scale=settings.ip_scale, latent_convention=settings.latent_convention)
+    encoder = models.encoder_info
+    if models.low_level is not None and encoder.spec.shape != EEGSpec().shape:
+        raise ExportError(f"the low-level encoder ({layout.low_level.name}) reads the paper's 63 x 250 EEG, this encoder "
+                          f"{encoder.spec.n_channels} x {encoder.spec.n_times} (--encoder-channels): export without it "
+                          "(move low-level/ out of --weights)")
+    if whitening is not None:
+        check_whitening(whitening, encoder.spec, what="--whitening")
     stages = build_stages(models, settings)
     consts = constants(models, settings, whitening)
 
@@ -281,13 +298,12 @@ def export_bundle(
 
     with atomic_path(out_dir / CONSTANTS_NAME) as tmp:
         save_file(consts, str(tmp))
-    enc = models.sources["encoder"]
     manifest = Manifest(
         backend=Backend.ONNX,
         artifacts=tuple(artifacts),
         constants_file=CONSTANTS_NAME,
         constants_sha256=sha256_file(out_dir / CONSTANTS_NAME),
-        eeg=EEGInfo.from_spec(EEGSpec(), whitening=whitening is not None),
+        eeg=EEGInfo.from_spec(encoder.spec, whitening=whitening is not None),
         bundle=BundleSettings(
             fingerprint=fp,
             image_size=settings.image_size,
@@ -298,15 +314,18 @@ def export_bundle(
             steps=tuple(settings.steps),
             ip_scale=settings.ip_scale,
             encoder_variant=settings.variant,
-            num_subjects=int(enc["num_subjects"]),
+            num_subjects=encoder.num_subjects,
+            encoder=EncoderInfo(kind=encoder.kind, uses_subject_ids=encoder.uses_subject_ids,
+                                factory=encoder.provenance.get("factory"),
+                                factory_sha256=encoder.provenance.get("factory_sha256")),
             fp32_only_stages=tuple(s.name for s in stages if s.fp32_only),
             low_level=LowLevelInfo(settings.latent_convention) if models.low_level is not None else None,
         ),
         sources={
             **{k: {"name": Path(v["path"]).name, "sha256": v["sha256"]} for k, v in sources.items()},
-            "encoder": models.sources["encoder"],  # with the checkpoint's subject table, linears and variant
+            "encoder": models.sources["encoder"],  # the kind, and e.g. ATM's subject table or BrainFLORA's towers
             "prior": models.sources["prior"],
-            **({"low_level": models.sources["low_level"]} if "low_level" in models.sources else {}),
+            **({"low_level": models.sources["low_level"]} if models.low_level is not None else {}),
         },
         libraries=library_versions(EXPORT_LIBRARIES),
     )

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from .blocks import PostNormLayer, SelfAttention, ShallowPatches, projection_head, sinusoidal_table
 
 NUM_CHANNELS = 63
 NUM_SAMPLES = 250
 D_MODEL = 250
-N_HEADS = 4
-HEAD_DIM = D_MODEL // N_HEADS  # 62: the paper floors, so q/k/v project to 248, not 250
+N_HEADS = 4  # head size 250 // 4 = 62: the paper floors, so q/k/v project to 248, not 250
 D_FF = 256
 EMBED_DIM = 1024
 PE_MAX_LEN = 5000
@@ -44,16 +44,6 @@ class EncoderVariant:
     def __post_init__(self):
         if self.token_slice not in TOKEN_SLICES:
             raise ValueError(f"token_slice must be one of {TOKEN_SLICES}, got {self.token_slice!r}")
-
-
-def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
-    """The classic Transformer table (sin on even, cos on odd features), shape (1, length, dim)."""
-    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
-    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * -(math.log(10000.0) / dim))
-    table = torch.zeros(length, dim)
-    table[:, 0::2] = torch.sin(position * inv_freq)
-    table[:, 1::2] = torch.cos(position * inv_freq)
-    return table.unsqueeze(0)
 
 
 class _PositionTable(nn.Module):
@@ -109,54 +99,10 @@ class _TokenEmbedding(nn.Module):
         return self.dropout(x)
 
 
-class _SelfAttention(nn.Module):
-    """Multi-head self-attention; plain matmul + softmax so it exports cleanly to ONNX."""
-
-    def __init__(self):
-        super().__init__()
-        inner = N_HEADS * HEAD_DIM
-        self.query_projection = nn.Linear(D_MODEL, inner)
-        self.key_projection = nn.Linear(D_MODEL, inner)
-        self.value_projection = nn.Linear(D_MODEL, inner)
-        self.out_projection = nn.Linear(inner, D_MODEL)
-        self.dropout = nn.Dropout(0.25)
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (N_HEADS, HEAD_DIM)).transpose(1, 2)  # (B, H, L, E)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self._heads(self.query_projection(x))
-        k = self._heads(self.key_projection(x))
-        v = self._heads(self.value_projection(x))
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(HEAD_DIM))
-        weights = self.dropout(torch.softmax(scores, dim=-1))
-        out = torch.matmul(weights, v).transpose(1, 2).flatten(2)  # (B, L, 248)
-        return self.out_projection(out)
-
-
-class _EncoderLayer(nn.Module):
-    """Post-norm layer: x = norm1(x + attn(x)); x = norm2(x + ffn(x)); FFN as 1x1 convs."""
-
-    def __init__(self):
-        super().__init__()
-        self.attention = _SelfAttention()
-        self.conv1 = nn.Conv1d(D_MODEL, D_FF, kernel_size=1)
-        self.conv2 = nn.Conv1d(D_FF, D_MODEL, kernel_size=1)
-        self.norm1 = nn.LayerNorm(D_MODEL)
-        self.norm2 = nn.LayerNorm(D_MODEL)
-        self.dropout = nn.Dropout(0.25)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.dropout(self.attention(x)))
-        y = self.dropout(F.gelu(self.conv1(x.transpose(1, 2))))
-        y = self.dropout(self.conv2(y)).transpose(1, 2)
-        return self.norm2(x + y)
-
-
 class _EncoderStack(nn.Module):
     def __init__(self):
         super().__init__()
-        self.attn_layers = nn.ModuleList([_EncoderLayer()])
+        self.attn_layers = nn.ModuleList([PostNormLayer(SelfAttention(D_MODEL, N_HEADS), D_MODEL, D_FF)])
         self.norm = nn.LayerNorm(D_MODEL)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,37 +121,6 @@ class _ChannelTransformer(nn.Module):
 
     def forward(self, eeg: torch.Tensor, subject_ids: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.enc_embedding(eeg, subject_ids))
-
-
-class _ShallowPatches(nn.Module):
-    """ShallowNet-style temporal then spatial convs over the 63 kept tokens -> (B, 36, 40)."""
-
-    def __init__(self):
-        super().__init__()
-        self.tsconv = nn.Sequential(
-            nn.Conv2d(1, 40, (1, 25)),
-            nn.AvgPool2d((1, 51), (1, 5)),
-            nn.BatchNorm2d(40),
-            nn.ELU(),
-            nn.Conv2d(40, 40, (NUM_CHANNELS, 1)),
-            nn.BatchNorm2d(40),
-            nn.ELU(),
-            nn.Dropout(0.5),
-        )
-        self.projection = nn.Sequential(nn.Conv2d(40, 40, (1, 1)))
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.projection(self.tsconv(tokens.unsqueeze(1)))  # (B, 40, 1, 36)
-        return x.flatten(2).transpose(1, 2)  # 'b e h w -> b (h w) e'
-
-
-class _Residual(nn.Module):
-    def __init__(self, fn: nn.Module):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.fn(x)
 
 
 class ATMEncoder(nn.Module):
@@ -233,12 +148,8 @@ class ATMEncoder(nn.Module):
         self.subject_wise_linear = nn.ModuleList(
             [nn.Linear(D_MODEL, NUM_SAMPLES) for _ in range(num_subject_linears)]
         )
-        self.enc_eeg = nn.Sequential(_ShallowPatches())
-        self.proj_eeg = nn.Sequential(
-            nn.Linear(36 * 40, EMBED_DIM),
-            _Residual(nn.Sequential(nn.GELU(), nn.Linear(EMBED_DIM, EMBED_DIM), nn.Dropout(0.5))),
-            nn.LayerNorm(EMBED_DIM),
-        )
+        self.enc_eeg = nn.Sequential(ShallowPatches(NUM_CHANNELS))
+        self.proj_eeg = projection_head(ShallowPatches.patches(D_MODEL) * 40, EMBED_DIM)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def kept_tokens(self, eeg: torch.Tensor, subject_ids: torch.Tensor) -> torch.Tensor:

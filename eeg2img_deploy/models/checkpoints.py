@@ -113,8 +113,8 @@ def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Raise ``CheckpointError`` listing missing, unexpected and misshaped keys (none tolerated)."""
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str, hint: str | None = None) -> None:
+    """Raise ``CheckpointError`` listing missing, unexpected and misshaped keys (none tolerated); ``hint``: the fix."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     problems = []
@@ -131,11 +131,9 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str
             + _listing(misshaped, lambda k: f"{k} expected {list(expected[k])}, found {list(found[k])}")
         )
     if problems:
-        raise CheckpointError(
-            f"{what} does not match the model ({'; '.join(problems)}). Check that the file is the "
-            "right component (encoder vs prior) saved with torch.save(model.state_dict()) from the "
-            "paper's code, unmodified."
-        )
+        hint = hint or ("Check that the file is the right component (encoder vs prior) saved with "
+                        "torch.save(model.state_dict()) from the paper's code, unmodified.")
+        raise CheckpointError(f"{what} does not match the model ({'; '.join(problems)}). {hint}")
 
 
 def _listing(keys: list[str], describe) -> str:
@@ -143,7 +141,7 @@ def _listing(keys: list[str], describe) -> str:
     return shown + (f" and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else "")
 
 
-def _num_parameters(model: nn.Module) -> int:
+def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
@@ -152,7 +150,11 @@ def load_encoder(
 ) -> tuple[ATMEncoder, EncoderProvenance]:
     """Build an eval-mode ``ATMEncoder`` sized from the checkpoint and load it strictly."""
     path = Path(path)
-    state = load_state_dict_file(path)
+    return atm_from_state(load_state_dict_file(path), path, variant)
+
+
+def atm_from_state(state: dict[str, torch.Tensor], path: Path, variant: EncoderVariant) -> tuple[ATMEncoder, EncoderProvenance]:
+    """``load_encoder`` on a state dict already read from ``path``."""
     what = f"encoder checkpoint {path.name}"
     if SUBJECT_TABLE_KEY not in state:
         raise CheckpointError(
@@ -175,7 +177,7 @@ def load_encoder(
         num_subject_linears=num_linears,
         token_slice=variant.token_slice,
         positional_embedding=variant.positional_embedding,
-        num_parameters=_num_parameters(model),
+        num_parameters=num_parameters(model),
     )
     return model, provenance
 
@@ -192,7 +194,7 @@ def load_prior(path: str | Path) -> tuple[DiffusionPriorUNet, PriorProvenance]:
         file_name=path.name,
         sha256=sha256_file(path),
         cond_dim=model.cond_dim,
-        num_parameters=_num_parameters(model),
+        num_parameters=num_parameters(model),
     )
     return model, provenance
 
@@ -257,6 +259,6 @@ def load_low_level_encoder(path: str | Path, latent_convention: str = "unscaled"
         sha256=sha256_file(path),
         architecture=model.arch.to_dict(),
         latent_convention=latent_convention,
-        num_parameters=_num_parameters(model),
+        num_parameters=num_parameters(model),
     )
     return model, provenance

@@ -18,7 +18,7 @@ from ..weights import WeightsLayout
 
 @dataclass
 class LoadedModels:
-    encoder: Any  # ATMEncoder
+    encoder: Any  # the EEG encoder module (ATMEncoder, BrainFloraEncoder, or a user's)
     prior: Any  # DiffusionPriorUNet
     sdxl: Any  # StableDiffusionXLPipeline with the IP-Adapter loaded
     prompt: Any  # models.sdxl.EmptyPrompt: the empty prompt's embeddings
@@ -27,27 +27,32 @@ class LoadedModels:
     captioner: Any = None  # GitCaptioner and PixelProjector: both or neither (captions)
     projector: Any = None
     sources: dict[str, Any] = field(default_factory=dict)
+    encoder_info: Any = None  # models.encoders.LoadedEncoder: kind, EEG spec, subject ids, provenance
 
 
 def load_models(layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None,
                 latent_convention: str = "unscaled") -> LoadedModels:
     """Load every component of ``layout`` onto ``device``, in eval mode.
 
-    ``variant``: the encoder's :class:`~eeg2img_deploy.models.atm_encoder.EncoderVariant` (default: the
-    paper's). ``dtype`` applies to Stage II (SDXL, TAESD); encoders, prior and the SDXL VAE stay fp32.
+    ``variant``: an ATM encoder's :class:`~eeg2img_deploy.models.atm_encoder.EncoderVariant` (default: the
+    paper's); the encoder's kind comes from its keys, or from ``layout.encoder_factory``. ``dtype`` applies to
+    Stage II (SDXL, TAESD); encoders, prior and the SDXL VAE stay fp32.
     ``latent_convention``: what the low-level encoder's latents are (``models/low_level_encoder.py``).
     """
     import torch
 
     from .atm_encoder import EncoderVariant
-    from .checkpoints import load_encoder, load_prior
+    from .checkpoints import load_prior
+    from .encoders import load_eeg_encoder
     from .sdxl import EmptyPrompt, load_sdxl_pipeline
 
-    encoder, enc_prov = load_encoder(layout.encoder, variant or EncoderVariant())
+    encoder = load_eeg_encoder(layout.encoder, variant=variant or EncoderVariant(), factory=layout.encoder_factory,
+                               channels=layout.encoder_channels)
     prior, prior_prov = load_prior(layout.prior)
     sdxl = load_sdxl_pipeline(layout.sdxl, layout.ip_adapter, ip_scale=ip_scale, device=device, dtype=dtype)
-    models = LoadedModels(encoder.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl),
-                          sources={**layout.describe(), "encoder": enc_prov.to_dict(), "prior": prior_prov.to_dict()})
+    models = LoadedModels(encoder.module.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl),
+                          sources={**layout.describe(), "encoder": encoder.provenance, "prior": prior_prov.to_dict()},
+                          encoder_info=encoder)
     if layout.taesd is not None:
         from diffusers import AutoencoderTiny
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..checks import check_finite
 from ..core.noise import NoiseSource
 from ..core.options import IMAGE_SIZE, RunOptions, check_low_level_size
-from ..eeg.spec import validate_eeg, validate_subject_ids
+from ..eeg.spec import DEFAULT_SPEC, EEGSpec, validate_eeg, validate_subject_ids
 from ..errors import OptionError, WeightsNotFoundError
 from ..weights import WeightsLayout
 from . import low_level as ll
@@ -50,7 +50,8 @@ class ReferencePipeline:
 
     def __init__(self, encoder, prior, sdxl, prompt: EmptyPrompt, *, taesd=None, sources: dict[str, Any] | None = None,
                  low_level=None, latent_convention: str = "unscaled", captioner=None, projector=None,
-                 cuda_event_timing: bool = False, ip_scale: float = 1.0):
+                 cuda_event_timing: bool = False, ip_scale: float = 1.0,
+                 eeg_spec: EEGSpec = DEFAULT_SPEC):
         self.low_level = low_level  # the optional low-level encoder (EEG -> VAE latent)
         self.latent_convention = latent_convention
         self.encoder = encoder
@@ -63,6 +64,7 @@ class ReferencePipeline:
         self.projector = projector
         self.cuda_event_timing = cuda_event_timing
         self.ip_scale = ip_scale  # the IP-Adapter scale it loaded with
+        self.eeg_spec = eeg_spec  # the trials the encoder takes (a user's encoder: --encoder-channels)
 
     @classmethod
     def from_weights(cls, layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None,
@@ -78,7 +80,8 @@ class ReferencePipeline:
                         latent_convention=latent_convention)
         return cls(m.encoder, m.prior, m.sdxl, m.prompt, taesd=m.taesd, sources=m.sources, low_level=m.low_level,
                    latent_convention=latent_convention, captioner=m.captioner, projector=m.projector,
-                   cuda_event_timing=cuda_event_timing, ip_scale=ip_scale)
+                   cuda_event_timing=cuda_event_timing, ip_scale=ip_scale,
+                   eeg_spec=m.encoder_info.spec)
 
     @property
     def device(self):
@@ -142,7 +145,7 @@ class ReferencePipeline:
             raise OptionError(f"--vae must be 'full' or 'tiny', got {vae!r}")
         if vae == "tiny" and self.taesd is None:
             raise OptionError("--vae tiny needs a TAESDXL folder (weights/taesdxl or --taesd)")
-        eeg = validate_eeg(eeg)
+        eeg = validate_eeg(eeg, self.eeg_spec)
         ids = validate_subject_ids(subject_ids, len(eeg))
         if run.low_level:
             if self.low_level is None:

@@ -84,7 +84,7 @@ def test_output_range_and_not_saturated(prior, cond):
     out = run(prior, cond)
     assert out.shape == (2, 1024) and out.dtype == np.float32
     assert out.min() >= -1.0 and out.max() <= 1.0
-    # the tiny prior must leave room for the condition to move the output (see tiny._strengthen_prior)
+    # the tiny prior must leave room for the condition to move the output (see tiny.strengthen_prior)
     assert np.mean(np.abs(out) < 0.999) > 0.3
 
 

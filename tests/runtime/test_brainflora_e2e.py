@@ -1,0 +1,112 @@
+"""BrainFLORA through the whole toolkit: init-tiny's UnifiedEncoder checkpoint and prior -> export ->
+build-engines (onnxruntime) -> the torch-free runtime, against the PyTorch reference on the same files.
+
+One export (fp32, SDXL-Turbo 1 and 4 steps, the fused 10-step prior: BrainFLORA's setting) for the module.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from eeg2img_deploy.manifest import EncoderKind, Precision, read_manifest
+from eeg2img_deploy.runtime.pipeline import Pipeline
+from eeg2img_deploy.tiny_brainflora import CHECKPOINT, PRIOR
+
+from support import TEST_IMAGE_SIZE, psnr
+
+SEED, PRIOR_STEPS, GUIDANCE, STEPS = 5, 10, 2.0, 4  # BrainFLORA's reconstruction settings
+SUBJECT = 10  # sub-10: past every subject table, and BrainFLORA's EEG tower reads no subject id
+
+
+@pytest.fixture(scope="module")
+def bf_layout(tiny_dir):
+    from eeg2img_deploy.weights import resolve_weights
+
+    folder = tiny_dir / "brainflora"
+    return resolve_weights(encoder=folder / CHECKPOINT, prior=folder / PRIOR, sdxl=tiny_dir / "sdxl-turbo",
+                           ip_adapter=tiny_dir / "ip-adapter")
+
+
+@pytest.fixture(scope="module")
+def bf_engines(bf_layout, tmp_path_factory):
+    from eeg2img_deploy.engines.build import build_engines
+    from eeg2img_deploy.export.bundle import ExportSettings, export_bundle
+
+    root = tmp_path_factory.mktemp("brainflora")
+    settings = ExportSettings(precisions=(Precision.FP32,), image_size=TEST_IMAGE_SIZE, fused_prior_steps=(PRIOR_STEPS,))
+    export_bundle(bf_layout, root / "bundle", settings, progress=False)
+    build_engines(root / "bundle", root / "engines", backend="onnxruntime", ort_provider="cpu", progress=False)
+    return root / "bundle", root / "engines"
+
+
+@pytest.fixture(scope="module")
+def bf_pipe(bf_engines):
+    pipe = Pipeline.from_bundle(bf_engines[1])
+    yield pipe
+    pipe.close()
+
+
+@pytest.fixture(scope="module")
+def bf_reference(bf_layout, tiny_eeg):
+    from eeg2img_deploy.reference.pipeline import ReferencePipeline
+
+    ref = ReferencePipeline.from_weights(bf_layout)
+    return ref, ref(tiny_eeg[:2], SUBJECT, SEED, steps=STEPS, prior_steps=PRIOR_STEPS, guidance=GUIDANCE,
+                    image_size=TEST_IMAGE_SIZE)
+
+
+def test_manifest_and_card_name_brainflora(bf_engines):
+    bundle, engines = bf_engines
+    for folder in (bundle, engines):
+        m = read_manifest(folder)
+        assert m.bundle.encoder.kind is EncoderKind.BRAINFLORA and not m.bundle.encoder.uses_subject_ids
+        assert m.bundle.num_subjects is None
+        assert [t.name for t in m.artifact("encoder", "fp32").inputs] == ["eeg"]  # no subject-id input
+        aside = m.sources["encoder"]["left_aside"]
+        assert set(aside) == {"encoder.meg", "encoder.fmri"} and all(t["keys"] > 0 for t in aside.values())
+        card = (folder / "README.md").read_text()
+        assert "BrainFLORA's UnifiedEncoder, EEG tower and MoE projection" in card and "`encoder.meg`" in card
+    validation = read_manifest(bundle).artifact("encoder", "fp32").validation
+    assert max(validation["max_rel_error"].values()) <= 1e-5 and validation["tolerance"] == 1e-5
+
+
+def test_runtime_matches_the_torch_modules(bf_pipe, bf_reference, tiny_eeg):
+    _, ref = bf_reference
+    run = bf_pipe(tiny_eeg[:2], SUBJECT, SEED, steps=STEPS, prior_steps=PRIOR_STEPS, guidance=GUIDANCE)
+    enc_err = np.abs(run.eeg_embeds - ref.eeg_embeds).max() / np.abs(ref.eeg_embeds).max()
+    prior_err = np.abs(run.image_embeds - ref.image_embeds).max() / np.abs(ref.image_embeds).max()
+    db = [psnr(a, b) for a, b in zip(run.images, ref.images)]
+    print(f"\nBrainFLORA: encoder rel. error {enc_err:.2e}, prior {prior_err:.2e}, PSNR min {min(db):.1f} dB "
+          f"({run.prior_graph} prior)")
+    assert enc_err <= 1e-5 and prior_err <= 1e-4 and min(db) >= 40.0
+    assert run.prior_graph == "fused"
+
+
+def test_eeg_moves_everything_and_subject_ids_nothing(bf_pipe, bf_reference, tiny_eeg):
+    _, ref = bf_reference
+    eeg = tiny_eeg[:2]
+    moved = bf_pipe(eeg + 0.5 * np.random.default_rng(0).standard_normal(eeg.shape, dtype=np.float32), SUBJECT, SEED,
+                    steps=STEPS, prior_steps=PRIOR_STEPS, guidance=GUIDANCE)
+    enc_moved = np.abs(moved.eeg_embeds - ref.eeg_embeds).max() / np.abs(ref.eeg_embeds).max()
+    assert enc_moved > 1e3 * 1e-5 and max(psnr(a, b) for a, b in zip(moved.images, ref.images)) < 30.0
+    other = bf_pipe(eeg, 1, SEED, steps=STEPS, prior_steps=PRIOR_STEPS, guidance=GUIDANCE)
+    same = bf_pipe(eeg, SUBJECT, SEED, steps=STEPS, prior_steps=PRIOR_STEPS, guidance=GUIDANCE)
+    np.testing.assert_array_equal(other.eeg_embeds, same.eeg_embeds)
+    np.testing.assert_array_equal(other.images, same.images)
+
+
+def test_cli_infer_from_the_engine_folder(bf_engines, tiny_dir, tmp_path, monkeypatch, capsys):
+    from support import run_main
+
+    code, _, err = run_main(monkeypatch, capsys, ["infer", "--bundle", bf_engines[1], "--eeg",
+                                                  tiny_dir / "eeg" / "synthetic_eeg.npy", "--trials", "0:2", "--subject",
+                                                  SUBJECT, "--out", tmp_path / "out", "--prior-steps", PRIOR_STEPS])
+    assert code == 0, err
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["subject_ids"] == [SUBJECT, SUBJECT] and (tmp_path / "out" / "image_001.png").is_file()

@@ -1,0 +1,127 @@
+"""The README's own-encoder example, exactly as written: its model file, its channel list and its commands
+(export -> build-engines -> infer), on the tiny weights; then the runtime against the module.
+
+The commands get speed flags appended (smaller images, fp32, no fused prior graphs): they change how much
+is exported, not what the example does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from support import TEST_IMAGE_SIZE, run_main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SPEED = {"export": ["--precision", "fp32", "--fused-prior-steps", "none", "--image-size", str(TEST_IMAGE_SIZE)],
+         "build-engines": ["--provider", "cpu"], "infer": ["--prior-steps", "10"]}
+
+
+def readme_block(name: str) -> str:
+    """The fenced block right after ``<!-- example: NAME -->`` in the README."""
+    match = re.search(rf"<!-- example: {re.escape(name)} -->\n```\w*\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert match, f"README has no example block {name!r}"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def example(tiny_dir, tmp_path_factory):
+    """A user's folder: the example's files, the weights it names (the tiny ones it needs), 3 trials."""
+    folder = tmp_path_factory.mktemp("readme-encoder")
+    (folder / "my_encoder.py").write_text(readme_block("my_encoder.py"), encoding="utf-8")
+    (folder / "channels.txt").write_text(readme_block("channels.txt"), encoding="utf-8")
+    (folder / "weights").mkdir()
+    for part in ("prior", "sdxl-turbo", "ip-adapter"):
+        (folder / "weights" / part).symlink_to(tiny_dir / part)
+    rng = np.random.default_rng(0)
+    np.save(folder / "my_trials.npy", rng.standard_normal((3, 17, 250), dtype=np.float32))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ran(example):
+    """Each line of the README's commands block, run in the user's folder; returns {command: exit code}."""
+    from eeg2img_deploy import cli
+
+    mp = pytest.MonkeyPatch()
+    mp.chdir(example)
+    mp.syspath_prepend(str(example))
+    results = {}
+    for line in readme_block("commands").splitlines():
+        argv = shlex.split(line, comments=True)
+        if argv[:2] == ["python", "-c"]:
+            exec(compile(argv[2], "<README>", "exec"), {})
+            continue
+        assert argv[0] == "eeg2img-deploy", line
+        mp.setattr(sys, "argv", [*argv, *SPEED.get(argv[1], [])])
+        try:
+            cli.main()
+            results[argv[1]] = 0
+        except SystemExit as e:
+            results[argv[1]] = e.code or 0
+    mp.undo()
+    return results
+
+
+def test_the_readme_commands_run(ran, example):
+    assert [cmd for cmd in ran] == ["export", "build-engines", "infer"]
+    assert all(code == 0 for code in ran.values()), ran
+    result = json.loads((example / "out" / "mine" / "result.json").read_text())
+    assert result["subject_ids"] == [2, 2, 2] and (example / "out" / "mine" / "image_002.png").is_file()
+
+
+def test_the_bundle_records_the_factory_and_channels(ran, example):
+    from eeg2img_deploy.manifest import EncoderKind, read_manifest
+
+    for folder in (example / "export" / "mine", example / "engines" / "mine"):
+        m = read_manifest(folder)
+        enc = m.bundle.encoder
+        assert enc.kind is EncoderKind.CUSTOM and enc.factory == "my_encoder.py:build" and enc.uses_subject_ids
+        assert enc.factory_sha256 == hashlib.sha256((example / "my_encoder.py").read_bytes()).hexdigest()
+        assert m.eeg.channels == tuple(readme_block("channels.txt").split()) and m.eeg.n_times == 250
+        assert m.bundle.num_subjects == 4
+        assert [t.name for t in m.artifact("encoder", "fp32").inputs] == ["eeg", "subject_ids"]
+        assert "your model, `--encoder-factory my_encoder.py:build`" in (folder / "README.md").read_text()
+
+
+def test_runtime_embeddings_match_the_module_and_move_with_each_input(ran, example):
+    import torch
+
+    from eeg2img_deploy.models.custom_encoder import load_custom_encoder
+    from eeg2img_deploy.runtime.pipeline import Pipeline
+
+    enc = load_custom_encoder(f"{example / 'my_encoder.py'}:build", example / "my_encoder.pth", example / "channels.txt")
+    trials = np.load(example / "my_trials.npy")
+    pipe = Pipeline.from_bundle(example / "engines" / "mine")
+    try:
+        def embed(eeg, ids):
+            return pipe.encode(eeg, np.asarray(ids, np.int64))
+
+        got = embed(trials, [2, 2, 2])
+        with torch.no_grad():
+            want = enc.module(torch.from_numpy(trials), torch.full((3,), 2)).numpy()
+        err = np.abs(got - want).max() / np.abs(want).max()
+        moved_eeg = np.abs(embed(trials[::-1].copy(), [2, 2, 2]) - got).max() / np.abs(want).max()
+        moved_ids = np.abs(embed(trials, [0, 1, 3]) - got).max() / np.abs(want).max()
+        print(f"\nREADME encoder: rel. error {err:.2e}; moved by the EEG {moved_eeg:.2e}, by subject ids {moved_ids:.2e}")
+        assert err <= 1e-5 and moved_eeg > 100 * 1e-5 and moved_ids > 100 * 1e-5
+    finally:
+        pipe.close()
+
+
+def test_a_17_channel_bundle_refuses_63_channel_trials(ran, example, tiny_dir, tmp_path, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, ["infer", "--bundle", example / "engines" / "mine", "--eeg",
+                                                  tiny_dir / "eeg" / "synthetic_eeg.npy", "--subject", 2, "--out",
+                                                  tmp_path / "out"])
+    assert code == 2 and "has 63 channels" in err and "expected 17 channels" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
