@@ -143,6 +143,12 @@ def _made(manifest: Manifest) -> list[str]:
            "- diffusion prior: stepwise graph for any step count" +
            (f"; fused DDPM graphs for {', '.join(map(str, fused))} steps" if fused else ""),
            f"- fp32-only stages: {', '.join(map(str, b.fp32_only_stages)) or 'none'}; ONNX opset {b.opset}"]
+    if not b.recommended.is_empty():
+        r = b.recommended
+        given = [f"{n:g} {what}" for n, what in ((r.prior_steps, "prior steps"), (r.guidance, "guidance"),
+                                                 (r.steps, "SDXL-Turbo steps")) if n is not None]
+        out.append(f"- recommended by the encoder's authors ({r.source or '?'}): {', '.join(map(str, given))}; "
+                   "`infer` takes them where the command line does not set them")
     if b.low_level is not None:
         out.append(f"- low-level path: latent convention `{b.low_level.latent_convention}`")
     if manifest.engine and manifest.engine.tensorrt:

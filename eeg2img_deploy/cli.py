@@ -120,7 +120,8 @@ def init_tiny_cmd(out_dir: Path, seed: int, image_size: int) -> None:
 @eeg_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
-@run_options("seed", "steps", "prior_steps", "guidance", *LOW_LEVEL, *SEMANTIC)
+@run_options("seed", "steps", "prior_steps", "guidance", *LOW_LEVEL, *SEMANTIC,
+             defaults_from="the encoder's recommended settings, else {fallback:g}")
 @image_size_option("Image size in pixels.")
 @click.option("--vae", type=click.Choice([d.value for d in Decoder]), default="full", show_default=True)
 @torch_device_option()
@@ -144,7 +145,7 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
     eeg = whiten_if_asked(eeg, kw, spec)
     pipe = ReferencePipeline.from_weights(layout, variant=variant, device=torch_device, latent_convention=convention)
     res = pipe(eeg, ids, options=run, image_size=image_size, vae=vae)
-    writer.write(res, {**write_captions(out, res.captions), "command": "reference", **run.record(),
+    writer.write(res, {**write_captions(out, res.captions), "command": "reference", **pipe.options(run).record(),
                        "image_size": image_size, "vae": vae, "torch_device": torch_device, "subject_ids": ids.tolist(),
                        "timings_ms": res.timings_ms, "sources": pipe.sources})
     print_timings(f"reference ({len(eeg)} trial(s), {torch_device})", res.timings_ms)

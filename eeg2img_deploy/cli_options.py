@@ -62,6 +62,8 @@ class _Option(click.Option):
 
     def get_help_extra(self, ctx: click.Context) -> Any:
         extra = super().get_help_extra(ctx)
+        if isinstance(self.show_default, str):  # click would write "(from the bundle, else 50)"
+            extra["default"] = self.show_default
         if isinstance(self.type, Ranged) and isinstance(self.type.rule, Range) and str(self.type.rule):
             extra["range"] = str(self.type.rule)
         return extra
@@ -72,9 +74,11 @@ def number(*decls: str, rule: Range, kind: type = float, **kw: Any):
     return click.option(*decls, cls=_Option, type=Ranged(rule, kind), **kw)
 
 
-def run_options(*names: str):
+def run_options(*names: str, defaults_from: str = "from the bundle, else {fallback:g}"):
     """Add the :class:`RunOptions` fields ``names`` as options (default, range and help from the field); the
-    command receives them as one ``run: RunOptions``, built and checked before the command body runs."""
+    command receives them as one ``run: RunOptions``, built and checked before the command body runs.
+    ``defaults_from``: how ``--help`` names where the ``from_bundle`` fields' defaults come from (``{fallback}``:
+    the field's own default, taken where nothing is recommended)."""
 
     def decorate(f):
         @functools.wraps(f)
@@ -85,19 +89,22 @@ def run_options(*names: str):
                 raise click.UsageError(str(e)) from None
             return f(*args, run=run, **kw)
 
-        return option_group(*(_run_option(n) for n in names))(wrapper)
+        return option_group(*(_run_option(n, defaults_from) for n in names))(wrapper)
 
     return decorate
 
 
-def _run_option(name: str):
+def _run_option(name: str, defaults_from: str):
     f = RUN_FIELDS[name]
     rule, help = f.metadata["rule"], f.metadata["help"]
     if f.default is False:
         return click.option(option_name(name), is_flag=True, help=help)
     kind = {"int": int, "float": float, "str": str}[str(f.type).split(" |")[0]]
+    shown: bool | str = f.default is not None
+    if "fallback" in f.metadata:  # None: the bundle's recommended value (BrainFLORA's), else the paper's
+        shown = defaults_from.format(fallback=f.metadata["fallback"])
     return click.option(option_name(name), cls=_Option, type=Ranged(rule, kind) if rule else kind, default=f.default,
-                        show_default=f.default is not None, help=help)
+                        show_default=shown, help=help)
 
 
 POSITIVE_INT = click.IntRange(min=1)

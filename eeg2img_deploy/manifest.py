@@ -34,7 +34,7 @@ from .names import (  # re-exported: the manifest's vocabulary
 __all__ = [
     "FORMAT_VERSION", "MANIFEST_NAME", "RUNTIME_BACKENDS", "STAGES", "Artifact", "Backend", "BundleSettings", "Constants",
     "Decoder", "EEGInfo", "EncoderInfo", "EncoderKind", "EncoderVariantInfo", "LowLevelInfo", "EngineInfo", "EngineSettings", "Manifest", "OnnxRuntimeSettings",
-    "ParentInfo", "Precision", "Provider", "Stage", "TensorRTSettings", "TensorSpec", "library_versions", "read_manifest", "write_manifest",
+    "ParentInfo", "Precision", "Provider", "RecommendedRun", "Stage", "TensorRTSettings", "TensorSpec", "library_versions", "read_manifest", "write_manifest",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -184,6 +184,19 @@ class EncoderInfo:
 
 
 @dataclass(frozen=True)
+class RecommendedRun:
+    """The run settings the encoder's authors reconstruct with: a run that leaves one unset takes it from here."""
+
+    prior_steps: int | None = None
+    guidance: float | None = None  # the prior's classifier-free guidance
+    steps: int | None = None  # SDXL-Turbo steps
+    source: str | None = None  # where the values come from
+
+    def is_empty(self) -> bool:
+        return self.prior_steps is None and self.guidance is None and self.steps is None
+
+
+@dataclass(frozen=True)
 class LowLevelInfo:
     """The low-level path's settings, in bundles that have a low-level encoder."""
 
@@ -207,12 +220,15 @@ class BundleSettings:
     fingerprint: str | None = None  # sources + settings; an unchanged export is a no-op
     low_level: LowLevelInfo | None = None  # bundles with the low-level path only
     encoder: EncoderInfo = EncoderInfo()
+    recommended: RecommendedRun = RecommendedRun()  # the encoder's own run settings (BrainFLORA: 10 / 2.0 / 4)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["steps"], d["fp32_only_stages"] = list(self.steps), [str(s) for s in self.fp32_only_stages]
         if self.low_level is None:
             del d["low_level"]
+        if self.recommended.is_empty():
+            del d["recommended"]
         return d
 
     @classmethod
@@ -222,6 +238,7 @@ class BundleSettings:
         d["fp32_only_stages"] = tuple(Stage.parse(s) for s in d.get("fp32_only_stages", ()))
         d["encoder_variant"] = _from_fields(EncoderVariantInfo, d.get("encoder_variant", {}), "encoder_variant")
         d["encoder"] = EncoderInfo.from_dict(d.get("encoder", {}))
+        d["recommended"] = _from_fields(RecommendedRun, d.get("recommended", {}), "settings.recommended")
         if d.get("low_level") is not None:
             d["low_level"] = _from_fields(LowLevelInfo, d["low_level"], "settings.low_level")
         return _from_fields(cls, d, "settings")

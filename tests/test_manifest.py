@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -222,3 +223,17 @@ def test_parent_folder_resolves_relative_to_the_engine_folder(tmp_path):
     parent = ParentInfo(manifest_sha256="ab", bundle="tiny", path="../../export/tiny")
     assert parent.folder(tmp_path / "engines" / "tiny") == bundle
     assert parent.folder(tmp_path / "elsewhere") is None
+
+
+def test_recommended_run_settings_are_written_only_when_given():
+    from eeg2img_deploy.manifest import RecommendedRun
+
+    plain = BundleSettings(image_size=128, max_batch=4, axes={}, num_subjects=None)
+    assert "recommended" not in plain.to_dict() and BundleSettings.from_dict(plain.to_dict()) == plain
+    rec = dataclasses.replace(plain, recommended=RecommendedRun(prior_steps=10, guidance=2.0, steps=4, source="x"))
+    d = json.loads(json.dumps(rec.to_dict()))
+    assert d["recommended"] == {"prior_steps": 10, "guidance": 2.0, "steps": 4, "source": "x"}
+    assert BundleSettings.from_dict(d) == rec
+    d["recommended"]["cfg"] = 3
+    with pytest.raises(ManifestError, match=r"settings.recommended has unknown keys \['cfg'\]"):
+        BundleSettings.from_dict(d)

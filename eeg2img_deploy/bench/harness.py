@@ -110,7 +110,7 @@ def run_bench(
                                                    warmup=warmup, progress=progress, threads=threads,
                                                    allow_cpu_fallback=allow_cpu_fallback, verify=verify)
     settings.update(batch=len(eeg), image_size=manifest.bundle.image_size, prior_graph=first.prior_graph,
-                    ip_scale=first.options.ip_scale)
+                    **{k: getattr(first.options, k) for k in ("steps", "prior_steps", "guidance", "ip_scale")})
     report.update(runtime=rt, baseline=None, ratios=None)
     if baseline_weights is not None:
         report["baseline"] = base = _bench_baseline(

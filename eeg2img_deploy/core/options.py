@@ -6,8 +6,10 @@
 its options from them (``cli_options.run_options``), so a value out of range fails while the command
 line is parsed, before anything loads, and the library refuses the same values in the same words.
 
-A field left at None takes the bundle's value when a pipeline runs it (:meth:`RunOptions.resolve`): today
-``ip_scale``, the bundle's IP-Adapter scale; a bundle's recommended defaults belong there too.
+A field left at None takes the bundle's value when a pipeline runs it (:meth:`RunOptions.resolve`): ``ip_scale``,
+the bundle's IP-Adapter scale, and the knobs made with ``knob(..., from_bundle=True)`` (``steps``, ``prior_steps``,
+``guidance``): the bundle's recommended run settings (its encoder's authors', e.g. BrainFLORA's 10 prior steps
+at guidance 2 with 4 SDXL-Turbo steps), else the knob's own default, the paper's.
 """
 
 from __future__ import annotations
@@ -71,8 +73,11 @@ Rule = Range | OneOf
 IMAGE_SIZE = Range(64, integer=True, step=64)  # --image-size: the UNet halves the latents three times
 
 
-def knob(default: Any, rule: Rule | None = None, help: str = "") -> Any:
-    """A :class:`RunOptions` field: its default, the rule it is checked against and its ``--help`` line."""
+def knob(default: Any, rule: Rule | None = None, help: str = "", *, from_bundle: bool = False) -> Any:
+    """A :class:`RunOptions` field: its default, the rule it is checked against and its ``--help`` line.
+    ``from_bundle``: the field is left at None and a run takes the bundle's recommended value, else ``default``."""
+    if from_bundle:
+        return field(default=None, metadata={"rule": rule, "help": help, "fallback": default})
     return field(default=default, metadata={"rule": rule, "help": help})
 
 
@@ -81,9 +86,10 @@ class RunOptions:
     """Every knob of one run; the defaults are the paper's."""
 
     seed: int = knob(0, Range(0, integer=True), "Seed: trial i draws all its noise from (seed, i).")
-    steps: int = knob(1, OneOf((1, 4)), "SDXL-Turbo steps (the paper: 4).")
-    prior_steps: int = knob(50, Range(1, MAX_PRIOR_STEPS, integer=True), "Prior steps (the paper's DDPM: 50).")
-    guidance: float = knob(5.0, Range(), "The prior's classifier-free guidance.")
+    steps: int | None = knob(1, OneOf((1, 4)), "SDXL-Turbo steps (the paper: 4).", from_bundle=True)
+    prior_steps: int | None = knob(50, Range(1, MAX_PRIOR_STEPS, integer=True), "Prior steps (the paper's DDPM: 50).",
+                                   from_bundle=True)
+    guidance: float | None = knob(5.0, Range(), "The prior's classifier-free guidance (the paper: 5).", from_bundle=True)
     prior_sampler: str = knob("ddpm", OneOf(("ddpm", "ddim", "dpmpp")),
                               "ddpm is the paper's; see the README for the fast samplers' measured fidelity.")
     prior_graph: str | None = knob(None, OneOf(("fused", "stepwise")),
@@ -114,7 +120,7 @@ class RunOptions:
         if self.prior_graph == "fused" and self.prior_sampler != "ddpm":
             raise OptionError(f"the fused prior graph runs DDPM only: use --prior-graph stepwise with --prior-sampler "
                               f"{self.prior_sampler}")
-        if self.low_level:
+        if self.low_level and self.steps is not None:  # unresolved: checked again once the bundle's value is in
             img2img_cut(self.steps, self.strength)  # a strength that runs no step fails here
 
     def replace(self, **changes: Any) -> RunOptions:
@@ -126,8 +132,19 @@ class RunOptions:
         return (options or cls()).replace(**changes)
 
     def resolve(self, bundle: Any) -> RunOptions:
-        """The fields left at None that ``bundle`` (a :class:`~..manifest.BundleSettings`) sets, from it."""
-        return self.replace(ip_scale=float(bundle.ip_scale)) if self.ip_scale is None else self
+        """The fields left at None that ``bundle`` (a :class:`~..manifest.BundleSettings`) sets, from it: its
+        recommended run settings and its IP-Adapter scale."""
+        return self.with_defaults(bundle.recommended, ip_scale=float(bundle.ip_scale))
+
+    def with_defaults(self, recommended: Any = None, **values: Any) -> RunOptions:
+        """The ``from_bundle`` fields left at None from ``recommended`` (a :class:`~..manifest.RecommendedRun`, or
+        None), else their defaults; other None fields from ``values``."""
+        changes = {k: v for k, v in values.items() if getattr(self, k) is None}
+        for name, f in RUN_FIELDS.items():
+            if "fallback" in f.metadata and getattr(self, name) is None:
+                value = getattr(recommended, name, None)
+                changes[name] = f.metadata["fallback"] if value is None else value
+        return self.replace(**changes)
 
     @property
     def needs_caption(self) -> bool:
@@ -146,6 +163,11 @@ class RunOptions:
 
 
 RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunOptions)}
+
+
+def fallback(name: str) -> Any:
+    """The default a ``from_bundle`` field takes when no bundle recommends one (the paper's)."""
+    return RUN_FIELDS[name].metadata["fallback"]
 
 
 def option_name(field_name: str) -> str:

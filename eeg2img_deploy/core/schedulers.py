@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ManifestError
 from ..names import Constants
 from .noise import NoiseSource
-from .options import RunOptions
+from .options import fallback
 
 # eps_fn(x (2B, D), t (2B,), cond (2B, D), cond_mask (2B,)) -> eps (2B, D); rows [:B] conditional.
 PriorDenoiser = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -78,8 +78,8 @@ def ddpm_sample(
     noise: NoiseSource,
     alphas_cumprod: np.ndarray,
     *,
-    steps: int = RunOptions.prior_steps,
-    guidance: float = RunOptions.guidance,
+    steps: int = fallback("prior_steps"),
+    guidance: float = fallback("guidance"),
 ) -> np.ndarray:
     x = noise.normal(cond.shape[1:])
     for s in ddpm_steps(alphas_cumprod, steps):

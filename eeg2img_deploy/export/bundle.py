@@ -32,6 +32,7 @@ from ..manifest import (
     EncoderVariantInfo,
     LowLevelInfo,
     Manifest,
+    RecommendedRun,
     Precision,
     library_versions,
     read_manifest,
@@ -318,6 +319,7 @@ def export_bundle(
             encoder=EncoderInfo(kind=encoder.kind, uses_subject_ids=encoder.uses_subject_ids,
                                 factory=encoder.provenance.get("factory"),
                                 factory_sha256=encoder.provenance.get("factory_sha256")),
+            recommended=_recommended(encoder.recommended, settings),
             fp32_only_stages=tuple(s.name for s in stages if s.fp32_only),
             low_level=LowLevelInfo(settings.latent_convention) if models.low_level is not None else None,
         ),
@@ -332,6 +334,17 @@ def export_bundle(
     write_card(out_dir, manifest)
     write_manifest(out_dir, manifest)  # last: its presence marks the folder complete
     return manifest, True
+
+
+def _recommended(values: dict, settings: ExportSettings) -> RecommendedRun:
+    """The encoder's own run settings, less an SDXL-Turbo step count the bundle has no table for."""
+    values = dict(values)
+    if values.get("steps") is not None and values["steps"] not in settings.steps:
+        log.warning("%s reconstructs with %d SDXL-Turbo steps, but this bundle has tables for %s only (--steps): "
+                    "not recommended by the bundle", values.get("source", "the encoder"), values["steps"],
+                    ", ".join(map(str, settings.steps)))
+        values["steps"] = None
+    return RecommendedRun(**values)
 
 
 def _move_into(out_dir: Path, tmp: Path, stage: StageExport, precision: Precision, report: dict) -> Artifact:

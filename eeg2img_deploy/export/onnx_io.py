@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,6 +75,22 @@ def export_onnx(stage: StageExport, precision: Precision, path: Path, example: d
     axes = _dynamic_axes(inputs + outputs)
     large = model_bytes(stage.module) > LARGE_MODEL_BYTES
     t0 = time.perf_counter()
+    try:
+        _trace(module, args, path, names_in, names_out, axes, large)
+    except Exception as e:  # an op without an ONNX form, a forward that cannot be traced: one line, no traceback
+        raise ExportError(f"{stage.name} ({precision.value}): the module does not export to ONNX opset {OPSET} "
+                          f"({_first_line(e)})") from e
+    return time.perf_counter() - t0
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def _trace(module, args, path: Path, names_in, names_out, axes, large: bool) -> None:
+    import torch
+
     with torch.no_grad(), quiet(*ONNX_EXPORT):
         if large:
             with _single_output_rewrites():
@@ -82,11 +101,30 @@ def export_onnx(stage: StageExport, precision: Precision, path: Path, example: d
                 )
             program.save(str(path), external_data=True)  # one file, path.name + ".data", beside the graph
         else:
-            torch.onnx.export(
-                module, args, str(path), input_names=names_in, output_names=names_out,
-                dynamic_axes=axes, opset_version=OPSET, dynamo=False,
-            )
-    return time.perf_counter() - t0
+            with _native_stdout_to_debug_log():
+                torch.onnx.export(
+                    module, args, str(path), input_names=names_in, output_names=names_out,
+                    dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+                )
+
+
+@contextlib.contextmanager
+def _native_stdout_to_debug_log():
+    """The TorchScript exporter writes its whole IR graph to the process's stdout (from C++, so no Python
+    redirect sees it) when an export fails; the failure itself becomes one ExportError line. Sent to -vv."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+            sink.seek(0)
+            if text := sink.read().decode(errors="replace").strip():
+                log.debug("torch.onnx.export wrote to stdout: %s", text[:4000])
 
 
 def check_onnx(path: Path, stage: StageExport, precision: Precision) -> None:
@@ -114,7 +152,7 @@ def ort_session(path: Path, providers: list[str] | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # fatal only: a failing run raises, and export turns that into one ExportError line
     return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
 
 
@@ -136,7 +174,12 @@ def validate(path: Path, stage: StageExport, precision: Precision, cases: list[t
     out_names = [t.name for t in stage.outputs]
     errors = {}
     for feeds, refs in cases:
-        got = sess.run(out_names, stage.feeds_for(feeds, precision))
+        try:
+            got = sess.run(out_names, stage.feeds_for(feeds, precision))
+        except Exception as e:  # e.g. a size traced as a constant (a reshape to the example's batch)
+            shapes = ", ".join(f"{k} {v.shape}" for k, v in feeds.items())
+            raise ExportError(f"{stage.name} ({precision.value}): the exported graph fails in onnxruntime on {shapes} "
+                              f"({_first_line(e)}); a size computed in Python while tracing is baked in") from e
         for name, g, ref in zip(out_names, got, refs):
             if g.shape != ref.shape:
                 raise ExportError(f"{stage.name} ({precision.value}): onnxruntime output {name} {g.shape}, torch {ref.shape}")

@@ -33,6 +33,10 @@ from .blocks import PostNormLayer, SelfAttention, ShallowPatches, projection_hea
 
 PE_MAX_LEN = 5000
 TOWER = "eeg"  # the UnifiedEncoder tower this module runs (its towers: eeg, meg, fmri)
+# BrainFLORA's reconstruction settings (eval/FLORA_inference_reconst.py's defaults): 10 prior steps, the prior's
+# guidance 2.0 (the script passes --image-guidance-scale to the prior's CFG), 4 SDXL-Turbo steps. Its IP-Adapter
+# scale 1 and empty prompt are the toolkit's defaults already. Bundles record them; runs take them unless given.
+RECONSTRUCTION = {"prior_steps": 10, "guidance": 2.0, "steps": 4, "source": "BrainFLORA eval/FLORA_inference_reconst.py"}
 
 
 @dataclass(frozen=True)

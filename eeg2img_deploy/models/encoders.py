@@ -22,7 +22,7 @@ from ..errors import CheckpointError, EncoderContractError
 from ..fileio import sha256_file
 from ..names import EncoderKind
 from .atm_encoder import EncoderVariant
-from .brainflora import TOWER, BrainFloraArchitecture, BrainFloraEncoder
+from .brainflora import RECONSTRUCTION, TOWER, BrainFloraArchitecture, BrainFloraEncoder
 from .checkpoints import SUBJECT_TABLE_KEY, atm_from_state, check_state_dict, load_state_dict_file, num_parameters
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class LoadedEncoder:
     num_subjects: int | None  # rows of its subject table (ATM); None: ids are passed as they are
     provenance: dict = field(default_factory=dict)  # for result.json and the manifest's sources
     uses_subject_ids: bool = True  # measured by check_contract; False: its graph takes the EEG alone
+    recommended: dict = field(default_factory=dict)  # its authors' run settings (manifest.RecommendedRun's fields)
 
 
 def load_eeg_encoder(path: str | Path, *, variant: EncoderVariant = EncoderVariant(), factory: str | None = None,
@@ -153,7 +154,7 @@ def _load_brainflora(state: dict[str, torch.Tensor], path: Path) -> LoadedEncode
         "num_parameters": num_parameters(model), "left_aside": aside,
         "left_aside_why": "other modalities' towers: EEG reconstruction runs encoder.eeg and moe_projection only",
     }
-    return LoadedEncoder(model, EncoderKind.BRAINFLORA, DEFAULT_SPEC, None, provenance)
+    return LoadedEncoder(model, EncoderKind.BRAINFLORA, DEFAULT_SPEC, None, provenance, recommended=dict(RECONSTRUCTION))
 
 
 # ---- the contract -----------------------------------------------------------------------------------------

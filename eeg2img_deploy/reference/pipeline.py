@@ -19,6 +19,7 @@ from ..core.noise import NoiseSource
 from ..core.options import IMAGE_SIZE, RunOptions, check_low_level_size
 from ..eeg.spec import DEFAULT_SPEC, EEGSpec, validate_eeg, validate_subject_ids
 from ..errors import OptionError, WeightsNotFoundError
+from ..manifest import RecommendedRun
 from ..weights import WeightsLayout
 from . import low_level as ll
 from .prior_sampler import sample_prior
@@ -51,7 +52,7 @@ class ReferencePipeline:
     def __init__(self, encoder, prior, sdxl, prompt: EmptyPrompt, *, taesd=None, sources: dict[str, Any] | None = None,
                  low_level=None, latent_convention: str = "unscaled", captioner=None, projector=None,
                  cuda_event_timing: bool = False, ip_scale: float = 1.0,
-                 eeg_spec: EEGSpec = DEFAULT_SPEC):
+                 eeg_spec: EEGSpec = DEFAULT_SPEC, recommended: RecommendedRun = RecommendedRun(), encoder_info=None):
         self.low_level = low_level  # the optional low-level encoder (EEG -> VAE latent)
         self.latent_convention = latent_convention
         self.encoder = encoder
@@ -65,6 +66,8 @@ class ReferencePipeline:
         self.cuda_event_timing = cuda_event_timing
         self.ip_scale = ip_scale  # the IP-Adapter scale it loaded with
         self.eeg_spec = eeg_spec  # the trials the encoder takes (a user's encoder: --encoder-channels)
+        self.recommended = recommended  # the encoder's authors' run settings (BrainFLORA's), as a bundle records them
+        self.encoder_info = encoder_info  # models.encoders.LoadedEncoder (from_weights): what export's stages read
 
     @classmethod
     def from_weights(cls, layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None,
@@ -81,7 +84,8 @@ class ReferencePipeline:
         return cls(m.encoder, m.prior, m.sdxl, m.prompt, taesd=m.taesd, sources=m.sources, low_level=m.low_level,
                    latent_convention=latent_convention, captioner=m.captioner, projector=m.projector,
                    cuda_event_timing=cuda_event_timing, ip_scale=ip_scale,
-                   eeg_spec=m.encoder_info.spec)
+                   eeg_spec=m.encoder_info.spec, recommended=RecommendedRun(**m.encoder_info.recommended),
+                   encoder_info=m.encoder_info)
 
     @property
     def device(self):
@@ -121,8 +125,9 @@ class ReferencePipeline:
             return self.low_level(torch.from_numpy(eeg).to(self.device))
 
     def options(self, options: RunOptions | None = None, **knobs: Any) -> RunOptions:
-        """``options`` with ``knobs`` changed, refused where the reference cannot run them."""
-        run = RunOptions.make(options, **knobs)
+        """``options`` with ``knobs`` changed, the encoder's recommended values filled in (as a bundle's would be),
+        refused where the reference cannot run them."""
+        run = RunOptions.make(options, **knobs).with_defaults(self.recommended)
         if run.prior_sampler != "ddpm":
             raise OptionError(f"the reference samples the prior with the paper's DDPM only, not --prior-sampler "
                               f"{run.prior_sampler}")

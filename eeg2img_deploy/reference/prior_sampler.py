@@ -9,11 +9,11 @@ Per step one conditional and one unconditional call (condition terms exactly zer
 from __future__ import annotations
 
 from ..core.noise import NoiseSource
-from ..core.options import RunOptions
+from ..core.options import fallback
 from .noise_patch import shared_noise
 
 
-def sample_prior(prior, cond, seed: int, *, steps: int = RunOptions.prior_steps, guidance: float = RunOptions.guidance,
+def sample_prior(prior, cond, seed: int, *, steps: int = fallback("prior_steps"), guidance: float = fallback("guidance"),
                  purpose: str = "prior"):
     """EEG embeddings ``cond (B, 1024)`` -> CLIP image embeddings ``(B, 1024)``, every element in [-1, 1].
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.options import RunOptions
+from ..core.options import RunOptions, fallback
 from ..errors import WeightsNotFoundError
 from .prior_sampler import sample_prior
 
@@ -32,7 +32,7 @@ def require_captioner(captioner, projector) -> None:
 
 
 def caption(prior, projector, captioner, eeg_embeds, seed: int, *, steps: int = RunOptions.caption_prior_steps,
-            guidance: float = RunOptions.guidance, max_new_tokens: int = 25) -> Captions:
+            guidance: float = fallback("guidance"), max_new_tokens: int = 25) -> Captions:
     import torch
 
     embeds = sample_prior(prior, eeg_embeds, seed, steps=steps, guidance=guidance, purpose="caption_prior")

@@ -19,13 +19,13 @@ from ..models.sdxl import (  # noqa: F401
 )
 from ..core.images import to_uint8
 from ..core.noise import NoiseSource
-from ..core.options import RunOptions
+from ..core.options import fallback
 from .noise_patch import shared_noise
 
 VAE_SCALE = 8  # SDXL's VAE downsamples by 8: 512x512 images <-> 4x64x64 latents
 
 
-def denoise(pipe, prompt: EmptyPrompt, image_embeds, seed: int, *, steps: int = RunOptions.steps, image_size: int = 512):
+def denoise(pipe, prompt: EmptyPrompt, image_embeds, seed: int, *, steps: int = fallback("steps"), image_size: int = 512):
     """Image embeddings ``(B, 1024)`` -> final latents ``(B, 4, S/8, S/8)`` with diffusers' pipeline.
 
     One sample per pipeline call, as the paper generates: diffusers' SDXL pipeline repeats

@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.noise import NoiseSource
-from ..core.options import RunOptions
+from ..core.options import fallback
 from ..core.schedulers import PriorDenoiser, ddpm_sample, guided_eps, leading_timesteps
 
 SPACINGS = ("trailing", "leading")
@@ -131,7 +131,7 @@ def _trailing(spaced: PriorSampler, name: str, what: str) -> PriorSampler:
     """``spaced`` on the trailing spacing, with :func:`~.schedulers.ddpm_sample`'s signature (10 steps by default)."""
 
     def sample(eps_fn: PriorDenoiser, cond: np.ndarray, noise: NoiseSource, alphas_cumprod: np.ndarray, *,
-               steps: int = 10, guidance: float = RunOptions.guidance) -> np.ndarray:
+               steps: int = 10, guidance: float = fallback("guidance")) -> np.ndarray:
         return spaced(eps_fn, cond, noise, alphas_cumprod, steps=steps, guidance=guidance, spacing=DEFAULT_SPACING)
 
     sample.__name__ = sample.__qualname__ = name

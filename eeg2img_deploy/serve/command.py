@@ -53,7 +53,7 @@ def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc
 @eeg_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
-@run_options("seed", "steps", "prior_steps", "ip_scale")
+@run_options("seed", "steps", "prior_steps", "ip_scale", defaults_from="the server's")
 @click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
               help="Requests in flight at once (load generator with --requests).")
 @click.option("--requests", "n_requests", type=click.IntRange(1), default=None,

@@ -47,8 +47,11 @@ def write_ensembles(root: Path, bundle: Path, manifest: Manifest, chosen: dict[s
     """Write the glue models and one ensemble per fused step count under ``root``; return their configs."""
     fused = {name: a for name, a in chosen.items() if a.stage == FUSED_PRIOR}
     dec_out = chosen[decoder].outputs[0]
-    if not fused or 1 not in manifest.bundle.steps or dec_out.dtype != "uint8":
-        return {}  # no fused prior, no 1-step tables, or a float-output decoder: the BLS model covers it
+    takes_ids = any(t.name == "subject_ids" for t in chosen["encoder"].inputs)
+    if not fused or 1 not in manifest.bundle.steps or dec_out.dtype != "uint8" or not takes_ids:
+        # no fused prior, no 1-step tables, a float-output decoder, or an encoder graph without the subject-id
+        # input (BrainFLORA: the ensemble's subject_id would feed nothing): the BLS model covers it
+        return {}
     unet, enc = configs["unet"], configs["encoder"]
     max_batch = min(configs[n]["max_batch_size"] for n in ("encoder", "unet", decoder, *fused))
     seed_rows = [{"name": n, "data_type": Enum("TYPE_INT64"), "dims": [1]} for n in ("seed", "sample_index")]

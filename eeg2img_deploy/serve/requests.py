@@ -84,6 +84,7 @@ def _column(request: dict[str, np.ndarray], name: str, n: int, dtype: str, defau
 def parse_request(pipe: Pipeline, request: dict[str, np.ndarray], run: RunOptions = RunOptions()) -> list[_Rows]:
     """Validate one request (the runtime's own EEG and subject checks) and split it by options (``run``, the
     server's, with each row's steps, prior_steps and ip_scale)."""
+    run = pipe.options(run)  # the bundle's values where the server leaves them unset (its recommended steps)
     if request.get("eeg") is None:
         raise EEGInputError("request has no input 'eeg'")
     eeg = validate_eeg(request["eeg"], pipe.eeg_spec)

@@ -101,12 +101,49 @@ def test_eeg_moves_everything_and_subject_ids_nothing(bf_pipe, bf_reference, tin
     np.testing.assert_array_equal(other.images, same.images)
 
 
-def test_cli_infer_from_the_engine_folder(bf_engines, tiny_dir, tmp_path, monkeypatch, capsys):
+def test_the_bundle_recommends_brainfloras_settings(bf_engines, bf_reference, tiny_bundle):
+    from eeg2img_deploy.core.options import RunOptions
+    from eeg2img_deploy.manifest import RecommendedRun
+
+    for folder in bf_engines:
+        bundle = read_manifest(folder).bundle
+        assert bundle.recommended == RecommendedRun(PRIOR_STEPS, GUIDANCE, STEPS, "BrainFLORA eval/FLORA_inference_reconst.py")
+        run = RunOptions().resolve(bundle)
+        assert (run.prior_steps, run.guidance, run.steps, run.ip_scale) == (PRIOR_STEPS, GUIDANCE, STEPS, 1.0)
+        assert "recommended by the encoder's authors" in (folder / "README.md").read_text()
+        assert RunOptions(prior_steps=50, guidance=5.0, steps=1).resolve(bundle).prior_steps == 50  # given wins
+    ref, _ = bf_reference
+    assert ref.options().prior_steps == PRIOR_STEPS and ref.options().guidance == GUIDANCE  # the reference too
+    paper = RunOptions().resolve(read_manifest(tiny_bundle).bundle)  # an ATM bundle recommends nothing
+    assert (paper.prior_steps, paper.guidance, paper.steps) == (50, 5.0, 1)
+
+
+def test_cli_infer_takes_the_bundle_defaults(bf_engines, bf_pipe, tiny_dir, tmp_path, monkeypatch, capsys):
     from support import run_main
 
     code, _, err = run_main(monkeypatch, capsys, ["infer", "--bundle", bf_engines[1], "--eeg",
                                                   tiny_dir / "eeg" / "synthetic_eeg.npy", "--trials", "0:2", "--subject",
-                                                  SUBJECT, "--out", tmp_path / "out", "--prior-steps", PRIOR_STEPS])
+                                                  SUBJECT, "--seed", SEED, "--out", tmp_path / "out"])
     assert code == 0, err
     result = json.loads((tmp_path / "out" / "result.json").read_text())
-    assert result["subject_ids"] == [SUBJECT, SUBJECT] and (tmp_path / "out" / "image_001.png").is_file()
+    assert result["subject_ids"] == [SUBJECT, SUBJECT] and result["prior_graph"] == "fused"
+    assert (result["prior_steps"], result["guidance"], result["steps"]) == (PRIOR_STEPS, GUIDANCE, STEPS)
+    from PIL import Image
+
+    want = bf_pipe(np.load(tiny_dir / "eeg" / "synthetic_eeg.npy")[:2], SUBJECT, SEED, steps=STEPS,
+                   prior_steps=PRIOR_STEPS, guidance=GUIDANCE)
+    got = np.stack([np.asarray(Image.open(tmp_path / "out" / f"image_{i:03d}.png")) for i in range(2)])
+    np.testing.assert_array_equal(got, want.images)
+    code, out, _ = run_main(monkeypatch, capsys, ["infer", "--help"])
+    flat = " ".join(out.split())
+    assert "[default: from the bundle, else 50; 1<=x<=1000]" in flat and "[default: from the bundle, else 5]" in flat
+
+
+def test_triton_repo_leaves_the_fused_ensemble_to_the_bls_model(bf_engines, tmp_path):
+    """The ensemble would feed subject_id to an encoder that has no such input: only the BLS model is written."""
+    from eeg2img_deploy.serve.triton_repo import RepoSettings, write_repository
+
+    configs = write_repository(bf_engines[0], tmp_path / "repo", RepoSettings())
+    assert "eeg2img" in configs and f"prior_sampler_{PRIOR_STEPS}" in configs
+    assert not [name for name in configs if name.startswith("eeg2img_fused_")]
+    assert [i["name"] for i in configs["encoder"]["input"]] == ["eeg"]
