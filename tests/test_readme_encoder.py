@@ -125,3 +125,36 @@ def test_a_17_channel_bundle_refuses_63_channel_trials(ran, example, tiny_dir, t
                                                   tmp_path / "out"])
     assert code == 2 and "has 63 channels" in err and "expected 17 channels" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def served(ran, example):
+    """``serve`` on the example's engines (a tritonserver subprocess, stopped after the module)."""
+    pytest.importorskip("pytriton")
+    pytest.importorskip("tritonclient.http")
+    import os
+
+    from eeg2img_deploy.serve.process import ServerProcess
+    from eeg2img_deploy.serve.server import missing_stub_libraries, prefer_interpreter_libpython
+
+    env = dict(os.environ)
+    prefer_interpreter_libpython(env)
+    if missing := missing_stub_libraries(env):
+        pytest.skip(f"PyTriton's Python stub cannot load {missing} (no shared libpython)")
+    proc = ServerProcess(example / "engines" / "mine", "--threads", "1", log_path=example / "serve.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def test_client_reads_the_served_encoders_channels(served, example, monkeypatch, capsys):
+    """client with the bundle's --encoder-channels gets infer's images; without it, one line naming the option."""
+    common = ["--url", served.url, "--eeg", example / "my_trials.npy", "--subject", 2, *SPEED["infer"]]
+    code, _, err = run_main(monkeypatch, capsys, ["client", *common, "--out", example / "out" / "c17"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (example / "out" / "c17").exists()
+    assert "reads 17 channels x 250 samples, not the paper's 63 x 250" in err and "--encoder-channels" in err
+    code, _, err = run_main(monkeypatch, capsys, ["client", *common, "--encoder-channels", example / "channels.txt",
+                                                  "--out", example / "out" / "client"])
+    assert code == 0, err
+    for name in ("image_000.png", "image_001.png", "image_002.png"):
+        assert (example / "out" / "client" / name).read_bytes() == (example / "out" / "mine" / name).read_bytes(), name

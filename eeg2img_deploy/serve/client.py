@@ -13,10 +13,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from ..core.options import RunOptions
+from ..eeg.spec import DEFAULT_SPEC, EEGSpec, read_encoder_channels
 from ..errors import BackendUnavailableError, ServingError
 from .requests import MODEL_NAME, TIMING_KEYS
 
@@ -107,17 +109,27 @@ class Client:
         raise ServingError(f"cannot reach a Triton server at {self.url} ({problem}): start `eeg2img-deploy serve "
                            "--bundle B` there or pass the right --url")
 
+    def eeg_shape(self) -> tuple[int, int]:
+        """(C, T) of the served model's ``eeg`` input, from its metadata: the channels and samples its encoder reads."""
+        try:
+            meta = self._conn().get_model_metadata(self.model)
+        except Exception as e:  # tritonclient raises several types
+            raise ServingError(f"cannot read model {self.model!r}'s metadata from {self.url}: {server_message(str(e))}") from None
+        for t in meta.get("inputs", []):
+            if t.get("name") == "eeg" and len(t.get("shape", [])) >= 2:
+                return int(t["shape"][-2]), int(t["shape"][-1])
+        raise ServingError(f"model {self.model!r} at {self.url} has no 'eeg' input: is it an eeg2img-deploy model (--model)?")
+
     def infer(self, eeg: np.ndarray, subject: int, trial: int, opts: RunOptions) -> Answer:
-        """One trial (63, 250) as one request with ``opts``' seed, and its steps, prior_steps and ip_scale where they
-        differ from the defaults (the served model's optional per-request inputs; the server keeps the rest); raises
+        """One trial (C, T) as one request with ``opts``' seed, and its steps, prior_steps and ip_scale where given
+        (the served model's optional per-request inputs; left out, the server runs its bundle's values); raises
         :class:`ServingError` with the server's message."""
         http = self.httpclient
         feeds = {"eeg": np.asarray(eeg, np.float32)[None], "subject_id": np.array([[subject]], np.int64),
                  "seed": np.array([[opts.seed]], np.int64), "sample_index": np.array([[trial]], np.int64)}
-        defaults = RunOptions()  # what the server runs for an input left out (an ensemble may not take it at all)
         for name, dtype in (("steps", np.int64), ("prior_steps", np.int64), ("ip_scale", np.float32)):
-            value = getattr(opts, name)
-            if value is not None and value != getattr(defaults, name):
+            value = getattr(opts, name)  # None unless given: RunOptions leaves these to the bundle (and a fused
+            if value is not None:  # ensemble takes no prior_steps input at all)
                 feeds[name] = np.array([[value]], dtype)
         inputs = []
         for name, arr in feeds.items():
@@ -135,6 +147,20 @@ class Client:
         return Answer(trial, res.as_numpy("image")[0], res.as_numpy("image_embeds")[0], res.as_numpy("eeg_embeds")[0],
                       {} if timings is None else dict(zip(TIMING_KEYS, map(float, timings[0]))),
                       0 if batch is None else int(batch[0, 0]), latency)
+
+
+def served_spec(server_shape: tuple[int, int], channels: Path | None, model: str) -> EEGSpec:
+    """The trials to read for a served model: ``--encoder-channels`` (its bundle's channel list) or the paper's 63 x 250,
+    refused when its shape is not the ``eeg`` input's (the trials would only be rejected request by request)."""
+    spec = read_encoder_channels(channels) if channels is not None else DEFAULT_SPEC
+    if spec.shape == tuple(server_shape):
+        return spec
+    served = f"model {model!r} reads {server_shape[0]} channels x {server_shape[1]} samples"
+    if channels is not None:
+        raise ServingError(f"--encoder-channels {channels.name} describes {spec.n_channels} x {spec.n_times} trials but the "
+                           f"served {served}: pass the channel list its bundle was exported with")
+    raise ServingError(f"the served {served}, not the paper's 63 x 250: pass its channel list with --encoder-channels FILE "
+                       "(the one its bundle was exported with)")
 
 
 def server_message(text: str) -> str:

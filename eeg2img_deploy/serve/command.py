@@ -59,11 +59,14 @@ def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc
 @click.option("--requests", "n_requests", type=click.IntRange(1), default=None,
               help="Requests to send, round-robin over the trials [default: one per trial].")
 @click.option("--model", default="eeg2img", show_default=True, help="Model name on the server.")
+@click.option("--encoder-channels", type=click.Path(dir_okay=False, path_type=Path),
+              help="The served encoder's EEG channels: the --encoder-channels file its bundle was exported with "
+                   "[default: the paper's 63].")
 @number("--timeout", rule=Range(0, lo_open=True), default=120.0, show_default=True, help="Seconds per request.")
 @number("--wait", rule=Range(0), default=60.0, show_default=True,
         help="Seconds to wait for the server and model to become ready (one just started).")
 def client(url: str, out: Path, overwrite: bool, run: RunOptions, concurrency: int, n_requests: int | None, model: str,
-           timeout: float, wait: float, **kw) -> None:
+           encoder_channels: Path | None, timeout: float, wait: float, **kw) -> None:
     """Send EEG trials to a served model; write PNGs + result.json (with latency p50/p99 and throughput)."""
     from rich.progress import Progress
 
@@ -72,13 +75,14 @@ def client(url: str, out: Path, overwrite: bool, run: RunOptions, concurrency: i
     from ..cli_options import read_eeg, whiten_if_asked
     from ..errors import ServingError
     from ..runtime.images import ImageWriter
-    from .client import Client, run_trials
+    from .client import Client, run_trials, served_spec
 
     writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any request
-    eeg, ids = read_eeg(kw)
-    eeg = whiten_if_asked(eeg, kw)  # here, before sending: the server only knows its bundle's matrix
     conn = Client(url, model=model, timeout_s=timeout)
     conn.check_ready(wait_s=wait)
+    spec = served_spec(conn.eeg_shape(), encoder_channels, model)  # the served encoder's channels and samples
+    eeg, ids = read_eeg(kw, spec)
+    eeg = whiten_if_asked(eeg, kw, spec)  # here, before sending: the server only knows its bundle's matrix
     total = n_requests or len(eeg)
     with Progress(transient=True) as bar:
         task = bar.add_task("requests", total=total)
