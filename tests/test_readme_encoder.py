@@ -158,3 +158,45 @@ def test_client_reads_the_served_encoders_channels(served, example, monkeypatch,
     assert code == 0, err
     for name in ("image_000.png", "image_001.png", "image_002.png"):
         assert (example / "out" / "client" / name).read_bytes() == (example / "out" / "mine" / name).read_bytes(), name
+
+
+def test_stream_and_infer_pick_the_encoders_channels_from_a_recording(ran, example, tmp_path, monkeypatch, capsys):
+    """A raw recording with the 17 channels in another order among others: stream (an LSL replay) and infer both
+    pick the bundle's channels by name, and give the same images."""
+    pytest.importorskip("mne")
+    pytest.importorskip("mne_lsl")
+    from PIL import Image
+
+    from eeg2img_deploy.eeg.synthetic import write_tiny_recording
+
+    cap = readme_block("channels.txt").split()
+    rec = write_tiny_recording(tmp_path / "rec_raw.fif", n_stimuli=3, soa_s=0.3, seed=2,
+                               channels=["O1", *cap[::-1], "T7"])
+    bundle, common = example / "engines" / "mine", ["--subject", 2, "--seed", 1, "--prior-steps", 3]
+    code, _, err = run_main(monkeypatch, capsys, ["stream", "--bundle", bundle, "--replay", rec, "--max-epochs", 3,
+                                                  *common, "--out", tmp_path / "stream"])
+    assert code == 0, err
+    code, _, err = run_main(monkeypatch, capsys, ["infer", "--bundle", bundle, "--eeg", rec, *common,
+                                                  "--out", tmp_path / "infer"])
+    assert code == 0, err
+    online = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "stream").glob("epoch_*.png"))]
+    offline = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "infer").glob("image_*.png"))]
+    assert len(online) == len(offline) == 3
+    for a, b in zip(online, offline):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(offline[0].astype(int) - offline[1]).mean() > 1  # the epochs' own images, not one constant
+    # Picked by name, not position: the same recording with only the 17 channels, in the bundle's order, gives the
+    # same images; its rows in the first recording's order under the bundle's names (a positional pick) do not.
+    import mne
+
+    raw = mne.io.read_raw_fif(rec, preload=True, verbose="error").pick(cap).reorder_channels(cap)
+    raw.save(tmp_path / "picked_raw.fif", verbose="error")
+    misread = mne.io.RawArray(raw.get_data()[::-1], mne.create_info(cap, raw.info["sfreq"], "eeg"), verbose="error")
+    misread.set_annotations(raw.annotations)
+    misread.save(tmp_path / "misread_raw.fif", verbose="error")
+    for name, same in (("picked", True), ("misread", False)):
+        code, _, err = run_main(monkeypatch, capsys, ["infer", "--bundle", bundle, "--eeg", tmp_path / f"{name}_raw.fif",
+                                                      *common, "--out", tmp_path / name])
+        assert code == 0, err
+        got = [np.asarray(Image.open(p)) for p in sorted((tmp_path / name).glob("image_*.png"))]
+        assert all(np.array_equal(a, b) for a, b in zip(got, offline)) is same, name

@@ -8,6 +8,7 @@ after each stimulus that differs from stimulus to stimulus, so every epoch gives
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,9 @@ TAIL_S = 1.5  # after the last stimulus (the epoch needs 1.0 s)
 
 def write_tiny_recording(
     path: PathLike, *, n_stimuli: int = 6, soa_s: float = 1.0, sfreq: float = 500.0, seed: int = 0,
-    stim_channel: str | None = None,
+    stim_channel: str | None = None, channels: Sequence[str] = CHANNELS_63,
 ) -> Path:
-    """Write a 63-channel FIF recording with ``n_stimuli`` annotated stimuli every ``soa_s`` seconds.
+    """Write a FIF recording of ``channels`` (the paper's 63) with ``n_stimuli`` annotated stimuli every ``soa_s`` s.
 
     With ``stim_channel`` the stimuli are codes 1, 2, 1, ... on a stim channel of that name instead
     of annotations (one sample each, as a trigger line records them).
@@ -34,14 +35,14 @@ def write_tiny_recording(
     path = Path(path)
     rng = np.random.default_rng(seed)
     n = int(round((LEAD_S + (n_stimuli - 1) * soa_s + TAIL_S) * sfreq))
-    data = rng.normal(0.0, 1.0, size=(len(CHANNELS_63), n))
+    data = rng.normal(0.0, 1.0, size=(len(channels), n))
     onsets = LEAD_S + soa_s * np.arange(n_stimuli)
     t = np.arange(int(sfreq)) / sfreq
     bump = np.exp(-(((t - 0.15) / 0.04) ** 2))
     for onset in onsets:
         i = int(round(onset * sfreq))
-        data[:, i : i + len(bump)] += rng.normal(0.0, 2.0, size=(len(CHANNELS_63), 1)) * bump[: n - i]
-    names, types = list(CHANNELS_63), ["eeg"] * len(CHANNELS_63)
+        data[:, i : i + len(bump)] += rng.normal(0.0, 2.0, size=(len(channels), 1)) * bump[: n - i]
+    names, types = list(channels), ["eeg"] * len(channels)
     if stim_channel:
         stim = np.zeros((1, n))
         stim[0, np.round(onsets * sfreq).astype(int)] = 1 + np.arange(n_stimuli) % 2
