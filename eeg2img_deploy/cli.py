@@ -129,6 +129,7 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
     """Run the PyTorch/diffusers pipeline (the ground truth) and write PNGs + result.json."""
     import dataclasses
 
+    from .eeg.spec import encoder_spec
     from .models.atm_encoder import EncoderVariant
     from .reference.pipeline import ReferencePipeline
     from .runtime.images import ImageWriter
@@ -140,7 +141,7 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
     if not run.low_level:
         layout = dataclasses.replace(layout, low_level=None)  # not loaded unless asked for
     variant = EncoderVariant(**dataclasses.asdict(encoder_variant(kw)))
-    spec = layout.eeg_spec()
+    spec = encoder_spec(layout.encoder_channels)
     eeg, ids = read_eeg(kw, spec)
     eeg = whiten_if_asked(eeg, kw, spec)
     pipe = ReferencePipeline.from_weights(layout, variant=variant, device=torch_device, latent_convention=convention)
@@ -170,6 +171,7 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
 def export(out: Path | None, precision: str, steps: str, image_size: int, max_batch: int, whitening: Path | None,
            fused_prior_steps: tuple[int, ...], validate: bool, force: bool, **kw) -> None:
     """Export every stage to validated ONNX (fp32 + fp16), constants and a manifest."""
+    from .eeg.spec import encoder_spec
     from .eeg.whitening import load_whitening
     from .export.bundle import ExportSettings, export_bundle
     from .manifest import Precision
@@ -186,7 +188,7 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
         latent_convention=convention,
     )
     out = out or DEFAULT_EXPORT_ROOT / (Path(weights_dir).name if weights_dir else "bundle")
-    w = load_whitening(whitening, layout.eeg_spec()) if whitening else None
+    w = load_whitening(whitening, encoder_spec(layout.encoder_channels)) if whitening else None
     manifest, exported = export_bundle(layout, out, settings, whitening=w, force=force)
     if not exported:
         click.echo(f"{out} is up to date: nothing to do (use --force to export again)")

@@ -260,6 +260,25 @@ def tiny_low_level_encoder(latent_side: int, seed: int):
     return model
 
 
+def _write_brainflora(folder: Path, seed: int) -> None:
+    """BrainFLORA's checkpoint (all towers; the EEG tower's BatchNorms calibrated on synthetic EEG) and its prior."""
+    import torch
+
+    from .models.diffusion_prior import DiffusionPriorUNet
+    from .tiny_brainflora import CHECKPOINT, PRIOR, other_towers_state, tiny_brainflora_encoder
+
+    model = tiny_brainflora_encoder(seed)
+    tsconv = model.encoder["eeg"].enc_eeg[0].tsconv
+    eeg = torch.from_numpy(synthetic_eeg(16, seed + 4))
+    calibrate_batchnorms(model, (eeg, torch.zeros(len(eeg), dtype=torch.int64)), (tsconv[2], tsconv[5]))
+    (folder / PRIOR).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**model.state_dict(), **other_towers_state()}, folder / CHECKPOINT)
+    torch.manual_seed(seed + 12)
+    prior = DiffusionPriorUNet()
+    strengthen_prior(prior)
+    torch.save(prior.state_dict(), folder / PRIOR)
+
+
 def calibrate_batchnorms(model, inputs, bns) -> None:
     """Set each BatchNorm's running statistics to those of its input on ``inputs``, in order."""
     import torch
@@ -357,9 +376,7 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
     torch.save(low_level.state_dict(), out / "low-level" / "best_encoder.pth")
     with quiet(bars=True):
         write_semantic(out, seed)  # GIT captioner and PixelProjector
-    from .tiny_brainflora import write_brainflora
-
-    write_brainflora(out / "brainflora", seed)  # BrainFLORA's UnifiedEncoder and prior, in their own layout
+    _write_brainflora(out / "brainflora", seed)  # BrainFLORA's UnifiedEncoder and prior, in their own layout
 
     (out / "eeg").mkdir(exist_ok=True)
     np.save(out / "eeg" / "synthetic_eeg.npy", synthetic_eeg(n_trials, seed))

@@ -58,12 +58,6 @@ class WeightsLayout:
     encoder_factory: str | None = None  # --encoder-factory MODULE:CALLABLE: a user's model for the encoder checkpoint
     encoder_channels: Path | None = None  # --encoder-channels FILE: that model's EEG channels (default: the paper's 63)
 
-    def eeg_spec(self):
-        """The :class:`~.eeg.spec.EEGSpec` of the encoder's input: ``encoder_channels``' or the paper's."""
-        from .eeg.spec import DEFAULT_SPEC, read_encoder_channels
-
-        return read_encoder_channels(self.encoder_channels) if self.encoder_channels is not None else DEFAULT_SPEC
-
     def describe(self) -> dict[str, str | None]:
         custom = {"encoder_factory": self.encoder_factory,
                   "encoder_channels": str(self.encoder_channels) if self.encoder_channels else None}

@@ -41,9 +41,10 @@ LAYERS: dict[str, set[str]] = {
     "integrity": {"errors", "fileio", "manifest"},
     "cards": {"fileio", "integrity", "manifest"},
     "core": {"errors", "manifest", "names"},
-    "models": {"errors", "fileio", "quiet", "weights"},
+    "models": {"eeg", "errors", "fileio", "names", "quiet", "weights"},
     "tiny_semantic": {"models"},
-    "reference": {"checks", "core", "eeg", "errors", "models", "weights"},
+    "tiny_brainflora": {"models"},
+    "reference": {"checks", "core", "eeg", "errors", "manifest", "models", "weights"},
     "export": {"cards", "core", "eeg", "errors", "fileio", "integrity", "manifest", "models", "quiet", "weights"},
     "runtime": {"checks", "core", "eeg", "errors", "fileio", "gpu", "integrity", "manifest", "names"},
     "engines": {"cards", "core", "errors", "fileio", "gpu", "integrity", "manifest", "runtime"},
@@ -54,13 +55,14 @@ LAYERS: dict[str, set[str]] = {
     "serve": {"cli_options", "core", "eeg", "errors", "fileio", "integrity", "manifest", "runtime"},
     "eval": {"bench", "cli_options", "core", "errors", "fileio", "quiet", "weights"},
     "tiny_eval": {"eval", "quiet"},
-    "tiny": {"eeg", "models", "quiet", "tiny_eval", "tiny_semantic", "weights"},
+    "tiny": {"eeg", "models", "quiet", "tiny_brainflora", "tiny_eval", "tiny_semantic", "weights"},
     "cli": {"bench", "cli_options", "cli_semantic", "eeg", "engines", "errors", "eval", "export", "fileio", "manifest",
             "models", "names", "reference", "runtime", "serve", "stream", "tiny"},
 }
 # The parts that may import the torch stack and the ONNX writers (lazily or not); bench only for its baseline.
 TORCH_STACK = {"torch", "torchvision", "diffusers", "transformers", "accelerate", "onnx", "onnxscript"}
-TORCH_STACK_PARTS = {"quiet", "models", "tiny_semantic", "tiny", "reference", "export", "bench", "eval", "tiny_eval"}
+TORCH_STACK_PARTS = {"quiet", "models", "tiny_semantic", "tiny_brainflora", "tiny", "reference", "export", "bench", "eval",
+                     "tiny_eval"}
 
 
 def module_files() -> dict[str, Path]:

@@ -97,10 +97,11 @@ def test_the_bundle_records_the_factory_and_channels(ran, example):
 def test_runtime_embeddings_match_the_module_and_move_with_each_input(ran, example):
     import torch
 
-    from eeg2img_deploy.models.custom_encoder import load_custom_encoder
+    from eeg2img_deploy.models.encoders import load_eeg_encoder
     from eeg2img_deploy.runtime.pipeline import Pipeline
 
-    enc = load_custom_encoder(f"{example / 'my_encoder.py'}:build", example / "my_encoder.pth", example / "channels.txt")
+    enc = load_eeg_encoder(example / "my_encoder.pth", factory=f"{example / 'my_encoder.py'}:build",
+                           channels=example / "channels.txt")
     trials = np.load(example / "my_trials.npy")
     pipe = Pipeline.from_bundle(example / "engines" / "mine")
     try:

@@ -376,6 +376,11 @@ def validate_subject_ids(ids: Any, n: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def encoder_spec(channels: str | Path | None) -> EEGSpec:
+    """The EEG an encoder reads: ``--encoder-channels FILE`` (:func:`read_encoder_channels`), else the paper's."""
+    return DEFAULT_SPEC if channels is None else read_encoder_channels(channels)
+
+
 def read_encoder_channels(path: str | Path) -> EEGSpec:
     """``--encoder-channels FILE``: the EEG an ``--encoder-factory`` model reads.
 

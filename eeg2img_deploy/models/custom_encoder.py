@@ -15,15 +15,8 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
 
-from ..eeg.spec import DEFAULT_SPEC, read_encoder_channels
 from ..errors import CheckpointError, EncoderContractError
-from ..fileio import sha256_file
-from ..names import EncoderKind
-
-if TYPE_CHECKING:
-    from .encoders import LoadedEncoder
 
 
 def parse_factory(factory: str) -> tuple[str, str]:
@@ -73,12 +66,10 @@ def _import(factory: str) -> ModuleType:
         raise CheckpointError(f"--encoder-factory {factory}: importing {module} raised {type(e).__name__}: {e}") from None
 
 
-def load_custom_encoder(factory: str, checkpoint: Path, channels: str | Path | None = None) -> LoadedEncoder:
-    """Build the module, load ``checkpoint`` strictly, read its EEG spec; the caller checks the contract."""
+def build_module(factory: str):
+    """Import the factory's module, call it and return ``(module, source file, callable name)``; the caller loads
+    the checkpoint into it (:func:`~.encoders.load_eeg_encoder`) and checks the contract."""
     import torch
-
-    from .checkpoints import check_state_dict, load_state_dict_file, num_parameters
-    from .encoders import LoadedEncoder
 
     source = factory_source(factory)
     _, name = parse_factory(factory)
@@ -92,19 +83,4 @@ def load_custom_encoder(factory: str, checkpoint: Path, channels: str | Path | N
     if not isinstance(module, torch.nn.Module):
         raise EncoderContractError(f"--encoder-factory {factory}: {name}() returned {type(module).__name__}, "
                                    "expected a torch.nn.Module")
-    state = load_state_dict_file(checkpoint)
-    check_state_dict(module, state, f"encoder checkpoint {checkpoint.name}",
-                     hint=f"It must be the state dict of the module {name}() builds: torch.save(model.state_dict(), path).")
-    module.load_state_dict(state, strict=True)
-    module.float().eval()
-    spec = read_encoder_channels(channels) if channels is not None else DEFAULT_SPEC
-    rows = getattr(module, "num_subjects", None)
-    provenance = {
-        "file_name": checkpoint.name, "sha256": sha256_file(checkpoint), "num_parameters": num_parameters(module),
-        "factory": factory if not factory.split(":")[0].endswith(".py") else f"{source.name}:{name}",
-        "factory_source": source.name, "factory_sha256": sha256_file(source), "module_class": type(module).__name__,
-        "channels": spec.n_channels, "samples": spec.n_times,
-    }
-    num_subjects = int(rows) if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 else None
-    provenance["num_subjects"] = num_subjects
-    return LoadedEncoder(module, EncoderKind.CUSTOM, spec, num_subjects, provenance)
+    return module, source, name

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..eeg.spec import DEFAULT_SPEC, EEGSpec
+from ..eeg.spec import DEFAULT_SPEC, EEGSpec, encoder_spec
 from ..errors import CheckpointError, EncoderContractError
 from ..fileio import sha256_file
 from ..names import EncoderKind
@@ -49,9 +49,7 @@ def load_eeg_encoder(path: str | Path, *, variant: EncoderVariant = EncoderVaria
     """The encoder in ``path``: ATM-S or BrainFLORA by its keys, or built by ``factory`` (``--encoder-factory``)."""
     path = Path(path)
     if factory is not None:
-        from .custom_encoder import load_custom_encoder
-
-        loaded = load_custom_encoder(factory, path, channels)
+        loaded = _load_custom(factory, path, channels)
     elif channels is not None:
         raise CheckpointError("--encoder-channels describes the input of an --encoder-factory encoder; ATM-S and "
                               "BrainFLORA take the 63 THINGS-EEG2 channels: drop --encoder-channels")
@@ -155,6 +153,29 @@ def _load_brainflora(state: dict[str, torch.Tensor], path: Path) -> LoadedEncode
         "left_aside_why": "other modalities' towers: EEG reconstruction runs encoder.eeg and moe_projection only",
     }
     return LoadedEncoder(model, EncoderKind.BRAINFLORA, DEFAULT_SPEC, None, provenance, recommended=dict(RECONSTRUCTION))
+
+
+# ---- a user's module (--encoder-factory) ------------------------------------------------------------------
+def _load_custom(factory: str, checkpoint: Path, channels: str | Path | None) -> LoadedEncoder:
+    """Build the factory's module, load ``checkpoint`` strictly, read its EEG spec (``--encoder-channels``)."""
+    from .custom_encoder import build_module
+
+    module, source, name = build_module(factory)
+    state = load_state_dict_file(checkpoint)
+    check_state_dict(module, state, f"encoder checkpoint {checkpoint.name}",
+                     hint=f"It must be the state dict of the module {name}() builds: torch.save(model.state_dict(), path).")
+    module.load_state_dict(state, strict=True)
+    module.float().eval()
+    spec = encoder_spec(channels)
+    rows = getattr(module, "num_subjects", None)
+    num_subjects = int(rows) if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 else None
+    provenance = {
+        "file_name": checkpoint.name, "sha256": sha256_file(checkpoint), "num_parameters": num_parameters(module),
+        "factory": factory if not factory.split(":")[0].endswith(".py") else f"{source.name}:{name}",
+        "factory_source": source.name, "factory_sha256": sha256_file(source), "module_class": type(module).__name__,
+        "channels": spec.n_channels, "samples": spec.n_times, "num_subjects": num_subjects,
+    }
+    return LoadedEncoder(module, EncoderKind.CUSTOM, spec, num_subjects, provenance)
 
 
 # ---- the contract -----------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.options import RunOptions
-from ..eeg.spec import DEFAULT_SPEC, EEGSpec, read_encoder_channels
+from ..eeg.spec import EEGSpec, encoder_spec
 from ..errors import BackendUnavailableError, ServingError
 from .requests import MODEL_NAME, TIMING_KEYS
 
@@ -152,7 +152,7 @@ class Client:
 def served_spec(server_shape: tuple[int, int], channels: Path | None, model: str) -> EEGSpec:
     """The trials to read for a served model: ``--encoder-channels`` (its bundle's channel list) or the paper's 63 x 250,
     refused when its shape is not the ``eeg`` input's (the trials would only be rejected request by request)."""
-    spec = read_encoder_channels(channels) if channels is not None else DEFAULT_SPEC
+    spec = encoder_spec(channels)
     if spec.shape == tuple(server_shape):
         return spec
     served = f"model {model!r} reads {server_shape[0]} channels x {server_shape[1]} samples"
