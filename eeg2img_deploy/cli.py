@@ -11,11 +11,13 @@ import click
 
 from . import __version__
 from .cli_options import (
+    ENCODER_WEIGHTS,
     LOW_LEVEL,
     NON_NEGATIVE_INT,
     POSITIVE_INT,
     SAMPLING,
     SEMANTIC,
+    WEIGHT_OPTIONS,
     Range,
     RunOptions,
     RuntimeOptions,
@@ -23,6 +25,7 @@ from .cli_options import (
     encoder_variant,
     image_size_option,
     number,
+    option_group,
     read_eeg,
     resolve_layout,
     run_options,
@@ -278,21 +281,22 @@ def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, run
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG stage breakdown.")
 @click.option("--baseline", type=click.Choice(["none", "torch"]), default="none", show_default=True,
               help="Time the PyTorch reference pipeline in the same run (needs --weights).")
-@click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder for the baseline.")
+@option_group(*(WEIGHT_OPTIONS[n] for n in ENCODER_WEIGHTS))  # the baseline's weights: those of the export
 @click.option("--torch-device", default=None,
               help="torch device of the baseline [default: cuda for a GPU backend or provider, else cpu].")
 def bench(bundle: Path, runtime: RuntimeOptions, runs: int, warmup: int, batch: int, run: RunOptions,
-          json_path: Path | None, plot_path: Path | None, baseline: str, weights: Path | None,
-          torch_device: str | None) -> None:
+          json_path: Path | None, plot_path: Path | None, baseline: str, torch_device: str | None, **kw) -> None:
     """Latency per stage and end to end (p50/p90/p99), cold start, memory; optionally against PyTorch. The report
     also times the prior both ways (fused and stepwise) wherever the bundle has the fused graph."""
     from .bench import plot_report, print_report, run_bench
 
-    if baseline == "torch" and weights is None:
-        raise click.BadParameter("--baseline torch needs --weights DIR (the weights the bundle was exported from)")
+    layout = None
+    if baseline == "torch":
+        if kw["weights"] is None:
+            raise click.BadParameter("--baseline torch needs --weights DIR (the weights the bundle was exported from)")
+        layout = resolve_layout(kw)  # --encoder, --encoder-factory, --encoder-channels, --prior: as for export
     report = run_bench(bundle, run, **runtime.to_dict(), runs=runs, warmup=warmup, batch=batch,
-                       baseline_weights=weights if baseline == "torch" else None, torch_device=torch_device,
-                       progress=True)
+                       baseline_weights=layout, torch_device=torch_device, progress=True)
     print_report(report)
     if json_path:
         write_json(json_path, report)

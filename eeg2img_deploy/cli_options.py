@@ -189,19 +189,28 @@ def torch_device_option(help: str = "torch device: cpu, cuda, cuda:1."):
 
 
 # ---- weights and EEG ------------------------------------------------------------------------------------
+WEIGHT_OPTIONS = {
+    "weights": click.option("--weights", type=click.Path(file_okay=False, path_type=Path),
+                            help="Weights folder (see README)."),
+    "encoder": click.option("--encoder", type=click.Path(path_type=Path),
+                            help="EEG encoder checkpoint (.pth/.pt/.safetensors): ATM-S or BrainFLORA, told apart by its "
+                                 "keys, or your model's weights (--encoder-factory)."),
+    "encoder_factory": click.option(
+        "--encoder-factory", metavar="MODULE:CALLABLE",
+        help="Your own encoder: CALLABLE() returns a torch module, forward(eeg (B, C, T), subject_ids (B,)) -> (B, 1024); "
+             "MODULE is importable or a .py file (README, 'Other encoders')."),
+    "encoder_channels": click.option(
+        "--encoder-channels", type=click.Path(dir_okay=False, path_type=Path),
+        help="--encoder-factory: its EEG channels, one name a line (.txt) or JSON [default: the paper's 63]."),
+    "prior": click.option("--prior", type=click.Path(path_type=Path), help="Diffusion prior checkpoint."),
+}
+ENCODER_WEIGHTS = ("weights", "encoder", "encoder_factory", "encoder_channels", "prior")  # bench's torch baseline
+
+
 def weights_options(f):
     """--weights DIR plus per-component overrides, for real installs."""
     opts = [
-        click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder (see README)."),
-        click.option("--encoder", type=click.Path(path_type=Path),
-                     help="EEG encoder checkpoint (.pth/.pt/.safetensors): ATM-S or BrainFLORA, told apart by its keys, "
-                          "or your model's weights (--encoder-factory)."),
-        click.option("--encoder-factory", metavar="MODULE:CALLABLE",
-                     help="Your own encoder: CALLABLE() returns a torch module, forward(eeg (B, C, T), subject_ids (B,)) "
-                          "-> (B, 1024); MODULE is importable or a .py file (README, 'Other encoders')."),
-        click.option("--encoder-channels", type=click.Path(dir_okay=False, path_type=Path),
-                     help="--encoder-factory: its EEG channels, one name a line (.txt) or JSON [default: the paper's 63]."),
-        click.option("--prior", type=click.Path(path_type=Path), help="Diffusion prior checkpoint."),
+        *WEIGHT_OPTIONS.values(),
         click.option("--sdxl", type=click.Path(file_okay=False, path_type=Path), help="SDXL-Turbo diffusers folder."),
         click.option("--ip-adapter", type=click.Path(path_type=Path), help="IP-Adapter folder or file (h94 layout)."),
         click.option("--taesd", type=click.Path(file_okay=False, path_type=Path), help="TAESDXL folder (fast VAE)."),
@@ -218,15 +227,15 @@ def weights_options(f):
 
 
 def resolve_layout(kw: dict):
+    """The weights layout from the options of :func:`weights_options` (or of those a command has, such as bench's
+    :data:`ENCODER_WEIGHTS`: the others are found in ``--weights``)."""
     from .weights import resolve_weights
 
-    low_level = kw.pop("low_level")
-    return resolve_weights(
-        kw.pop("weights"), encoder=kw.pop("encoder"), prior=kw.pop("prior"), sdxl=kw.pop("sdxl"),
-        ip_adapter=kw.pop("ip_adapter"), taesd=kw.pop("taesd"), low_level=low_level or None,
-        git=kw.pop("git", None), projector=kw.pop("projector", None),
-        encoder_factory=kw.pop("encoder_factory"), encoder_channels=kw.pop("encoder_channels"),
-    )
+    names = ("weights", "encoder", "prior", "sdxl", "ip_adapter", "taesd", "low_level", "git", "projector",
+             "encoder_factory", "encoder_channels")
+    given = {n: kw.pop(n, None) for n in names}
+    given["low_level"] = given["low_level"] or None  # --low-level without a path: the folder's
+    return resolve_weights(given.pop("weights"), **given)
 
 
 def encoder_variant(kw: dict):

@@ -201,3 +201,19 @@ def test_stream_and_infer_pick_the_encoders_channels_from_a_recording(ran, examp
         assert code == 0, err
         got = [np.asarray(Image.open(p)) for p in sorted((tmp_path / name).glob("image_*.png"))]
         assert all(np.array_equal(a, b) for a, b in zip(got, offline)) is same, name
+
+
+def test_bench_baseline_builds_the_users_encoder(ran, example, tmp_path, monkeypatch, capsys):
+    """bench --baseline torch on a bundle of one's own encoder takes the export's encoder options; without the
+    factory it cannot build the module: one line naming the options, before any timing."""
+    base = ["bench", "--bundle", example / "engines" / "mine", "--runs", 1, "--warmup", 0, "--prior-steps", 3,
+            "--baseline", "torch", "--weights", example / "weights", "--encoder", example / "my_encoder.pth"]
+    code, _, err = run_main(monkeypatch, capsys, base)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "your model (my_encoder.py:build)" in err and "--encoder-factory" in err
+    code, _, err = run_main(monkeypatch, capsys, [*base, "--encoder-factory", f"{example / 'my_encoder.py'}:build",
+                                                  "--encoder-channels", example / "channels.txt", "--json", tmp_path / "r.json"])
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["baseline"]["same_weights"] is True
+    assert report["baseline"]["parity"]["image_embeds_max_abs_diff"] < 1e-4

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..core.options import RunOptions
-from ..manifest import Backend, Decoder, Precision, Provider
+from ..manifest import Backend, Decoder, Precision, Provider, read_manifest
 from .machine import library_versions, machine_info, memory_phase, nvml_used_mb
 from .prior_graphs import compare_prior_graphs
 from .stats import latency_stats, progress_bar, report_stages, stats_table, time_calls
@@ -29,33 +29,57 @@ def synthetic_eeg(batch: int, spec, num_subjects: int | None, seed: int = 0) -> 
     return eeg, (np.arange(batch) % (num_subjects or 1)).astype(np.int64)  # None: no subject table
 
 
-def _load_reference(weights, manifest, *, torch_device: str, precision: str, ip_scale: float):
+def _load_reference(layout, manifest, *, torch_device: str, precision: str, ip_scale: float):
     import dataclasses
 
     import torch
 
     from ..models.atm_encoder import EncoderVariant
     from ..reference.pipeline import ReferencePipeline
-    from ..weights import resolve_weights
 
-    layout = resolve_weights(weights)
     cuda = torch_device.startswith("cuda")
     dtype = torch.float16 if cuda and precision == "fp16" else torch.float32  # Stage II; the runtime's precision
     ref = ReferencePipeline.from_weights(
         layout, variant=EncoderVariant(**dataclasses.asdict(manifest.bundle.encoder_variant)),
         ip_scale=ip_scale, device=torch_device, dtype=dtype, cuda_event_timing=cuda,
     )
-    return ref, layout, str(dtype).removeprefix("torch.")
+    return ref, str(dtype).removeprefix("torch.")
+
+
+def _baseline_layout(weights, manifest):
+    """The baseline's :class:`~..weights.WeightsLayout` (``weights``: one, or a weights folder), checked before any
+    timing: a bundle of a user's encoder needs its factory."""
+    from ..errors import OptionError
+    from ..manifest import EncoderKind
+    from ..weights import WeightsLayout, resolve_weights
+
+    layout = weights if isinstance(weights, WeightsLayout) else resolve_weights(weights)
+    enc = manifest.bundle.encoder
+    if enc.kind is EncoderKind.CUSTOM and layout.encoder_factory is None:
+        raise OptionError(f"this bundle's encoder is your model ({enc.factory}): the torch baseline builds it too, so "
+                          "pass --encoder-factory, --encoder and --encoder-channels as for its export")
+    return layout
 
 
 def _same_weights(manifest, layout) -> bool | None:
-    """Whether the baseline's encoder and prior are the files the bundle was exported from."""
+    """Whether the baseline's encoder and prior (and a custom encoder's code) are the files the bundle was exported from."""
     from ..fileio import sha256_file
+    from ..models.custom_encoder import factory_source
 
     src = manifest.sources
     if not {"encoder", "prior"} <= set(src):
         return None
-    return all(src[k].get("sha256") == sha256_file(getattr(layout, k)) for k in ("encoder", "prior"))
+    files = {k: getattr(layout, k) for k in ("encoder", "prior")}
+    if "encoder_factory" in src:
+        files["encoder_factory"] = factory_source(layout.encoder_factory) if layout.encoder_factory else None
+    return all(path is not None and src[k].get("sha256") == sha256_file(path) for k, path in files.items())
+
+
+def _weights_label(weights) -> Any:
+    """How the report names the baseline's weights: the folder, or each component of a layout."""
+    if weights is None or isinstance(weights, (str, os.PathLike)):
+        return None if weights is None else str(weights)
+    return weights.describe()
 
 
 # ---- the benchmark -------------------------------------------------------------------------------
@@ -70,7 +94,7 @@ def run_bench(
     warmup: int = 3,
     batch: int = 1,
     vae: Decoder | str = Decoder.FULL,
-    baseline_weights: str | Path | None = None,
+    baseline_weights: Any = None,
     torch_device: str | None = None,
     eeg: np.ndarray | None = None,
     progress: bool = False,
@@ -80,7 +104,8 @@ def run_bench(
     **knobs: Any,
 ) -> dict[str, Any]:
     """Time ``Pipeline.from_bundle(bundle, ...)`` running ``options`` (:class:`~..core.options.RunOptions`;
-    ``knobs``: any of its fields, changed) and, with ``baseline_weights``, the torch reference.
+    ``knobs``: any of its fields, changed) and, with ``baseline_weights`` (a weights folder, or a
+    :class:`~..weights.WeightsLayout` for component overrides such as ``--encoder-factory``), the torch reference.
 
     ``eeg`` (B, 63, 250) replaces the synthetic batch of ``batch`` trials; subject ids cycle 0, 1, ...
     The low-level path adds a "low_level" stage, captions a "caption" one and prompts a "text_encoder" one.
@@ -100,10 +125,11 @@ def run_bench(
     settings = {"bundle": str(bundle), "backend": backend.value, "provider": provider.value,
                 "precision": None if precision is None else str(precision), "runs": runs, "warmup": warmup,
                 "batch": batch, "vae": vae.value, **run.record(),
-                "baseline_weights": None if baseline_weights is None else str(baseline_weights), "threads": threads}
+                "baseline_weights": _weights_label(baseline_weights), "threads": threads}
     report: dict[str, Any] = {"report_version": REPORT_VERSION, "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                               "settings": settings}
 
+    layout = None if baseline_weights is None else _baseline_layout(baseline_weights, read_manifest(bundle))
     load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     rt, first, manifest, eeg, ids = _bench_runtime(bundle, backend=backend, provider=provider, precision=precision,
                                                    vae=vae, eeg=eeg, batch=batch, run=run, runs=runs,
@@ -112,9 +138,9 @@ def run_bench(
     settings.update(batch=len(eeg), image_size=manifest.bundle.image_size, prior_graph=first.prior_graph,
                     **{k: getattr(first.options, k) for k in ("steps", "prior_steps", "guidance", "ip_scale")})
     report.update(runtime=rt, baseline=None, ratios=None)
-    if baseline_weights is not None:
+    if layout is not None:
         report["baseline"] = base = _bench_baseline(
-            baseline_weights, manifest, eeg, ids, first, torch_device=torch_device,
+            layout, manifest, eeg, ids, first, torch_device=torch_device,
             precision=rt["artifacts"]["unet"]["precision"], vae=vae,
             run=first.options,
             image_size=settings["image_size"], runs=runs, warmup=warmup, progress=progress, threads=threads,
@@ -179,7 +205,7 @@ def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, run
     return rt, first, pipe.manifest, eeg, ids
 
 
-def _bench_baseline(weights, manifest, eeg, ids, runtime_first, *, torch_device, precision, run, vae, image_size,
+def _bench_baseline(layout, manifest, eeg, ids, runtime_first, *, torch_device, precision, run, vae, image_size,
                     runs, warmup, progress, threads=None) -> dict[str, Any]:
     if threads:
         import torch
@@ -193,7 +219,7 @@ def _bench_baseline(weights, manifest, eeg, ids, runtime_first, *, torch_device,
 
         base["import_ms"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
-        ref, layout, dtype = _load_reference(weights, manifest, torch_device=torch_device, precision=precision,
+        ref, dtype = _load_reference(layout, manifest, torch_device=torch_device, precision=precision,
                                                ip_scale=run.ip_scale)
         base["load_ms"] = (time.perf_counter() - t0) * 1e3
         base.update(torch_device=str(ref.device), dtype=dtype, torch_threads=torch.get_num_threads(),
