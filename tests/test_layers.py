@@ -8,7 +8,8 @@ export has to run. The rules:
   a top-level module such as ``manifest``); a part not in the table fails until it gets a row;
 - the table has no circle, and no module imports itself back through others (within a part too);
 - only the parts in :data:`TORCH_STACK_PARTS` import torch, diffusers, transformers, onnx and the like;
-  the runtime reaches none of them, nor export or the reference; export never reaches the reference.
+  the runtime reaches none of them, nor export or the reference; export never reaches the reference, and
+  the builder (engines) never the runtime: what both need sits below them (``core``, ``gpu``, ``onnxrt``).
 
 ARCHITECTURE.md shows the same table (checked below). ``scripts/lint.sh`` runs this file, so every landing does.
 """
@@ -41,13 +42,14 @@ LAYERS: dict[str, set[str]] = {
     "integrity": {"errors", "fileio", "manifest"},
     "cards": {"fileio", "integrity", "manifest"},
     "core": {"errors", "manifest", "names"},
+    "onnxrt": {"errors", "manifest"},
     "models": {"eeg", "errors", "fileio", "names", "quiet", "weights"},
     "tiny_semantic": {"models"},
     "tiny_brainflora": {"models"},
     "reference": {"checks", "core", "eeg", "errors", "manifest", "models", "weights"},
     "export": {"cards", "core", "eeg", "errors", "fileio", "integrity", "manifest", "models", "quiet", "weights"},
-    "runtime": {"checks", "core", "eeg", "errors", "fileio", "gpu", "integrity", "manifest", "names"},
-    "engines": {"cards", "core", "errors", "fileio", "gpu", "integrity", "manifest", "runtime"},
+    "runtime": {"checks", "core", "eeg", "errors", "fileio", "gpu", "integrity", "manifest", "names", "onnxrt"},
+    "engines": {"cards", "core", "errors", "fileio", "gpu", "integrity", "manifest", "onnxrt"},
     "cli_options": {"core", "eeg", "errors", "manifest", "names", "runtime", "weights"},
     "cli_semantic": {"cli_options", "fileio"},
     "bench": {"core", "errors", "fileio", "manifest", "models", "reference", "runtime", "weights"},
@@ -191,7 +193,7 @@ def test_the_table_itself():
     assert all(p in LAYERS for row in LAYERS.values() for p in row), "a row names a part that has no row"
     for part in ("runtime", "engines", "serve", "stream", "cli_options", "core", "manifest"):
         assert not reach(part) & (TORCH_STACK_PARTS | {"export", "reference"}) and part not in TORCH_STACK_PARTS, part
-    assert "reference" not in reach("export")
+    assert "reference" not in reach("export") and "runtime" not in reach("engines")
 
 
 def test_the_walk_sees_every_kind_of_import():

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import BackendUnavailableError, EngineError
 from ..fileio import staging_dir
-from ..runtime.ort_backend import import_onnxruntime
+from ..onnxrt import import_onnxruntime, open_session, trt_ep_options
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def _total_size(onnx_path: Path) -> int:
 def tensorrt_ep_options(cache_dir: str = TRT_EP_CACHE_DIR) -> dict[str, Any]:
     """TensorRT execution provider options shared by every session; ``cache_dir`` is relative to the engine
     folder. Per session the runtime adds ``trt_fp16_enable`` (fp16 graphs only) and the profile shapes
-    (:func:`~..runtime.ort_backend.trt_ep_options`)."""
+    (:func:`~..onnxrt.trt_ep_options`)."""
     return {
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": cache_dir,
@@ -146,18 +146,14 @@ def warm_up_tensorrt_ep(folder: Path, artifact: Any, axes: dict[str, dict[str, i
     False when this onnxruntime has no TensorRT EP (the engine is then built at the first run)."""
     import numpy as np
 
-    from ..runtime.ort_backend import OrtStage, trt_ep_options
-
     if PROVIDERS["tensorrt"] not in _ort().get_available_providers():
         log.warning("%s: no TensorRT EP here; its TensorRT engine will be built during the first infer", artifact.stage)
         return False
     common = tensorrt_ep_options()
     for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
         common[key] = str(folder / common[key])
-    stage = OrtStage(folder / artifact.file, artifact, provider="tensorrt", trt_options=trt_ep_options(common, artifact, axes))
-    try:
-        feeds = {t.name: np.zeros([axes[d]["opt"] if isinstance(d, str) else d for d in t.shape], t.dtype) for t in artifact.inputs}
-        stage.run(feeds)
-    finally:
-        stage.close()
+    session, _, _ = open_session(folder / artifact.file, artifact, "tensorrt",
+                                 trt_options=trt_ep_options(common, artifact, axes))
+    feeds = {t.name: np.zeros([axes[d]["opt"] if isinstance(d, str) else d for d in t.shape], t.dtype) for t in artifact.inputs}
+    session.run(None, feeds)
     return True

@@ -1,8 +1,5 @@
-"""onnxruntime backend: one InferenceSession per stage on the CPU, CUDA or TensorRT execution provider.
-
-onnxruntime-gpu quietly falls back to a lesser provider when the libraries of the one asked for are
-missing (TensorRT EP -> CUDA -> CPU); here that is an error unless the caller allowed it, and then a
-loud warning that names the provider actually running.
+"""onnxruntime backend: one InferenceSession per stage on the CPU, CUDA or TensorRT execution provider, opened
+by :func:`~..onnxrt.open_session` (the provider checks and EP options the builder shares).
 
 On a GPU provider the stage runs through I/O binding: host inputs are copied once, and outputs can
 stay on the device as ``OrtValue``s that the next stage binds directly (no host round trip).
@@ -10,130 +7,14 @@ stay on the device as ``OrtValue``s that the next stage binds directly (no host 
 
 from __future__ import annotations
 
-import logging
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, EngineError
-from ..manifest import Artifact, Precision
+from ..manifest import Artifact
+from ..onnxrt import import_onnxruntime, open_session
 from .backend import ArtifactSpecs
-
-log = logging.getLogger(__name__)
-
-PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
-GPU_INSTALL = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'eeg2img-deploy[gpu-cu12]' "
-               "(CUDA 12 driver; '[gpu-cu13]' for CUDA 13)")
-
-# CUDA EP options (onnxruntime's CUDA-ExecutionProvider docs). cuDNN's EXHAUSTIVE search (the default)
-# benchmarks every convolution algorithm at each new input shape, seconds for the UNet; the runtime
-# meets a new shape at each chunk size, so HEURISTIC. One arena growth per request, not powers of two.
-CUDA_EP_OPTIONS = {
-    "device_id": "0",
-    "cudnn_conv_algo_search": "HEURISTIC",
-    "cudnn_conv_use_max_workspace": "1",
-    "arena_extend_strategy": "kSameAsRequested",
-    "do_copy_in_default_stream": "1",
-}
-
-
-def import_onnxruntime() -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError as e:  # the base install leaves the choice of build to the `cpu`/`gpu` extras
-        raise BackendUnavailableError(
-            f"onnxruntime is not installed ({e}): pip install 'eeg2img-deploy[cpu]' (or '[gpu-cu12]' / '[gpu-cu13]' "
-            "on a machine with a CUDA 12 / 13 driver)"
-        ) from e
-    return ort
-
-
-_PRELOADED = False
-
-
-def preload_cuda_libraries(ort: Any) -> None:
-    """Load the CUDA and cuDNN libraries of the pip wheels onnxruntime-gpu's ``[cuda,cudnn]`` brings, once,
-    before the first CUDA or TensorRT session: ``onnxruntime.preload_dlls()`` (onnxruntime-gpu 1.21+; older
-    builds and the CPU build have none, and then the system's libraries are used)."""
-    global _PRELOADED
-    preload = getattr(ort, "preload_dlls", None)
-    if _PRELOADED or preload is None:
-        return
-    _PRELOADED = True
-    try:
-        preload()
-    except Exception as e:  # noqa: BLE001 - a missing wheel is not fatal: the system's libraries may do
-        log.debug("onnxruntime.preload_dlls() failed (%s); the system's CUDA libraries are used", e)
-
-
-def _installed(dist: str) -> bool:
-    try:
-        metadata.distribution(dist)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-def missing_provider_message(provider: str, available: list[str]) -> str:
-    """Why this onnxruntime has no provider for ``provider`` ("cuda"/"tensorrt"), and the fix."""
-    if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
-        why = ("both onnxruntime and onnxruntime-gpu are installed; they share one module and the CPU one "
-               f"won (microsoft/onnxruntime#26996): `{GPU_INSTALL}`")  # fmt: skip
-    else:
-        why = f"install onnxruntime-gpu instead of onnxruntime on a CUDA machine: `{GPU_INSTALL}`"
-    return f"no CUDA: this onnxruntime has no {PROVIDERS[provider][0]} (it has {available}); {why}"
-
-
-def check_provider(provider: str, allow_cpu_fallback: bool) -> str:
-    """The provider that will really run: ``provider``, or "cpu" when it is missing and the CPU is allowed."""
-    if provider not in PROVIDERS:
-        raise ValueError(f"onnxruntime provider must be one of {sorted(PROVIDERS)}, got {provider!r}")
-    ort = import_onnxruntime()
-    if provider == "cpu":
-        return provider
-    available = ort.get_available_providers()
-    if PROVIDERS[provider][0] in available:
-        return provider
-    message = missing_provider_message(provider, available)
-    if not allow_cpu_fallback:
-        raise BackendUnavailableError(message + " (or pass --provider cpu / --allow-cpu-fallback)")
-    log.warning("RUNNING ON THE CPU: %s", message)
-    return "cpu"
-
-
-def profile_shapes(artifact: Artifact, axes: dict[str, dict[str, int]]) -> dict[str, str]:
-    """The TensorRT EP's explicit profile (``trt_profile_{min,opt,max}_shapes``, "name:1x2x3,...") from the
-    manifest's axis ranges, so it builds one engine for the whole range instead of one per new shape."""
-    out = {}
-    for which in ("min", "opt", "max"):
-        parts = []
-        for t in artifact.inputs:
-            dims = [str(axes[d][which]) if isinstance(d, str) else str(d) for d in t.shape]
-            parts.append(f"{t.name}:{'x'.join(dims)}")
-        out[f"trt_profile_{which}_shapes"] = ",".join(parts)
-    return out
-
-
-def trt_ep_options(common: dict[str, Any], artifact: Artifact, axes: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """The recorded TensorRT EP options for one session: fp16 only for an fp16 graph (the fp32-only VAE
-    overflows in fp16), the profile of this artifact's inputs."""
-    opts = {k: v for k, v in common.items() if k != "trt_fp16_enable"}
-    opts["trt_fp16_enable"] = artifact.precision is Precision.FP16
-    if any(isinstance(d, str) for t in artifact.inputs for d in t.shape):
-        opts.update(profile_shapes(artifact, axes))
-    return opts
-
-
-def _providers(provider: str, trt_options: dict[str, Any] | None) -> list:
-    names = PROVIDERS[provider]
-    options = {"TensorrtExecutionProvider": trt_options, "CUDAExecutionProvider": CUDA_EP_OPTIONS}
-    return [(n, options[n]) if options.get(n) else n for n in names]
 
 
 class OrtStage(ArtifactSpecs):
@@ -141,32 +22,10 @@ class OrtStage(ArtifactSpecs):
 
     def __init__(self, path: Path, artifact: Artifact, *, provider: str = "cpu", allow_cpu_fallback: bool = False,
                  trt_options: dict[str, Any] | None = None, threads: int | None = None):
-        ort = import_onnxruntime()
         self.artifact = artifact
-        provider = check_provider(provider, allow_cpu_fallback)
-        self.provider = provider
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-        # Four sessions run one after another: a pool that spins after its call keeps a core busy while the
-        # next session runs (the 50-step prior took 375 ms with spinning, 225 ms without, on 2 cores).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if provider != "cpu":
-            preload_cuda_libraries(ort)
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=_providers(provider, trt_options))
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise EngineError(f"onnxruntime cannot load {path.name} ({artifact.stage}): {e}") from e
-        active = self.session.get_providers()
-        self.active = active[0]
-        if active[0] != PROVIDERS[provider][0]:  # one warning per stage, naming what really runs
-            message = (f"onnxruntime could not start {PROVIDERS[provider][0]} for {artifact.stage}; it runs on "
-                       f"{active[0]} (check the CUDA/cuDNN/TensorRT libraries onnxruntime-gpu needs)")  # fmt: skip
-            if not allow_cpu_fallback:
-                raise BackendUnavailableError(message + " (or pass --allow-cpu-fallback)")
-            log.warning("%s%s", "RUNNING ON THE CPU: " if active[0] == "CPUExecutionProvider" else "", message)
-        self._on_gpu = active[0] != "CPUExecutionProvider"
+        self.session, self.provider, self.active = open_session(
+            path, artifact, provider, allow_cpu_fallback=allow_cpu_fallback, trt_options=trt_options, threads=threads)
+        self._on_gpu = self.active != "CPUExecutionProvider"
         self._out_names = [t.name for t in artifact.outputs]
         self._resident: dict[str, Any] = {}
 

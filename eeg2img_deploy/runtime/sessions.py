@@ -31,7 +31,8 @@ def open_sessions(folder: Path, manifest: Manifest, stages: list[str], *, backen
     """Open every stage; returns (stage -> session, the shared CUDA stream or None)."""
     if backend == "tensorrt":
         return _open_tensorrt(folder, manifest, stages, precision)
-    from .ort_backend import OrtStage, check_provider
+    from ..onnxrt import check_provider, trt_ep_options
+    from .ort_backend import OrtStage
 
     provider = check_provider(provider, allow_cpu_fallback)
     chosen = select_artifacts(manifest, stages, precision, prefer_fp16=provider != "cpu", folder=folder)
@@ -45,8 +46,6 @@ def open_sessions(folder: Path, manifest: Manifest, stages: list[str], *, backen
         for stage, a in chosen.items():
             trt_options = None
             if provider == "tensorrt":
-                from .ort_backend import trt_ep_options
-
                 trt_options = trt_ep_options(common, a, manifest.bundle.axes)
             sessions[stage] = OrtStage(folder / a.file, a, provider=provider, allow_cpu_fallback=allow_cpu_fallback,
                                        threads=threads, trt_options=trt_options)  # fmt: skip

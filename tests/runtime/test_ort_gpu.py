@@ -8,7 +8,7 @@ import pytest
 from fakes.fake_onnxruntime import install_fake_onnxruntime
 
 from eeg2img_deploy.errors import BackendUnavailableError
-from eeg2img_deploy.runtime import ort_backend
+from eeg2img_deploy import onnxrt
 from eeg2img_deploy.runtime.pipeline import Pipeline
 
 TRT_EP = "TensorrtExecutionProvider"
@@ -42,9 +42,9 @@ def test_cuda_on_a_cpu_only_machine_says_no_cuda(ort_engines, monkeypatch) -> No
 
 def test_both_onnxruntime_packages_installed_is_named(monkeypatch) -> None:
     install_fake_onnxruntime(monkeypatch, available=["CPUExecutionProvider"])
-    monkeypatch.setattr(ort_backend, "_installed", lambda dist: True)
+    monkeypatch.setattr(onnxrt, "_installed", lambda dist: True)
     with pytest.raises(BackendUnavailableError, match="both onnxruntime and onnxruntime-gpu are installed"):
-        ort_backend.check_provider("cuda", allow_cpu_fallback=False)
+        onnxrt.check_provider("cuda", allow_cpu_fallback=False)
 
 
 def test_cuda_runs_what_an_fp32_engine_folder_holds(ort_engines, tiny_eeg, monkeypatch) -> None:

@@ -122,7 +122,7 @@ def test_cuda_device_without_onnxruntime_gpu(tiny_bundle, eeg_file, tmp_path, ca
     from eeg2img_deploy.runtime.pipeline import Pipeline
 
     # the library warns through logging, once per stage session (before the CLI reconfigures logging)
-    with caplog.at_level("WARNING", logger="eeg2img_deploy.runtime.ort_backend"):
+    with caplog.at_level("WARNING", logger="eeg2img_deploy.onnxrt"):
         Pipeline.from_bundle(tiny_bundle, provider="cuda", precision="fp32", allow_cpu_fallback=True).close()
     warnings = [r.getMessage() for r in caplog.records if "RUNNING ON THE CPU" in r.getMessage()]
     assert len(warnings) == 1 and "no CUDA" in warnings[0] and "CUDAExecutionProvider" in warnings[0], warnings
