@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shlex
@@ -354,26 +353,13 @@ def available_gb() -> float:
 
 
 def machine() -> dict:
+    """bench's machine record, with swap and the load average at start."""
     import psutil
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "physical_cores": psutil.cpu_count(logical=False),
-        "ram_gb": round(psutil.virtual_memory().total / GB, 1),
-        "swap_gb": round(psutil.swap_memory().total / GB, 1),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    from eeg2img_deploy.bench import machine_info
+
+    return {**machine_info(), "swap_gb": round(psutil.swap_memory().total / GB, 1),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def versions() -> dict:

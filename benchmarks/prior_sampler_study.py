@@ -68,7 +68,6 @@ import json
 import logging
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -411,22 +410,11 @@ def recommend(rows: list[dict], data_cos_true_mean: float | None = None) -> dict
 
 
 def machine_info() -> dict:
-    import torch
+    """bench's machine record, the library versions and the load average at the end."""
+    from eeg2img_deploy.bench import library_versions
+    from eeg2img_deploy.bench import machine_info as bench_machine
 
-    cpu = platform.processor()
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__}
-    try:
-        import diffusers
-
-        versions["diffusers"] = diffusers.__version__
-    except ImportError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_end": os.getloadavg(), "versions": versions, "platform": platform.platform()}
+    return {**bench_machine(), "load_average_at_end": os.getloadavg(), "versions": library_versions()}
 
 
 def write_markdown(path: Path, report: dict) -> None:
@@ -436,7 +424,7 @@ def write_markdown(path: Path, report: dict) -> None:
         "# Prior sampler study: few-step solvers vs the paper's DDPM-50",
         "",
         f"Command: `{report['command']}`  ",
-        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores (shared; load average "
+        f"Machine: {report['machine']['cpu']}, {report['machine']['logical_cores']} cores (shared; load average "
         f"{report.get('load_average_at_start', [float('nan')])[0]:.1f} at start, {report['machine']['load_average_at_end'][0]:.1f} at end); "
         + ", ".join(f"{k} {v}" for k, v in report["machine"]["versions"].items()),
         "",

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .eeg.spec import CHANNELS_63
+from .errors import OptionError
 from .quiet import TORCHVISION_FALLBACK, quiet
 from .weights import WeightsLayout, resolve_weights
 
@@ -244,7 +245,7 @@ def tiny_low_level_encoder(latent_side: int, seed: int):
 
     blocks = int(np.log2(latent_side))
     if 2**blocks != latent_side:
-        raise ValueError(f"--image-size / 8 must be a power of two for the tiny low-level encoder, got {latent_side}")
+        raise OptionError(f"--image-size / 8 must be a power of two for the tiny low-level encoder, got {latent_side}")
     torch.manual_seed(seed + 7)
     arch = LowLevelArchitecture(generation="refactor", linear_features=2, widths=(16,) * blocks, head=())
     model = LowLevelEncoder(arch)

@@ -57,7 +57,7 @@ LAYERS: dict[str, set[str]] = {
     "serve": {"cli_options", "core", "eeg", "errors", "fileio", "integrity", "manifest", "runtime"},
     "eval": {"bench", "cli_options", "core", "errors", "fileio", "quiet", "weights"},
     "tiny_eval": {"eval", "quiet"},
-    "tiny": {"eeg", "models", "quiet", "tiny_brainflora", "tiny_eval", "tiny_semantic", "weights"},
+    "tiny": {"eeg", "errors", "models", "quiet", "tiny_brainflora", "tiny_eval", "tiny_semantic", "weights"},
     "cli": {"bench", "cli_options", "cli_semantic", "eeg", "engines", "errors", "eval", "export", "fileio", "manifest",
             "models", "names", "reference", "runtime", "serve", "stream", "tiny"},
 }

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ManifestError
+from ..errors import ManifestError, OptionError
 from ..names import Constants
 from .noise import NoiseSource
 from .options import fallback
@@ -28,7 +28,7 @@ TRAIN_STEPS = 1000
 def leading_timesteps(steps: int, train_steps: int = TRAIN_STEPS) -> np.ndarray:
     """DDPM 'leading' spacing with steps_offset 0: 50 steps -> 980, 960, ..., 0."""
     if not 1 <= steps <= train_steps:
-        raise ValueError(f"prior steps must be in [1, {train_steps}], got {steps}")
+        raise OptionError(f"--prior-steps must be in [1, {train_steps}], got {steps}")
     return (np.arange(steps) * (train_steps // steps))[::-1].astype(np.int64)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..cards import write_card
-from ..errors import ExportError, ManifestError, WeightsNotFoundError
+from ..errors import ExportError, ManifestError, OptionError, WeightsNotFoundError
 from ..fileio import atomic_path, sha256_bytes, sha256_file, staging_dir
 from ..integrity import verify_files
 from ..manifest import (
@@ -65,14 +65,14 @@ class ExportSettings:
 
     def __post_init__(self):
         if self.image_size < 64 or self.image_size % 64:
-            raise ValueError(f"--image-size must be a positive multiple of 64 (the UNet downsamples latents by 8), got {self.image_size}")
+            raise OptionError(f"--image-size must be a positive multiple of 64 (the UNet downsamples latents by 8), got {self.image_size}")
         if self.max_batch < 1:
-            raise ValueError(f"--max-batch must be >= 1, got {self.max_batch}")
+            raise OptionError(f"--max-batch must be >= 1, got {self.max_batch}")
         if not set(self.steps) <= {1, 2, 3, 4}:
-            raise ValueError(f"SDXL-Turbo steps must be among 1..4, got {self.steps}")
+            raise OptionError(f"--steps: SDXL-Turbo steps must be among 1..4, got {self.steps}")
         bad = [n for n in self.fused_prior_steps if not 1 <= n <= 1000]
         if bad:
-            raise ValueError(f"--fused-prior-steps must be step counts in 1..1000 (the prior's schedule), got {bad}")
+            raise OptionError(f"--fused-prior-steps must be step counts in 1..1000 (the prior's schedule), got {bad}")
 
     def axes(self) -> dict[str, dict[str, int]]:
         return {

@@ -41,16 +41,3 @@ class ArtifactSpecs:
     @property
     def outputs(self) -> tuple[TensorSpec, ...]:
         return self.artifact.outputs
-
-
-def resolve_shape(spec: TensorSpec, axes: dict[str, int]) -> tuple[int, ...]:
-    """Replace dynamic axis names ("batch", "batch2") by their sizes."""
-    try:
-        return tuple(axes[d] if isinstance(d, str) else int(d) for d in spec.shape)
-    except KeyError as e:
-        raise ValueError(f"input {spec.name!r} has dynamic axis {e.args[0]!r} with no size given") from None
-
-
-def axis_sizes(axes_settings: dict[str, dict[str, int]], which: str) -> dict[str, int]:
-    """``settings['axes']`` maps an axis name to {"min", "opt", "max"}; pick one of them for every axis."""
-    return {name: int(r[which]) for name, r in axes_settings.items()}

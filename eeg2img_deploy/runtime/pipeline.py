@@ -378,7 +378,7 @@ def _per_trial(value, n: int, what: str) -> np.ndarray:
     """One non-negative integer per trial (a scalar is broadcast)."""
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu" or arr.ndim > 1 or (arr.ndim == 1 and len(arr) != n):
-        raise EEGInputError(f"{what} must be one integer or one per trial ({n}); got {value!r}")
+        raise OptionError(f"{what} must be one integer or one per trial ({n}); got {value!r}")
     if (arr < 0).any():
-        raise EEGInputError(f"{what} must be >= 0; got {int(arr.min())}")
+        raise OptionError(f"{what} must be >= 0; got {int(arr.min())}")
     return np.broadcast_to(arr.astype(np.int64), (n,))

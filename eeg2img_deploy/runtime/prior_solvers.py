@@ -31,6 +31,7 @@ import numpy as np
 from ..core.noise import NoiseSource
 from ..core.options import fallback
 from ..core.schedulers import PriorDenoiser, ddpm_sample, guided_eps, leading_timesteps
+from ..errors import OptionError, SettingsError
 
 SPACINGS = ("trailing", "leading")
 DEFAULT_SPACING = "trailing"
@@ -41,9 +42,9 @@ def solver_timesteps(steps: int, train_steps: int, spacing: str = DEFAULT_SPACIN
     if spacing == "leading":
         return leading_timesteps(steps, train_steps)
     if spacing != "trailing":
-        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+        raise SettingsError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
     if not 1 <= steps <= train_steps:
-        raise ValueError(f"prior steps must be in [1, {train_steps}], got {steps}")
+        raise OptionError(f"--prior-steps must be in [1, {train_steps}], got {steps}")
     # Written as a product, not diffusers' float arange, which can yield steps+1 entries for e.g. 3.
     return (np.round(train_steps - np.arange(steps) * (train_steps / steps)) - 1).astype(np.int64)
 
@@ -149,6 +150,6 @@ def get_prior_sampler(name: str) -> PriorSampler:
     try:
         return PRIOR_SAMPLERS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown prior sampler {name!r}: choose one of {', '.join(sorted(PRIOR_SAMPLERS))}"
+        raise OptionError(
+            f"--prior-sampler: unknown prior sampler {name!r}: choose one of {', '.join(sorted(PRIOR_SAMPLERS))}"
         ) from None

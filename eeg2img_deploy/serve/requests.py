@@ -15,7 +15,7 @@ import numpy as np
 
 from ..eeg.spec import validate_eeg, validate_subject_ids
 from ..core.options import RUN_FIELDS, RunOptions
-from ..errors import EEGInputError
+from ..errors import EEGInputError, Eeg2ImgError, OptionError
 from ..runtime.pipeline import Pipeline
 
 MODEL_NAME = "eeg2img"
@@ -94,13 +94,13 @@ def parse_request(pipe: Pipeline, request: dict[str, np.ndarray], run: RunOption
     seeds = _column(request, "seed", n, "int64")
     indices = _column(request, "sample_index", n, "int64", default=np.arange(n))
     if (seeds < 0).any() or (indices < 0).any():
-        raise EEGInputError("inputs 'seed' and 'sample_index' must be >= 0")
+        raise OptionError("inputs 'seed' and 'sample_index' must be >= 0")
     steps = _column(request, "steps", n, "int64", default=run.steps)
     prior_steps = _column(request, "prior_steps", n, "int64", default=run.prior_steps)
     scales = _column(request, "ip_scale", n, "float32", default=np.nan if run.ip_scale is None else run.ip_scale)
     allowed = list(pipe.manifest.bundle.steps)
     if not set(steps.tolist()) <= set(allowed):
-        raise EEGInputError(f"input 'steps' must be one of {allowed} (this bundle's scheduler tables); "
+        raise OptionError(f"input 'steps' must be one of {allowed} (this bundle's scheduler tables); "
                             f"got {sorted(set(steps.tolist()))}")
     groups: dict[RunOptions, list[int]] = {}
     for j in range(n):
@@ -108,25 +108,25 @@ def parse_request(pipe: Pipeline, request: dict[str, np.ndarray], run: RunOption
                "ip_scale": None if np.isnan(scales[j]) else float(scales[j])}
         for name, value in row.items():  # RunOptions' own ranges, named as the request's inputs
             if value is not None and (problem := RUN_FIELDS[name].metadata["rule"].problem(value)) is not None:
-                raise EEGInputError(f"input {name!r}: {problem}")
+                raise OptionError(f"input {name!r}: {problem}")
         groups.setdefault(run.replace(**row), []).append(j)
     return [_Rows(r, eeg[r], ids[r], seeds[r], indices[r], opt) for opt, r in ((o, np.array(r)) for o, r in groups.items())]
 
 
 def run_requests(pipe: Pipeline, requests: list[dict[str, np.ndarray]],
-                 run: RunOptions = RunOptions()) -> list[dict[str, np.ndarray] | EEGInputError]:
+                 run: RunOptions = RunOptions()) -> list[dict[str, np.ndarray] | Eeg2ImgError]:
     """One result per request: its outputs by name, or the error that rejected it (the others still run).
 
     Rows with the same options run as one pipeline call across requests (the pipeline chunks them by the
     engines' batch profile).
     """
-    parsed: list[list[_Rows] | EEGInputError] = []
+    parsed: list[list[_Rows] | Eeg2ImgError] = []
     for req in requests:
         try:
             parsed.append(parse_request(pipe, req, run))
-        except EEGInputError as e:
+        except (EEGInputError, OptionError) as e:  # the request's EEG, or its run options
             parsed.append(e)
-    results: list[dict[str, np.ndarray] | EEGInputError] = []
+    results: list[dict[str, np.ndarray] | Eeg2ImgError] = []
     for rows in parsed:
         n = 0 if isinstance(rows, Exception) else sum(len(p.rows) for p in rows)
         results.append(rows if isinstance(rows, Exception) else _empty_outputs(pipe, n))

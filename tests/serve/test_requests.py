@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eeg2img_deploy.errors import EEGInputError
+from eeg2img_deploy.errors import EEGInputError, OptionError
 
 SUBJECT = 8
 
@@ -61,19 +61,20 @@ def test_rows_with_other_options_run_apart_and_keep_their_place(pipe, tiny_eeg):
     assert out["batch_size"].ravel().tolist() == [1, 1]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda r: r.update(eeg=np.full_like(r["eeg"], np.nan)), "non-finite"),
-    (lambda r: r.update(subject_id=np.array([[40]], np.int64)), "subject id(s) [40]"),
-    (lambda r: r.update(eeg=r["eeg"][:, :, :200]), "time samples"),
-    (lambda r: r.update(seed=np.array([[1.5]])), "'seed' has dtype float64"),
-    (lambda r: r.update(steps=np.array([[3]], np.int64)), "'steps' must be one of"),
+@pytest.mark.parametrize(("change", "message", "error"), [
+    (lambda r: r.update(eeg=np.full_like(r["eeg"], np.nan)), "non-finite", EEGInputError),
+    (lambda r: r.update(subject_id=np.array([[40]], np.int64)), "subject id(s) [40]", EEGInputError),
+    (lambda r: r.update(eeg=r["eeg"][:, :, :200]), "time samples", EEGInputError),
+    (lambda r: r.update(seed=np.array([[1.5]])), "'seed' has dtype float64", EEGInputError),
+    (lambda r: r.update(steps=np.array([[3]], np.int64)), "'steps' must be one of", OptionError),
+    (lambda r: r.update(prior_steps=np.array([[0]], np.int64)), "'prior_steps': 0 is not in the range", OptionError),
 ])
-def test_a_bad_request_is_rejected_alone(pipe, tiny_eeg, change, message):
+def test_a_bad_request_is_rejected_alone(pipe, tiny_eeg, change, message, error):
     from eeg2img_deploy.serve.requests import run_requests
 
     bad = _request(tiny_eeg[:1], 0, prior_steps=np.array([2], np.int64))
     change(bad)
     good = _request(tiny_eeg[1:2], 0, prior_steps=np.array([2], np.int64))
     out = run_requests(pipe, [bad, good])
-    assert isinstance(out[0], EEGInputError) and message in str(out[0])
+    assert isinstance(out[0], error) and message in str(out[0]), repr(out[0])
     assert out[1]["image"].shape == (1, pipe.image_size, pipe.image_size, 3)
