@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import BackendUnavailableError, EngineError
+from .errors import BackendUnavailableError, EngineError, OptionError
 from .manifest import Artifact, Precision
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def missing_provider_message(provider: str, available: list[str]) -> str:
 def check_provider(provider: str, allow_cpu_fallback: bool) -> str:
     """The provider that will really run: ``provider``, or "cpu" when it is missing and the CPU is allowed."""
     if provider not in PROVIDERS:
-        raise ValueError(f"onnxruntime provider must be one of {sorted(PROVIDERS)}, got {provider!r}")
+        raise OptionError(f"--provider must be one of {sorted(PROVIDERS)}, got {provider!r}")
     ort = import_onnxruntime()
     if provider == "cpu":
         return provider
