@@ -97,7 +97,7 @@ def test_tensorrt_ep_falling_back_to_cuda_is_reported_as_cuda(tiny_bundle, tiny_
 def test_cuda_libraries_are_preloaded_once_before_the_first_gpu_session(tiny_bundle, monkeypatch) -> None:
     """onnxruntime.preload_dlls() loads the CUDA/cuDNN wheels of onnxruntime-gpu[cuda,cudnn] (the gpu-cu* extras)."""
     state = install_fake_onnxruntime(monkeypatch)
-    monkeypatch.setattr("eeg2img_deploy.runtime.ort_backend._PRELOADED", False)
+    monkeypatch.setattr("eeg2img_deploy.onnxrt._PRELOADED", False)
     Pipeline.from_bundle(tiny_bundle, provider="cpu").close()
     assert state.sessions and state.preloads == []  # the CPU needs no CUDA library
     state.sessions.clear()
