@@ -21,6 +21,7 @@ from .cli_options import (
     Range,
     RunOptions,
     RuntimeOptions,
+    bundle_spec,
     eeg_options,
     encoder_variant,
     image_size_option,
@@ -255,11 +256,10 @@ def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str,
 @run_options(*SAMPLING, "shared_subject_token", "low_level", *LOW_LEVEL, *SEMANTIC)
 def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, run: RunOptions, **kw) -> None:
     """Reconstruct images from EEG with the lean runtime (no torch): PNGs + result.json."""
-    from .manifest import read_manifest
     from .runtime.images import ImageWriter
 
     writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any work
-    eeg, ids = read_eeg(kw, read_manifest(bundle).eeg.spec())  # the bundle's encoder input (channels, samples)
+    eeg, ids = read_eeg(kw, bundle_spec(bundle))  # the bundle's encoder input (channels, samples)
     pipe = runtime.open(bundle, low_level=run.low_level, whitening=kw.pop("whitening"))
     res = pipe(eeg, ids, options=run)
     writer.write(res, {**write_captions(out, res.captions), "command": "infer", "bundle": str(bundle),

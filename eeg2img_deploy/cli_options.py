@@ -283,6 +283,13 @@ def parse_event_id(text: str | None):
 
 
 
+def bundle_spec(bundle: Path):
+    """The :class:`~.eeg.spec.EEGSpec` a bundle's (or engine folder's) encoder reads: its manifest's ``eeg`` section."""
+    from .manifest import read_manifest
+
+    return read_manifest(bundle).eeg.spec()
+
+
 def read_eeg(kw: dict, spec=None) -> tuple[np.ndarray, np.ndarray]:
     """The EEG options' trials and subject ids (the --whitening option stays in kw: the runtime applies it).
     ``spec``: the encoder's :class:`~.eeg.spec.EEGSpec` (default: the paper's 63 channels x 250 samples)."""

@@ -217,3 +217,24 @@ def test_bench_baseline_builds_the_users_encoder(ran, example, tmp_path, monkeyp
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["baseline"]["same_weights"] is True
     assert report["baseline"]["parity"]["image_embeds_max_abs_diff"] < 1e-4
+
+
+def test_eval_retrieval_reads_the_bundles_channels(ran, example, tmp_path, monkeypatch, capsys):
+    """eval --retrieval on the 17-channel bundle reads the trials with its spec: with the test images' features set
+    to the trials' own embeddings every trial finds its image; with those of the trials in another order, none."""
+    from eeg2img_deploy.runtime.pipeline import Pipeline
+
+    bundle, trials = example / "engines" / "mine", np.load(example / "my_trials.npy")
+    pipe = Pipeline.from_bundle(bundle)
+    try:
+        own = pipe.embed(trials, 2)
+    finally:
+        pipe.close()
+    for name, feats, top1 in (("own", own, 1.0), ("shifted", np.roll(own, 1, axis=0), 0.0)):
+        np.save(tmp_path / f"{name}.npy", feats)
+        code, _, err = run_main(monkeypatch, capsys, ["eval", "--retrieval", "--bundle", bundle, "--eeg",
+                                                      example / "my_trials.npy", "--subject", 2, "--image-features",
+                                                      tmp_path / f"{name}.npy", "--ways", 2, "--out", tmp_path / name])
+        assert code == 0, err
+        result = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert result["n_trials"] == 3 and result["top1"] == top1, (name, result)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import POSITIVE_INT, RuntimeOptions, eeg_options, read_eeg, run_options, runtime_options, torch_device_option
+from ..cli_options import (POSITIVE_INT, RuntimeOptions, bundle_spec, eeg_options, read_eeg, run_options, runtime_options,
+                           torch_device_option)
 from ..core.options import RunOptions
 from ..errors import OptionError
 
@@ -179,7 +180,7 @@ def _retrieval(bundle, out, runtime, kw, image_features, images_dir, image_encod
     from .report import retrieval_markdown
     from .retrieval import read_labels, retrieval_metrics
 
-    eeg, ids = read_eeg(kw)
+    eeg, ids = read_eeg(kw, bundle_spec(bundle))  # the bundle's encoder input (its channels and samples)
     feats, source = _features(image_features, images_dir, image_encoder, None, torch_device)
     trial_labels = read_labels(labels, len(eeg), len(feats))
     pipe = runtime.open(bundle, whitening=kw.pop("whitening"))
@@ -207,7 +208,7 @@ def _sweep(bundle, out, runtime, kw, truth, weights, image_features, image_encod
     from .sweep import run_sweep, select
 
     grid = select(settings)
-    eeg, ids = read_eeg(kw)
+    eeg, ids = read_eeg(kw, bundle_spec(bundle))  # the bundle's encoder input (its channels and samples)
     files, order = list_images(truth, "--truth")
     if len(files) != len(eeg):
         raise OptionError(f"--truth has {len(files)} image(s) ({order}), --eeg {len(eeg)} trial(s): trial i is scored "
