@@ -1,8 +1,10 @@
 """``export``: every stage to validated ONNX (fp32 and fp16), constants, and the manifest, written last.
 
 Re-running with unchanged weights and settings is a no-op; anything else re-exports. Weights are
-loaded (and checked, key by key) before a single file is written, and the old manifest is removed
-before the first file is replaced, so an interrupted export never looks complete.
+loaded (and checked, key by key) before a single file is written. Every file is made in a staging
+folder inside ``out`` and moved in only when all of them (manifest and card included) are made: an
+export that fails leaves ``out`` as it was (a folder it created is removed). While the files are
+moved in, the old manifest is gone, so even an export killed then never looks complete.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
-from ..cards import write_card
+from ..cards import CARD_NAME, render_card, write_card
 from ..errors import ExportError, ManifestError, OptionError, WeightsNotFoundError
-from ..fileio import atomic_path, sha256_bytes, sha256_file, staging_dir
+from ..fileio import atomic_write_text, sha256_bytes, sha256_file, staging_dir
 from ..integrity import verify_files
 from ..manifest import (
     MANIFEST_NAME,
@@ -227,13 +230,10 @@ def export_bundle(
     progress: bool = True,
 ) -> tuple[Manifest, bool]:
     """Export to ``out_dir``; returns (manifest, exported) where ``exported`` is False when up to date."""
-    import torch
-
     from ..eeg.spec import EEGSpec
     from ..eeg.whitening import check_whitening
     from ..models.atm_encoder import EncoderVariant
     from ..models.load import load_models
-    from .semantic import semantic_axes
 
     out_dir = Path(out_dir)
     log.info("hashing the weights")
@@ -257,12 +257,36 @@ def export_bundle(
     stages = build_stages(models, settings)
     consts = constants(models, settings, whitening)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is incomplete
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # what to remove if it fails
+    try:
+        with staging_dir(out_dir) as staging:
+            artifacts = _export_stages(stages, settings, staging, progress)
+            from safetensors.numpy import save_file
+
+            save_file(consts, str(staging / CONSTANTS_NAME))
+            manifest = _bundle_manifest(models, settings, stages, tuple(artifacts), sources, fp, whitening,
+                                        constants_sha256=sha256_file(staging / CONSTANTS_NAME))
+            card = render_card(out_dir, manifest)  # everything is made: only moves and two small writes remain
+            (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is incomplete
+            for f in sorted(staging.iterdir()):
+                os.replace(f, out_dir / f.name)
+    except BaseException:
+        if created:
+            shutil.rmtree(created[-1], ignore_errors=True)
+        raise
+    atomic_write_text(out_dir / CARD_NAME, card)
+    write_manifest(out_dir, manifest)  # last: its presence marks the folder complete
+    return manifest, True
+
+
+def _export_stages(stages: list[StageExport], settings: ExportSettings, staging: Path, progress: bool) -> list[Artifact]:
+    """Trace, check and validate every stage in every precision into ``staging``."""
+    import torch
+
     rng = np.random.default_rng(0)
     artifacts: list[Artifact] = []
     jobs = sum(1 for s in stages for p in settings.precisions if not (s.fp32_only and p is Precision.FP16))
-    with staging_dir(out_dir) as staging, _progress(progress) as bar:
+    with _progress(progress) as bar:
         task = bar.add_task("export", total=jobs)
         for stage in stages:
             # torch fp32 outputs first: the fp16 graph is judged against them, after the module is halved
@@ -281,29 +305,43 @@ def export_bundle(
                 bar.update(task, description=f"{stage.file_stem} {precision.value}: tracing")
                 if precision is Precision.FP16:
                     stage.module.half()
-                name = _file_name(stage, precision)
-                tmp = staging / name
-                seconds = export_onnx(stage, precision, tmp, example)
+                path = staging / _file_name(stage, precision)
+                seconds = export_onnx(stage, precision, path, example)
                 bar.update(task, description=f"{stage.file_stem} {precision.value}: checking")
-                check_onnx(tmp, stage, precision)
+                check_onnx(path, stage, precision)
                 report = {"export_seconds": round(seconds, 2)}
                 if settings.validate:
                     bar.update(task, description=f"{stage.file_stem} {precision.value}: validating")
-                    report.update(validate(tmp, stage, precision, cases))
-                artifacts.append(_move_into(out_dir, tmp, stage, precision, report))
+                    report.update(validate(path, stage, precision, cases))
+                artifacts.append(_artifact(path, stage, precision, report))
                 log.info("exported %s %s in %.1f s", stage.file_stem, precision.value, seconds)
                 bar.advance(task)
             stage.module.float()
+    return artifacts
 
-    from safetensors.numpy import save_file
 
-    with atomic_path(out_dir / CONSTANTS_NAME) as tmp:
-        save_file(consts, str(tmp))
-    manifest = Manifest(
+def manifest_sources(hashed: dict[str, dict[str, str]], loaded: dict) -> dict[str, dict]:
+    """The manifest's record of the weights: name and sha256 of each part the layout has, and for the
+    checkpoints the loader read (encoder, prior, low-level encoder) what it found in them. Absent
+    optional parts are left out, never recorded as null."""
+    out: dict[str, dict] = {k: {"name": Path(v["path"]).name, "sha256": v["sha256"]} for k, v in hashed.items()}
+    for key in ("encoder", "prior", "low_level"):
+        if isinstance(loaded.get(key), dict):
+            out[key] = loaded[key]  # with the checkpoint's subject table, linears and variant
+    return out
+
+
+def _bundle_manifest(models: LoadedModels, settings: ExportSettings, stages: list[StageExport],
+                     artifacts: tuple[Artifact, ...], sources: dict, fp: str, whitening: np.ndarray | None,
+                     *, constants_sha256: str) -> Manifest:
+    from .semantic import semantic_axes
+
+    encoder = models.encoder_info
+    return Manifest(
         backend=Backend.ONNX,
-        artifacts=tuple(artifacts),
+        artifacts=artifacts,
         constants_file=CONSTANTS_NAME,
-        constants_sha256=sha256_file(out_dir / CONSTANTS_NAME),
+        constants_sha256=constants_sha256,
         eeg=EEGInfo.from_spec(encoder.spec, whitening=whitening is not None),
         bundle=BundleSettings(
             fingerprint=fp,
@@ -323,17 +361,9 @@ def export_bundle(
             fp32_only_stages=tuple(s.name for s in stages if s.fp32_only),
             low_level=LowLevelInfo(settings.latent_convention) if models.low_level is not None else None,
         ),
-        sources={
-            **{k: {"name": Path(v["path"]).name, "sha256": v["sha256"]} for k, v in sources.items()},
-            "encoder": models.sources["encoder"],  # the kind, and e.g. ATM's subject table or BrainFLORA's towers
-            "prior": models.sources["prior"],
-            **({"low_level": models.sources["low_level"]} if models.low_level is not None else {}),
-        },
+        sources=manifest_sources(sources, models.sources),
         libraries=library_versions(EXPORT_LIBRARIES),
     )
-    write_card(out_dir, manifest)
-    write_manifest(out_dir, manifest)  # last: its presence marks the folder complete
-    return manifest, True
 
 
 def _recommended(values: dict, settings: ExportSettings) -> RecommendedRun:
@@ -347,17 +377,13 @@ def _recommended(values: dict, settings: ExportSettings) -> RecommendedRun:
     return RecommendedRun(**values)
 
 
-def _move_into(out_dir: Path, tmp: Path, stage: StageExport, precision: Precision, report: dict) -> Artifact:
-    data_tmp = tmp.with_name(tmp.name + ".data")
-    data_file = data_sha = None
-    if data_tmp.is_file():  # external data (files over 2 GB): one .data file beside the graph
-        data_file, data_sha = data_tmp.name, sha256_file(data_tmp)
-        os.replace(data_tmp, out_dir / data_file)
-    sha = sha256_file(tmp)
-    size = tmp.stat().st_size + (os.path.getsize(out_dir / data_file) if data_file else 0)
-    os.replace(tmp, out_dir / tmp.name)
+def _artifact(path: Path, stage: StageExport, precision: Precision, report: dict) -> Artifact:
+    data = path.with_name(path.name + ".data")
+    has_data = data.is_file()  # external data (files over 2 GB): one .data file beside the graph
     return Artifact(
-        stage=stage.name, precision=precision, file=tmp.name, sha256=sha, size_bytes=size,
+        stage=stage.name, precision=precision, file=path.name, sha256=sha256_file(path),
+        size_bytes=path.stat().st_size + (data.stat().st_size if has_data else 0),
         inputs=stage.input_specs(precision), outputs=stage.output_specs(precision),
-        data_file=data_file, data_sha256=data_sha, validation=report, steps=stage.steps,
+        data_file=data.name if has_data else None, data_sha256=sha256_file(data) if has_data else None,
+        validation=report, steps=stage.steps,
     )

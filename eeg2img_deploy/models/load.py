@@ -50,8 +50,9 @@ def load_models(layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, d
                                channels=layout.encoder_channels)
     prior, prior_prov = load_prior(layout.prior)
     sdxl = load_sdxl_pipeline(layout.sdxl, layout.ip_adapter, ip_scale=ip_scale, device=device, dtype=dtype)
+    present = {k: v for k, v in layout.describe().items() if v is not None}  # an absent optional part is not a source
     models = LoadedModels(encoder.module.to(device), prior.to(device), sdxl, EmptyPrompt.encode(sdxl),
-                          sources={**layout.describe(), "encoder": encoder.provenance, "prior": prior_prov.to_dict()},
+                          sources={**present, "encoder": encoder.provenance, "prior": prior_prov.to_dict()},
                           encoder_info=encoder)
     if layout.taesd is not None:
         from diffusers import AutoencoderTiny
