@@ -26,9 +26,11 @@ def _decoder_wrapper(vae, scale: float):
             # core.images.to_uint8 op for op, in fp32 (an fp16 graph's image is upcast first), so the
             # bytes equal the ones the runtime computed from the float image. Round is half-to-even in
             # both ONNX and numpy (np.rint); the Cast sees exact integers in [0, 255] (TensorRT truncates).
+            # The Cast is the graph's last node: TensorRT's parser refuses uint8 intermediate tensors
+            # (uint8 only at network inputs and outputs), so the transpose to NHWC comes before it.
             x = image.float() * 0.5 + 0.5
             x = torch.clamp(x, 0.0, 1.0) * 255.0
-            return torch.round(x).to(torch.uint8).permute(0, 2, 3, 1)
+            return torch.round(x).permute(0, 2, 3, 1).to(torch.uint8)
 
     return Decoder().eval()
 

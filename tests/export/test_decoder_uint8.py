@@ -64,3 +64,35 @@ def test_uint8_images_equal_the_runtime_conversion_of_the_float_graph(tiny_bundl
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
     # not trivially equal: the images use the whole range and differ between samples
     assert got.min() == 0 and got.max() == 255 and np.abs(got[0].astype(int) - got[1]).mean() > 10
+
+
+def _uint8_tensors(model) -> set[str]:
+    """Every tensor of ``model``'s main graph that is uint8: initializers, Constant and Cast outputs, and what
+    shape inference finds for the rest."""
+    from onnx import TensorProto
+
+    uint8 = TensorProto.UINT8
+    g = onnx.shape_inference.infer_shapes(model).graph
+    found = {t.name for t in g.initializer if t.data_type == uint8}
+    found |= {v.name for v in [*g.value_info, *g.input, *g.output] if v.type.tensor_type.elem_type == uint8}
+    for node in g.node:
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type == "Cast" and attrs["to"].i == uint8:
+            found.update(node.output)
+        if node.op_type == "Constant" and "value" in attrs and attrs["value"].t.data_type == uint8:
+            found.update(node.output)
+    return found
+
+
+def test_uint8_only_at_graph_inputs_and_outputs(tiny_bundle):
+    """TensorRT's ONNX parser refuses uint8 intermediate tensors (uint8 only at network inputs/outputs):
+    every uint8 tensor of every graph must be one of the graph's inputs or outputs."""
+    m = read_manifest(tiny_bundle)
+    seen = 0
+    for a in m.artifacts:
+        model = onnx.load(str(tiny_bundle / a.file), load_external_data=False)
+        io = {v.name for v in [*model.graph.input, *model.graph.output]}
+        uint8 = _uint8_tensors(model)
+        assert uint8 <= io, f"{a.file}: uint8 inside the graph: {sorted(uint8 - io)}"
+        seen += bool(uint8)
+    assert seen >= 3  # vae_decoder, taesd_decoder fp32 and fp16 do end in uint8 images
