@@ -9,7 +9,9 @@ Two checkpoint generations, with different keys (both load strictly):
 - paper era (``Generation/train_vae_latent_512_low_level_no_average.py``, ``{epoch}.pth``):
   ``subject_wise_linear.N.*``, a 32 -> 16 (BN, ReLU) -> 4 head: ``upsampler.0..21``;
 - 2025 refactor (``train_lowlevel.py``, ``best_encoder.pth``): ``subject_linear.N.*``, a direct
-  32 -> 4 head: ``upsampler.0..18``; a Dropout(0.5) after the Linear (identity in eval).
+  32 -> 4 head: ``upsampler.0..18``; a Dropout(0.5) after the Linear (identity in eval). Its class keeps
+  the first 250 samples of a longer trial (``x[..., :250]``), so this one does too; the paper-era class
+  takes exactly 250.
 
 Both have ``logit_scale`` (unused) and only ever run ``[0]`` of their subject Linears. The widths are
 read from the checkpoint, so a smaller model of the same shape (the tiny set's) loads the same way.
@@ -91,5 +93,12 @@ class LowLevelEncoder(nn.Module):
         self.upsampler = _upsampler(NUM_CHANNELS * arch.linear_features, arch)
 
     def forward(self, eeg: torch.Tensor) -> torch.Tensor:
+        n = eeg.shape[-1]
+        if n != NUM_SAMPLES:
+            if self.arch.generation == "refactor" and n > NUM_SAMPLES:
+                eeg = eeg[..., :NUM_SAMPLES]  # as the refactor's class does: its first 250 samples (0..1 s)
+            else:  # the paper-era class takes exactly 250 (a shorter trial has no 1 s window to cut)
+                raise ValueError(f"the {self.arch.generation} low-level encoder takes (B, {NUM_CHANNELS}, "
+                                 f"{NUM_SAMPLES}) EEG (1 s at 250 Hz); got {tuple(eeg.shape)}")
         x = getattr(self, LINEAR_PREFIX[self.arch.generation])[0](eeg)  # (B, 63, F)
         return self.upsampler(x.reshape(x.shape[0], -1, 1, 1))  # (B, 63*F, 1, 1) -> (B, 4, S, S)

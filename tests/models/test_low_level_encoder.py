@@ -102,3 +102,28 @@ def test_file_round_trip_small_architecture(tmp_path):
         assert torch.equal(loaded(eeg), model.eval()(eeg))
     assert prov.architecture["latent_side"] == 4 and prov.latent_convention == "scaled"
     assert prov.num_parameters == sum(p.numel() for p in model.parameters())
+
+
+def _small(generation: str) -> LowLevelEncoder:
+    torch.manual_seed(0)
+    arch = LowLevelArchitecture(generation=generation, linear_features=2, widths=(16, 8),
+                                head=() if generation == "refactor" else (4,))
+    return LowLevelEncoder(arch).eval()
+
+
+def test_refactor_keeps_the_first_250_samples_of_a_longer_trial():
+    """As ``encoder_low_level.forward`` of the refactor's train_lowlevel.py (``x[..., :250]``): a 1.2 s trial
+    gives the image of its first second, where it used to end in torch's matmul shape error."""
+    model = _small("refactor")
+    eeg = torch.randn(2, 63, 300)
+    with torch.no_grad():
+        got = model(eeg)
+        assert torch.equal(got, model(eeg[..., :250].contiguous()))
+        assert (got - model(eeg[..., 50:].contiguous())).abs().max() > 1e-3  # the first 250, not any 250
+
+
+@pytest.mark.parametrize("generation, samples", [("paper", 300), ("paper", 200), ("refactor", 200)])
+def test_other_lengths_are_refused_naming_the_shape(generation, samples):
+    """The paper-era class has no such cut (its Linear takes exactly 250); nothing cuts a shorter trial."""
+    with pytest.raises(ValueError, match=rf"takes \(B, 63, 250\) EEG .* got \(1, 63, {samples}\)"):
+        _small(generation)(torch.randn(1, 63, samples))
