@@ -14,6 +14,8 @@ from .cli_options import (
     ENCODER_WEIGHTS,
     LOW_LEVEL,
     NON_NEGATIVE_INT,
+    OUT_FILE,
+    OUT_FOLDER,
     POSITIVE_INT,
     SAMPLING,
     SEMANTIC,
@@ -104,7 +106,7 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 
 @cli.command("init-tiny")
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_dir", type=OUT_FOLDER)
 @click.option("--seed", default=0, type=NON_NEGATIVE_INT, show_default=True, help="Seed of every tiny weight.")
 @image_size_option("Image size the tiny low-level encoder's latents fit.")
 def init_tiny_cmd(out_dir: Path, seed: int, image_size: int) -> None:
@@ -122,7 +124,7 @@ def init_tiny_cmd(out_dir: Path, seed: int, image_size: int) -> None:
 @weights_options
 @git_weights_options
 @eeg_options
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--out", required=True, type=OUT_FOLDER, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
 @run_options("seed", "steps", "prior_steps", "guidance", *LOW_LEVEL, *SEMANTIC,
              defaults_from="the encoder's recommended settings, else {fallback:g}")
@@ -160,7 +162,7 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
 @cli.command()
 @weights_options
 @git_weights_options
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=OUT_FOLDER, default=None,
               help="Bundle folder [default: export/<name of the weights folder>].")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "both"]), default="both", show_default=True)
 @click.option("--steps", type=click.Choice(["1", "4", "both"]), default="both", show_default=True,
@@ -213,7 +215,7 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
 
 @cli.command("build-engines")
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Export bundle.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=OUT_FOLDER, default=None,
               help="Engine folder [default: engines/<bundle name>].")
 @click.option("--backend", type=click.Choice([b.value for b in RUNTIME_BACKENDS]), default="tensorrt", show_default=True)
 @click.option("--preset", type=click.Choice(["workstation", "jetson-orin"]), default="workstation", show_default=True)
@@ -222,7 +224,7 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
 @click.option("--max-batch", type=POSITIVE_INT, default=None, help="Override the preset's largest batch.")
 @click.option("--opt-level", type=click.IntRange(0, 5), default=None, help="TensorRT builder optimization level.")
 @number("--workspace-gb", rule=Range(0), default=None, help="TensorRT workspace cap.")
-@click.option("--timing-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--timing-cache", type=OUT_FOLDER, default=None,
               help="Folder of TensorRT timing caches, one per (TensorRT version, GPU) [default: the engine folder].")
 @click.option("--provider", type=click.Choice([p.value for p in Provider]), default=None,
               help="--backend onnxruntime: the execution provider to optimize for [default: cuda if available, else cpu].")
@@ -250,7 +252,7 @@ def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str,
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Export bundle or engine folder.")
 @eeg_options
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--out", required=True, type=OUT_FOLDER, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
 @runtime_options
 @run_options(*SAMPLING, "shared_subject_token", "low_level", *LOW_LEVEL, *SEMANTIC)
@@ -277,8 +279,8 @@ def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, run
 @click.option("--warmup", default=3, type=NON_NEGATIVE_INT, show_default=True)
 @click.option("--batch", default=1, type=POSITIVE_INT, show_default=True)
 @run_options(*SAMPLING, "low_level", *LOW_LEVEL, *SEMANTIC)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG stage breakdown.")
+@click.option("--json", "json_path", type=OUT_FILE, help="Write the report here.")
+@click.option("--plot", "plot_path", type=OUT_FILE, help="Write a PNG stage breakdown.")
 @click.option("--baseline", type=click.Choice(["none", "torch"]), default="none", show_default=True,
               help="Time the PyTorch reference pipeline in the same run (needs --weights).")
 @option_group(*(WEIGHT_OPTIONS[n] for n in ENCODER_WEIGHTS))  # the baseline's weights: those of the export

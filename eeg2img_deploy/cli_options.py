@@ -107,6 +107,25 @@ def _run_option(name: str, defaults_from: str):
                         show_default=shown, help=help)
 
 
+class OutputPath(click.Path):
+    """An output folder (or file) that must be writable: refused when parsed, before any work, never after it."""
+
+    def __init__(self, *, folder: bool = True) -> None:
+        super().__init__(file_okay=not folder, dir_okay=folder, path_type=Path)
+        self.folder = folder
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        from .fileio import unwritable_reason
+
+        path = super().convert(value, param, ctx)
+        assert isinstance(path, Path)  # path_type=Path
+        if (why := unwritable_reason(path, folder=self.folder)) is not None:
+            self.fail(why, param, ctx)
+        return path
+
+
+OUT_FOLDER = OutputPath()
+OUT_FILE = OutputPath(folder=False)
 POSITIVE_INT = click.IntRange(min=1)
 NON_NEGATIVE_INT = click.IntRange(min=0)
 SAMPLING = ("seed", "steps", "prior_steps", "guidance", "prior_sampler", "prior_graph", "ip_scale")

@@ -64,3 +64,26 @@ def staging_dir(final: str | os.PathLike) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def unwritable_reason(path: str | os.PathLike, *, folder: bool) -> str | None:
+    """Why ``path`` (a folder to fill, or a file to write) cannot be written, or None when it can; creates nothing.
+
+    Looks at the nearest part of the path that exists: it must be a folder this process can make files in
+    (tried with a temporary file, so a read-only mount or ``/proc`` fails here, not after the work).
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        return f"{path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}"
+    existing = path if folder else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, so nothing can be made under it"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=existing)
+    except OSError as e:
+        return f"cannot make files in {existing} ({e.strerror})"
+    os.close(fd)
+    os.unlink(probe)
+    return None

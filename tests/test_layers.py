@@ -50,7 +50,7 @@ LAYERS: dict[str, set[str]] = {
     "export": {"cards", "core", "eeg", "errors", "fileio", "integrity", "manifest", "models", "quiet", "weights"},
     "runtime": {"checks", "core", "eeg", "errors", "fileio", "gpu", "integrity", "manifest", "names", "onnxrt"},
     "engines": {"cards", "core", "errors", "fileio", "gpu", "integrity", "manifest", "onnxrt"},
-    "cli_options": {"core", "eeg", "errors", "manifest", "names", "runtime", "weights"},
+    "cli_options": {"core", "eeg", "errors", "fileio", "manifest", "names", "runtime", "weights"},
     "cli_semantic": {"cli_options", "fileio"},
     "bench": {"core", "errors", "fileio", "manifest", "models", "reference", "runtime", "weights"},
     "stream": {"cli_options", "core", "eeg", "errors", "fileio"},

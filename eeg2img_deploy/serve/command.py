@@ -6,7 +6,17 @@ from pathlib import Path
 
 import click
 
-from ..cli_options import Range, RunOptions, RuntimeOptions, eeg_options, number, run_options, runtime_options, verify_option
+from ..cli_options import (
+    OUT_FOLDER,
+    Range,
+    RunOptions,
+    RuntimeOptions,
+    eeg_options,
+    number,
+    run_options,
+    runtime_options,
+    verify_option,
+)
 
 PORT = click.IntRange(1, 65535)
 
@@ -51,7 +61,7 @@ def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc
 @click.command()
 @click.option("--url", required=True, help="Triton HTTP endpoint, host:port (e.g. localhost:8000).")
 @eeg_options
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--out", required=True, type=OUT_FOLDER, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
 @run_options("seed", "steps", "prior_steps", "ip_scale", defaults_from="the server's")
 @click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
@@ -112,7 +122,7 @@ def client(url: str, out: Path, overwrite: bool, run: RunOptions, concurrency: i
 @click.command("triton-repo")
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Export bundle or engine folder.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=OUT_FOLDER,
               help="Repository folder to write (new or empty).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
               help="Default: fp16 on GPU instances, fp32 on CPU ones (fp32-only stages stay fp32).")

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..cli_options import (
+    OUT_FOLDER,
     SAMPLING,
     Range,
     RunOptions,
@@ -25,7 +26,7 @@ from ..cli_options import (
 @click.command("stream")
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Export bundle or engine folder.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=OUT_FOLDER,
               help="Output folder: epoch_NNNNNN.png + epochs.jsonl, written as epochs arrive.")
 @click.option("--subject", required=True, type=click.IntRange(min=0), help="Subject id (sub-08 -> 8).")
 @click.option("--source", default=None, help="EEG stream name [default: the one LSL stream of type EEG].")
