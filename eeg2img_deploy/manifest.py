@@ -12,6 +12,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,17 +391,34 @@ class Manifest:
         return cls(**d)
 
     @classmethod
-    def from_json(cls, text: str) -> Manifest:
+    def from_json(cls, text: str, where: str = MANIFEST_NAME) -> Manifest:
+        """``where``: the file, for messages (``read_manifest`` gives its path)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ManifestError(f"manifest.json is not valid JSON ({e}): the folder was not written completely") from e
+            raise ManifestError(f"{where} is not valid JSON ({e}): the folder was not written completely") from e
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, ManifestError):
                 raise
-            raise ManifestError(f"manifest.json is malformed ({type(e).__name__}: {e})") from e
+            engines = isinstance(data, dict) and data.get("backend") not in (None, Backend.ONNX.value)
+            redo = "build the engines again (`eeg2img-deploy build-engines`)" if engines else \
+                "export the bundle again (`eeg2img-deploy export`)"
+            raise ManifestError(f"{where} is malformed: {_what_is_missing(e)}; it was edited or written by another "
+                                f"tool: {redo}") from e
+
+
+def _what_is_missing(e: Exception) -> str:
+    """'an artifact has no field 'sha256'' from the KeyError or dataclass TypeError of a field left out."""
+    if isinstance(e, KeyError):
+        return f"the field {e.args[0]!r} is missing"
+    found = re.search(r"(\w+)\.__init__\(\) missing \d+ required [\w -]*arguments?: (.+)", str(e))
+    if isinstance(e, TypeError) and found:
+        part = {"Artifact": "an artifact", "BundleSettings": "'settings'", "EEGInfo": "'eeg'",
+                "EngineInfo": "an artifact's 'engine'"}.get(found[1], f"its {found[1]}")
+        return f"{part} has no field {found[2]}"
+    return f"{type(e).__name__}: {e}"
 
 
 def library_versions(names: tuple[str, ...]) -> dict[str, str]:
@@ -437,5 +455,5 @@ def read_manifest(folder: str | Path) -> Manifest:
             f"{folder} has no {MANIFEST_NAME}: it is not a bundle, or its export/build was interrupted; "
             "run `eeg2img-deploy export` (or `build-engines`) again"
         )
-    return Manifest.from_json(path.read_text(encoding="utf-8"))
+    return Manifest.from_json(path.read_text(encoding="utf-8"), where=str(path))
 

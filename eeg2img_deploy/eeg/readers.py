@@ -97,25 +97,47 @@ def load_eeg(
     return trials
 
 
-def _npy_holds_objects(path: Path) -> bool:
-    """Whether a .npy file stores Python objects (a pickle), read from its header only."""
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int] | None:
+    """(shape, dtype, where the data starts) from a .npy file's header; None for format 3.0, which has no
+    public header reader."""
     fmt = np.lib.format
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
     with open(path, "rb") as f:
         try:
             version = fmt.read_magic(f)
+            if version not in readers:
+                return None
+            shape, _, dtype = readers[version](f)
         except ValueError:
-            raise EEGInputError(f"{path} is not a numpy .npy file (bad header)") from None
-        if version == (1, 0):
-            _, _, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            _, _, dtype = fmt.read_array_header_2_0(f)
-        else:  # format 3.0 (utf-8 field names) has no public header reader
-            try:
-                np.load(path, allow_pickle=False, mmap_mode="r")
-            except ValueError:
-                return True
-            return False
-    return bool(dtype.hasobject)
+            raise EEGInputError(f"{path} is not a numpy .npy file (bad header): save trials with np.save") from None
+        return shape, dtype, f.tell()
+
+
+def _npy_holds_objects(path: Path) -> bool:
+    """Whether a .npy file stores Python objects (a pickle), read from its header only."""
+    header = _npy_header(path)
+    if header is None:
+        try:
+            np.load(path, allow_pickle=False, mmap_mode="r")
+        except ValueError:
+            return True
+        return False
+    return bool(header[1].hasobject)
+
+
+def _check_npy_size(path: Path) -> None:
+    """A file cut short (a copy or download that stopped) is named as such, not as a reshape error."""
+    header = _npy_header(path)
+    if header is None:
+        return
+    shape, dtype, offset = header
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = path.stat().st_size
+    if have < need:
+        raise EEGInputError(
+            f"{path} is truncated: its header says {shape} {dtype} ({need} bytes) but the file has {have} bytes; "
+            "copy or save it again"
+        )
 
 
 def _refuse_integers(arr: np.ndarray, what: str) -> None:
@@ -129,6 +151,7 @@ def _refuse_integers(arr: np.ndarray, what: str) -> None:
 
 
 def _load_plain_npy(path: Path, spec: EEGSpec) -> EEGTrials:
+    _check_npy_size(path)
     arr = np.load(path, allow_pickle=False)
     _refuse_integers(arr, path.name)
     data = validate_eeg(arr, spec)
@@ -226,6 +249,14 @@ def _check_times(times: np.ndarray, spec: EEGSpec, what: str) -> None:
 
 
 def _load_npz(path: Path, spec: EEGSpec) -> EEGTrials:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # np.load would try it as a pickle and call it one
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                raise EEGInputError(f"{path} is damaged: a zip archive without its end (cut short?); copy or save it again")
+        raise EEGInputError(f"{path} is not an .npz file (an .npz is a zip archive of arrays): save trials with "
+                            "save_eeg_npz(path, data) or np.savez(path, eeg=data)")
     try:
         with np.load(path, allow_pickle=False) as z:
             if "eeg" not in z.files:
@@ -245,7 +276,9 @@ def _load_npz(path: Path, spec: EEGSpec) -> EEGTrials:
                 f"{path.name} stores Python objects (a pickle); save channel names as strings: "
                 "np.array(names, dtype=str)"
             ) from None
-        raise
+        raise EEGInputError(f"{path} is damaged ({e}): copy or save it again") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as e:  # a zip cut short, or a member that is
+        raise EEGInputError(f"{path} is damaged ({type(e).__name__}: {e}): copy or save it again") from None
     names = [str(n) for n in arrays["ch_names"].ravel()] if "ch_names" in arrays else None
     sfreq = float(arrays["sfreq"]) if "sfreq" in arrays else None
     _refuse_integers(arrays["eeg"], f"{path.name}: 'eeg'")

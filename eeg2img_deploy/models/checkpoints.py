@@ -69,6 +69,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
         state = load_file(str(path), device="cpu")
     elif suffix in TORCH_SUFFIXES:
+        _check_torch_file(path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a pickled module, or a corrupt / truncated file
@@ -82,6 +83,20 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             f"{', '.join(TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,))}"
         )
     return _unwrap(state, path)
+
+
+def _check_torch_file(path: Path) -> None:
+    """torch.save writes a zip archive (or, before torch 1.6, a pickle): anything else is named as such,
+    where torch.load would fail with an unrelated IndexError or KeyError."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return
+    if len(head) > 8 and head[8:9] == b"{":  # an 8-byte header length, then JSON: a safetensors file
+        raise CheckpointError(f"{path.name} is a safetensors file with a {path.suffix} name: rename it to "
+                              f"{path.stem}.safetensors")
+    raise CheckpointError(f"{path} is not a PyTorch checkpoint (torch.save writes a zip archive; this file "
+                          f"starts {head[:8]!r}): pass the .pth/.pt file that torch.save wrote")
 
 
 def _is_state_dict(value: object) -> bool:

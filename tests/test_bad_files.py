@@ -1,0 +1,91 @@
+"""Damaged or mislabelled input files get one line that says what the file is and how to fix it (issue 23: a
+truncated .npy was a reshape traceback, a text .npz "a pickle", a text .pth "IndexError: pop from empty list",
+a manifest with a field removed "TypeError: Artifact.__init__() missing ...")."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from support import run_main
+
+
+def _npy_cut(path, trials):
+    np.save(path, trials)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _npz_cut(path, trials):
+    with open(path, "wb") as f:
+        np.savez(f, eeg=trials)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+EEG_FILES = {
+    "truncated.npy": (_npy_cut, r"truncated\.npy is truncated: its header says \(2, 63, 250\) float32 \(\d+ bytes\) "
+                                r"but the file has \d+ bytes"),
+    "text.npz": (lambda p, _: p.write_text("trial,value\n1,2\n"), r"text\.npz is not an \.npz file"),
+    "truncated.npz": (_npz_cut, r"truncated\.npz is damaged"),
+    "text.npy": (lambda p, _: p.write_text("1 2 3\n"), r"text\.npy is not a numpy \.npy file"),
+}
+
+
+@pytest.mark.parametrize("name", list(EEG_FILES))
+def test_damaged_eeg_file_is_one_line(monkeypatch, capsys, tmp_path, tiny_bundle, tiny_eeg, name):
+    make, message = EEG_FILES[name]
+    path = tmp_path / name
+    make(path, tiny_eeg[:2].astype(np.float32))
+    out = tmp_path / "out"
+    code, stdout, err = run_main(monkeypatch, capsys, ["infer", "--bundle", tiny_bundle, "--eeg", path, "--subject", "8",
+                                                      "--out", out])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert __import__("re").search(message, err), err
+    assert "pickle" not in err and stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"this is a text file, not weights\n", "is not a PyTorch checkpoint"),
+    (None, "is a safetensors file with a .pth name: rename it to"),
+])
+def test_a_pth_that_is_not_a_checkpoint_is_named(monkeypatch, capsys, tmp_path, tiny_dir, content, message):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "atms.pth"
+    if content is None:
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.zeros(2)}, str(path))
+    else:
+        path.write_bytes(content)
+    out = tmp_path / "bundle"
+    code, stdout, err = run_main(monkeypatch, capsys, ["export", "--weights", tiny_dir, "--encoder", path, "--out", out])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert "IndexError" not in err and "KeyError" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("drop, missing", [
+    (("artifacts", 0, "sha256"), "an artifact has no field 'sha256'"),
+    (("settings",), "the field 'settings' is missing"),
+    (("settings", "image_size"), "'settings' has no field 'image_size'"),
+])
+def test_manifest_with_a_field_removed_names_folder_field_and_fix(monkeypatch, capsys, tmp_path, tiny_bundle, tiny_eeg,
+                                                                   drop, missing):
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    shutil.copy(tiny_bundle / "manifest.json", folder)
+    d = json.loads((folder / "manifest.json").read_text())
+    parent = d
+    for key in drop[:-1]:
+        parent = parent[key]
+    del parent[drop[-1]]
+    (folder / "manifest.json").write_text(json.dumps(d))
+    eeg = tmp_path / "eeg.npy"
+    np.save(eeg, tiny_eeg[:1])
+    code, _, err = run_main(monkeypatch, capsys, ["infer", "--bundle", folder, "--eeg", eeg, "--subject", "8",
+                                                  "--out", tmp_path / "out"])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(folder / "manifest.json") in err and missing in err and "eeg2img-deploy export" in err, err
+    assert "TypeError" not in err and "KeyError" not in err
