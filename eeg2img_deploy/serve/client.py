@@ -67,19 +67,36 @@ def _tritonclient_http():
     return httpclient
 
 
-def _strip_scheme(url: str) -> str:
-    for scheme in ("http://", "https://"):
-        if url.startswith(scheme):
-            return url[len(scheme):]
-    return url
+def parse_url(url: str) -> str:
+    """``host:port`` of a Triton HTTP endpoint (an ``http://`` prefix allowed); OptionError naming --url otherwise.
+
+    Checked before any connection: tritonclient takes ``localhost:abc`` and fails later, once per retry.
+    """
+    from urllib.parse import urlsplit
+
+    from ..errors import OptionError
+
+    rest = url.split("://", 1)[1] if url.startswith(("http://", "https://")) else url
+    example = "give host:port, e.g. --url localhost:8000 (serve's --http-port)"
+    try:
+        parts = urlsplit(f"//{rest}")
+        port = parts.port
+    except ValueError:  # a port that is not a number in 0..65535
+        raise OptionError(f"--url {url!r}: the port is not a number in 1..65535; {example}") from None
+    if "://" in rest or not parts.hostname or parts.path.strip("/") or parts.query or parts.fragment:
+        raise OptionError(f"--url {url!r} is not host:port; {example}")
+    if not port:
+        raise OptionError(f"--url {url!r} has no port; {example}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
 
 
 class Client:
     """One HTTP connection per thread to ``url``, for model ``model``."""
 
     def __init__(self, url: str, model: str = MODEL_NAME, timeout_s: float = 120.0):
+        self.url = parse_url(url)
         self.httpclient = _tritonclient_http()
-        self.url = _strip_scheme(url)
         self.model = model
         self.timeout_s = timeout_s
         self._local = threading.local()
@@ -90,8 +107,11 @@ class Client:
                 self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
         return self._local.conn
 
-    def check_ready(self, wait_s: float = 0.0) -> None:
-        """Raise unless the server and the model are ready, polling for up to ``wait_s`` (a server just started)."""
+    def check_ready(self, wait_s: float = 0.0, on_wait=None) -> None:
+        """Raise unless the server and the model are ready, polling for up to ``wait_s`` (a server just started).
+
+        ``on_wait(message)`` is called once, when the first look finds it not ready and there is time to wait.
+        """
         deadline = time.monotonic() + wait_s
         while True:
             try:
@@ -102,6 +122,10 @@ class Client:
                 return
             if time.monotonic() >= deadline:
                 break
+            if on_wait is not None:
+                why = f"model {self.model!r} not ready" if problem == "not-ready" else "no answer"
+                on_wait(f"waiting up to {wait_s:g} s for the Triton server at {self.url} ({why}; --wait sets how long)")
+                on_wait = None
             time.sleep(0.5)
         if problem == "not-ready":
             raise ServingError(f"the server at {self.url} is up but model {self.model!r} is not ready: check its log "

@@ -21,14 +21,23 @@ from ..cli_options import (
 PORT = click.IntRange(1, 65535)
 
 
+def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from .client import parse_url
+
+    return parse_url(value)  # its OptionError names --url: one line, exit 2, before any connection
+
+
 @click.command()
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Export bundle or engine folder.")
 @runtime_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
-@click.option("--http-port", type=PORT, default=8000, show_default=True)
-@click.option("--grpc-port", type=PORT, default=8001, show_default=True)
-@click.option("--metrics-port", type=PORT, default=8002, show_default=True, help="Prometheus metrics.")
+@click.option("--http-port", type=PORT, default=8000, show_default=True,
+              help="Port of Triton's HTTP/REST endpoint (KServe v2; what `client --url` takes).")
+@click.option("--grpc-port", type=PORT, default=8001, show_default=True,
+              help="Port of Triton's gRPC endpoint.")
+@click.option("--metrics-port", type=PORT, default=8002, show_default=True,
+              help="Port of Triton's Prometheus metrics.")
 @click.option("--max-batch", type=click.IntRange(1), default=None,
               help="Largest dynamic batch [default: the bundle's max_batch].")
 @click.option("--queue-delay-us", type=click.IntRange(0), default=2000, show_default=True,
@@ -59,7 +68,8 @@ def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc
 
 
 @click.command()
-@click.option("--url", required=True, help="Triton HTTP endpoint, host:port (e.g. localhost:8000).")
+@click.option("--url", required=True, callback=_url,
+              help="Triton HTTP endpoint, host:port (e.g. localhost:8000).")
 @eeg_options
 @click.option("--out", required=True, type=OUT_FOLDER, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
@@ -89,7 +99,7 @@ def client(url: str, out: Path, overwrite: bool, run: RunOptions, concurrency: i
 
     writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any request
     conn = Client(url, model=model, timeout_s=timeout)
-    conn.check_ready(wait_s=wait)
+    conn.check_ready(wait_s=wait, on_wait=lambda message: click.echo(message, err=True))
     spec = served_spec(conn.eeg_shape(), encoder_channels, model)  # the served encoder's channels and samples
     eeg, ids = read_eeg(kw, spec)
     eeg = whiten_if_asked(eeg, kw, spec)  # here, before sending: the server only knows its bundle's matrix

@@ -82,6 +82,37 @@ def missing_stub_libraries(env: dict[str, str] | None = None) -> list[str]:
     return [line.split("=>")[0].strip() for line in out.splitlines() if "not found" in line]
 
 
+PORT_OPTIONS = {"http_port": "--http-port", "grpc_port": "--grpc-port", "metrics_port": "--metrics-port"}
+
+
+def check_ports(settings: ServeSettings) -> None:
+    """Refuse ports that Triton could not bind, before it starts (it would retry for minutes, then fail, or
+    answer another server's token check when another serve holds the port)."""
+    import socket
+
+    from ..errors import OptionError
+
+    ports = {opt: getattr(settings, name) for name, opt in PORT_OPTIONS.items()}
+    fix = "choose free ones with --http-port/--grpc-port/--metrics-port"
+    for opt, port in ports.items():
+        if not 1 <= port <= 65535:
+            raise OptionError(f"{opt} {port} is not a port (1..65535): {fix}")
+        same = [o for o, p in ports.items() if p == port and o != opt]
+        if same:
+            raise OptionError(f"{opt} and {same[0]} are both {port}: {fix}")
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(settings.host, port, type=socket.SOCK_STREAM)[0]
+        except OSError as e:
+            raise OptionError(f"--host {settings.host} is not an address of this machine ({e})") from None
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is free
+            try:
+                probe.bind(address)
+            except OSError as e:
+                raise OptionError(f"{opt} {port}: {settings.host}:{port} cannot be bound ({e.strerror}; another "
+                                  f"serve or program listens there?): {fix}") from None
+
+
 def _pytriton():
     try:
         import pytriton.triton  # noqa: F401
@@ -112,6 +143,7 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, run: RunOptio
 
     ``open_pipeline()`` returns a new :class:`Pipeline`; one is opened per instance.
     """
+    check_ports(settings)
     _pytriton()
     import numpy as np
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
