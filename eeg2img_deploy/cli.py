@@ -109,11 +109,12 @@ def cli(ctx: click.Context, verbose: int) -> None:
 @click.argument("out_dir", type=OUT_FOLDER)
 @click.option("--seed", default=0, type=NON_NEGATIVE_INT, show_default=True, help="Seed of every tiny weight.")
 @image_size_option("Image size the tiny low-level encoder's latents fit.")
-def init_tiny_cmd(out_dir: Path, seed: int, image_size: int) -> None:
+@click.option("--overwrite", is_flag=True, help="Write over a folder that is not empty (its tiny-set files are replaced).")
+def init_tiny_cmd(out_dir: Path, seed: int, image_size: int, overwrite: bool) -> None:
     """Write a complete tiny model set (random weights, real formats) to OUT_DIR."""
     from .tiny import init_tiny
 
-    layout = init_tiny(out_dir, seed=seed, image_size=image_size)
+    layout = init_tiny(out_dir, seed=seed, image_size=image_size, overwrite=overwrite)
     click.echo(f"tiny model set written to {out_dir}")
     for k, v in layout.describe().items():
         click.echo(f"  {k:<11} {v}")

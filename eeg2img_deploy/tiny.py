@@ -320,12 +320,20 @@ def _write_recording(path: Path, seed: int) -> None:
     write_tiny_recording(path, n_stimuli=6, soa_s=0.5, sfreq=500.0, seed=seed)
 
 
-def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_size: int = 512) -> WeightsLayout:
+def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_size: int = 512,
+              overwrite: bool = False) -> WeightsLayout:
     """Write the tiny weights folder; returns its resolved layout.
 
     ``image_size``: the images the low-level encoder's latents decode to (its output size is fixed by
-    its layer count, as in the paper's, whose 64x64 latents are 512x512 images).
+    its layer count, as in the paper's, whose 64x64 latents are 512x512 images). A folder that holds
+    anything is refused unless ``overwrite`` (it could be someone's real weights).
     """
+    held = sorted(p.name for p in Path(out_dir).iterdir()) if Path(out_dir).is_dir() else []
+    if held and not overwrite:
+        from .errors import OptionError
+
+        raise OptionError(f"{out_dir} is not empty (it holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''}): "
+                          "pass --overwrite to write the tiny set over it, or name a new folder")
     import torch
     from safetensors.torch import save_file
 

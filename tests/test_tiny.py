@@ -80,10 +80,27 @@ def _tensors(folder):
     return out
 
 
+def test_init_tiny_refuses_a_folder_that_is_not_empty(monkeypatch, capsys, tmp_path):
+    """Before: it wrote the tiny weights over whatever the folder held, silently."""
+    import time
+
+    from support import run_main
+
+    real = tmp_path / "weights" / "encoder" / "atms_sub-08.pth"
+    real.parent.mkdir(parents=True)
+    real.write_bytes(b"someone's real weights")
+    t0 = time.monotonic()
+    code, stdout, err = run_main(monkeypatch, capsys, ["init-tiny", tmp_path / "weights"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--overwrite" in err and "encoder" in err, err
+    assert stdout == "" and real.read_bytes() == b"someone's real weights" and time.monotonic() - t0 < 5
+
+
 def test_init_tiny_is_deterministic(tmp_path, tiny_dir):
     from eeg2img_deploy.tiny import init_tiny
 
-    init_tiny(tmp_path / "again", seed=0, image_size=TEST_IMAGE_SIZE)
+    (tmp_path / "again").mkdir()
+    (tmp_path / "again" / "README.txt").write_text("an earlier set")  # overwrite=True writes over it
+    init_tiny(tmp_path / "again", seed=0, image_size=TEST_IMAGE_SIZE, overwrite=True)
     a, b = _tensors(tiny_dir), _tensors(tmp_path / "again")
     assert a.keys() == b.keys()
     assert any(k.startswith("sdxl-turbo/unet") for k in a)
