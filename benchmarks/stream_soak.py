@@ -63,6 +63,7 @@ def _rss_mb(pid: int) -> float | None:
 
 def run_soak(bundle: Path, work: Path, *, minutes: float, soa: float, prior_steps: int, sample_s: float) -> dict:
     from eeg2img_deploy.eeg.synthetic import LEAD_S, TAIL_S, write_tiny_recording
+    from eeg2img_deploy.stream.output import read_epochs_jsonl
 
     n_stimuli = max(2, int(minutes * 60 / soa))
     rec = write_tiny_recording(work / "soak_raw.fif", n_stimuli=n_stimuli, soa_s=soa, sfreq=500.0, seed=7)
@@ -108,7 +109,7 @@ def run_soak(bundle: Path, work: Path, *, minutes: float, soa: float, prior_step
             p.wait()
             p.stdout.close()
     stdout, stderr = (text.replace(str(work), "<work>") for text in (stdout, stderr))  # no machine paths in results
-    lines = [json.loads(x) for x in (out / "epochs.jsonl").read_text().splitlines()] if (out / "epochs.jsonl").exists() else []
+    lines = read_epochs_jsonl(out / "epochs.jsonl")[1] if (out / "epochs.jsonl").exists() else []
     return summarize(lines, samples, n_stimuli=n_stimuli, soa=soa, duration_s=LEAD_S + (n_stimuli - 1) * soa + TAIL_S + LEAD_IN_S,
                      wall_s=time.monotonic() - t0, stdout=stdout, stderr=stderr, returncode=stream.returncode)
 

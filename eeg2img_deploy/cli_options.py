@@ -155,6 +155,16 @@ class RuntimeOptions:
 
         return Pipeline.from_bundle(bundle, **asdict(self), **extra)
 
+    def check_bundle(self, bundle: str | Path, subjects, shared_subject_token: bool):
+        """What a command can check of ``bundle`` before its engines open (seconds): the subject ids against the
+        encoder's table (as ``Pipeline`` checks them). Returns the bundle's EEG spec, the input the engines take."""
+        from .manifest import read_manifest
+        from .runtime.opening import check_subjects
+
+        manifest = read_manifest(bundle)
+        check_subjects(subjects, manifest.bundle, shared_subject_token)
+        return manifest.eeg.spec()
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

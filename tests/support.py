@@ -116,3 +116,30 @@ def float16_edges(bundle, out, stages=("encoder", "prior", "unet", "taesd_decode
 # eval's metric networks need torchvision, which imports only in the second environment on this project's machines
 NEEDS_EVAL_ENV = ("torchvision is not installed: eval's metric networks run in .venv-eval "
                   "(bash scripts/setup-venv.sh eval; bash scripts/test.sh runs tests/eval there)")
+
+
+def bundle_with_whitening(src, dst, w):
+    """A copy of bundle ``src`` at ``dst`` (hard links) that ships whitening matrix ``w``, as
+    ``export --whitening W`` writes it; returns ``dst``."""
+    import dataclasses
+    import os
+    import shutil
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from eeg2img_deploy.fileio import sha256_file
+    from eeg2img_deploy.manifest import MANIFEST_NAME, read_manifest, write_manifest
+
+    shutil.copytree(src, dst, copy_function=os.link)
+    manifest = read_manifest(dst)
+    consts = load_file(str(dst / manifest.constants_file))
+    consts["eeg_whitening"] = np.asarray(w, dtype=np.float32)
+    (dst / manifest.constants_file).unlink()  # a hard link: replace, never write through it
+    save_file(consts, str(dst / manifest.constants_file))
+    (dst / MANIFEST_NAME).unlink()
+    write_manifest(dst, dataclasses.replace(
+        manifest, constants_sha256=sha256_file(dst / manifest.constants_file),
+        eeg=dataclasses.replace(manifest.eeg, whitening=True)))
+    return dst
+

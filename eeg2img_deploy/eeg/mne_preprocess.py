@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,15 @@ RAW_READERS = {  # suffix -> name of mne's reader
     ".bdf": "read_raw_bdf",
     ".vhdr": "read_raw_brainvision",
 }
+
+
+# Annotations that are not stimuli: mne's "BAD ..." segments and the "EDGE boundary" of concatenated
+# recordings (mne's own default for events_from_annotations; used by files and streams alike).
+STIMULUS_ANNOTATIONS = r"^(?![Bb][Aa][Dd]|[Ee][Dd][Gg][Ee]).*$"
+
+
+def is_stimulus_description(description: str) -> bool:
+    return re.match(STIMULUS_ANNOTATIONS, description) is not None
 
 
 def _import_mne() -> Any:
@@ -178,7 +188,7 @@ def find_stimulus_events(raw: mne.io.BaseRaw, *, event_id: Any = None) -> tuple[
     if len(raw.annotations):
         # A dict maps annotation descriptions to codes; anything else selects among mne's own codes.
         ann_id = event_id if isinstance(event_id, dict) else None
-        events, _ = mne.events_from_annotations(raw, event_id=ann_id, verbose="error")
+        events, _ = mne.events_from_annotations(raw, event_id=ann_id, regexp=STIMULUS_ANNOTATIONS, verbose="error")
         if len(events):
             return events, event_id
     where = f"stim channel(s) {stim}" if stim else "no stim channel"
@@ -186,6 +196,25 @@ def find_stimulus_events(raw: mne.io.BaseRaw, *, event_id: Any = None) -> tuple[
         f"found no stimulus events in the recording ({where}, {len(raw.annotations)} annotations); "
         "give them with --events FILE (an (n, 3) .npy or mne events file of [sample, 0, code] rows)"
     )
+
+
+def select_events(events: np.ndarray, event_id: Any) -> np.ndarray:
+    """The events whose code ``event_id`` selects (a code, a list of codes, {description: code}; None: all)."""
+    if event_id is None:
+        return events
+    values = event_id.values() if isinstance(event_id, Mapping) else event_id if isinstance(event_id, (list, tuple)) else [event_id]
+    return events[np.isin(events[:, 2], [int(v) for v in values])]
+
+
+def first_event_per_sample(events: np.ndarray) -> np.ndarray:
+    """Events with at most one per sample: of simultaneous ones (a stimulus and a trial marker sent together)
+    the first is kept and the others counted in a warning; ``--event-id`` selects the codes beforehand."""
+    _, first = np.unique(events[:, 0], return_index=True)
+    if len(first) == len(events):
+        return events
+    log.warning("%d event(s) at the same sample as an earlier one ignored (the first is kept; choose the codes "
+                "with --event-id)", len(events) - len(first))
+    return events[np.sort(first)]
 
 
 def epoch_raw(
@@ -197,7 +226,7 @@ def epoch_raw(
     ``events`` are mne events with samples on ``raw``'s clock (``first_samp`` included). Not modified.
     """
     mne = _import_mne()
-    events = check_events(events)
+    events = first_event_per_sample(select_events(check_events(events), event_id))
     picked = raw.copy().pick(list(spec.channels))
     # Baseline correction and resampling only act on data channel types.
     non_eeg = {c: "eeg" for c, t in zip(picked.ch_names, picked.get_channel_types()) if t != "eeg"}

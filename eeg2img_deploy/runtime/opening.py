@@ -17,7 +17,7 @@ from ..eeg.spec import EEGSpec
 from ..eeg.whitening import check_whitening, load_whitening
 from ..errors import EEGInputError, ManifestError, OptionError
 from ..integrity import verify_files
-from ..manifest import RUNTIME_BACKENDS, Backend, Decoder, Manifest, Precision, Provider, Stage, read_manifest
+from ..manifest import RUNTIME_BACKENDS, Backend, BundleSettings, Decoder, EncoderKind, Manifest, Precision, Provider, Stage, read_manifest
 from ..names import LOW_LEVEL_STAGES
 from .backend import StageSession
 from .sessions import open_sessions
@@ -109,3 +109,22 @@ def choose_whitening(shipped: np.ndarray | None, given, spec: EEGSpec) -> np.nda
             "the EEG: drop --whitening (or export a bundle without one)"
         )
     return load_whitening(given, spec) if isinstance(given, (str, Path)) else check_whitening(given, spec)
+
+
+def check_subjects(ids, bundle: BundleSettings, shared_subject_token: bool) -> None:
+    """Subject ids past the encoder's table (``bundle.num_subjects`` rows) are refused unless the shared token is
+    asked for (the paper's ATM encoder has one; other encoders have none to fall back on). No table: any id."""
+    num_subjects = bundle.num_subjects
+    if num_subjects is None:  # no subject table: ids are ignored, or passed to the encoder as they are
+        return
+    unknown = sorted({int(i) for i in ids if i >= num_subjects})
+    if unknown and bundle.encoder.kind is not EncoderKind.ATM:  # no shared token to fall back on
+        raise EEGInputError(f"subject id(s) {unknown} are past this encoder's subject table ({num_subjects} "
+                            f"rows, ids 0..{num_subjects - 1}): pass a --subject inside it")
+    if unknown and not shared_subject_token:
+        sub10 = "; THINGS-EEG2 sub-10 is id 10, past the paper's 10-row tables" if 10 in unknown else ""
+        raise EEGInputError(
+            f"subject id(s) {unknown} are not in this encoder's subject table ({num_subjects} rows, ids "
+            f"0..{num_subjects - 1}{sub10}); the paper gives such ids the encoder's learned shared subject "
+            "token instead of a row: pass --shared-subject-token (infer, stream, serve) to do the same"
+        )

@@ -25,11 +25,11 @@ from ..core.options import RunOptions
 from ..core.schedulers import EulerAncestral
 from ..eeg.spec import validate_eeg, validate_subject_ids
 from ..eeg.whitening import apply_whitening
-from ..errors import EEGInputError, ManifestError, OptionError, SettingsError
-from ..manifest import Backend, Constants, Decoder, EncoderKind, Manifest, Precision, Provider, Stage
+from ..errors import ManifestError, OptionError, SettingsError
+from ..manifest import Backend, Constants, Decoder, Manifest, Precision, Provider, Stage
 from .backend import StageSession
 from .low_level import LowLevelPath, cut_for
-from .opening import FUSED_PRIOR, OpenOptions, _enum, choose_whitening, read_folder, stages_to_open
+from .opening import FUSED_PRIOR, OpenOptions, _enum, check_subjects, choose_whitening, read_folder, stages_to_open
 from .prior_solvers import get_prior_sampler
 from .semantic import Semantic
 
@@ -176,19 +176,7 @@ class Pipeline:
         return EulerAncestral.from_constants(self.constants, steps, exported=self.manifest.bundle.steps)
 
     def check_subjects(self, ids: np.ndarray, shared_subject_token: bool) -> None:
-        if self.num_subjects is None:  # no subject table: ids are ignored, or passed to the encoder as they are
-            return
-        unknown = sorted({int(i) for i in ids if i >= self.num_subjects})
-        if unknown and self.manifest.bundle.encoder.kind is not EncoderKind.ATM:  # no shared token to fall back on
-            raise EEGInputError(f"subject id(s) {unknown} are past this encoder's subject table ({self.num_subjects} "
-                                f"rows, ids 0..{self.num_subjects - 1}): pass a --subject inside it")
-        if unknown and not shared_subject_token:
-            sub10 = "; THINGS-EEG2 sub-10 is id 10, past the paper's 10-row tables" if 10 in unknown else ""
-            raise EEGInputError(
-                f"subject id(s) {unknown} are not in this encoder's subject table ({self.num_subjects} rows, ids "
-                f"0..{self.num_subjects - 1}{sub10}); the paper gives such ids the encoder's learned shared subject "
-                "token instead of a row: pass --shared-subject-token (infer, stream, serve) to do the same"
-            )
+        check_subjects(ids, self.manifest.bundle, shared_subject_token)
 
     # ---- stages ------------------------------------------------------------------------------------
     def encode(self, eeg: np.ndarray, ids: np.ndarray, *, keep: bool = False) -> Any:

@@ -45,6 +45,9 @@ from ..cli_options import (
 @click.option("--rename-channels", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON {\"stream channel\": \"encoder channel name\"}.")
 @click.option("--allow-resample", is_flag=True, help="Upsample streams below 250 Hz instead of refusing.")
+@click.option("--stream-unit", type=click.Choice(["uV", "mV", "V"], case_sensitive=False), default=None,
+              help="The EEG stream's unit, for streams that declare none in their meta-data (or a wrong one) "
+                   "[default: the declared unit per channel].")
 @click.option("--overwrite", is_flag=True, help="Replace the epoch images and epochs.jsonl of an earlier run in --out.")
 @click.option("--view", is_flag=True, help="Serve a live page of the reconstructions on localhost.")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
@@ -53,8 +56,11 @@ from ..cli_options import (
 def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events: str | None, event_channel: str | None,
                event_id: str | None, max_epochs: int | None, replay: Path | None, connect_timeout: float,
                reconnect_timeout: float, queue_size: int, rename_channels: Path | None, allow_resample: bool,
-               overwrite: bool, view: bool, view_port: int, run: RunOptions, runtime: RuntimeOptions) -> None:
+               stream_unit: str | None, overwrite: bool, view: bool, view_port: int, run: RunOptions,
+               runtime: RuntimeOptions) -> None:
     """Reconstruct an image for each stimulus of a live LSL EEG stream (or a --replay of a recording)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..eeg.mne_preprocess import read_channel_renames
     from .lsl import import_mne_lsl
     from .output import EpochWriter, LiveState
@@ -67,18 +73,20 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
         subject=subject, source=source, events=events, event_channel=event_channel,
         event_id=parse_event_id(event_id), queue_size=queue_size, max_epochs=max_epochs,
         connect_timeout=connect_timeout, reconnect_timeout=reconnect_timeout, allow_resample=allow_resample,
+        stream_unit=stream_unit,
         rename_channels=read_channel_renames(rename_channels) if rename_channels else None,
         run=run,
     )
     writer = EpochWriter(out, overwrite=overwrite)  # refuses a used folder before anything starts
-    pipe = runtime.open(bundle)
-    pipe.check_subjects([subject], run.shared_subject_token)  # before waiting for any stream
+    spec = runtime.check_bundle(bundle, [subject], run.shared_subject_token)  # before waiting for any stream
+    # The engines open (seconds) while the streams are found and buffered: stimuli sent meanwhile are kept.
+    opening = ThreadPoolExecutor(1, thread_name_prefix="open-engines").submit(runtime.open, bundle)
     player = None
     if replay:
         from .replay import start_player
 
         player = start_player(replay, name=f"eeg2img-replay-{os.getpid()}")
-    rec = StreamReconstructor(pipe, settings, player=player)
+    rec = StreamReconstructor(None, settings, player=player, spec=spec)
     state = LiveState()
     live = _LiveLine()
     page = None
@@ -94,7 +102,14 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         click.echo(f"looking for the LSL streams (up to {connect_timeout:g} s)...", err=True)
-        rec.connect()  # wrong channels or rate end here, before any epoch
+        try:
+            rec.connect()  # wrong channels, rate or units end here, before any epoch
+        except Exception:
+            if opening.done() and opening.exception() is not None:
+                raise opening.exception() from None  # the engines' error comes first
+            raise
+        writer.header = {**rec.header, "subject": subject, "bundle": str(bundle), **run.record()}
+        rec.attach(opening.result())  # the streams buffer meanwhile
         if view:
             from .view import LiveView
 
@@ -122,8 +137,10 @@ def _summary(out: Path, stats, state) -> None:
     lat = "" if stats.epochs == 0 else f"; stimulus-to-image latency p50 {p50:.0f} ms, p99 {p99:.0f} ms"
     drops = f" ({json.dumps(dict(stats.dropped))})" if stats.dropped else ""
     batches = ", ".join(f"{n} x {size}" for size, n in sorted(stats.batches.items()))
+    ignored = (f"; {sum(stats.ignored.values())} marker(s) ignored ({json.dumps(dict(stats.ignored))})"
+               if stats.ignored else "")
     click.echo(f"{stats.epochs} epoch(s) written to {out}, {stats.n_dropped} dropped{drops}{lat}; "
-               f"batches: {batches or 'none'}")
+               f"batches: {batches or 'none'}{ignored}")
 
 
 class _LiveLine:

@@ -5,13 +5,18 @@ its window (-0.2..1.0 s) has arrived; then the samples around it become a small 
 and :func:`eeg2img_deploy.eeg.mne_preprocess.epoch_raw` cuts it exactly as it cuts a file (pick, epoch,
 baseline, resample, crop): same samples in, same epoch out. An event maps to the sample nearest its
 timestamp. Events whose window is not whole (before the first sample, across a gap in the stream, or
-already out of the buffer) are dropped and counted, never patched.
+already out of the buffer) are dropped and counted, never patched. The stream's values are scaled to
+volts (its declared unit, :mod:`eeg2img_deploy.eeg.units`) before the cut, as a file reader gives them.
+
+Stimulus k (its image's noise stream, as trial k of ``infer``) is the k-th selected marker at or after
+the first EEG sample the buffer holds: the inlets open before the engines do, so markers sent while
+they load are kept. Two markers at one sample count once (the first; ``--event-id`` selects codes).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,8 +44,9 @@ class Epoch:
 
 class Epocher:
     def __init__(self, stream, *, spec: EEGSpec, ch_names: list[str], event_channel: str | None = None,
-                 event_codes: set[int] | None = None):
-        """``ch_names``: the stream's channels after --rename-channels; ``event_channel`` is one of them."""
+                 event_codes: set[int] | None = None, scales: np.ndarray | None = None):
+        """``ch_names``: the stream's channels after --rename-channels; ``event_channel`` is one of them;
+        ``scales``: per channel, volts per stream unit (:func:`eeg2img_deploy.eeg.units.channel_scales`)."""
         import mne
 
         self.stream = stream
@@ -54,17 +60,44 @@ class Epocher:
         self._stim_pick = stream.ch_names[ch_names.index(event_channel)] if event_channel else None
         self.buffer_s = stream.n_buffer / self.sfreq
         self.event_codes = event_codes
+        self.scales = None if scales is None else np.asarray(scales, dtype=np.float64)[:, None]
         self.pending: deque[Epoch] = deque()
         self.n_events = 0
+        self.start_ts: float | None = None  # the EEG buffer's first sample: stimulus 0 is the first marker from here
+        self._held: list[Marker] = []  # markers that came before the first EEG sample did
+        self._last_event_ts = -np.inf  # the last numbered marker: another within half a sample is simultaneous
+        self.ignored: Counter = Counter()  # markers that are not stimuli of this run, by reason
         self._stim_last_ts = -np.inf
-        self._stim_last_value = 0.0
+        self._stim_last_value: float | None = None  # the stim channel's value before the buffer's first sample: none
 
     # ---- events -----------------------------------------------------------------------------------
     def add_markers(self, markers: list[Marker]) -> list[Epoch]:
-        """Queue markers as events; returns the events dropped because too many were pending."""
+        """Number the selected markers as stimuli and queue them; returns the events dropped because too many
+        were pending.
+
+        Stimulus 0 is the first selected marker at or after the EEG buffer's first sample (markers are held
+        until that sample has arrived; earlier ones are not stimuli of this run). Two selected markers at one
+        sample (within half a sample period) are one stimulus: the first is kept, the other counted in
+        ``ignored`` (``--event-id`` chooses which codes are selected at all).
+        """
         dropped = []
-        markers = [m for m in markers if self.event_codes is None or m.code in self.event_codes]
+        markers = self._held + [m for m in markers if self.event_codes is None or m.code in self.event_codes]
+        self._held = []
+        if markers and self.start_ts is None:
+            _, ts = self.stream.get_data(exclude=())
+            if not (ts > 0).any():  # no EEG sample yet (the buffer starts as zeros)
+                self._held = markers[-MAX_PENDING:]
+                return []
+            self.start_ts = float(ts[ts > 0][0])
+        half = 0.5 / self.sfreq
         for m in sorted(markers, key=lambda m: m.timestamp):
+            if m.timestamp < self.start_ts - half:
+                self._ignore(m, "sent before the EEG buffer's first sample")
+                continue
+            if abs(m.timestamp - self._last_event_ts) < half:
+                self._ignore(m, "at the same sample as the stimulus before it (the first is kept; choose with --event-id)")
+                continue
+            self._last_event_ts = m.timestamp
             self.pending.append(Epoch(self.n_events, m.timestamp, m.code, m.description))
             self.n_events += 1
             if len(self.pending) > MAX_PENDING:
@@ -78,7 +111,8 @@ class Epocher:
         if not new.any():
             return []
         v, t = values[0, new], ts[new]
-        prev = np.concatenate([[self._stim_last_value], v[:-1]])
+        first = v[0] if self._stim_last_value is None else self._stim_last_value  # a level already high is no onset
+        prev = np.concatenate([[first], v[:-1]])
         onsets = np.flatnonzero((v != 0) & (prev == 0))
         self._stim_last_ts, self._stim_last_value = float(t[-1]), float(v[-1])
         return self.add_markers([Marker(float(t[i]), f"{v[i]:g}", int(v[i])) for i in onsets])
@@ -127,13 +161,20 @@ class Epocher:
 
         lo = min(i for _, i in ready) - self.pre
         hi = max(i for _, i in ready) + self.post + 1
-        raw = mne.io.RawArray(data[:, lo:hi].astype(np.float64, copy=False), self.info, verbose="error")
+        window = data[:, lo:hi].astype(np.float64, copy=False)
+        if self.scales is not None:
+            window = window * self.scales  # to volts, as a file reader gives them
+        raw = mne.io.RawArray(window, self.info, verbose="error")
         events = np.array([[i - lo, 0, ev.code] for ev, i in ready], dtype=np.int64)
         epochs, _ = epoch_raw(raw, events, spec=self.spec)  # the offline code path
         assert len(epochs) == len(ready), "every window lies inside the cut, so mne drops none"
         now = local_clock()
         for (ev, i), eeg in zip(ready, epochs):
             ev.eeg, ev.window_end, ev.cut_time = eeg, float(ts[i + self.post]), now
+
+    def _ignore(self, m: Marker, reason: str) -> None:
+        self.ignored[reason] += 1
+        log.info("marker %r at %.3f ignored: %s", m.description, m.timestamp, reason)
 
     def _drop(self, ev: Epoch, reason: str) -> Epoch:
         ev.drop_reason = reason

@@ -7,15 +7,20 @@ channel inside the EEG stream (``--event-channel CH``, read by :mod:`.epocher`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import re
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..eeg.mne_preprocess import is_stimulus_description
 from ..errors import BackendUnavailableError, EEGInputError
 
 log = logging.getLogger(__name__)
@@ -44,13 +49,13 @@ def import_mne_lsl() -> Any:
         ) from None
     import mne_lsl
 
-    _quiet_liblsl(mne_lsl.lsl)
+    _route_liblsl_log(mne_lsl.lsl)
     return mne_lsl
 
 
 # Where liblsl looks for its configuration (LSLAPICFG first); a lab's file holds its network settings.
 LSL_CONFIG_FILES = ("lsl_api.cfg", "~/lsl_api/lsl_api.cfg", "/etc/lsl_api/lsl_api.cfg")
-_LSL_LOG_WARNINGS = "[log]\nlevel = -1\n"  # loguru verbosity: warnings and errors, no INFO
+LIBLSL_LOGGER = "eeg2img_deploy.liblsl"
 
 
 def user_lsl_config() -> str | None:
@@ -60,12 +65,93 @@ def user_lsl_config() -> str | None:
     return next((p for p in LSL_CONFIG_FILES if Path(p).expanduser().is_file()), None)
 
 
-def _quiet_liblsl(lsl) -> None:
-    """liblsl logs INFO lines to stderr on first use ("Loaded default config", its version); with no
-    configuration of the user's to respect, it gets one that keeps its warnings and errors only."""
-    if user_lsl_config() is None:
-        with contextlib.suppress(AttributeError, NotImplementedError):  # liblsl < 1.17.7: as it was
-            lsl.set_config_content(_LSL_LOG_WARNINGS)
+def _route_liblsl_log(lsl) -> None:
+    """liblsl logs to stderr by itself (its version at start, "ERR| Stream transmission broke off" whenever a
+    peer goes away, at the end of every run). With no configuration of the user's to respect, it gets one
+    that sends its log to a file, which :class:`LiblslLog` forwards to our logger (levels: ``-v``)."""
+    global _forwarder
+    if _forwarder is not None or user_lsl_config() is not None:
+        return
+    fd, path = tempfile.mkstemp(prefix="eeg2img-liblsl-", suffix=".log")
+    os.close(fd)
+    try:
+        lsl.set_config_content(f"[log]\nlevel = 0\nfile = {path}\n")  # 0: liblsl's INFO and above
+    except (AttributeError, NotImplementedError):  # liblsl < 1.17.7: as it was
+        os.unlink(path)
+        return
+    # liblsl reads its configuration at first use and, while it opens the log file, says so on stderr:
+    # make that first use now, with the process's stderr pointed at /dev/null for its duration.
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        lsl.StreamInfo("eeg2img-config", "none", 1, 0, "float32", "eeg2img-config")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    _forwarder = LiblslLog(Path(path))
+    _forwarder.start()
+    atexit.register(_forwarder.close)
+
+
+_forwarder: LiblslLog | None = None
+
+
+class LiblslLog(threading.Thread):
+    """Tails liblsl's log file into the ``eeg2img_deploy.liblsl`` logger (a daemon thread; the file goes at exit).
+
+    liblsl's errors become warnings, its warnings info, the rest debug; its reports of a peer that went
+    away ("transmission broke off", "re-connecting") become info: ``stream`` says that itself, in its own
+    words, when it matters (a stream that stops sending), and liblsl repeats it whenever any peer closes.
+    """
+
+    LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \(\s*[\d.]+s\) \[[^\]]*\]\s+(\S+:\d+)\s+(FATL|ERR|WARN|INFO|\d+)\| ")
+    PEER_GONE = ("transmission broke off", "re-connecting", "stream lost", "connection reset", "end of file")
+
+    def __init__(self, path: Path, poll_s: float = 0.2):
+        super().__init__(name="liblsl-log", daemon=True)
+        self.path, self.poll_s = path, poll_s
+        self.log = logging.getLogger(LIBLSL_LOGGER)
+        self._pos, self._rest = 0, ""
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def run(self) -> None:
+        while not self._closed.wait(self.poll_s):
+            self.drain()
+
+    def drain(self) -> None:
+        with self._lock:
+            try:
+                with open(self.path, encoding="utf-8", errors="replace") as f:
+                    f.seek(self._pos)
+                    text = self._rest + f.read()
+                    self._pos = f.tell()
+            except OSError:
+                return
+            text, sep, self._rest = text.rpartition("\n")  # only whole lines; the rest waits
+            for level, where, message in self.records(text + sep):
+                self.log.log(level, "liblsl: %s (%s)", message, where)
+
+    @classmethod
+    def records(cls, text: str):
+        """(logging level, file:line, message) of each liblsl record in ``text`` (loguru's format)."""
+        marks = list(cls.LINE.finditer(text))
+        for m, nxt in zip(marks, [*marks[1:], None]):
+            message = text[m.end(): nxt.start() if nxt else len(text)].strip()
+            yield cls.level(m.group(2), message), m.group(1), message
+
+    @classmethod
+    def level(cls, verbosity: str, message: str) -> int:
+        if verbosity in ("FATL", "ERR"):
+            return logging.INFO if any(p in message.lower() for p in cls.PEER_GONE) else logging.WARNING
+        return logging.INFO if verbosity == "WARN" else logging.DEBUG
+
+    def close(self) -> None:
+        self._closed.set()
+        self.drain()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
 
 
 def local_clock() -> float:
@@ -138,12 +224,15 @@ class MarkerInlet:
         self.name, self.uid = sinfo.name, sinfo.uid
         self.inlet = StreamInlet(sinfo, processing_flags=["clocksync"])
         self.inlet.open_stream(timeout=5)
+        with contextlib.suppress(TimeoutError):  # the clock offset, measured now rather than in the first pull
+            self.inlet.time_correction(timeout=5)
         self.labels = list(self.inlet.get_sinfo().get_channel_names() or [])
         self.string = self.inlet.get_sinfo().dtype == "string"
         stype = (self.inlet.get_sinfo().stype or "").lower()
         self.one_hot = not self.string and (stype == "annotations" or len(self.labels) > 1)
         for d in sorted(self.labels) if self.one_hot else ():
-            self._auto.setdefault(d, len(self._auto) + 1)
+            if is_stimulus_description(d):  # numbered as mne's events_from_annotations numbers a file's
+                self._auto.setdefault(d, len(self._auto) + 1)
 
     def _code(self, desc: str) -> int | None:
         if self.event_id is not None:
@@ -157,7 +246,11 @@ class MarkerInlet:
             return self._auto[desc]
 
     def pull(self) -> list[Marker]:
-        data, ts = self.inlet.pull_chunk(timeout=0.0)
+        try:
+            data, ts = self.inlet.pull_chunk(timeout=0.0)
+        except TimeoutError:  # liblsl could not measure the clock offset within its 5 s (a loaded machine)
+            log.warning("the marker stream %r: no clock offset yet (liblsl timed out); trying again", self.name)
+            return []
         out = []
         for row, t in zip(data, np.asarray(ts)):
             if self.string:
@@ -168,6 +261,8 @@ class MarkerInlet:
                 value = float(np.asarray(row).ravel()[0])
                 descs = [f"{value:g}"] if value != 0 else []
             for d in descs:
+                if not is_stimulus_description(d):
+                    continue  # BAD/EDGE annotations (e.g. the boundaries of a concatenated recording)
                 code = self._code(d)
                 if code is not None:
                     out.append(Marker(float(t), d, int(code)))

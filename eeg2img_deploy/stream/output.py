@@ -1,8 +1,9 @@
 """What ``stream`` leaves behind: one PNG per epoch and one JSON line per epoch, each written whole.
 
-``DIR/epoch_000000.png`` (the number is the stimulus index in the stream) and ``DIR/epochs.jsonl``:
-event time, window end, cut, image and write times on the LSL clock, the two latencies, per-stage ms of
-the batch, batch size, subject and seed. PNGs are written to a temporary name and renamed; a JSON line
+``DIR/epoch_000000.png`` (the number is the stimulus index in the stream) and ``DIR/epochs.jsonl``: a
+header line ``{"header": {...}}`` (the stream, its units and their factor to volts, the run's settings),
+then per epoch event time, window end, cut, image and write times on the LSL clock, the two latencies,
+per-stage ms of the batch, batch size, subject and seed. PNGs are written to a temporary name and renamed; a JSON line
 is written only after its PNG exists, in one write, and flushed.
 """
 
@@ -25,6 +26,14 @@ IMAGE_RE = re.compile(r"epoch_\d{6,}\.png")
 LATENCY_WINDOW = 4096  # the live p50/p99 are over the last this many epochs (bounded memory)
 
 
+def read_epochs_jsonl(path: Path) -> tuple[dict, list[dict]]:
+    """``epochs.jsonl`` as (header, one dict per epoch)."""
+    lines = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if lines and "header" in lines[0]:
+        return lines[0]["header"], lines[1:]
+    return {}, lines
+
+
 def image_name(index: int) -> str:
     return f"epoch_{index:06d}.png"
 
@@ -43,6 +52,7 @@ class EpochWriter:
                 (self.out_dir / name).unlink()
             (self.out_dir / JSONL).unlink(missing_ok=True)
         self._jsonl = None  # opened at the first epoch: a run that fails before it writes nothing
+        self.header: dict = {}  # the first line, once the stream is known (StreamReconstructor.header + run)
 
     def write(self, r: EpochResult) -> dict:
         from PIL import Image
@@ -52,6 +62,7 @@ class EpochWriter:
         if self._jsonl is None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._jsonl = open(self.out_dir / JSONL, "a", encoding="utf-8")
+            self._jsonl.write(json.dumps({"header": self.header}, allow_nan=False) + "\n")
 
         name = image_name(r.index)
         with atomic_path(self.out_dir / name) as tmp:

@@ -45,6 +45,7 @@ class StreamSettings:
     reconnect_timeout: float = 10.0  # seconds to wait for a stream that disappeared
     stall_s: float = 1.0  # no new sample for this long: the stream is gone
     rename_channels: dict[str, str] | None = None
+    stream_unit: str | None = None  # "uV", "mV" or "V": the EEG's unit, instead of (or overriding) the declared one
     allow_resample: bool = False
     buffer_s: float = 30.0  # the EEG ring buffer; an epoch must be cut before its window leaves it
     poll_s: float = 0.005
@@ -78,6 +79,7 @@ class StreamStats:
     epochs: int = 0
     dropped: Counter = field(default_factory=Counter)  # reason -> count
     batches: Counter = field(default_factory=Counter)  # batch size -> count
+    ignored: Counter = field(default_factory=Counter)  # markers that are no stimulus of this run, reason -> count
     max_queue: int = 0
 
     @property
@@ -108,8 +110,13 @@ class EpochQueue:
 class StreamReconstructor:
     """Iterate to connect and reconstruct; ``stop()`` (e.g. from a signal handler) ends after the batch in flight."""
 
-    def __init__(self, pipeline, settings: StreamSettings, *, player=None):
+    def __init__(self, pipeline, settings: StreamSettings, *, player=None, spec=None):
+        """``pipeline`` may be None at first (then ``spec``, the bundle's EEG spec, is needed): ``connect()``
+        then starts buffering the streams while the engines open, and ``attach(pipeline)`` gives them."""
+        if pipeline is None and spec is None:
+            raise ValueError("StreamReconstructor needs a pipeline or the EEG spec of the one to come")
         self.pipeline = pipeline
+        self.spec = spec if spec is not None else pipeline.eeg_spec
         self.settings = settings
         self.player = player  # a PlayerLSL started by --replay: its end is the stream's normal end
         self.stats = StreamStats()
@@ -123,10 +130,19 @@ class StreamReconstructor:
         self._gone_since: float | None = None
         self._eeg_uid: str | None = None
         self._channels: list[str] = []
+        self._scales: np.ndarray | None = None  # per stream channel: volts per unit
+        self.header: dict[str, Any] = {}  # what the stream is, its units: epochs.jsonl's first line
         self._last_look = 0.0  # when _reconnect last looked for a new source
 
     def stop(self) -> None:
         self._stop = True
+
+    def attach(self, pipeline) -> None:
+        """The pipeline that reconstructs, once its engines are open (the streams may be buffering already)."""
+        if pipeline.eeg_spec != self.spec:
+            raise EEGInputError(f"the pipeline's EEG spec {pipeline.eeg_spec} is not the one the stream was checked "
+                                f"against ({self.spec})")
+        self.pipeline = pipeline
 
     # ---- connection -------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -147,8 +163,9 @@ class StreamReconstructor:
             minfo = resolve_one(name=mname, stype=ANNOTATION_TYPES, what="marker stream",
                                 option="--events NAME (or --event-channel CH for a stim channel)", timeout=timeout)
             self.markers = MarkerInlet(minfo, s.event_id if isinstance(s.event_id, dict) else None)
-        self.epocher = Epocher(self.stream, spec=self.pipeline.eeg_spec, ch_names=names,
-                               event_channel=s.event_channel, event_codes=codes)
+        self.epocher = Epocher(self.stream, spec=self.spec, ch_names=names,
+                               event_channel=s.event_channel, event_codes=codes, scales=self._scales)
+        self.epocher.ignored = self.stats.ignored
         self._last_progress = local_clock()
         log.info("connected to %s (%d channels, %g Hz)", what, len(names), self.stream.info["sfreq"])
 
@@ -157,6 +174,7 @@ class StreamReconstructor:
         from mne_lsl.stream import StreamLSL
 
         from ..eeg.mne_preprocess import check_recording, renamed_channels
+        from ..eeg.units import channel_scales
 
         s = self.settings
         self.stream = StreamLSL(s.buffer_s, name=sinfo.name, source_id=sinfo.source_id)
@@ -166,9 +184,15 @@ class StreamReconstructor:
             raise StreamError(f"could not connect to the EEG stream {sinfo.name!r}: {e}") from None
         self._eeg_uid = sinfo.uid
         names = renamed_channels(self.stream.ch_names, s.rename_channels)
-        check_recording(names, float(self.stream.info["sfreq"]), self.pipeline.eeg_spec,
-                        allow_resample=s.allow_resample, what=f"LSL stream {sinfo.name!r}")
+        what = f"LSL stream {sinfo.name!r}"
+        spec = self.spec
+        check_recording(names, float(self.stream.info["sfreq"]), spec, allow_resample=s.allow_resample, what=what)
+        self._scales, units = channel_scales(names, self.stream.sinfo.get_channel_units(), spec.channels,
+                                             override=s.stream_unit, what=what)
         self._channels = names
+        self.header = {"stream": {"name": sinfo.name, "source_id": sinfo.source_id, "type": sinfo.stype,
+                                  "channels": len(names), "sfreq": float(self.stream.info["sfreq"])},
+                       "units": units}
         return names
 
     def _reconnect(self) -> None:
@@ -184,10 +208,13 @@ class StreamReconstructor:
             return
         with contextlib.suppress(Exception):  # the old connection may be half gone
             self.stream.disconnect()
-        before = self._channels
+        before, scales = self._channels, self._scales
         if self._connect_eeg(new[0], max(self.settings.connect_timeout, 0.5)) != before:
             raise StreamError(f"the EEG stream {self.stream.name!r} came back with other channels "
                               f"({self._channels}, was {before}): start the stream command again")
+        if not np.array_equal(self._scales, scales):
+            raise StreamError(f"the EEG stream {self.stream.name!r} came back with other units "
+                              f"({self.header['units']}): start the stream command again")
         self.epocher.stream = self.stream
         log.warning("a new EEG stream %r appeared: connected to it", self.stream.name)
         if self.markers is not None:
@@ -207,6 +234,8 @@ class StreamReconstructor:
     def __iter__(self):
         if self.stream is None:
             self.connect()
+        if self.pipeline is None:
+            raise RuntimeError("attach(pipeline) before iterating")
         try:
             yield from self._loop()
         finally:

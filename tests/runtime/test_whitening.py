@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +10,6 @@ from click.testing import CliRunner
 
 from eeg2img_deploy.cli import cli
 from eeg2img_deploy.errors import EEGInputError
-from eeg2img_deploy.fileio import sha256_file
-from eeg2img_deploy.manifest import MANIFEST_NAME, read_manifest, write_manifest
 
 RNG = np.random.default_rng(3)
 W = np.eye(63) + 0.05 * RNG.standard_normal((63, 63))
@@ -23,20 +18,9 @@ W = np.eye(63) + 0.05 * RNG.standard_normal((63, 63))
 @pytest.fixture(scope="module")
 def whitened_bundle(tiny_bundle, tmp_path_factory) -> Path:
     """The tiny bundle with W shipped in its constants (as `export --whitening W` writes it)."""
-    from safetensors.numpy import load_file, save_file
+    from support import bundle_with_whitening
 
-    dst = tmp_path_factory.mktemp("whitened") / "bundle"
-    shutil.copytree(tiny_bundle, dst, copy_function=os.link)
-    manifest = read_manifest(dst)
-    consts = load_file(str(dst / manifest.constants_file))
-    consts["eeg_whitening"] = W.astype(np.float32)
-    (dst / manifest.constants_file).unlink()  # a hard link: replace, never write through it
-    save_file(consts, str(dst / manifest.constants_file))
-    (dst / MANIFEST_NAME).unlink()
-    write_manifest(dst, dataclasses.replace(
-        manifest, constants_sha256=sha256_file(dst / manifest.constants_file), eeg=dataclasses.replace(manifest.eeg, whitening=True)
-    ))
-    return dst
+    return bundle_with_whitening(tiny_bundle, tmp_path_factory.mktemp("whitened") / "bundle", W)
 
 
 def test_shipped_matrix_equals_given_matrix(tiny_bundle, whitened_bundle, tiny_eeg):

@@ -6,7 +6,6 @@ stream name of its own, so the tests do not see each other's streams. Recordings
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -42,8 +41,11 @@ def _images(folder: Path, pattern: str) -> dict[str, np.ndarray]:
 
 
 def _lines(out: Path) -> list[dict]:
+    """epochs.jsonl's epoch lines (after its header line)."""
+    from eeg2img_deploy.stream.output import read_epochs_jsonl
+
     path = out / "epochs.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return read_epochs_jsonl(path)[1] if path.exists() else []
 
 
 def _no_partial_files(out: Path) -> None:

@@ -1,0 +1,81 @@
+"""Live-input helpers (importable as ``live_support``): µV recordings, a pylsl amplifier in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+AMPLIFIER = Path(__file__).parent / "stream" / "amplifier.py"
+UV_PER_UNIT_VARIANCE = 10.0  # the tiny recording's unit-variance noise, as ~10 µV of EEG
+# The paper's whitening is sigma^-1/2 of the recording: for EEG in volts (~1e-5 V) its entries are ~1e5,
+# so a run fed microvolts as volts reaches the encoder 1e6 times too large (and the tiny encoder's images
+# change: the test shows it).
+W_VOLTS = 1.0 / (UV_PER_UNIT_VARIANCE * 1e-6) * (np.eye(63) + 0.05 * np.random.default_rng(5).standard_normal((63, 63)))
+
+
+def stream_name() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Recording:
+    volts_fif: Path  # the recording in volts (stored as float64), with its stimuli as annotations
+    microvolts_npz: Path  # the same samples in µV (float32), as the amplifier sends them (amplifier.py)
+    n_stimuli: int
+
+
+def microvolt_recording(folder: Path, *, n_stimuli: int = 3, soa_s: float = 0.3, seed: int = 1) -> Recording:
+    """One recording twice: µV float32 for the amplifier, and exactly those values times 1e-6 in a FIF in volts."""
+    import mne
+
+    from eeg2img_deploy.eeg.synthetic import write_tiny_recording
+
+    src = write_tiny_recording(folder / "src_raw.fif", n_stimuli=n_stimuli, soa_s=soa_s, seed=seed)
+    raw = mne.io.read_raw_fif(src, preload=True, verbose="error")
+    uv = (raw.get_data() * UV_PER_UNIT_VARIANCE).astype(np.float32)
+    volts = mne.io.RawArray(uv.astype(np.float64) * 1e-6, raw.info, verbose="error")  # what `stream` computes
+    volts.set_annotations(raw.annotations)
+    fif = folder / "volts_raw.fif"
+    volts.save(fif, fmt="double", overwrite=True, verbose="error")
+    npz = folder / "microvolts.npz"
+    stimuli = np.round(raw.annotations.onset * raw.info["sfreq"]).astype(np.int64)
+    np.savez(npz, eeg=uv, ch_names=np.array(raw.ch_names), sfreq=raw.info["sfreq"], stimuli=stimuli)
+    return Recording(fif, npz, n_stimuli)
+
+
+class Amplifier:
+    """``tests/stream/amplifier.py`` in a subprocess: pylsl outlets NAME (EEG) and NAME-markers."""
+
+    def __init__(self, data: Path, name: str, *args: str):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        self.name = name
+        self.proc = subprocess.Popen([sys.executable, str(AMPLIFIER), str(data), "--name", name, *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        self.said: list[str] = []
+        self.wait_for("ready", 60)
+
+    def wait_for(self, word: str, timeout: float) -> str:
+        """Block until the amplifier prints a line starting with ``word``; returns the line."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().strip()
+            if line:
+                self.said.append(line)
+            if line.startswith(word):
+                return line
+            if not line and self.proc.poll() is not None:
+                break
+        raise AssertionError(f"the amplifier did not say {word!r} (said {self.said})")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
