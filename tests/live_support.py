@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 AMPLIFIER = Path(__file__).parent / "stream" / "amplifier.py"
+LISTENER = Path(__file__).parent / "stream" / "listener.py"
 UV_PER_UNIT_VARIANCE = 10.0  # the tiny recording's unit-variance noise, as ~10 µV of EEG
 # The paper's whitening is sigma^-1/2 of the recording: for EEG in volts (~1e-5 V) its entries are ~1e5,
 # so a run fed microvolts as volts reaches the encoder 1e6 times too large (and the tiny encoder's images

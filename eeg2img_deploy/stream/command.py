@@ -49,6 +49,9 @@ from ..cli_options import (
               help="The EEG stream's unit, for streams that declare none in their meta-data (or a wrong one) "
                    "[default: the declared unit per channel].")
 @click.option("--overwrite", is_flag=True, help="Replace the epoch images and epochs.jsonl of an earlier run in --out.")
+@click.option("--outlet", default=None, metavar="NAME",
+              help="Publish one LSL marker per image on a string stream of type Markers named NAME: JSON with epoch, "
+                   "image, stimulus_time and the latencies, stamped when the image is written.")
 @click.option("--view", is_flag=True, help="Serve a live page of the reconstructions on localhost.")
 @click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @run_options(*SAMPLING, "shared_subject_token")
@@ -56,14 +59,14 @@ from ..cli_options import (
 def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events: str | None, event_channel: str | None,
                event_id: str | None, max_epochs: int | None, replay: Path | None, connect_timeout: float,
                reconnect_timeout: float, queue_size: int, rename_channels: Path | None, allow_resample: bool,
-               stream_unit: str | None, overwrite: bool, view: bool, view_port: int, run: RunOptions,
+               stream_unit: str | None, overwrite: bool, outlet: str | None, view: bool, view_port: int, run: RunOptions,
                runtime: RuntimeOptions) -> None:
     """Reconstruct an image for each stimulus of a live LSL EEG stream (or a --replay of a recording)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ..eeg.mne_preprocess import read_channel_renames
     from .lsl import import_mne_lsl
-    from .output import EpochWriter, LiveState
+    from .output import EpochWriter, ImageOutlet, LiveState
     from .reconstructor import StreamReconstructor, StreamSettings
 
     if replay and source:
@@ -90,6 +93,7 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
     state = LiveState()
     live = _LiveLine()
     page = None
+    markers_out = None
     interrupted = []
 
     def on_sigint(signum, frame):
@@ -109,6 +113,9 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
                 raise opening.exception() from None  # the engines' error comes first
             raise
         writer.header = {**rec.header, "subject": subject, "bundle": str(bundle), **run.record()}
+        if outlet:  # before the engines are open: subscribers have time to connect (LSL keeps no history)
+            markers_out = ImageOutlet(outlet, out)
+            click.echo(f"publishing a marker per image on LSL stream {outlet!r} (type Markers)", err=True)
         rec.attach(opening.result())  # the streams buffer meanwhile
         if view:
             from .view import LiveView
@@ -117,7 +124,10 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
             click.echo(f"live view: {page.url}", err=True)
         state.status = "waiting for stimuli"
         for result in rec:
-            state.add(writer.write(result), rec.stats)
+            record = writer.write(result)
+            if markers_out is not None:
+                markers_out.push(record)
+            state.add(record, rec.stats)
             live.show(state.line())
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -127,6 +137,8 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
         state.status = "stopped"
         if page is not None:
             page.close()
+        if markers_out is not None:
+            markers_out.close()
     _summary(out, rec.stats, state)
     if interrupted:
         sys.exit(130)

@@ -86,6 +86,38 @@ class EpochWriter:
             self._jsonl.close()
 
 
+class ImageOutlet:
+    """``stream --outlet NAME``: one LSL marker per written image, for the experiment program and LabRecorder.
+
+    A string stream of type Markers named NAME (irregular rate, one channel); each sample is a JSON object:
+    ``epoch`` (the stimulus number), ``image`` (the file name) and ``path``, ``code``, ``description``,
+    ``stimulus_time``, ``window_end``, ``image_written`` (LSL clock) and ``latency_ms`` as ``epochs.jsonl``
+    has them, stamped with ``image_written``: recorded beside the EEG and the stimuli, on one clock.
+    """
+
+    def __init__(self, name: str, out_dir: Path):
+        from mne_lsl.lsl import StreamInfo, StreamOutlet
+
+        info = StreamInfo(name, "Markers", 1, 0.0, "string", f"eeg2img-deploy-{name}")
+        info.set_channel_names(["reconstruction"])
+        self.name, self.out_dir = name, Path(out_dir).resolve()
+        self.outlet = StreamOutlet(info)
+
+    @staticmethod
+    def marker(record: dict, out_dir: Path) -> dict:
+        return {"epoch": record["index"], "image": record["image"], "path": str(Path(out_dir) / record["image"]),
+                "code": record["code"], "description": record["description"], "stimulus_time": record["event_time"],
+                "window_end": record["window_end"], "image_written": record["image_written"],
+                "latency_ms": record["latency_ms"], "batch_size": record["batch_size"]}
+
+    def push(self, record: dict) -> None:
+        sample = json.dumps(self.marker(record, self.out_dir), allow_nan=False)
+        self.outlet.push_sample([sample], timestamp=record["image_written"])
+
+    def close(self) -> None:
+        del self.outlet
+
+
 class LiveState:
     """Counters and recent epochs, shared by the live line and the ``--view`` page (thread-safe)."""
 

@@ -227,3 +227,44 @@ def test_liblsl_says_nothing_on_the_terminal(tiny_bundle, tmp_path):
     assert "2 epoch(s) written" in proc.stdout
     assert not re.search(r"\d\d:\d\d:\d\d\.\d+ \(\s*[\d.]+s\) \[", proc.stderr), proc.stderr  # loguru's lines
     assert "ERR|" not in proc.stderr and "INFO|" not in proc.stderr, proc.stderr
+
+
+def test_outlet_publishes_one_marker_per_image(tiny_bundle, tmp_path, monkeypatch, capsys):
+    """`stream --outlet NAME`: an experiment program's pylsl inlet (another process) gets one Markers sample per
+    image, a JSON object matching epochs.jsonl's line, stamped on the LSL clock when the image was written."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from live_support import LISTENER
+
+    from eeg2img_deploy.eeg.synthetic import write_tiny_recording
+
+    pytest.importorskip("pylsl")
+    n = 4
+    rec = write_tiny_recording(tmp_path / "rec_raw.fif", n_stimuli=n, soa_s=0.3)
+    name = stream_name()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    listener = subprocess.Popen([sys.executable, str(LISTENER), name, str(n)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        out = tmp_path / "live"
+        code, stdout, err = run_main(monkeypatch, capsys, ["stream", "--bundle", tiny_bundle, "--subject", "8",
+                                                           "--out", out, "--prior-steps", PRIOR_STEPS, "--replay", rec,
+                                                           "--outlet", name])
+        said = listener.communicate(timeout=60)[0].splitlines()
+    finally:
+        listener.kill()
+    assert code == 0, err
+    assert f"publishing a marker per image on LSL stream {name!r}" in err
+    assert json.loads(said[0]) == {"type": "Markers", "format": 3, "channels": 1} and said[1] == "connected", said
+    _, lines = read_epochs_jsonl(out / "epochs.jsonl")
+    got = [json.loads(x) for x in said[2:]]
+    assert [json.loads(g["sample"])["epoch"] for g in got] == [x["index"] for x in lines] == list(range(n))
+    for g, line in zip(got, lines):
+        marker = json.loads(g["sample"])
+        assert marker["image"] == line["image"] and (out / marker["image"]).is_file()
+        assert marker["stimulus_time"] == line["event_time"] and marker["latency_ms"] == line["latency_ms"]
+        assert marker["image_written"] == line["image_written"]
+        assert g["timestamp"] == pytest.approx(line["image_written"], abs=2e-3)  # one clock, this machine
