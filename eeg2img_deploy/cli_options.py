@@ -279,14 +279,19 @@ def eeg_options(f, *, required: bool = True):
     (``eval --retrieval``), which then checks them itself."""
     opts = [
         click.option("--eeg", "eeg_path", required=required, type=click.Path(dir_okay=False, path_type=Path),
-                     help="EEG trials: .npy (63,250)/(N,63,250), .npz, THINGS-EEG2 file, or raw (.fif/.edf/.bdf/.vhdr)."),
+                     help="EEG trials: .npy (63,250)/(N,63,250), .npz, THINGS-EEG2 file, or raw (.fif/.edf/.bdf/.vhdr/.xdf)."),
         click.option("--subject", required=required, type=int, help="Subject id (sub-08 -> 8)."),
         click.option("--trials", default=None, help="Which trials, as a Python slice: '0', '0:4', '::10'."),
         click.option("--trusted-pickle", is_flag=True, help="Allow THINGS-EEG2 preprocessed files (pickles): trusted files only."),
         click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path),
                      help="(63,63) whitening matrix .npy, for bundles that ship none."),
         click.option("--events", "events_path", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Raw recordings: stimulus events (n,3) .npy or mne events file, when no stim channel/annotations."),
+                     help="Raw recordings: stimulus events (n,3) .npy or mne events file, when no stim channel/annotations; "
+                          ".xdf: the marker stream, by name or type [default: the one of type Markers]."),
+        click.option("--source", default=None,
+                     help=".xdf: the EEG stream, by name or type [default: the one of type EEG]."),
+        click.option("--stream-unit", type=click.Choice(["uV", "mV", "V"], case_sensitive=False), default=None,
+                     help=".xdf: the EEG's unit where the file declares none (or a wrong one) [default: the declared unit]."),
         click.option("--event-id", default=None, help="Raw recordings: which events, as JSON: 3, [1, 2] or {\"stim\": 1}."),
         click.option("--rename-channels", type=click.Path(dir_okay=False, path_type=Path),
                      help="Raw recordings: JSON {\"name in file\": \"encoder channel name\"}."),
@@ -328,7 +333,8 @@ def read_eeg(kw: dict, spec=None) -> tuple[np.ndarray, np.ndarray]:
     trials = load_eeg(kw.pop("eeg_path"), spec=spec or DEFAULT_SPEC, trusted_pickle=kw.pop("trusted_pickle"),
                       events=kw.pop("events_path", None),
                       event_id=parse_event_id(kw.pop("event_id", None)), allow_resample=kw.pop("allow_resample", False),
-                      rename_channels=kw.pop("rename_channels", None))
+                      rename_channels=kw.pop("rename_channels", None), source=kw.pop("source", None),
+                      stream_unit=kw.pop("stream_unit", None))
     data = trials.data[parse_slice(kw.pop("trials"), len(trials))]
     return data, validate_subject_ids(kw.pop("subject"), len(data))
 

@@ -80,3 +80,26 @@ class Amplifier:
             self.proc.kill()
         self.proc.wait(timeout=10)
         self.proc.stdout.close()
+
+
+def xdf_recording(rec: Recording, path: Path, *, unit: str | None = "microvolts", t0: float = 1000.0) -> Path:
+    """``rec``'s µV samples as LabRecorder would have recorded them: an XDF file with the EEG stream "Amp"
+    (type EEG, float32, each channel's label, type and unit), its stimuli on the string stream "Stimuli"
+    (type Markers), a reconstruction stream "eeg2img" (type Markers too, as `stream --outlet` writes) and an
+    accelerometer "Acc" (type ACC, 50 Hz): a file where the EEG and marker streams must be chosen by name."""
+    from xdf_writer import Stream, write_xdf
+
+    z = np.load(rec.microvolts_npz)
+    eeg, names, sfreq, stimuli = z["eeg"], [str(c) for c in z["ch_names"]], float(z["sfreq"]), z["stimuli"]
+    stamps = t0 + np.arange(eeg.shape[1]) / sfreq
+    chans = [{"label": c, "type": "EEG", **({"unit": unit} if unit else {})} for c in names]
+    acc_t = t0 + np.arange(int(eeg.shape[1] / sfreq * 50)) / 50.0
+    streams = [
+        Stream("Amp", "EEG", "float32", sfreq, eeg.T, stamps, chans),
+        Stream("Stimuli", "Markers", "string", 0.0, [["stimulus"]] * len(stimuli), stamps[stimuli]),
+        Stream("eeg2img", "Markers", "string", 0.0, [[f'{{"epoch": {k}}}'] for k in range(len(stimuli))],
+               stamps[stimuli] + 1.5),
+        Stream("Acc", "ACC", "float32", 50.0, np.zeros((len(acc_t), 3), np.float32), acc_t,
+               [{"label": a, "unit": "g"} for a in "XYZ"]),
+    ]
+    return write_xdf(path, streams)

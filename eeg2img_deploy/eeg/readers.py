@@ -9,6 +9,8 @@ Formats, chosen by suffix:
   (see :func:`save_eeg_npz`).
 - ``.fif``, ``.edf``, ``.bdf``, ``.vhdr``: continuous recordings, epoched with the paper's pipeline
   in :mod:`eeg2img_deploy.eeg.mne_preprocess` (needs the ``eeg`` extra, i.e. mne).
+- ``.xdf``: LabRecorder's recordings, the EEG and marker streams read by :mod:`eeg2img_deploy.eeg.xdf`
+  (pyxdf) into a raw recording in volts, then epoched the same way.
 
 numpy only at import time.
 """
@@ -51,6 +53,8 @@ def load_eeg(
     event_id: Any = None,
     allow_resample: bool = False,
     rename_channels: Mapping[str, str] | PathLike | None = None,
+    source: str | None = None,
+    stream_unit: str | None = None,
 ) -> EEGTrials:
     """Read EEG trials from ``path`` and check them against ``spec``.
 
@@ -59,12 +63,25 @@ def load_eeg(
     does for test trials; without it every repetition is a trial. For raw recordings, ``events`` (an
     (n, 3) array or a file, CLI ``--events``) and ``event_id`` select the epochs, ``allow_resample``
     accepts rates below the spec's, ``rename_channels`` (a mapping or a JSON file) renames channels
-    first. Nothing is whitened here: the runtime applies whitening (``eeg/whitening.py``).
+    first. XDF recordings: ``source`` and ``events`` name the EEG and marker streams (by name or type),
+    ``stream_unit`` gives the EEG's unit where the file declares none. Nothing is whitened here: the runtime
+    applies whitening (``eeg/whitening.py``).
     """
     path = Path(path)
     if not path.is_file():
         raise EEGInputError(f"EEG file {path} does not exist (or is not a file)")
     name = path.name.lower()
+    if name.endswith(".xdf"):
+        from eeg2img_deploy.eeg.xdf import read_xdf
+
+        if isinstance(rename_channels, (str, Path)):
+            rename_channels = mne_preprocess.read_channel_renames(rename_channels)
+        raw, _ = read_xdf(path, source=source, events=None if events is None else str(events),
+                          stream_unit=stream_unit, rename_channels=rename_channels, spec=spec)
+        return mne_preprocess.preprocess_raw(raw, event_id=event_id, spec=spec, source=str(path),
+                                             allow_resample=allow_resample)
+    if source is not None or stream_unit is not None:
+        raise EEGInputError(f"--source and --stream-unit apply to XDF recordings (.xdf); {path.name} is none: drop them")
     if name.endswith(RAW_SUFFIXES):
         if isinstance(events, (str, Path)):
             events = mne_preprocess.read_events_file(events)
@@ -78,7 +95,7 @@ def load_eeg(
     if events is not None or event_id is not None or rename_channels or allow_resample:
         raise EEGInputError(
             f"--events, --event-id, --rename-channels and --allow-resample only apply to raw recordings "
-            f"({', '.join(RAW_SUFFIXES)}); {path.name} holds epoched trials: drop them"
+            f"({', '.join(RAW_SUFFIXES)}, .xdf); {path.name} holds epoched trials: drop them"
         )
     if name.endswith(".npy"):
         if _npy_holds_objects(path):

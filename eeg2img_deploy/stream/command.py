@@ -35,7 +35,8 @@ from ..cli_options import (
 @click.option("--event-id", default=None, help="Which events, as JSON: 3, [1, 2] or {\"stimulus\": 1}.")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=None, help="Stop after this many images.")
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Play this raw recording (.fif/.edf/.bdf/.vhdr, with its annotations) as the stream.")
+              help="Play this recording (.fif/.edf/.bdf/.vhdr with its annotations, or .xdf: its EEG and marker "
+                   "streams, chosen with --source/--events) as the stream.")
 @number("--connect-timeout", rule=Range(0), default=10.0, show_default=True,
         help="Seconds to wait for the streams to appear at start.")
 @number("--reconnect-timeout", rule=Range(0), default=10.0, show_default=True,
@@ -69,8 +70,12 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
     from .output import EpochWriter, ImageOutlet, LiveState
     from .reconstructor import StreamReconstructor, StreamSettings
 
-    if replay and source:
-        raise click.BadParameter("--replay plays its own stream: drop --source")
+    xdf = None
+    if replay and replay.suffix.lower() == ".xdf":  # --source/--events/--stream-unit choose within the file
+        xdf = {"source": source, "events": events, "stream_unit": stream_unit}
+        source = events = stream_unit = None
+    elif replay and (source or stream_unit):
+        raise click.BadParameter("--replay plays its own stream (in volts, read by mne): drop --source and --stream-unit")
     import_mne_lsl()
     settings = StreamSettings(
         subject=subject, source=source, events=events, event_channel=event_channel,
@@ -88,7 +93,7 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
     if replay:
         from .replay import start_player
 
-        player = start_player(replay, name=f"eeg2img-replay-{os.getpid()}")
+        player = start_player(replay, name=f"eeg2img-replay-{os.getpid()}", xdf=xdf)
     rec = StreamReconstructor(None, settings, player=player, spec=spec)
     state = LiveState()
     live = _LiveLine()

@@ -1,5 +1,9 @@
 """Replay a recording as a live LSL stream (mne-lsl's ``PlayerLSL``), with its annotations as markers.
 
+An XDF recording is read into the same mne Raw ``infer`` epochs (``eeg/xdf.py``: the EEG stream in volts,
+its markers as annotations) and played like any other, so a replay equals ``infer`` on the file. (pyxdf's
+playback example republishes every stream as recorded, through pylsl, a second liblsl, in the file's units.)
+
 ``stream --replay FILE`` starts one in the same process; ``python -m eeg2img_deploy.stream.replay FILE``
 runs one on its own (another terminal, or the tests' subprocess).
 
@@ -24,13 +28,23 @@ import numpy as np
 ANNOTATION_SAMPLE_SHIFT = 1  # see the module docstring
 
 
-def prepare_raw(path: str | Path, *, lead_s: float = 2.0, chunk_size: int = 10):
+def read_recording(path: str | Path, xdf: dict | None = None):
+    """A raw recording (.fif/.edf/.bdf/.vhdr) or an XDF file's EEG and markers (``xdf``: ``read_xdf``'s
+    source/events/stream_unit), as the mne Raw in volts that ``infer`` epochs."""
+    from ..eeg.mne_preprocess import read_raw
+
+    if str(path).lower().endswith(".xdf"):
+        from ..eeg.xdf import read_xdf
+
+        return read_xdf(path, **(xdf or {}))[0]
+    return read_raw(path)
+
+
+def prepare_raw(path: str | Path, *, lead_s: float = 2.0, chunk_size: int = 10, xdf: dict | None = None):
     """The recording as it will be played: lead-in prepended, annotations shifted; returns an mne Raw."""
     import mne
 
-    from ..eeg.mne_preprocess import read_raw
-
-    raw = read_raw(path)
+    raw = read_recording(path, xdf)
     sfreq = raw.info["sfreq"]
     data = raw.get_data()
     n_lead = int(round(lead_s * sfreq))
@@ -44,14 +58,18 @@ def prepare_raw(path: str | Path, *, lead_s: float = 2.0, chunk_size: int = 10):
     return played
 
 
-def start_player(path: str | Path, *, name: str = "eeg2img-replay", lead_s: float = 2.0, chunk_size: int = 10):
-    """Start a PlayerLSL on ``path`` (played once); returns it (``.stop()`` it, or it stops at the end)."""
+def start_player(path: str | Path, *, name: str = "eeg2img-replay", lead_s: float = 2.0, chunk_size: int = 10,
+                 xdf: dict | None = None):
+    """Start a PlayerLSL on ``path`` (played once); returns it (``.stop()`` it, or it stops at the end).
+
+    An XDF file plays its EEG stream (in volts) and its marker stream as annotations (``xdf``: which streams,
+    and the unit, as ``read_xdf`` takes them)."""
     from .lsl import import_mne_lsl
 
     import_mne_lsl()
     from mne_lsl.player import PlayerLSL
 
-    raw = prepare_raw(path, lead_s=lead_s, chunk_size=chunk_size)
+    raw = prepare_raw(path, lead_s=lead_s, chunk_size=chunk_size, xdf=xdf)
     player = PlayerLSL(raw, chunk_size=chunk_size, n_repeat=1, name=name, source_id=f"{name}-source",
                        annotations=len(raw.annotations) > 0)
     return player.start()

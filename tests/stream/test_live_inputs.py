@@ -268,3 +268,45 @@ def test_outlet_publishes_one_marker_per_image(tiny_bundle, tmp_path, monkeypatc
         assert marker["stimulus_time"] == line["event_time"] and marker["latency_ms"] == line["latency_ms"]
         assert marker["image_written"] == line["image_written"]
         assert g["timestamp"] == pytest.approx(line["image_written"], abs=2e-3)  # one clock, this machine
+
+
+def test_xdf_infer_and_replay_equal_the_file_in_volts(volts_bundle, tmp_path, monkeypatch, capsys):
+    """An XDF file as LabRecorder writes it (tests/xdf_writer.py, from the XDF specification): the EEG stream in
+    µV (declared), its stimuli, a reconstruction marker stream and an accelerometer. `infer --eeg rec.xdf` and
+    `stream --replay rec.xdf` give `infer`'s images on the same samples in volts; the marker stream is chosen by
+    name; a file without units is refused naming --stream-unit, and --stream-unit uV reads it."""
+    from live_support import xdf_recording
+
+    rec = microvolt_recording(tmp_path, n_stimuli=3)
+    xdf = xdf_recording(rec, tmp_path / "rec.xdf")
+    common = ["--bundle", volts_bundle, "--subject", "8", "--seed", "3", "--prior-steps", PRIOR_STEPS]
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", rec.volts_fif, "--out", tmp_path / "fif"])
+    assert code == 0, err
+    expected = _images(tmp_path / "fif", "image_*.png")
+    assert len(expected) == 3
+
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", xdf, "--out", tmp_path / "no"])
+    assert code == 2 and "2 streams of the XDF file could be the marker stream" in err and "--events NAME" in err, err
+    assert "Traceback" not in err and not (tmp_path / "no").exists()
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", xdf, "--events", "Stimuli",
+                                                  "--source", "EEG", "--out", tmp_path / "xdf"])
+    assert code == 0, err
+    for a, b in zip(_images(tmp_path / "xdf", "image_*.png"), expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    code, stdout, err = run_main(monkeypatch, capsys, ["stream", *common, "--replay", xdf, "--events", "Stimuli",
+                                                       "--out", tmp_path / "live"])
+    assert code == 0, err
+    assert "3 epoch(s) written" in stdout
+    for a, b in zip(_images(tmp_path / "live", "epoch_*.png"), expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    bare = xdf_recording(rec, tmp_path / "bare.xdf", unit=None)
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", bare, "--events", "Stimuli",
+                                                  "--out", tmp_path / "bare"])
+    assert code == 2 and "declares no unit" in err and "--stream-unit uV|mV|V" in err, err
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", bare, "--events", "Stimuli",
+                                                  "--stream-unit", "uV", "--out", tmp_path / "bare"])
+    assert code == 0, err
+    for a, b in zip(_images(tmp_path / "bare", "image_*.png"), expected, strict=True):
+        np.testing.assert_array_equal(a, b)
