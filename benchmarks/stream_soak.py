@@ -7,7 +7,8 @@ A recording with one annotated stimulus every ``--soa`` seconds (63 channels, 50
 LSL in another (as a lab would run them). While it runs, the stream process's RSS and the machine's load
 are sampled every few seconds. At the end the stream is stopped with Ctrl-C (SIGINT) and its
 ``epochs.jsonl`` gives the stimulus-to-image latency (from the stimulus and from the end of each epoch
-window), throughput and drops. Without ``--bundle`` the tiny weights are written and exported
+window, the latter per batch size and split into detection + epoching, queue + pipeline, writing),
+throughput and drops. Without ``--bundle`` the tiny weights are written and exported
 (128x128, fp32, 1 step) under ``--work``. ``--minutes 0.2`` is the suite's smoke run.
 
 Writes ``stream_soak.json`` and its section of ``README.md`` under ``--out`` (only when ``--out`` is given
@@ -77,7 +78,8 @@ def run_soak(bundle: Path, work: Path, *, minutes: float, soa: float, prior_step
     err_path = work / "stream-stderr.txt"  # a file, not a pipe: a full pipe would block the stream's live line
     with open(err_path, "w") as err_file:  # the child keeps its own copy of the descriptor
         stream = subprocess.Popen(stream_cmd, stdout=subprocess.PIPE, stderr=err_file, text=True, env=env)
-    # The player starts once the stream process is looking for it (imports and sessions take seconds): LSL
+    # The player starts once the stream process is looking for it (imports take seconds; it waits up to
+    # --connect-timeout for the player, whose start takes seconds more on a loaded machine): LSL
     # sends no history to a reader that connects late, and the replay's lead-in is short.
     deadline = time.monotonic() + 120
     while "looking for the LSL streams" not in err_path.read_text():
@@ -135,6 +137,15 @@ def summarize(lines: list[dict], samples: list[dict], *, n_stimuli: int, soa: fl
     batches: dict[int, int] = {}
     for x in lines:
         batches[x["batch_size"]] = batches.get(x["batch_size"], 0) + 1
+    ms = 1e3
+    by_batch = {  # the closed loop's latency: from the end of the epoch window to the image, and where it goes
+        str(b): {"epochs": n,
+                 "from_window_end": _pct([x["latency_ms"]["from_window_end"] for x in lines if x["batch_size"] == b]),
+                 "window_end_to_cut": _pct([(x["cut_time"] - x["window_end"]) * ms for x in lines if x["batch_size"] == b]),
+                 "cut_to_image": _pct([(x["image_time"] - x["cut_time"]) * ms for x in lines if x["batch_size"] == b]),
+                 "image_to_written": _pct([(x["image_written"] - x["image_time"]) * ms for x in lines
+                                           if x["batch_size"] == b])}
+        for b, n in sorted(batches.items())}
     return {
         "stimuli": n_stimuli, "soa_s": soa, "replay_s": round(duration_s, 1), "wall_s": round(wall_s, 1),
         "epochs": len(lines), "dropped": n_stimuli - len(lines),
@@ -147,6 +158,7 @@ def summarize(lines: list[dict], samples: list[dict], *, n_stimuli: int, soa: fl
         "stages_ms_p50": {k: round(float(np.median([x["stages_ms"][k] for x in lines])), 1)
                           for k in (lines[0]["stages_ms"] if lines else {})},
         "epochs_by_batch_size": {str(k): v for k, v in sorted(batches.items())},
+        "window_end_latency_by_batch_size": by_batch,
         "throughput_epochs_per_s": round(len(lines) / (last_t - first_t), 3) if last_t > first_t else None,
         "rss_mb": {"first": rss[0][1] if rss else None, "last": rss[-1][1] if rss else None,
                    "min": min(m for _, m in rss) if rss else None, "max": max(m for _, m in rss) if rss else None,
@@ -176,6 +188,17 @@ def section(report: dict) -> str:
         "|---|---|---|---|---|",
         f"| stimulus -> image written | {lat_s.get('p50')} | {lat_s.get('p90')} | {lat_s.get('p99')} | {lat_s.get('max')} |",
         f"| end of epoch window -> image written | {lat_w.get('p50')} | {lat_w.get('p90')} | {lat_w.get('p99')} | {lat_w.get('max')} |",
+        "",
+        "The closed loop's latency, from the end of the epoch window (the window itself is 1 s) to the image, by the "
+        "batch the epoch was reconstructed in (epochs wait in a queue while the engines are busy, and go through "
+        "together); `window end -> cut`: the stream noticing the window is complete and epoching it, `cut -> image`: "
+        "the queue and the pipeline, `image -> written`: the PNG and its JSON line.",
+        "",
+        "| batch size | epochs | window end -> image p50 | p99 | window end -> cut p50 | cut -> image p50 | image -> written p50 |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {b} | {v['epochs']} | {v['from_window_end'].get('p50')} | {v['from_window_end'].get('p99')} | "
+          f"{v['window_end_to_cut'].get('p50')} | {v['cut_to_image'].get('p50')} | {v['image_to_written'].get('p50')} |"
+          for b, v in r.get("window_end_latency_by_batch_size", {}).items()],
         "",
         (f"- Epochs {r['epochs']} of {r['stimuli']} stimuli, dropped {r['dropped']}; throughput "
          f"{r['throughput_epochs_per_s']} epochs/s (stimuli arrive at {1 / r['soa_s']:.1f}/s); epochs by batch size "

@@ -23,6 +23,12 @@ def test_soak_smoke(tiny_bundle, tmp_path, monkeypatch):
     assert code == 0, r
     assert r["stimuli"] == 30 and 0 < r["epochs"] <= 30 and r["epochs"] + r["dropped"] == 30
     assert r["latency_ms"]["from_stimulus"]["p50"] > r["latency_ms"]["from_window_end"]["p50"] > 0
+    by_batch = r["window_end_latency_by_batch_size"]
+    assert sum(v["epochs"] for v in by_batch.values()) == r["epochs"]
+    for v in by_batch.values():  # the parts add up to the whole (medians of parts: roughly)
+        assert v["from_window_end"]["p99"] >= v["from_window_end"]["p50"] > 0
+        assert v["window_end_to_cut"]["p50"] > 0 and v["cut_to_image"]["p50"] > 0 and v["image_to_written"]["p50"] > 0
+    assert "| batch size | epochs | window end -> image p50 |" in (out / "README.md").read_text()
     assert r["rss_mb"]["first"] > 50 and len(r["samples"]) >= 3
     assert "## Live stream soak" in (out / "README.md").read_text()
     sys.modules.pop("stream_soak", None)
