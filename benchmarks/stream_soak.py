@@ -168,13 +168,13 @@ def summarize(lines: list[dict], samples: list[dict], *, n_stimuli: int, soa: fl
     }
 
 
-def section(report: dict) -> str:
+def section(report: dict, name: str = NAME) -> str:
     from eeg2img_deploy.bench import setup_line
 
     m, r = report["machine"], report["result"]
     lat_s, lat_w, rss = r["latency_ms"]["from_stimulus"], r["latency_ms"]["from_window_end"], r["rss_mb"]
     return "\n".join([
-        "## Live stream soak, tiny bundle, CPU (`stream_soak.py`)",
+        f"## Live stream soak, tiny bundle, CPU (`stream_soak.py`{', ' + name if name != NAME else ''})",
         "",
         setup_line(report["command"], m, report["versions"]),
         "",
@@ -207,7 +207,7 @@ def section(report: dict) -> str:
          f"(min {rss['min']:.0f}, max {rss['max']:.0f}); slope {rss['slope_second_half_mb_per_min']} MB/min over the "
          f"second half, {rss['slope_last_third_mb_per_min']} MB/min over the last third."),
         f"- `stream`'s own summary: {' '.join(r['stream_summary'])}",
-        f"- Raw samples (RSS and load every {report['settings']['sample_s']} s) in [{NAME}.json]({NAME}.json).",
+        f"- Raw samples (RSS and load every {report['settings']['sample_s']} s) in [{name}.json]({name}.json).",
     ])
 
 
@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, help="folder for the tiny bundle, recording and output (default: temporary)")
     ap.add_argument("--sample-s", type=float, default=5.0, help="seconds between RSS/load samples")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/results for >= 10 min)")
+    ap.add_argument("--name", default=NAME, help="name of the results JSON and README section")
     args = ap.parse_args(argv)
     from eeg2img_deploy.bench import library_versions, machine_info, update_results_readme
 
@@ -242,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (Path(__file__).parent / "results" if args.minutes >= 10 else None)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{NAME}.json").write_text(json.dumps(report, indent=2) + "\n")
-        update_results_readme(out / "README.md", NAME, section(report))
-        print(f"wrote {out / NAME}.json and its README.md section")
+        (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        update_results_readme(out / "README.md", args.name, section(report, args.name))
+        print(f"wrote {out / args.name}.json and its README.md section")
     return 0 if r["epochs"] > 0 and r["stream_exit_code"] == 130 else 1
 
 
