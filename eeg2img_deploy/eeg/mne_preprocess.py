@@ -226,7 +226,9 @@ def epoch_raw(
     ``events`` are mne events with samples on ``raw``'s clock (``first_samp`` included). Not modified.
     """
     mne = _import_mne()
-    events = first_event_per_sample(select_events(check_events(events), event_id))
+    events = check_events(events)
+    codes = sorted(set(events[:, 2].tolist()))  # for the error below: what the recording has, before selection
+    events = first_event_per_sample(select_events(events, event_id))
     picked = raw.copy().pick(list(spec.channels))
     # Baseline correction and resampling only act on data channel types.
     non_eeg = {c: "eeg" for c, t in zip(picked.ch_names, picked.get_channel_types()) if t != "eeg"}
@@ -244,7 +246,6 @@ def epoch_raw(
             picks="all", preload=True, reject=None, flat=None, verbose="error",
         )
     except ValueError as e:
-        codes = sorted(set(events[:, 2].tolist()))
         raise EEGInputError(
             f"could not cut epochs for --event-id {event_id!r}: {e}; event codes present: {codes[:20]}"
         ) from e
