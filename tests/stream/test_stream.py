@@ -91,8 +91,10 @@ def test_replay_in_a_subprocess_gives_infers_images(tiny_bundle, tmp_path, monke
     rec = write_tiny_recording(tmp_path / "rec_raw.fif", n_stimuli=n, soa_s=0.3, seed=1)
     name = _name()
     out = tmp_path / "stream"
+    # stream looks for the player at once (its engines open meanwhile); the player process takes its time to
+    # start on a loaded machine, so stream waits for it up to --connect-timeout
     args = _stream_args(tiny_bundle, out, "--source", name, "--events", f"{name}-annotations", "--seed", "3",
-                        "--reconnect-timeout", "1")
+                        "--reconnect-timeout", "1", "--connect-timeout", "90")
     started = threading.Timer(2.0, lambda: player_factory(rec, name))  # stream is loading and looking for it
     started.start()
     code, cap = _run_main(monkeypatch, capsys, args)
