@@ -248,12 +248,33 @@ def test_outlet_publishes_one_marker_per_image(tiny_bundle, tmp_path, monkeypatc
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     listener = subprocess.Popen([sys.executable, str(LISTENER), name, str(n)], stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, env=env)
+    said: list[str] = []
+    subscribed = threading.Event()
+
+    def read():
+        for line in listener.stdout:
+            said.append(line.strip())
+            if line.strip() == "connected":
+                subscribed.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    from eeg2img_deploy.stream.output import ImageOutlet
+
+    push = ImageOutlet.push
+
+    def push_once_subscribed(self, record):  # the experiment program subscribes before the first image
+        subscribed.wait(90)
+        push(self, record)
+
+    monkeypatch.setattr(ImageOutlet, "push", push_once_subscribed)
     try:
         out = tmp_path / "live"
         code, stdout, err = run_main(monkeypatch, capsys, ["stream", "--bundle", tiny_bundle, "--subject", "8",
                                                            "--out", out, "--prior-steps", PRIOR_STEPS, "--replay", rec,
                                                            "--outlet", name])
-        said = listener.communicate(timeout=60)[0].splitlines()
+        listener.wait(timeout=60)
+        reader.join(timeout=10)
     finally:
         listener.kill()
     assert code == 0, err
