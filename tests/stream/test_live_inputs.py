@@ -295,7 +295,9 @@ def test_xdf_infer_and_replay_equal_the_file_in_volts(volts_bundle, tmp_path, mo
     """An XDF file as LabRecorder writes it (tests/xdf_writer.py, from the XDF specification): the EEG stream in
     µV (declared), its stimuli, a reconstruction marker stream and an accelerometer. `infer --eeg rec.xdf` and
     `stream --replay rec.xdf` give `infer`'s images on the same samples in volts; the marker stream is chosen by
-    name; a file without units is refused naming --stream-unit, and --stream-unit uV reads it."""
+    name; a file without units is refused naming --stream-unit, and --stream-unit uV reads it. The counterfactual:
+    a file that declares volts for its µV (the bug's reading, 1e6 too large) gives other images, and --stream-unit
+    uV, overriding the wrong declaration, gives the right ones back."""
     from live_support import xdf_recording
 
     rec = microvolt_recording(tmp_path, n_stimuli=3)
@@ -330,4 +332,16 @@ def test_xdf_infer_and_replay_equal_the_file_in_volts(volts_bundle, tmp_path, mo
                                                   "--stream-unit", "uV", "--out", tmp_path / "bare"])
     assert code == 0, err
     for a, b in zip(_images(tmp_path / "bare", "image_*.png"), expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    wrong = xdf_recording(rec, tmp_path / "wrong.xdf", unit="volts")
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", wrong, "--events", "Stimuli",
+                                                  "--out", tmp_path / "as_volts"])
+    assert code == 0, err
+    for a, b in zip(_images(tmp_path / "as_volts", "image_*.png"), expected, strict=True):
+        assert np.abs(a.astype(int) - b).mean() > 5  # the unit moves every image far more than a rounding step
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", wrong, "--events", "Stimuli",
+                                                  "--stream-unit", "uV", "--out", tmp_path / "overridden"])
+    assert code == 0, err
+    for a, b in zip(_images(tmp_path / "overridden", "image_*.png"), expected, strict=True):
         np.testing.assert_array_equal(a, b)
