@@ -91,6 +91,24 @@ def test_a_stream_without_units_is_refused_naming_the_option(tiny_bundle, tmp_pa
     assert len(err.strip().splitlines()[-1:]) == 1 and not out.exists()
 
 
+def test_a_non_ascii_unit_crosses_liblsl(tmp_path, amplifier):
+    """"µV" as an amplifier's app declares it (UTF-8 in the stream's XML) reaches the unit rule intact through
+    liblsl and mne-lsl: connecting alone (no engines) records it, and the factor 1e-6, in epochs.jsonl's header."""
+    from eeg2img_deploy.eeg.spec import DEFAULT_SPEC
+    from eeg2img_deploy.stream.reconstructor import StreamReconstructor, StreamSettings
+
+    rec = microvolt_recording(tmp_path, n_stimuli=1)
+    name = stream_name()
+    amplifier(rec.microvolts_npz, name, "--unit", "µV", "--wait", "0")
+    live = StreamReconstructor(None, StreamSettings(subject=8, source=name, events=f"{name}-markers",
+                                                    connect_timeout=30), spec=DEFAULT_SPEC)
+    try:
+        live.connect()
+        assert live.header["units"] == {"declared": {"µV": 63}, "stream_unit": None, "volts_per_unit": 1e-6}
+    finally:
+        live.close()
+
+
 @pytest.mark.parametrize("unit, volts", [("microvolts", 1e-6), ("µV", 1e-6), ("μV", 1e-6), ("uV", 1e-6),
                                          ("millivolts", 1e-3), ("mV", 1e-3), ("V", 1.0), ("volts", 1.0),
                                          ("-6", 1e-6), ("0", 1.0), ("counts", None), ("MV", None), ("", None)])
