@@ -12,8 +12,11 @@ samples use, and it exposes stream capture and CUDA graphs directly.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import logging
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,23 +140,51 @@ def cuda_device(cudart: Any | None = None, index: int = 0) -> CudaDevice:
     return CudaDevice(index, name.rstrip("\x00"), f"{props.major}.{props.minor}", int(total), int(free))
 
 
-def make_trt_logger(trt: Any, sink: list[str] | None = None) -> Any:
-    """A TensorRT logger that forwards to :mod:`logging` and keeps errors for the exception message."""
+_LOGGERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tensorrt module -> its one logger
 
+
+def trt_logger(trt: Any) -> Any:
+    """The process's one TensorRT logger (it forwards to :mod:`logging` and keeps the recent errors).
+
+    TensorRT treats the logger as a singleton: every Builder, Runtime and parser of a process must get
+    the same one (NvInferRuntime.h; the Python docs of 8.x: "multiple instances of IRuntime and/or
+    IBuilder must all use the same logger"). Callers read their errors with ``mark()`` before a call and
+    ``errors_since(mark)`` after it.
+    """
+    logger = _LOGGERS.get(trt)
+    if logger is None:
+        logger = _LOGGERS[trt] = _make_trt_logger(trt)
+    return logger
+
+
+def _make_trt_logger(trt: Any) -> Any:
     class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.errors: list[str] = sink if sink is not None else []
+            self._lock = threading.Lock()  # TensorRT may log from its own threads
+            self._errors: collections.deque[str] = collections.deque(maxlen=64)
+            self._count = 0
 
         def log(self, severity: Any, msg: str) -> None:
             S = trt.ILogger.Severity
             if severity in (S.INTERNAL_ERROR, S.ERROR):
-                self.errors.append(msg)
+                with self._lock:
+                    self._errors.append(msg)
+                    self._count += 1
                 log.error("TensorRT: %s", msg)
             elif severity == S.WARNING:
                 log.warning("TensorRT: %s", msg)
             elif severity == S.INFO:
                 log.debug("TensorRT: %s", msg)
+
+        def mark(self) -> int:
+            return self._count
+
+        def errors_since(self, mark: int, last: int | None = None) -> list[str]:
+            """The errors logged after ``mark`` (at most the ``last`` ones)."""
+            with self._lock:
+                new = list(self._errors)[-(self._count - mark):] if self._count > mark else []
+            return new[-last:] if last else new
 
     return _Logger()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BackendUnavailableError, EngineError, OptionError
-from .manifest import Artifact, Precision
+from .manifest import Artifact, Precision, Stage
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +117,20 @@ def profile_shapes(artifact: Artifact, axes: dict[str, dict[str, int]]) -> dict[
     return out
 
 
+# onnxruntime's TensorRT EP builds weakly typed networks: with trt_fp16_enable, TensorRT may run ANY layer in
+# fp16, the fp32 islands of an fp16 graph included. These stages have such islands, where fp16 is wrong:
+# the timestep sinusoids (t up to 999 has an fp16 step of 0.5), the fused prior's DDPM update, the decoder's
+# uint8 conversion (tests/runtime/test_ort_gpu.py finds them in the graphs). They get no trt_fp16_enable, so
+# TensorRT computes their fp16 layers in fp32 too (slower, never less precise); the native TensorRT backend
+# builds strongly typed networks and keeps both. The fp32-only VAE is not an fp16 graph at all.
+TRT_EP_NO_FP16 = frozenset({Stage.PRIOR, Stage.PRIOR_SAMPLER, Stage.UNET, Stage.TAESD_DECODER})
+
+
 def trt_ep_options(common: dict[str, Any], artifact: Artifact, axes: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """The recorded TensorRT EP options for one session: fp16 only for an fp16 graph (the fp32-only VAE
-    overflows in fp16), the profile of this artifact's inputs."""
+    """The recorded TensorRT EP options for one session: fp16 only for an fp16 graph without fp32 islands
+    (:data:`TRT_EP_NO_FP16`), the profile of this artifact's inputs."""
     opts = {k: v for k, v in common.items() if k != "trt_fp16_enable"}
-    opts["trt_fp16_enable"] = artifact.precision is Precision.FP16
+    opts["trt_fp16_enable"] = artifact.precision is Precision.FP16 and artifact.stage not in TRT_EP_NO_FP16
     if any(isinstance(d, str) for t in artifact.inputs for d in t.shape):
         opts.update(profile_shapes(artifact, axes))
     return opts

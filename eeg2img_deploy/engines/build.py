@@ -233,6 +233,7 @@ class _TensorRTMaker(_StageMaker):
             "workspace_bytes": self.preset.workspace_bytes,
             "strongly_typed": True,
             "weight_streaming": self._weight_streaming(a),
+            "tf32": a.precision is not Precision.FP32,  # an fp32 engine computes in fp32, not TF32
         }
         key, digest = engine_key(
             stage=a.stage,
@@ -253,6 +254,7 @@ class _TensorRTMaker(_StageMaker):
             opt_level=flags["builder_optimization_level"],
             workspace_bytes=flags["workspace_bytes"],
             weight_streaming=flags["weight_streaming"],
+            tf32=flags["tf32"],
             timing_cache=self.timing_cache,
             progress=self.progress,
         )

@@ -129,7 +129,7 @@ def _total_size(onnx_path: Path) -> int:
 
 def tensorrt_ep_options(cache_dir: str = TRT_EP_CACHE_DIR) -> dict[str, Any]:
     """TensorRT execution provider options shared by every session; ``cache_dir`` is relative to the engine
-    folder. Per session the runtime adds ``trt_fp16_enable`` (fp16 graphs only) and the profile shapes
+    folder. Per session the runtime adds ``trt_fp16_enable`` (fp16 graphs without fp32 islands only) and the profile shapes
     (:func:`~..onnxrt.trt_ep_options`)."""
     return {
         "trt_engine_cache_enable": True,

@@ -29,7 +29,7 @@ from ..gpu import (
     cuda_device,
     import_cudart,
     import_tensorrt,
-    make_trt_logger,
+    trt_logger,
 )
 from ..manifest import TensorSpec
 from .cache_key import sm_tag
@@ -58,6 +58,7 @@ TRT_API_USED = (
     "IBuilderConfig.builder_optimization_level",
     "IBuilderConfig.set_memory_pool_limit",
     "IBuilderConfig.set_flag",
+    "IBuilderConfig.clear_flag",
     "IBuilderConfig.add_optimization_profile",
     "IBuilderConfig.create_timing_cache",
     "IBuilderConfig.set_timing_cache",
@@ -69,6 +70,7 @@ TRT_API_USED = (
     "MemoryPoolType.WORKSPACE",
     "BuilderFlag",
     "BuilderFlag.WEIGHT_STREAMING",
+    "BuilderFlag.TF32",
     "IProgressMonitor",
     "IProgressMonitor.__init__",
     "IProgressMonitor.phase_start",
@@ -95,6 +97,7 @@ class BuildOptions:
     opt_level: int = 3
     workspace_bytes: int | None = None
     weight_streaming: bool = False
+    tf32: bool = True  # TensorRT's default; False for fp32 artifacts, so "fp32" matmuls and convolutions are fp32
     timing_cache: Path | None = None  # the cache file for this TensorRT version and GPU; None: no cache
     progress: bool = True
 
@@ -136,8 +139,8 @@ def build_engine(
     """
     trt = import_tensorrt()
     cuda_device(import_cudart())  # a clear "no GPU" error before any TensorRT object exists
-    errors: list[str] = []
-    logger = make_trt_logger(trt, errors)
+    logger = trt_logger(trt)
+    mark = logger.mark()
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
@@ -151,6 +154,8 @@ def build_engine(
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
     if options.weight_streaming:
         config.set_flag(trt.BuilderFlag.WEIGHT_STREAMING)
+    if not options.tf32:  # on by default: fp32 layers would run TF32 (10-bit mantissa) matmuls and convolutions
+        config.clear_flag(trt.BuilderFlag.TF32)
     _add_profile(builder, network, config, profile, stage)
     cache = _load_timing_cache(config, options.timing_cache)
 
@@ -163,7 +168,7 @@ def build_engine(
     if plan is None:
         if monitor.cancelled:
             raise EngineError(f"the {stage} engine build was cancelled; nothing was written")
-        raise EngineError(f"TensorRT could not build the {stage} engine: {'; '.join(errors) or 'no message'}")
+        raise EngineError(f"TensorRT could not build the {stage} engine: {'; '.join(logger.errors_since(mark)) or 'no message'}")
     with atomic_path(plan_path) as tmp:
         tmp.write_bytes(memoryview(plan))
     if cache is not None and options.timing_cache is not None:

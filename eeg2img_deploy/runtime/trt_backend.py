@@ -38,7 +38,7 @@ from ..gpu import (
     handle,
     import_cudart,
     import_tensorrt,
-    make_trt_logger,
+    trt_logger,
 )
 from ..manifest import Artifact
 from .backend import ArtifactSpecs
@@ -95,11 +95,14 @@ def check_engine_compatible(artifact: Artifact, tensorrt_version: str, compute_c
 
 # ---- the stream several stages share -----------------------------------------------------------------
 class CudaStream:
-    """One CUDA stream; stages chained on it need no synchronization between them."""
+    """One non-blocking CUDA stream; stages chained on it need no synchronization between them."""
 
     def __init__(self, cudart: Any | None = None) -> None:
         self.cudart = cudart or import_cudart()
-        self.stream = cuda_call(self.cudart, self.cudart.cudaStreamCreate(), "cudaStreamCreate")
+        # non-blocking: no implicit synchronization with the legacy default stream, which other libraries in
+        # the process (onnxruntime, torch) may use; work on it would also invalidate a capture on a blocking stream
+        flags = self.cudart.cudaStreamNonBlocking
+        self.stream = cuda_call(self.cudart, self.cudart.cudaStreamCreateWithFlags(flags), "cudaStreamCreateWithFlags")
         self.handle = handle(self.stream)
 
     def synchronize(self) -> None:
@@ -140,18 +143,18 @@ class TensorRTStage(ArtifactSpecs):
         device = cuda_device(cudart)  # before trt.Runtime: without a GPU it is created and crashes later
         check_engine_compatible(artifact, trt.__version__, device.compute_capability, bundle_hint)
         self._cudart = cudart
-        self._errors: list[str] = []
-        self._logger = make_trt_logger(trt, self._errors)
+        self._logger = trt_logger(trt)
+        self._mark = self._logger.mark()  # this stage's errors are those logged from here on
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
         if self._engine is None:
-            raise EngineError(f"TensorRT could not load {plan_path}: {'; '.join(self._errors) or 'no message'}")
+            raise EngineError(f"TensorRT could not load {plan_path}: {'; '.join(self._errors()) or 'no message'}")
         streams = bool(artifact.engine and artifact.engine.key.get("builder_flags", {}).get("weight_streaming"))
         if weight_streaming_budget_bytes is not None and streams:  # settable only on weight-streaming engines
             self._engine.weight_streaming_budget_v2 = int(weight_streaming_budget_bytes)
         self._context = self._engine.create_execution_context()
         if self._context is None:
-            raise EngineError(f"TensorRT could not create an execution context for {plan_path}: {'; '.join(self._errors)}")
+            raise EngineError(f"TensorRT could not create an execution context for {plan_path}: {'; '.join(self._errors())}")
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         self._inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self._outputs = [n for n in names if n not in self._inputs]
@@ -162,13 +165,20 @@ class TensorRTStage(ArtifactSpecs):
         self._stream = stream or CudaStream(cudart)
         self._device: dict[str, DeviceBuffer] = {}
         self._pinned: dict[str, PinnedBuffer] = {}
+        self._shapes_set: tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]] | None = None  # (in, out)
         self._allocate()
-        self._use_graph = cuda_graph
+        # a weight-streaming engine's enqueue is synchronous (NvInferRuntime.h): it cannot be captured
+        self._use_graph = cuda_graph and not streams
+        if cuda_graph and streams:
+            log.info("%s: weight streaming: running without CUDA graphs (its enqueue is synchronous)", artifact.stage)
         self._graph: tuple[Shapes, Any] | None = None  # (input shapes, graph exec)
         self._last_key: Shapes | None = None  # the shapes of the last eager enqueue
         self._uploads_pending = False
         self._resident: dict[str, np.ndarray] = {}  # inputs fixed across runs, and the padded shape uploaded
         self._resident_at: dict[str, tuple[int, ...]] = {}
+
+    def _errors(self, last: int | None = None) -> list[str]:
+        return self._logger.errors_since(self._mark, last)
 
     @property
     def stream(self) -> CudaStream:
@@ -203,15 +213,20 @@ class TensorRTStage(ArtifactSpecs):
             self._device[name] = DeviceBuffer(self._cudart, nbytes, f"{self.artifact.stage}/{name}")
             self._pinned[name] = PinnedBuffer(self._cudart, nbytes, f"{self.artifact.stage}/{name}")
             if not self._context.set_tensor_address(name, self._device[name].ptr):  # False: not bound (name, alignment)
-                raise EngineError(f"{self.artifact.stage}: TensorRT refused the buffer of {name!r}: {'; '.join(self._errors[-1:])}")
+                raise EngineError(f"{self.artifact.stage}: TensorRT refused the buffer of {name!r}: {'; '.join(self._errors(1))}")
 
     def _set_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Set the input shapes and return the output shapes; nothing to do when they did not change (the
+        context keeps them, and set_input_shape + infer_shapes cost host time on every step of a loop)."""
+        if self._shapes_set is not None and self._shapes_set[0] == shapes:
+            return self._shapes_set[1]
+        self._shapes_set = None
         for name, shape in shapes.items():
             if not self._context.set_input_shape(name, shape):
                 lo, _, hi = self._profile[name]
                 raise EngineError(
                     f"{self.artifact.stage}: input {name!r} shape {shape} is outside the engine's profile {lo}..{hi} "
-                    f"({'; '.join(self._errors[-1:]) or 'see the TensorRT log'}): rebuild the engines with "
+                    f"({'; '.join(self._errors(1)) or 'see the TensorRT log'}): rebuild the engines with "
                     "`eeg2img-deploy build-engines --max-batch N` for a larger batch (or export the bundle again for "
                     "another image size)"
                 )
@@ -219,13 +234,14 @@ class TensorRTStage(ArtifactSpecs):
             unresolved = self._context.infer_shapes()
         except RuntimeError as e:  # the binding raises when the shapes contradict the network (e.g. two batch sizes)
             raise EngineError(f"{self.artifact.stage}: TensorRT cannot run inputs of shapes {shapes}: "
-                              f"{'; '.join(self._errors[-1:]) or e}") from None  # fmt: skip
+                              f"{'; '.join(self._errors(1)) or e}") from None  # fmt: skip
         if unresolved:
             raise EngineError(f"{self.artifact.stage}: TensorRT could not infer the shapes of {list(unresolved)}")
         out = {n: tuple(self._context.get_tensor_shape(n)) for n in self._outputs}
         for name, shape in out.items():
             if any(d < 0 for d in shape):
                 raise EngineError(f"{self.artifact.stage}: output {name!r} has a data-dependent shape {shape}")
+        self._shapes_set = (dict(shapes), out)
         return out
 
     # ---- run ------------------------------------------------------------------------------------
@@ -331,7 +347,7 @@ class TensorRTStage(ArtifactSpecs):
             return
         self._drop_graph()
         if not self._context.execute_async_v3(stream.handle):
-            raise EngineError(f"{self.artifact.stage}: TensorRT execution failed: {'; '.join(self._errors[-3:])}")
+            raise EngineError(f"{self.artifact.stage}: TensorRT execution failed: {'; '.join(self._errors(3))}")
         self._last_key = key
 
     def _capture(self, key: Shapes) -> bool:

@@ -22,18 +22,23 @@ sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if
 from eeg2img_deploy.manifest import read_manifest  # noqa: E402
 from eeg2img_deploy.runtime.backend import ArtifactSpecs  # noqa: E402
 from eeg2img_deploy.runtime.pipeline import Pipeline  # noqa: E402
-from eeg2img_deploy.serve.requests import model_inputs, model_outputs, run_requests  # noqa: E402
+from eeg2img_deploy.serve.requests import cut_padding, model_inputs, model_outputs, pad_to_static, run_requests  # noqa: E402
+from eeg2img_deploy.serve.triton_repo import static_batch  # noqa: E402
 
 
 class BlsStage(ArtifactSpecs):
     """A runtime stage session whose ``run`` is an inference request to the stage model of the same name."""
 
-    def __init__(self, artifact, model_name: str):
+    def __init__(self, artifact, model_name: str, static_axes=None):
         self.artifact = artifact
         self.model_name = model_name
         self._outputs = [t.name for t in artifact.outputs]  # all of them (a stage has one)
+        self._static_axes = static_axes  # a static engine's axes: every call padded to their size
 
     def run(self, feeds):
+        real = padded = 1
+        if self._static_axes is not None:
+            feeds, real, padded = pad_to_static(feeds, self.artifact.inputs, self._static_axes)
         kw = {}
         if hasattr(pb_utils, "PreferredMemory"):  # answers in host memory: the samplers are numpy
             kw["preferred_memory"] = pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)
@@ -43,8 +48,9 @@ class BlsStage(ArtifactSpecs):
         response = request.exec()
         if response.has_error():
             raise pb_utils.TritonModelException(f"{self.model_name}: {response.error().message()}")
-        return {t.name: pb_utils.get_output_tensor_by_name(response, t.name).as_numpy().reshape(
+        outputs = {t.name: pb_utils.get_output_tensor_by_name(response, t.name).as_numpy().reshape(
             len(feeds[self.artifact.inputs[0].name]), *t.shape[1:]) for t in self.artifact.outputs}
+        return cut_padding(outputs, self.artifact.outputs, real, padded)  # without the padding rows
 
     def close(self):
         pass
@@ -64,9 +70,10 @@ class TritonPythonModel:
         manifest = read_manifest(folder)
         chosen = json.loads((folder / "repo.json").read_text())
         sessions = {}
+        static = manifest.bundle.axes if static_batch(manifest) is not None else None
         for key, m in chosen["models"].items():  # the runtime's session name -> the repository's model
             steps = {} if m["steps"] is None else {"steps": m["steps"]}
-            sessions[key] = BlsStage(manifest.artifact(m["stage"], m["precision"], **steps), m["model"])
+            sessions[key] = BlsStage(manifest.artifact(m["stage"], m["precision"], **steps), m["model"], static)
         constants = load_file(str(folder / manifest.constants_file))
         self.pipe = Pipeline(manifest, constants, sessions, folder=folder, vae=chosen["vae"])
         self.inputs = [p.name for p in model_inputs(self.pipe.eeg_spec.shape)]

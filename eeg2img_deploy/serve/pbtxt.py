@@ -1,7 +1,8 @@
 """Triton ``config.pbtxt`` from plain Python values (protobuf text format, no protobuf needed to write it).
 
 A dict is a message, a list a repeated field, :class:`Enum` an enum value (unquoted), a str a quoted
-string. The tests parse every file with Triton's own ``ModelConfig`` message (shipped in tritonclient).
+string; the key ``"#"`` is a comment (one ``# ...`` line per list item), which Triton's parser skips.
+The tests parse every file with Triton's own ``ModelConfig`` message (shipped in tritonclient).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ def render(message: dict, indent: int = 0) -> str:
     lines = []
     for key, value in message.items():
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, dict):
+            if key == "#":
+                lines.append(f"{pad}# {item}")
+            elif isinstance(item, dict):
                 lines.append(f"{pad}{key} {{\n{render(item, indent + 1)}{pad}}}")
             else:
                 lines.append(f"{pad}{key}: {_scalar(item)}")

@@ -17,6 +17,7 @@ from ..eeg.spec import validate_eeg, validate_subject_ids
 from ..core.options import RUN_FIELDS, RunOptions
 from ..errors import EEGInputError, Eeg2ImgError, OptionError
 from ..runtime.pipeline import Pipeline
+from ..runtime.trt_backend import BATCH_AXES
 
 MODEL_NAME = "eeg2img"
 TIMING_KEYS = ("encoder", "prior", "unet", "decoder", "total")
@@ -154,3 +155,37 @@ def run_requests(pipe: Pipeline, requests: list[dict[str, np.ndarray]],
 
 def _empty_outputs(pipe: Pipeline, n: int) -> dict[str, np.ndarray]:
     return {o.name: np.zeros((n, *o.dims), o.dtype) for o in model_outputs(pipe.image_size)}
+
+
+def pad_to_static(feeds: dict[str, np.ndarray], specs: tuple, axes: dict[str, dict[str, int]]) -> tuple[dict, int, int]:
+    """Pad each input along its own batch axis (the spec's ``batch``/``batch2`` axis, wherever it is: the caption's
+    KV cache carries it second) to its static size in ``axes`` (a static engine's: min = max), repeating the last
+    row; return the feeds and the (real, padded) size of the first padded axis (``batch2`` axes scale alike)."""
+    out, rows = dict(feeds), None
+    for t in specs:
+        axis = _batch_axis(t)
+        if axis is None:
+            continue
+        value, size = feeds[t.name], int(axes[t.shape[axis]]["max"])
+        n = value.shape[axis]
+        if n < size:
+            pad = np.repeat(np.take(value, [n - 1], axis=axis), size - n, axis=axis)
+            out[t.name] = np.concatenate([value, pad], axis=axis)
+            rows = rows or (n, size)
+    real, padded = rows or (1, 1)
+    return out, real, padded
+
+
+def cut_padding(outputs: dict[str, np.ndarray], specs: tuple, real: int, padded: int) -> dict[str, np.ndarray]:
+    """The outputs of a padded call without the padding rows, along each output's own batch axis."""
+    out = dict(outputs)
+    for t in specs:
+        axis = _batch_axis(t)
+        if axis is not None and real != padded:
+            v = outputs[t.name]
+            out[t.name] = np.take(v, range(v.shape[axis] * real // padded), axis=axis)
+    return out
+
+
+def _batch_axis(spec) -> int | None:
+    return next((i for i, d in enumerate(spec.shape) if d in BATCH_AXES), None)

@@ -64,6 +64,12 @@ def instance_kind(manifest: Manifest, kind: str) -> str:
     return "gpu" if manifest.backend is Backend.ONNXRUNTIME and on_gpu else "cpu"
 
 
+def static_batch(manifest: Manifest) -> int | None:
+    """The batch size of a folder of static TensorRT engines (``jetson-orin``: min = opt = max), else None."""
+    trt = manifest.engine.tensorrt if manifest.backend is Backend.TENSORRT and manifest.engine else None
+    return manifest.bundle.max_batch if trt is not None and trt.static_shapes else None
+
+
 def _batch_axis(a: Artifact, axes: dict) -> tuple[bool, int]:
     """Whether every I/O starts with the same dynamic axis, and that axis' largest size."""
     firsts = {t.shape[0] if t.shape and isinstance(t.shape[0], str) else None for t in (*a.inputs, *a.outputs)}
@@ -94,7 +100,15 @@ def stage_config(a: Artifact, name: str, manifest: Manifest, settings: RepoSetti
     cfg["max_batch_size"] = max_batch
     cfg["input"] = [io(t) for t in a.inputs]
     cfg["output"] = [io(t) for t in a.outputs]
-    if batched:
+    rows = static_batch(manifest)
+    if batched and rows is not None:
+        # Triton's dynamic batcher sends whatever it has gathered when the queue delay ends: with a static
+        # engine, a partial batch is outside the profile and TensorRT refuses it. Triton does not pad.
+        cfg["#"] = [f"static TensorRT engine (preset {manifest.engine.tensorrt.preset}): it runs exactly {rows} row(s) "
+                    "per call (the batch axis' size), so there is no dynamic batching, which would form partial",
+                    "batches; the eeg2img model pads every call to that size and drops the padding rows (a "
+                    "request of fewer rows sent here directly is outside the engine's profile)"]  # fmt: skip
+    elif batched:
         cfg["dynamic_batching"] = {"max_queue_delay_microseconds": 100}
     group = {"count": settings.instances, "kind": Enum("KIND_GPU" if kind == "gpu" else "KIND_CPU")}
     cfg["instance_group"] = [group]
@@ -157,11 +171,15 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
               for name, a in chosen.items()}
     (version / REPO_SETTINGS).write_text(json.dumps({"vae": settings.vae, "models": models}, indent=2) + "\n")
     configs[MODEL_NAME] = orchestrator_config(manifest, settings)
-    try:
-        configs.update(write_ensembles(tmp, bundle, manifest, chosen, Decoder(settings.vae).stage, configs))
-    except ManifestError:  # an ensemble Triton would refuse: nothing left behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if static_batch(manifest) not in (None, 1):  # an ensemble hands the client's batch to the stages unpadded
+        log.warning("static engines at batch %d: no fused-prior ensembles (they would pass partial batches to "
+                    "them); the eeg2img model pads its calls", static_batch(manifest))  # fmt: skip
+    else:
+        try:
+            configs.update(write_ensembles(tmp, bundle, manifest, chosen, Decoder(settings.vae).stage, configs))
+        except ManifestError:  # an ensemble Triton would refuse: nothing left behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     for name, cfg in configs.items():
         atomic_write_text(tmp / name / "config.pbtxt", render(cfg))
     atomic_write_text(tmp / "README.md", repo_readme(bundle, manifest, chosen, configs, kind, settings))
@@ -185,6 +203,11 @@ def repo_readme(bundle: Path, manifest: Manifest, chosen: dict[str, Artifact], c
     fused_note = (f"\n`{'`, `'.join(fused)}`: ensembles encoder -> prior_sampler -> unet -> decoder (no host loop; the "
                   "`eeg2img_glue_*` Python steps draw the same noise and make Stage II's one Euler step): the "
                   "images of `infer --prior-steps N`, with the bundle's guidance and IP scale.\n" if fused else "")
+    rows = static_batch(manifest)
+    batching = "Each stage model batches dynamically" if rows is None else (
+        f"The engines are static (batch {rows}): each stage model runs exactly {rows} row(s) per call, so none "
+        "batches dynamically (a partial batch would be outside the profile); the `eeg2img` model pads its calls"
+        + ("" if rows == 1 else ", and there are no fused ensembles (they would pass partial batches)"))
     return f"""# Triton model repository for eeg2img-deploy
 
 Written by `eeg2img-deploy triton-repo` from `{bundle.name}` ({manifest.backend.value} artifacts, instances {kind.upper()}).
@@ -211,5 +234,5 @@ Then send requests as to `eeg2img-deploy serve`: `eeg2img-deploy client --url HO
 `eeg2img` runs the runtime's pipeline (validation, the prior's DDPM loop with classifier-free guidance,
 the Euler-ancestral Stage II, the noise from `(seed, sample_index)`), calling the stage models above for
 every graph: the images are those of `eeg2img-deploy infer` with the same bundle, seed and trials.
-{fused_note}Each stage model batches dynamically; scale out with `instance_group` counts or more servers.
+{fused_note}{batching}; scale out with `instance_group` counts or more servers.
 """

@@ -11,6 +11,11 @@ pointers around and the fake TensorRT engine reads and writes them. What the fak
 * **Stream capture.** Work issued while capturing is recorded, not run. ``state.fail_captures`` makes
   ``cudaStreamEndCapture`` report an invalidated capture (the recorded work is then lost, as on a real
   GPU); allocating or synchronizing during a capture is an error that invalidates it.
+* **The legacy default stream.** Stream handle 0 is the legacy stream: its work runs at once, after the
+  work of every *blocking* stream (``cudaStreamCreate``); ``cudaStreamCreateWithFlags(cudaStreamNonBlocking)``
+  streams do not synchronize with it. Legacy-stream work while a blocking stream captures is
+  ``cudaErrorStreamCaptureImplicit`` and invalidates that capture. ``state.on_capture`` (a test's hook)
+  runs right after a capture begins: "another library" using the legacy stream meanwhile.
 * **Graphs.** A graph exec replays exactly the recorded operations; the fake TensorRT adds a check
   that the execution context still has the shapes the graph was captured with.
 * **The last error.** Every call that fails also records its error as the thread's last error, which
@@ -45,6 +50,10 @@ class cudaError_t(enum.IntEnum):
     cudaErrorNoDevice = 100
     cudaErrorStreamCaptureUnsupported = 900
     cudaErrorStreamCaptureInvalidated = 901
+    cudaErrorStreamCaptureImplicit = 906
+
+
+cudaStreamDefault, cudaStreamNonBlocking = 0, 1  # module-level ints in cuda.bindings.runtime (12.x and 13.x)
 
 
 class cudaMemcpyKind(enum.IntEnum):
@@ -94,6 +103,7 @@ class GpuState:
     runtime_version: int = 13000  # cudaRuntimeGetVersion: 1000 * major + 10 * minor
     last_error: int = 0  # the thread's last error (cudaGetLastError)
     fail_captures: bool = False
+    on_capture: Callable[[], None] | None = None  # run right after cudaStreamBeginCapture (a test's hook)
     calls: list[tuple[str, tuple]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     allocations: dict[int, np.ndarray] = field(default_factory=dict)  # device memory
@@ -156,8 +166,9 @@ def native(obj: Any) -> int:
 class Stream:
     """A queue of work that runs at synchronize; or, while capturing, a recorder of it."""
 
-    def __init__(self, state: GpuState) -> None:
+    def __init__(self, state: GpuState, blocking: bool = True) -> None:
         self.state = state
+        self.blocking = blocking  # synchronizes with the legacy default stream (cudaStreamCreate's streams)
         self.handle = Handle("cudaStream_t", state)
         self.queue: list[Op] = []
         self.capture: list[Op] | None = None
@@ -287,9 +298,23 @@ class CudaRuntime:
     def cudaFreeHost(self, ptr: Any) -> tuple:
         return self._free("cudaFreeHost", self.state.pinned, ptr)
 
+    def _legacy_copy(self, dst: int, src: int, count: int) -> tuple:
+        """A copy on the legacy default stream: it waits for every blocking stream, then runs."""
+        for other in self.state.streams.values():
+            if other.blocking and other.capture is not None:
+                other.invalidate("legacy-stream work while a blocking stream captures (cudaErrorStreamCaptureImplicit)")
+                return (cudaError_t.cudaErrorStreamCaptureImplicit,)
+        for other in self.state.streams.values():
+            if other.blocking:
+                other.drain()
+        ctypes.memmove(dst, src, count)
+        return (OK,)
+
     def cudaMemcpyAsync(self, dst: Any, src: Any, count: int, kind: Any, stream: Any) -> tuple:
         self._record("cudaMemcpyAsync", dst, src, count, kind)
         dst, src, count, kind = native(dst), native(src), int(count), cudaMemcpyKind(int(kind))
+        if native(stream) == 0:
+            return self._legacy_copy(dst, src, count)
         s = self._stream(stream, "cudaMemcpyAsync")
         if s is None:
             return (cudaError_t.cudaErrorInvalidValue,)
@@ -322,10 +347,19 @@ class CudaRuntime:
 
     # ---- streams, capture, graphs -------------------------------------------------------------------
     def cudaStreamCreate(self) -> tuple:
-        self._record("cudaStreamCreate")
-        if (err := self._no_device("cudaStreamCreate")) is not None:
+        return self._create_stream("cudaStreamCreate", blocking=True)
+
+    def cudaStreamCreateWithFlags(self, flags: int) -> tuple:
+        if int(flags) not in (cudaStreamDefault, cudaStreamNonBlocking):
+            self.state.violate(f"cudaStreamCreateWithFlags({flags!r}): not a stream flag")
+            return (cudaError_t.cudaErrorInvalidValue, None)
+        return self._create_stream("cudaStreamCreateWithFlags", blocking=int(flags) == cudaStreamDefault)
+
+    def _create_stream(self, name: str, blocking: bool) -> tuple:
+        self._record(name)
+        if (err := self._no_device(name)) is not None:
             return (err, None)
-        s = Stream(self.state)
+        s = Stream(self.state, blocking)
         self.state.streams[native(s.handle)] = s
         return (OK, s.handle)
 
@@ -356,6 +390,8 @@ class CudaRuntime:
             self.state.violate("cudaStreamBeginCapture on a missing stream or one already capturing")
             return (cudaError_t.cudaErrorStreamCaptureInvalidated,)
         s.capture, s.capture_broken = [], None
+        if self.state.on_capture is not None:
+            self.state.on_capture()
         return (OK,)
 
     def cudaStreamEndCapture(self, stream: Any) -> tuple:
@@ -429,5 +465,6 @@ def make_fake_cudart(state: GpuState) -> types.ModuleType:
             fn = getattr(rt, name)
             setattr(m, name, fn if name in _NO_LAST_ERROR else _records_last_error(state, fn))
     m.cudaError_t, m.cudaMemcpyKind, m.cudaStreamCaptureMode = cudaError_t, cudaMemcpyKind, cudaStreamCaptureMode
+    m.cudaStreamDefault, m.cudaStreamNonBlocking = cudaStreamDefault, cudaStreamNonBlocking
     m._state = state
     return m

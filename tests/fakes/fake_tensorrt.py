@@ -26,7 +26,10 @@ recorded in ``state.violations``; the fixtures fail any test that leaves violati
 * the first enqueue at new shapes sets up resources (it allocates): during a stream capture that
   invalidates the capture; a CUDA graph replays only with the shapes it was captured with, and only
   while the context has enqueued nothing at other shapes since (TensorRT re-plans at a shape change);
-* ``weight_streaming_budget_v2`` only on weight-streaming engines, before contexts exist.
+* ``weight_streaming_budget_v2`` only on weight-streaming engines, before contexts exist; their enqueue is
+  synchronous, so one during a stream capture invalidates it;
+* one logger per process (TensorRT keeps a single logger pointer): a second logger is a violation;
+* TF32 is on by default (``clear_flag`` turns it off); the plan header records it.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class TrtState:
     step_seconds: float = 0.0  # how long each build step takes
     plans_built: int = 0
     monitor_threads: set[str] = field(default_factory=set)
+    logger: Any = None  # the first logger handed to TensorRT: the process's one logger
 
     @property
     def violations(self) -> list[str]:
@@ -134,6 +138,10 @@ def _check_logger(st: TrtState, logger: Any, who: str) -> None:
     if not isinstance(logger, ILogger) or not getattr(logger, "_trt_base_init", False):
         st.violate(f"{who} got a logger that is not an initialised trt.ILogger")
         raise TypeError(f"{who}(): incompatible constructor arguments (logger)")
+    if st.logger is None:
+        st.logger = logger
+    elif logger is not st.logger:  # TensorRT keeps one logger pointer for the process
+        st.violate(f"{who} got a second TensorRT logger: every Builder, Runtime and parser must use the same one")
 
 
 def _error(logger: Any, msg: str) -> None:
@@ -256,7 +264,7 @@ class IBuilderConfig:
         self._st, self._logger, self._flag_type = st, logger, flag_type
         self._level = 3
         self._pools: dict[Any, int] = {}
-        self._flags: set[Any] = set()
+        self._flags: set[Any] = {flag_type.TF32}  # TensorRT enables TF32 by default
         self._profiles: list[IOptimizationProfile] = []
         self._cache: ITimingCache | None = None
         self._monitor: Any = None
@@ -289,6 +297,12 @@ class IBuilderConfig:
             self._st.violate(f"set_flag({flag!r}) is not a BuilderFlag of TensorRT {self._st.version}")
             raise TypeError("set_flag(): incompatible function arguments")
         self._flags.add(flag)
+
+    def clear_flag(self, flag: Any) -> None:
+        if not isinstance(flag, self._flag_type):
+            self._st.violate(f"clear_flag({flag!r}) is not a BuilderFlag of TensorRT {self._st.version}")
+            raise TypeError("clear_flag(): incompatible function arguments")
+        self._flags.discard(flag)
 
     def get_flag(self, flag: Any) -> bool:
         return flag in self._flags
@@ -382,6 +396,7 @@ class Builder:
             "inputs": [[t.name, int(t.dtype), list(t.shape)] for t in network._inputs],
             "outputs": [[t.name, int(t.dtype), list(t.shape)] for t in network._outputs],
             "weight_streaming": "WEIGHT_STREAMING" in {f.name for f in config._flags},
+            "tf32": "TF32" in {f.name for f in config._flags},
         }
         if config._cache is not None:
             config._cache._entries[str(len(config._cache._entries))] = "tactic"
@@ -557,6 +572,10 @@ class IExecutionContext:
         return False
 
     def infer_shapes(self) -> list[str]:
+        self._st.record("IExecutionContext.infer_shapes")
+        return self._unresolved()
+
+    def _unresolved(self) -> list[str]:
         sizes: dict[str, tuple[str, int]] = {}  # an axis named alike in two inputs must agree (inferShapes: -1)
         for name, shape in self._shapes.items():
             for d, n in zip(self._e._in_dims[name], shape):
@@ -573,7 +592,7 @@ class IExecutionContext:
         _, mode, _, dims = self._e._find(name)
         if mode == TensorIOMode.INPUT:
             return self._input_shape(name)
-        if self.infer_shapes():
+        if self._unresolved():
             return dims
         sizes: dict[str, int] = {}
         for iname, idims in self._e._in_dims.items():
@@ -606,6 +625,8 @@ class IExecutionContext:
             _error(self._e._logger, f"IExecutionContext::enqueueV3: Error Code 3: API Usage Error ({problem})")
             return False
         stream = st.gpu.streams[stream_handle]
+        if self._e._h["weight_streaming"] and stream.capture is not None:  # its enqueue is synchronous
+            stream.invalidate("execute_async_v3 of a weight-streaming engine during stream capture (it synchronizes)")
         shapes = {t[0]: self.get_tensor_shape(t[0]) for t in self._e._io}
         inputs = {n: s for n, s in shapes.items() if n in dict(self._shapes)}
         if stream.capture is not None and inputs != self._ready_shapes:
@@ -644,6 +665,8 @@ class IExecutionContext:
             return None
 
         stream.enqueue(Op("enqueueV3", kernel, check))
+        if self._e._h["weight_streaming"] and stream.capture is None:
+            stream.drain()  # synchronous: it returns after the work (and the weights' streaming) is done
         return True
 
     def _precondition_problem(self, stream_handle: Any) -> str | None:
@@ -653,7 +676,7 @@ class IExecutionContext:
             return "stream_handle is not a live CUDA stream"
         if self._st.gpu.last_error:  # TensorRT checks its kernel launches with cudaGetLastError
             return f"a CUDA error is pending from an earlier call (error {self._st.gpu.last_error}; clear it with cudaGetLastError)"
-        missing = self.infer_shapes()
+        missing = self._unresolved()
         if missing:
             return f"input shapes not set for {missing} (call set_input_shape first)"
         for name, _, dtype, _ in self._e._io:

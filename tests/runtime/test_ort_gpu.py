@@ -74,13 +74,15 @@ def test_io_binding_uploads_fixed_unet_inputs_once(ort_engines, tiny_eeg, monkey
 
 
 def test_tensorrt_ep_options_per_session(tiny_bundle, tiny_eeg, monkeypatch) -> None:
-    """fp16 only for fp16 graphs (old: the fp32-only VAE too) and the manifest's profile for every session."""
+    """fp16 only for fp16 graphs without fp32 islands (old: the fp32-only VAE too, and the UNet's timestep
+    sinusoids, which the EP's weakly typed network may run in fp16) and the manifest's profile for every session."""
     state = install_fake_onnxruntime(monkeypatch, available=[TRT_EP, "CUDAExecutionProvider", "CPUExecutionProvider"],
                                      startable={TRT_EP, "CUDAExecutionProvider", "CPUExecutionProvider"})  # fmt: skip
     _run(tiny_bundle, tiny_eeg[:1], provider="tensorrt", precision="fp16")
     opts = _options(state, TRT_EP)
-    assert opts["vae_decoder.onnx"]["trt_fp16_enable"] is False
-    assert opts["unet.fp16.onnx"]["trt_fp16_enable"] is True
+    fp16 = {name: o["trt_fp16_enable"] for name, o in opts.items()}
+    assert fp16 == {"encoder.fp16.onnx": True, "prior.fp16.onnx": False, "prior_sampler_10.fp16.onnx": False,
+                    "prior_sampler_50.fp16.onnx": False, "unet.fp16.onnx": False, "vae_decoder.onnx": False}
     unet = opts["unet.fp16.onnx"]
     assert unet["trt_profile_min_shapes"].startswith("sample:1x4x") and "image_embeds:4x1024" in unet["trt_profile_max_shapes"]
     assert "x:2x1024" in opts["prior.fp16.onnx"]["trt_profile_min_shapes"], "the prior's cond+uncond axis"
@@ -135,3 +137,25 @@ def test_io_binding_keeps_the_fused_prior_chain_on_the_device(ort_engines, tiny_
     # encoder 2 up; fused prior: cond bound on the device, noise + guidance up; unet 4 fixed up (image_embeds
     # bound on the device) + 4 x (sample, timestep up / noise_pred down); decoder 1 / 1; embeddings down for Result
     assert (state.count("H2D"), state.count("D2H")) == (2 + 2 + 4 + 4 * 2 + 1, 4 + 1 + 2)
+
+
+FLOAT_ONLY_OPS = {"Cast", "Constant", "Shape", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Concat", "Gather", "Slice",
+                  "Transpose", "Expand", "ConstantOfShape", "Split", "Flatten"}  # move or make values, compute nothing
+
+
+@pytest.mark.requires_torch
+def test_fp16_graphs_with_fp32_islands_stay_out_of_the_tensorrt_eps_fp16(tiny_bundle) -> None:
+    """TRT_EP_NO_FP16 against the graphs: a stage whose fp16 graph computes anything in fp32 is in it, and the
+    others are not (they then get trt_fp16_enable and lose nothing)."""
+    onnx = pytest.importorskip("onnx")
+    from eeg2img_deploy.manifest import read_manifest
+
+    islands = {}
+    for a in read_manifest(tiny_bundle).artifacts:
+        if a.precision.value != "fp16":
+            continue
+        m = onnx.shape_inference.infer_shapes(onnx.load(str(tiny_bundle / a.file), load_external_data=False))
+        fp32 = {vi.name for vi in (*m.graph.value_info, *m.graph.output) if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+        computed = [n.op_type for n in m.graph.node if n.op_type not in FLOAT_ONLY_OPS and set(n.output) & fp32]
+        islands[a.stage] = islands.get(a.stage, False) or bool(computed)
+    assert {s for s, has in islands.items() if has} == set(onnxrt.TRT_EP_NO_FP16)

@@ -246,7 +246,7 @@ def test_fake_rejects_unbound_or_too_small_buffers_and_bad_profiles(engines, mon
     for name in ("eeg", "eeg_embeds"):
         context.set_tensor_address(name, small)
     assert context.execute_async_v3(stream.getPtr()) is False  # buffers too small
-    profile = trt.Builder(trt.Logger()).create_optimization_profile()
+    profile = trt.Builder(state.logger).create_optimization_profile()  # the process's one logger
     profile.set_shape("eeg", (2, 4, 8), (1, 4, 8), (4, 4, 8))  # min > opt
     assert len(state.violations) == 3 and "min <= opt <= max" in state.violations[-1]
 
@@ -294,9 +294,10 @@ def test_fake_11x_has_no_fp16_flag_and_strongly_typed_rejects_precision_flags(tm
     state10 = install_fake_gpu(monkeypatch, version="10.3.0")
     import tensorrt as trt10
 
-    builder = trt10.Builder(trt10.Logger())
+    logger = trt10.Logger()
+    builder = trt10.Builder(logger)
     network = builder.create_network(1 << int(trt10.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    assert trt10.OnnxParser(network, trt10.Logger()).parse_from_file(str(tmp_path / "b" / "encoder.onnx"))
+    assert trt10.OnnxParser(network, logger).parse_from_file(str(tmp_path / "b" / "encoder.onnx"))
     config = builder.create_builder_config()
     config.set_flag(trt10.BuilderFlag.FP16)
     assert builder.build_serialized_network(network, config) is None

@@ -86,6 +86,52 @@ def test_tensorrt_folder_gets_plans_on_gpu_instances(tiny_bundle, tmp_path):
         assert [TYPES[t.dtype] for t in a.inputs] == [model_config_pb2.DataType.Name(i.data_type) for i in cfg.input]
 
 
+def _static_engines(tiny_bundle, folder, rows: int):
+    """The bundle relabelled as static TensorRT engines at ``rows`` (jetson-orin --max-batch ROWS)."""
+    from eeg2img_deploy.manifest import EngineSettings, TensorRTSettings
+
+    shutil.copytree(tiny_bundle, folder)
+    m = read_manifest(folder)
+    axes = {"batch": dict.fromkeys(("min", "opt", "max"), rows), "batch2": dict.fromkeys(("min", "opt", "max"), 2 * rows)}
+    write_manifest(folder, dataclasses.replace(m, backend=Backend.TENSORRT, bundle=dataclasses.replace(m.bundle, axes=axes, max_batch=rows),
+                                               engine=EngineSettings(tensorrt=TensorRTSettings("jetson-orin", static_shapes=True))))  # fmt: skip
+    return folder
+
+
+def test_static_engines_get_no_dynamic_batcher_and_no_ensembles(tiny_bundle, tmp_path):
+    """Triton's dynamic batcher sends partial batches after its queue delay: outside a static engine's profile.
+    Old code batched every stage dynamically and wired ensembles that pass the client's batch through."""
+    for rows in (3, 1):
+        folder = _static_engines(tiny_bundle, tmp_path / f"engines{rows}", rows)
+        configs = _write(folder, tmp_path / f"repo{rows}")
+        for stage in ("encoder", "prior", "unet", "vae_decoder"):
+            text = (tmp_path / f"repo{rows}" / stage / "config.pbtxt").read_text()
+            cfg = parse(tmp_path / f"repo{rows}" / stage / "config.pbtxt")
+            assert not cfg.HasField("dynamic_batching") and "# static TensorRT engine" in text, stage
+            assert cfg.max_batch_size == (2 * rows if stage == "prior" else rows)
+        assert any(n.startswith("eeg2img_fused_") for n in configs) == (rows == 1)
+
+
+def test_calls_to_a_static_engine_are_padded_and_cut():
+    """Each tensor along its own batch axis: the caption's KV cache carries it second ((2 * layers, B, ...))."""
+    from eeg2img_deploy.manifest import TensorSpec
+    from eeg2img_deploy.serve.requests import cut_padding, pad_to_static
+
+    specs = (TensorSpec("x", "float32", ("batch2", 2)), TensorSpec("t", "float32", ("batch2",)), TensorSpec("k", "float32", (3,)),
+             TensorSpec("kv", "float32", (2, "batch2", "past")))  # fmt: skip
+    x = np.arange(8, dtype=np.float32).reshape(4, 2)
+    kv = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5)
+    feeds, real, padded = pad_to_static({"x": x, "t": x[:, 0], "k": np.ones(3, np.float32), "kv": kv}, specs,
+                                        {"batch2": {"max": 6}})  # fmt: skip
+    assert (real, padded) == (4, 6) and feeds["x"].shape == (6, 2) and feeds["t"].shape == (6,) and feeds["k"].shape == (3,)
+    assert feeds["kv"].shape == (2, 6, 5)  # axis 0 padded would be (4, 4, 5)
+    np.testing.assert_array_equal(feeds["x"][4:], [x[-1], x[-1]])  # real rows repeated: no NaN from zeros
+    np.testing.assert_array_equal(feeds["kv"][:, 4:], np.stack([kv[:, -1]] * 2, axis=1))
+    cut = cut_padding({"x": feeds["x"] * 2, "kv": feeds["kv"] + 1}, specs[:1] + specs[3:], real, padded)
+    np.testing.assert_array_equal(cut["x"], x * 2)
+    np.testing.assert_array_equal(cut["kv"], kv + 1)
+
+
 def test_a_misspelled_field_fails_the_parse():
     from eeg2img_deploy.serve.pbtxt import Enum, render
 
