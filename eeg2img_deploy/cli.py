@@ -230,12 +230,27 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
 @click.option("--provider", type=click.Choice([p.value for p in Provider]), default=None,
               help="--backend onnxruntime: the execution provider to optimize for [default: cuda if available, else cpu].")
 @verify_option()
+@click.option("--check", "check_only", is_flag=True,
+              help="Build nothing: check every graph a TensorRT build would use against TensorRT's ONNX parser rules "
+                   "and the preset's shape profile (no TensorRT needed); one line per finding, exit 2 if any.")
 def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str, precision: str | None,
                       max_batch: int | None, opt_level: int | None, workspace_gb: float | None,
-                      timing_cache: Path | None, provider: str | None, verify: bool) -> None:
+                      timing_cache: Path | None, provider: str | None, verify: bool, check_only: bool) -> None:
     """Build TensorRT engines (or onnxruntime-optimized models) from an export bundle."""
-    from .engines.build import build_engines, default_engine_dir
+    from .engines.build import build_engines, check_for_tensorrt, default_engine_dir
 
+    if check_only:
+        if backend != "tensorrt":
+            raise click.UsageError("--check checks TensorRT's rules: leave out --backend onnxruntime")
+        found = check_for_tensorrt(bundle, preset=preset, precision=precision, max_batch=max_batch)
+        for v in found:
+            click.echo(v.line())
+        if found:
+            graphs = len({v.graph.split(" ")[0] for v in found})
+            click.echo(f"error: {len(found)} finding(s) in {graphs} graph(s), one per line above", err=True)
+            sys.exit(2)
+        click.echo(f"every graph a TensorRT build of {bundle} uses passes TensorRT's parser rules and the {preset} profile")
+        return
     out = out or default_engine_dir(bundle)
     reused: list = []
     manifest = build_engines(

@@ -63,6 +63,9 @@ LAYERS: dict[str, set[str]] = {
 }
 # The parts that may import the torch stack and the ONNX writers (lazily or not); bench only for its baseline.
 TORCH_STACK = {"torch", "torchvision", "diffusers", "transformers", "accelerate", "onnx", "onnxscript"}
+# The parts that may also read ONNX graphs with the onnx package (lazily; no torch): engines, for TensorRT's parser
+# rules (engines/trt_rules.py: build-engines --check and the check before a TensorRT build).
+ONNX_READERS = {"engines"}
 TORCH_STACK_PARTS = {"quiet", "models", "tiny_semantic", "tiny_brainflora", "tiny", "reference", "export", "bench", "eval",
                      "tiny_eval"}
 
@@ -175,7 +178,7 @@ def violations(own: dict[str, set[str]], other: dict[str, set[str]]) -> list[str
         for target in sorted(targets):
             if part_of(target) != part and part_of(target) not in LAYERS.get(part, set()):
                 out.append(f"{module} imports {target}: {part} may not import {part_of(target)}")
-        heavy = sorted(other[module] & TORCH_STACK)
+        heavy = sorted(other[module] & TORCH_STACK - ({"onnx"} if part in ONNX_READERS else set()))
         if heavy and part not in TORCH_STACK_PARTS:
             out.append(f"{module} imports {', '.join(heavy)}: {part} must work without the torch stack")
     if circle := _cycle(own):

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineError, ManifestError
+from ..errors import BackendUnavailableError, EngineError, ManifestError
 from ..cards import write_card
 from ..core.artifacts import select_artifacts
 from ..fileio import atomic_path, sha256_file
@@ -35,9 +35,10 @@ from ..manifest import (
     read_manifest,
     write_manifest,
 )
-from . import ort_optimize
+from . import ort_optimize, trt_rules
 from .cache_key import engine_file_name, engine_key, ort_model_file_name
 from .presets import GB, BuildPreset, get_preset, profile_axes
+from .trt_rules import Violation
 
 log = logging.getLogger(__name__)
 
@@ -77,28 +78,18 @@ def build_engines(
     backend = Backend(backend)
     if backend is Backend.ONNX:
         raise EngineError("build-engines makes tensorrt or onnxruntime engines; the onnx backend is the bundle itself")
-    bundle = read_manifest(bundle_dir)
-    if bundle.backend is not Backend.ONNX:
-        raise ManifestError(
-            f"{bundle_dir} is a {bundle.backend.value} engine folder, not an export bundle: pass the folder "
-            "written by `eeg2img-deploy export`"
-        )
+    bundle, p, axes, chosen = _plan(bundle_dir, backend, preset, precision, stages, max_batch=max_batch,
+                                    opt_level=opt_level, workspace_gb=workspace_gb)  # fmt: skip
     verify_files(bundle_dir, bundle, stages, force=verify)
     out_dir = Path(out_dir) if out_dir is not None else default_engine_dir(bundle_dir)
     if out_dir.resolve() == bundle_dir.resolve():
         raise EngineError(f"the engine folder must not be the bundle folder {bundle_dir}: pass another --out")
-    p = get_preset(preset).with_overrides(max_batch=max_batch, opt_level=opt_level, workspace_gb=workspace_gb)
-    axes = profile_axes(p, bundle.bundle.axes)
-    unknown = sorted(set(stages or []) - set(bundle.stages()))
-    if unknown:
-        raise ManifestError(f"stages {unknown} are not in the bundle (it has {', '.join(map(str, bundle.stages()))})")
-    wanted = [s for s in bundle.stages() if stages is None or s in stages]
-    chosen = select_artifacts(bundle, wanted, precision, prefer_fp16=backend is Backend.TENSORRT, folder=bundle_dir)
     previous = _previous_manifest(out_dir)
 
     # The maker checks the backend (TensorRT, a GPU, onnxruntime) before anything is created on disk.
     if backend is Backend.TENSORRT:
         maker: _StageMaker = _TensorRTMaker(bundle_dir, out_dir, p, axes, Path(timing_cache or out_dir), progress)
+        _refuse_what_tensorrt_refuses(bundle_dir, list(chosen.values()), axes)
     else:
         maker = _OnnxRuntimeMaker(bundle_dir, out_dir, ort_provider, axes)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +137,83 @@ def build_engines(
     return manifest
 
 
-# ---- choosing and reusing -------------------------------------------------------------------------
+# ---- choosing, checking and reusing ----------------------------------------------------------------
+def _plan(bundle_dir: Path, backend: Backend, preset: str, precision: Precision | str | None, stages: list[str] | None,
+          **overrides: Any) -> tuple[Manifest, BuildPreset, dict, dict[str, Artifact]]:
+    """The bundle, the preset (with the CLI's overrides), its axis ranges and the artifacts a build uses."""
+    bundle = read_manifest(bundle_dir)
+    if bundle.backend is not Backend.ONNX:
+        raise ManifestError(
+            f"{bundle_dir} is a {bundle.backend.value} engine folder, not an export bundle: pass the folder "
+            "written by `eeg2img-deploy export`"
+        )
+    p = get_preset(preset).with_overrides(**overrides)
+    axes = profile_axes(p, bundle.bundle.axes)
+    unknown = sorted(set(stages or []) - set(bundle.stages()))
+    if unknown:
+        raise ManifestError(f"stages {unknown} are not in the bundle (it has {', '.join(map(str, bundle.stages()))})")
+    wanted = [s for s in bundle.stages() if stages is None or s in stages]
+    chosen = select_artifacts(bundle, wanted, precision, prefer_fp16=backend is Backend.TENSORRT, folder=bundle_dir)
+    return bundle, p, axes, chosen
+
+
+def check_for_tensorrt(
+    bundle_dir: str | Path,
+    *,
+    preset: str = "workstation",
+    precision: Precision | str | None = None,
+    max_batch: int | None = None,
+    stages: list[str] | None = None,
+) -> list[Violation]:
+    """``build-engines --check``: every graph a TensorRT build of the bundle would use, against TensorRT's ONNX
+    parser rules and the preset's optimization profile (:mod:`.trt_rules`). Needs onnx, not TensorRT."""
+    bundle_dir = Path(bundle_dir)
+    _, _, axes, chosen = _plan(bundle_dir, Backend.TENSORRT, preset, precision, stages, max_batch=max_batch)
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise BackendUnavailableError("build-engines --check reads the graphs with the onnx package: pip install onnx") from None
+    return _tensorrt_findings(bundle_dir, list(chosen.values()), axes)
+
+
+def _tensorrt_findings(bundle_dir: Path, artifacts: list[Artifact], axes: dict) -> list[Violation]:
+    import onnx
+
+    from .tensorrt_builder import shape_profile
+
+    found: list[Violation] = []
+    for a in artifacts:
+        model = onnx.load(str(bundle_dir / a.file), load_external_data=False)  # the rules need no weights
+        found += trt_rules.check_model(model, a.file)
+        try:
+            profile = shape_profile(a.inputs, axes)
+        except EngineError as e:
+            found.append(Violation(a.file, "inputs", "profile", str(e), refused=False))
+        else:
+            found += trt_rules.check_profile(model, a.file, profile)
+    return found
+
+
+def _refuse_what_tensorrt_refuses(bundle_dir: Path, artifacts: list[Artifact], axes: dict) -> None:
+    """The ``--check`` of the graphs about to be built: stop before the first build rather than after the UNet."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        log.warning("onnx is not installed: the graphs are not checked against TensorRT's parser rules before the "
+                    "build (pip install onnx)")  # fmt: skip
+        return
+    found = _tensorrt_findings(bundle_dir, artifacts, axes)
+    for v in found:
+        if not v.blocking:
+            log.warning("%s", v.line())
+    blocking = [v for v in found if v.blocking]
+    if blocking:
+        raise EngineError(
+            f"TensorRT would refuse this bundle ({len(blocking)} finding(s); the first: {blocking[0].line()}): "
+            f"`eeg2img-deploy build-engines --bundle {bundle_dir} --check` lists them all"
+        )
+
+
 def _previous_manifest(out_dir: Path) -> Manifest | None:
     if not (out_dir / MANIFEST_NAME).is_file():
         return None

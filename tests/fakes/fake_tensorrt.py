@@ -29,7 +29,9 @@ recorded in ``state.violations``; the fixtures fail any test that leaves violati
 * ``weight_streaming_budget_v2`` only on weight-streaming engines, before contexts exist; their enqueue is
   synchronous, so one during a stream capture invalidates it;
 * one logger per process (TensorRT keeps a single logger pointer): a second logger is a violation;
-* TF32 is on by default (``clear_flag`` turns it off); the plan header records it.
+* TF32 is on by default (``clear_flag`` turns it off); the plan header records it;
+* the parser refuses what TensorRT's ONNX parser refuses (:mod:`eeg2img_deploy.engines.trt_rules`: operators,
+  data types, uint8 inside the graph, attributes, constant inputs), one ``ParserError`` per finding.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from eeg2img_deploy.engines.trt_rules import check_model
 
 from .fake_cudart import GpuState, Op
 
@@ -211,6 +215,11 @@ class OnnxParser:
             onnx.checker.check_model(proto)
         except Exception as e:
             self._errors.append(ParserError(f"failed to load {model}: {e}"))
+            return False
+        # TensorRT's parser rules as the toolkit writes them down: a graph the real parser refuses fails here too
+        refused = [v for v in check_model(proto, Path(model).name) if v.refused]
+        if refused:
+            self._errors.extend(ParserError(f"{v.where}: {v.rule}: {v.message}") for v in refused)
             return False
 
         def tensor(vi: Any) -> ITensor:

@@ -34,7 +34,7 @@ SPECS = {
 }
 
 
-def _graph(stage: str, dtype: np.dtype, rng: np.random.Generator):
+def _graph(stage: str, dtype: np.dtype, rng: np.random.Generator, uint8_inside: bool = False):
     from onnx import TensorProto, helper, numpy_helper
 
     elem = TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
@@ -45,6 +45,10 @@ def _graph(stage: str, dtype: np.dtype, rng: np.random.Generator):
             helper.make_node("MatMul", ["flat", "W"], ["h"]),
             helper.make_node("Add", ["h", "b"], ["eeg_embeds"]),
         ]
+        if uint8_inside:  # a uint8 round trip: onnxruntime runs it, TensorRT's parser refuses it
+            nodes[-1].output[0] = "sum"
+            nodes += [helper.make_node("Cast", ["sum"], ["u8"], to=TensorProto.UINT8, name="to_uint8"),
+                      helper.make_node("Cast", ["u8"], ["eeg_embeds"], to=elem, name="from_uint8")]
         inits = [w("W", 32, 6), w("b", 6)]
     elif stage == "prior":
         nodes = [
@@ -71,7 +75,8 @@ def _graph(stage: str, dtype: np.dtype, rng: np.random.Generator):
     return model
 
 
-def write_tiny_bundle(folder: str | Path, *, seed: int = 0) -> Manifest:
+def write_tiny_bundle(folder: str | Path, *, seed: int = 0, uint8_inside: bool = False) -> Manifest:
+    """``uint8_inside``: the encoder graph holds a uint8 tensor (a graph TensorRT's parser refuses)."""
     import pytest
 
     onnx = pytest.importorskip("onnx", reason="writing ONNX graphs needs onnx (the export extra)")
@@ -84,7 +89,7 @@ def write_tiny_bundle(folder: str | Path, *, seed: int = 0) -> Manifest:
     for stage, precisions in (("encoder", ("fp32",)), ("prior", ("fp32", "fp16")), ("unet", ("fp32", "fp16"))):
         for prec in precisions:
             dtype = np.dtype(np.float16 if prec == "fp16" else np.float32)
-            model = _graph(stage, dtype, rng)
+            model = _graph(stage, dtype, rng, uint8_inside)
             name = f"{stage}.onnx" if prec == "fp32" else f"{stage}.fp16.onnx"
             data_name = None
             if stage == "unet" and prec == "fp32":  # one model with external weights, like the real UNet
