@@ -58,7 +58,6 @@ CUSTOM_UPSTREAMS = {  # an --encoder-factory bundle's encoder
     "encoder_channels": Upstream("your EEG encoder's channel list (`--encoder-channels`)", "-", "yours"),
 }
 UNKNOWN = Upstream("", "-", "see the source's own licence")
-ORT_PROVIDERS = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt"}
 
 
 def write_card(folder: str | Path, manifest: Manifest) -> Path:
@@ -102,7 +101,7 @@ def _commands(folder: Path, manifest: Manifest) -> list[str]:
             how, build = "--backend tensorrt", f"--preset {engine.tensorrt.preset}" if engine and engine.tensorrt else ""
         else:
             ort = engine.onnxruntime if engine else None
-            how = build = f"--provider {ORT_PROVIDERS.get(ort.provider, 'cpu') if ort else 'cpu'}"
+            how = build = f"--provider {ort.provider if ort else 'cpu'}"
             how = f"--backend onnxruntime {how}"
         lines += [f"eeg2img-deploy infer --bundle {f} {how} {run}", f"eeg2img-deploy bench --bundle {f} {how}"]
         parent = manifest.parent
@@ -161,7 +160,7 @@ def _made(manifest: Manifest) -> list[str]:
                    + " (fp32 engines compute in fp32); on for " + (", ".join(k for k, on in tf32.items() if on) or "none"))
     if manifest.engine and manifest.engine.onnxruntime:
         ort = manifest.engine.onnxruntime
-        out.append(f"- backend: onnxruntime, optimized for `{ort.provider}` (graph optimization `{ort.graph_optimization_level}`)")
+        out.append(f"- backend: onnxruntime, optimized for `{ort.provider.execution_provider}` (graph optimization `{ort.graph_optimization_level}`)")
     if manifest.parent is not None:
         p = manifest.parent
         out.append(f"- parent bundle: `{p.bundle}` (at `{p.path or '?'}` from here), its `{MANIFEST_NAME}` sha256 "

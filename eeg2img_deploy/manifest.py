@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from . import __version__
 from .errors import ManifestError
@@ -259,9 +259,16 @@ class TensorRTSettings:
 class OnnxRuntimeSettings:
     """What ``build-engines --backend onnxruntime`` optimized for (JSON: ``settings.onnxruntime``)."""
 
-    provider: str  # onnxruntime's provider name, e.g. "CPUExecutionProvider"
+    provider: Provider  # JSON: onnxruntime's name ("CPUExecutionProvider"); either spelling is read
     graph_optimization_level: str
     tensorrt_ep: dict[str, Any] | None = None  # TensorRT EP options; paths relative to the engine folder
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "provider", Provider.parse(self.provider))
+        except ValueError:
+            raise ManifestError(f"manifest.json's settings.onnxruntime.provider {self.provider} is not one of "
+                                f"{', '.join(p.execution_provider for p in Provider)}") from None
 
 
 @dataclass(frozen=True)
@@ -277,6 +284,7 @@ class EngineSettings:
             d["engines"] = dataclasses.asdict(self.tensorrt)
         if self.onnxruntime is not None:
             d["onnxruntime"] = {k: v for k, v in dataclasses.asdict(self.onnxruntime).items() if v is not None}
+            d["onnxruntime"]["provider"] = self.onnxruntime.provider.execution_provider
         return d
 
     @classmethod
@@ -457,3 +465,36 @@ def read_manifest(folder: str | Path) -> Manifest:
         )
     return Manifest.from_json(path.read_text(encoding="utf-8"), where=str(path))
 
+
+
+@dataclass(frozen=True)
+class ServedStage:
+    """One runtime session of a ``triton-repo`` repository's eeg2img model: the repository model that runs it."""
+
+    model: str
+    stage: Stage | str
+    precision: Precision
+    steps: int | None = None  # a per-step-count graph's step count (``prior_sampler@50``)
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """``repo.json``, the second on-disk contract: what ``triton-repo`` chose, read by the eeg2img model in
+    Triton (``serve/bls_model.py``): the runtime's session name -> its :class:`ServedStage`, and the VAE."""
+
+    vae: str
+    models: dict[str, ServedStage]
+
+    FILE: ClassVar[str] = "repo.json"
+
+    def write(self, folder: Path) -> None:
+        d = {"vae": self.vae, "models": {k: {"model": m.model, "stage": str(m.stage), "precision": m.precision.value,
+                                             "steps": m.steps} for k, m in self.models.items()}}
+        atomic_write_text(folder / self.FILE, json.dumps(d, indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: Path) -> ServedModels:
+        d = json.loads((folder / cls.FILE).read_text(encoding="utf-8"))
+        models = {k: ServedStage(m["model"], Stage.parse(m["stage"]), Precision(m["precision"]), m.get("steps"))
+                  for k, m in d["models"].items()}
+        return cls(d["vae"], models)

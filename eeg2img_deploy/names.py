@@ -54,11 +54,20 @@ RUNTIME_BACKENDS = (Backend.ONNXRUNTIME, Backend.TENSORRT)  # the choices of ``-
 
 
 class Provider(enum.StrEnum):
-    """onnxruntime's execution provider: ``--provider``."""
+    """onnxruntime's execution provider: ``--provider``; :attr:`execution_provider` is onnxruntime's name of it."""
 
     CPU = "cpu"
     CUDA = "cuda"
     TENSORRT = "tensorrt"
+
+    @property
+    def execution_provider(self) -> str:
+        return {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[self]
+
+    @classmethod
+    def parse(cls, name: str) -> Provider:
+        """``cuda`` or onnxruntime's ``CUDAExecutionProvider`` (what engine folders record)."""
+        return next((p for p in cls if name in (p.value, p.execution_provider)), None) or cls(name)
 
 
 class EncoderKind(enum.StrEnum):

@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BackendUnavailableError, EngineError, OptionError
-from .manifest import Artifact, Precision, Stage
+from .manifest import Artifact, Precision, Provider, Stage
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
+_BEST_FIRST = (Provider.TENSORRT, Provider.CUDA, Provider.CPU)
+# --provider -> the execution providers a session asks for, best first (onnxruntime falls back along them)
+PROVIDERS = {p.value: [q.execution_provider for q in _BEST_FIRST[_BEST_FIRST.index(p):]] for p in _BEST_FIRST}
 GPU_INSTALL = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'eeg2img-deploy[gpu-cu12]' "
                "(CUDA 12 driver; '[gpu-cu13]' for CUDA 13)")
 

@@ -25,6 +25,9 @@ from eeg2img_deploy.manifest import (
     OnnxRuntimeSettings,
     ParentInfo,
     Precision,
+    Provider,
+    ServedModels,
+    ServedStage,
     Stage,
     TensorRTSettings,
     TensorSpec,
@@ -196,10 +199,31 @@ def test_a_manifest_written_before_the_typed_settings_still_reads(tmp_path):
     d["parent"] = {"manifest_sha256": "ab", "bundle": "tiny"}
     back = Manifest.from_json(json.dumps(d))
     assert back.bundle.steps == (1, 4) and back.bundle.fp32_only_stages == (Stage.VAE_DECODER,)
-    assert back.engine.onnxruntime.provider == "CPUExecutionProvider" and back.engine.tensorrt is None
+    assert back.engine.onnxruntime.provider is Provider.CPU and back.engine.tensorrt is None
     assert back.parent.path is None and back.parent.folder(tmp_path) is None
     assert back.bundle.encoder == EncoderInfo()  # written before the encoder kinds: the paper's ATM-S
     assert {k: v for k, v in json.loads(back.to_json())["settings"].items() if k != "encoder"} == d["settings"]
+
+
+def test_repo_json_round_trip(tmp_path):
+    """triton-repo's repo.json, as the eeg2img model in Triton reads it: typed, the JSON unchanged."""
+    served = ServedModels("tiny", {"prior_sampler@50": ServedStage("prior_sampler_50", Stage.PRIOR_SAMPLER,
+                                                                   Precision.FP16, 50),
+                                   "unet": ServedStage("unet", Stage.UNET, Precision.FP32)})
+    served.write(tmp_path)
+    assert ServedModels.read(tmp_path) == served
+    assert json.loads((tmp_path / "repo.json").read_text())["models"]["unet"] == {
+        "model": "unet", "stage": "unet", "precision": "fp32", "steps": None}
+
+
+def test_the_onnxruntime_provider_is_one_enum_read_in_either_spelling():
+    """Engine folders record onnxruntime's name; the settings hold the --provider enum, and write the name back."""
+    assert OnnxRuntimeSettings("CUDAExecutionProvider", "basic").provider is Provider.CUDA
+    assert OnnxRuntimeSettings("cuda", "basic") == OnnxRuntimeSettings(Provider.CUDA, "basic")
+    d = EngineSettings(onnxruntime=OnnxRuntimeSettings("tensorrt", "basic")).to_dict()
+    assert d["onnxruntime"]["provider"] == "TensorrtExecutionProvider"
+    with pytest.raises(ManifestError, match="settings.onnxruntime.provider DmlExecutionProvider is not one of"):
+        OnnxRuntimeSettings("DmlExecutionProvider", "basic")
 
 
 def test_unknown_settings_key_is_refused_and_unknown_stage_kept(tmp_path):

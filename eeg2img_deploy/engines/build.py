@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import BackendUnavailableError, EngineError, ManifestError
 from ..cards import write_card
@@ -31,6 +31,7 @@ from ..manifest import (
     OnnxRuntimeSettings,
     ParentInfo,
     Precision,
+    Provider,
     TensorRTSettings,
     read_manifest,
     write_manifest,
@@ -263,7 +264,7 @@ def _remove_stale(out_dir: Path, previous: Manifest | None, current: Manifest) -
 
 
 # ---- the two backends -------------------------------------------------------------------------------
-class _StageMaker:
+class _StageMaker(Protocol):
     def key(self, a: Artifact) -> tuple[dict[str, Any], str, str]: ...
     def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact: ...
     def settings(self, artifacts: list[Artifact]) -> EngineSettings: ...
@@ -417,7 +418,7 @@ class _OnnxRuntimeMaker(_StageMaker):
         if self.target.provider == "tensorrt":
             tensorrt_ep = ort_optimize.tensorrt_ep_options()
         return EngineSettings(onnxruntime=OnnxRuntimeSettings(
-            provider=self.target.provider_name, graph_optimization_level=self.target.level, tensorrt_ep=tensorrt_ep,
+            provider=Provider(self.target.provider), graph_optimization_level=self.target.level, tensorrt_ep=tensorrt_ep,
         ))
 
     def libraries(self) -> dict[str, str]:

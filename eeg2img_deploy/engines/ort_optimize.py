@@ -27,11 +27,12 @@ from typing import Any
 
 from ..errors import BackendUnavailableError, EngineError
 from ..fileio import staging_dir
+from ..manifest import Provider
 from ..onnxrt import import_onnxruntime, open_session, trt_ep_options
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+PROVIDERS = {p.value: p.execution_provider for p in Provider}
 EXTERNAL_DATA_THRESHOLD = int(1.8 * (1 << 30))  # protobuf's hard limit is 2 GB; keep a margin
 EXTERNAL_INITIALIZER_MIN_BYTES = 1024  # smaller initializers (shapes, scalars) stay in the model
 TRT_EP_CACHE_DIR = "trt-ep-cache"

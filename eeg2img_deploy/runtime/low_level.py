@@ -84,4 +84,5 @@ def cut_for(path: LowLevelPath | None, run: RunOptions) -> int | None:
     if path is None:
         raise SettingsError("this pipeline was opened without the low-level stages: open it with low_level=True "
                             "(infer --low-level)")
+    assert run.steps is not None, "options resolved against the bundle first (RunOptions.resolve)"
     return img2img_cut(run.steps, run.strength)

@@ -154,7 +154,7 @@ class Pipeline:
         """Run ``stage``; its output as float32/uint8 numpy, or with ``keep`` left on the device (a backend
         handle for the next stage of the same backend) where the stage runs on one."""
         session = self.sessions[stage]
-        kw = {"keep_on_device": (session.outputs[0].name,)} if keep and getattr(session, "on_device", False) else {}
+        kw = {"keep_on_device": (session.outputs[0].name,)} if keep and session.on_device else {}
         out = next(iter(self._run[stage](self._cast(stage, feeds), **kw).values()))
         if not isinstance(out, np.ndarray):
             return out
@@ -170,7 +170,7 @@ class Pipeline:
         """Whether ``producer``'s output can feed ``consumer``'s input ``name`` on the device as it is."""
         a, b = self.sessions[producer], self.sessions[consumer]
         want = next((t.dtype for t in b.inputs if t.name == name), None)
-        return bool(getattr(a, "on_device", False) and getattr(b, "on_device", False) and a.outputs[0].dtype == want)
+        return a.on_device and b.on_device and a.outputs[0].dtype == want
 
     def _euler(self, steps: int) -> EulerAncestral:
         return EulerAncestral.from_constants(self.constants, steps, exported=self.manifest.bundle.steps)
@@ -250,7 +250,7 @@ class Pipeline:
             "ip_scale": np.full(b, ip_scale, np.float32),
         }
         unet = self.sessions["unet"]
-        if hasattr(unet, "set_resident"):  # a GPU backend: the fixed inputs go to the device once per chunk
+        if unet.on_device:  # the fixed inputs go to the device once per chunk
             for name, value in self._cast("unet", fixed).items():
                 unet.set_resident(name, value)
             fixed = {}

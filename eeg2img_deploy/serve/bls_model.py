@@ -8,7 +8,6 @@ its error, the rest of the batch its images. Needs ``eeg2img_deploy`` installed 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import triton_python_backend_utils as pb_utils  # provided by Triton's Python ba
 # Triton's Python stub runs an isolated interpreter that ignores PYTHONPATH: honour it (a source checkout)
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 
-from eeg2img_deploy.manifest import read_manifest  # noqa: E402
+from eeg2img_deploy.manifest import ServedModels, read_manifest  # noqa: E402
 from eeg2img_deploy.runtime.backend import ArtifactSpecs  # noqa: E402
 from eeg2img_deploy.runtime.pipeline import Pipeline  # noqa: E402
 from eeg2img_deploy.serve.requests import cut_padding, model_inputs, model_outputs, pad_to_static, run_requests  # noqa: E402
@@ -35,7 +34,7 @@ class BlsStage(ArtifactSpecs):
         self._outputs = [t.name for t in artifact.outputs]  # all of them (a stage has one)
         self._static_axes = static_axes  # a static engine's axes: every call padded to their size
 
-    def run(self, feeds):
+    def run(self, feeds, *, keep_on_device=()):
         real = padded = 1
         if self._static_axes is not None:
             feeds, real, padded = pad_to_static(feeds, self.artifact.inputs, self._static_axes)
@@ -68,14 +67,12 @@ class TritonPythonModel:
 
         folder = Path(args["model_repository"]) / args["model_version"]
         manifest = read_manifest(folder)
-        chosen = json.loads((folder / "repo.json").read_text())
-        sessions = {}
+        chosen = ServedModels.read(folder)
         static = manifest.bundle.axes if static_batch(manifest) is not None else None
-        for key, m in chosen["models"].items():  # the runtime's session name -> the repository's model
-            steps = {} if m["steps"] is None else {"steps": m["steps"]}
-            sessions[key] = BlsStage(manifest.artifact(m["stage"], m["precision"], **steps), m["model"], static)
+        sessions = {key: BlsStage(manifest.artifact(m.stage, m.precision, m.steps), m.model, static)  # session -> model
+                    for key, m in chosen.models.items()}
         constants = load_file(str(folder / manifest.constants_file))
-        self.pipe = Pipeline(manifest, constants, sessions, folder=folder, vae=chosen["vae"])
+        self.pipe = Pipeline(manifest, constants, sessions, folder=folder, vae=chosen.vae)
         self.inputs = [p.name for p in model_inputs(self.pipe.eeg_spec.shape)]
         self.outputs = [p.name for p in model_outputs(self.pipe.image_size)]
 

@@ -97,7 +97,7 @@ def write_ensembles(root: Path, bundle: Path, manifest: Manifest, chosen: dict[s
     run = RunOptions().resolve(manifest.bundle)  # infer's defaults for this bundle: guidance, IP scale
     for name in [step, *(m for m in out if m.startswith(f"{MODEL_PREFIX}_inputs_"))]:
         version = python_model(root / name, GLUE, bundle, manifest)
-        n = int(name.rsplit("_", 1)[1]) if name != step else max(a.steps for a in fused.values())
+        n = int(name.rsplit("_", 1)[1]) if name != step else max(a.steps or 0 for a in fused.values())
         (version / "glue.json").write_text(json.dumps({
             "prior_steps": n, "unet_steps": 1, "guidance": run.guidance, "ip_scale": run.ip_scale,
             "latent_shape": latents["dims"],

@@ -145,6 +145,7 @@ def run_requests(pipe: Pipeline, requests: list[dict[str, np.ndarray]],
             sl = slice(start, start + len(p.rows))
             start = sl.stop
             out = results[r]
+            assert isinstance(out, dict)  # a request with rows parsed
             out["image"][p.rows] = res.images[sl]
             out["image_embeds"][p.rows] = res.image_embeds[sl]
             out["eeg_embeds"][p.rows] = res.eeg_embeds[sl]

@@ -24,7 +24,7 @@ from ..errors import ManifestError
 from ..fileio import atomic_write_text
 from ..integrity import verify_files
 from ..core.artifacts import select_artifacts
-from ..manifest import Artifact, Backend, Decoder, Manifest, Stage, read_manifest
+from ..manifest import Artifact, Backend, Decoder, Manifest, Provider, ServedModels, ServedStage, Stage, read_manifest
 from .pbtxt import Enum, render, tensor
 from .ensemble import FUSED_PRIOR, write_ensembles
 from .repo_files import place, python_model
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 STAGE_RUNTIME = "stage_model.py"  # the Python-backend stage (onnxruntime) shipped as each stage's model.py
 ORCHESTRATOR = "bls_model.py"  # the eeg2img model's model.py
-REPO_SETTINGS = "repo.json"  # what the eeg2img model reads: stage -> precision, vae
 TRT_NOTE = ("TensorRT plans load only on the TensorRT version and GPU they were built for (see the manifest): "
             "build them in the same container.")
 TOP_IO = ("eeg, subject_id, seed, optional sample_index, steps, prior_steps, ip_scale -> image (uint8 HWC), "
@@ -59,8 +58,7 @@ def instance_kind(manifest: Manifest, kind: str) -> str:
     if manifest.backend is Backend.TENSORRT:
         return "gpu"
     ort = manifest.engine.onnxruntime if manifest.engine else None
-    # the recorded provider is onnxruntime's name ("CUDAExecutionProvider"); a bundle has none
-    on_gpu = ort is not None and ort.provider not in ("CPUExecutionProvider", "cpu")
+    on_gpu = ort is not None and ort.provider is not Provider.CPU  # a bundle has none
     return "gpu" if manifest.backend is Backend.ONNXRUNTIME and on_gpu else "cpu"
 
 
@@ -167,9 +165,8 @@ def write_repository(bundle: Path, out: Path, settings: RepoSettings = RepoSetti
             place(bundle / a.data_file, version / a.data_file)
         configs[name] = cfg
     version = python_model(tmp / MODEL_NAME, ORCHESTRATOR, bundle, manifest)
-    models = {a.session_key: {"model": name, "stage": a.stage, "precision": a.precision.value, "steps": a.steps}
-              for name, a in chosen.items()}
-    (version / REPO_SETTINGS).write_text(json.dumps({"vae": settings.vae, "models": models}, indent=2) + "\n")
+    ServedModels(settings.vae, {a.session_key: ServedStage(name, a.stage, a.precision, a.steps)
+                                for name, a in chosen.items()}).write(version)
     configs[MODEL_NAME] = orchestrator_config(manifest, settings)
     if static_batch(manifest) not in (None, 1):  # an ensemble hands the client's batch to the stages unpadded
         log.warning("static engines at batch %d: no fused-prior ensembles (they would pass partial batches to "

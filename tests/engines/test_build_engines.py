@@ -18,7 +18,7 @@ from eeg2img_deploy.engines import ort_optimize
 from eeg2img_deploy.engines.build import build_engines, default_engine_dir
 from eeg2img_deploy.errors import BackendUnavailableError, EngineError, ManifestError
 from eeg2img_deploy.fileio import sha256_file
-from eeg2img_deploy.manifest import Backend, Precision, read_manifest
+from eeg2img_deploy.manifest import Backend, Precision, Provider, read_manifest
 
 
 def test_tensorrt_build_writes_engines_and_manifest(onnx_bundle: Path, tmp_path: Path, fake_gpu) -> None:
@@ -143,7 +143,7 @@ def test_ort_models_run_and_match_the_bundle(onnx_bundle: Path, tmp_path: Path) 
     out = tmp_path / "ort"
     m = build_engines(onnx_bundle, out, backend="onnxruntime", ort_provider="cpu", progress=False)
     bundle = read_manifest(onnx_bundle)
-    assert m.backend is Backend.ONNXRUNTIME and m.engine.onnxruntime.provider == "CPUExecutionProvider"
+    assert m.backend is Backend.ONNXRUNTIME and m.engine.onnxruntime.provider is Provider.CPU
     for a in m.artifacts:
         assert a.precision is Precision.FP32
         feeds = sample_feeds(a, batch=3)
@@ -205,7 +205,7 @@ def test_ort_cuda_saves_models_that_reload_everywhere(onnx_bundle: Path, tmp_pat
     install_fake_onnxruntime(monkeypatch)
     out = tmp_path / "ort"
     m = build_engines(onnx_bundle, out, backend="onnxruntime", ort_provider="cuda", progress=False)
-    assert m.engine.onnxruntime.provider == "CUDAExecutionProvider"
+    assert m.engine.onnxruntime.provider is Provider.CUDA
     assert m.engine.onnxruntime.graph_optimization_level == "basic"
     for a in m.artifacts:
         ops = {n.op_type for n in onnx.load(str(out / a.file), load_external_data=False).graph.node}
