@@ -102,7 +102,8 @@ def stage_config(a: Artifact, name: str, manifest: Manifest, settings: RepoSetti
     if batched and rows is not None:
         # Triton's dynamic batcher sends whatever it has gathered when the queue delay ends: with a static
         # engine, a partial batch is outside the profile and TensorRT refuses it. Triton does not pad.
-        cfg["#"] = [f"static TensorRT engine (preset {manifest.engine.tensorrt.preset}): it runs exactly {rows} row(s) "
+        trt = manifest.engine.tensorrt if manifest.engine else None
+        cfg["#"] = [f"static TensorRT engine (preset {trt.preset if trt else '-'}): it runs exactly {rows} row(s) "
                     "per call (the batch axis' size), so there is no dynamic batching, which would form partial",
                     "batches; the eeg2img model pads every call to that size and drops the padding rows (a "
                     "request of fewer rows sent here directly is outside the engine's profile)"]  # fmt: skip
@@ -200,11 +201,11 @@ def repo_readme(bundle: Path, manifest: Manifest, chosen: dict[str, Artifact], c
     fused_note = (f"\n`{'`, `'.join(fused)}`: ensembles encoder -> prior_sampler -> unet -> decoder (no host loop; the "
                   "`eeg2img_glue_*` Python steps draw the same noise and make Stage II's one Euler step): the "
                   "images of `infer --prior-steps N`, with the bundle's guidance and IP scale.\n" if fused else "")
-    rows = static_batch(manifest)
-    batching = "Each stage model batches dynamically" if rows is None else (
-        f"The engines are static (batch {rows}): each stage model runs exactly {rows} row(s) per call, so none "
+    static_rows = static_batch(manifest)  # not `rows`: the stage table above is in the README below
+    batching = "Each stage model batches dynamically" if static_rows is None else (
+        f"The engines are static (batch {static_rows}): each stage model runs exactly {static_rows} row(s) per call, so none "
         "batches dynamically (a partial batch would be outside the profile); the `eeg2img` model pads its calls"
-        + ("" if rows == 1 else ", and there are no fused ensembles (they would pass partial batches)"))
+        + ("" if static_rows == 1 else ", and there are no fused ensembles (they would pass partial batches)"))
     return f"""# Triton model repository for eeg2img-deploy
 
 Written by `eeg2img-deploy triton-repo` from `{bundle.name}` ({manifest.backend.value} artifacts, instances {kind.upper()}).

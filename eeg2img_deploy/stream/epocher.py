@@ -80,10 +80,12 @@ class Epocher:
         sample (within half a sample period) are one stimulus: the first is kept, the other counted in
         ``ignored`` (``--event-id`` chooses which codes are selected at all).
         """
-        dropped = []
+        dropped: list[Epoch] = []
         markers = self._held + [m for m in markers if self.event_codes is None or m.code in self.event_codes]
         self._held = []
-        if markers and self.start_ts is None:
+        if not markers:
+            return dropped
+        if self.start_ts is None:
             _, ts = self.stream.get_data(exclude=())
             if not (ts > 0).any():  # no EEG sample yet (the buffer starts as zeros)
                 self._held = markers[-MAX_PENDING:]

@@ -63,7 +63,9 @@ def test_onnx_repository_parses_and_matches_the_manifest(tiny_bundle, tmp_path):
     assert ins["eeg"] == ([63, 250], False) and ins["seed"] == ([1], False) and ins["prior_steps"] == ([1], True)
     assert {o.name: list(o.dims) for o in top.output}["image"] == [128, 128, 3]
     assert (tmp_path / "repo" / "eeg2img" / "1" / "model.py").is_file()
-    assert "tritonserver --model-repository" in (tmp_path / "repo" / "README.md").read_text()
+    readme = (tmp_path / "repo" / "README.md").read_text()
+    assert "tritonserver --model-repository" in readme
+    assert "| `encoder` | onnxruntime_onnx | fp32 |" in readme  # the stage table (once replaced by the batch size)
 
 
 def test_tensorrt_folder_gets_plans_on_gpu_instances(tiny_bundle, tmp_path):
