@@ -81,6 +81,7 @@ def test_the_readme_commands_run(ran, example):
 
 
 def test_the_bundle_records_the_factory_and_channels(ran, example):
+    from eeg2img_deploy.engines.build import check_for_tensorrt
     from eeg2img_deploy.manifest import EncoderKind, read_manifest
 
     for folder in (example / "export" / "mine", example / "engines" / "mine"):
@@ -92,6 +93,8 @@ def test_the_bundle_records_the_factory_and_channels(ran, example):
         assert m.bundle.num_subjects == 4
         assert [t.name for t in m.artifact("encoder", "fp32").inputs] == ["eeg", "subject_ids"]
         assert "your model, `--encoder-factory my_encoder.py:build`" in (folder / "README.md").read_text()
+    # its graph as TensorRT's ONNX parser would take it (engines/trt_rules.py: operators, types, profile)
+    assert not [v.line() for v in check_for_tensorrt(example / "export" / "mine", stages=["encoder"]) if v.blocking]
 
 
 def test_runtime_embeddings_match_the_module_and_move_with_each_input(ran, example):

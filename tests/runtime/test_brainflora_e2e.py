@@ -147,3 +147,12 @@ def test_triton_repo_leaves_the_fused_ensemble_to_the_bls_model(bf_engines, tmp_
     assert "eeg2img" in configs and f"prior_sampler_{PRIOR_STEPS}" in configs
     assert not [name for name in configs if name.startswith("eeg2img_fused_")]
     assert [i["name"] for i in configs["encoder"]["input"]] == ["eeg"]
+
+
+def test_tensorrt_would_parse_the_encoder_graph(bf_engines):
+    """BrainFLORA's encoder graph (MatMul attention, Tile end padding, EEG-only input) against TensorRT's ONNX
+    parser rules and the workstation profile (engines/trt_rules.py; no TensorRT needed)."""
+    from eeg2img_deploy.engines.build import check_for_tensorrt
+
+    found = check_for_tensorrt(bf_engines[0], stages=["encoder"])
+    assert not [v.line() for v in found if v.blocking]
