@@ -68,6 +68,10 @@ class EngineInfo:
     build_seconds: float = 0.0
     profile: dict[str, Any] = field(default_factory=dict)
 
+    def flag(self, name: str) -> bool:
+        """A builder flag of the key (``weight_streaming``, ``tf32``): False where the key has none."""
+        return bool(self.key.get("builder_flags", {}).get(name))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

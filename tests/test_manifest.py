@@ -73,6 +73,8 @@ def test_round_trip(tmp_path):
     assert read_manifest(tmp_path) == m
     back = read_manifest(tmp_path)
     assert back.artifacts[1].engine.profile == {"sample": {"min": [1, 4, 16, 16]}}
+    engine = EngineInfo(key={"builder_flags": {"weight_streaming": True}}, key_hash="k")
+    assert engine.flag("weight_streaming") and not engine.flag("tf32") and not back.artifacts[1].engine.flag("tf32")
     assert back.artifacts[0].inputs[0].shape == ("batch", 63, 250)  # tuples, not JSON lists
     assert back.stages() == ["encoder", "unet"] and back.precisions("unet") == [Precision.FP16]
     assert json.loads(m.to_json())["format"] == "eeg2img-deploy"

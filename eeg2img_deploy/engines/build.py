@@ -356,7 +356,7 @@ class _TensorRTMaker(_StageMaker):
         # the preset's explicit budget wins)
         budget = self.preset.weight_streaming_budget_gb
         budget_bytes = int(budget * GB) if budget is not None else self.env.device.free_bytes // 2
-        streaming = {a.stage: budget_bytes for a in artifacts if a.engine and a.engine.key["builder_flags"]["weight_streaming"]}
+        streaming = {a.stage: budget_bytes for a in artifacts if a.engine and a.engine.flag("weight_streaming")}
         return EngineSettings(tensorrt=TensorRTSettings(
             preset=self.preset.name,
             static_shapes=self.preset.static_shapes,
