@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -217,10 +216,8 @@ def _sweep(bundle, out, runtime, kw, truth, weights, image_features, image_encod
     feats, source = _features(image_features, None, image_encoder, truth, torch_device)
     trial_labels = read_labels(None, len(eeg), len(feats))
     networks = MetricNetworks.load(weights, device=torch_device)
-    whitening = kw.pop("whitening")
-    opener = _Opener(runtime, whitening)
     rows = run_sweep(bundle, eeg, ids, truth=Truth.of(gt, networks), networks=networks, image_features=feats,
-                     labels=trial_labels, runtime=opener, grid=grid, base=run, runs=runs)
+                     labels=trial_labels, runtime=runtime, whitening=kw.pop("whitening"), grid=grid, base=run, runs=runs)
     machine = machine_info()
     header = (f"{len(eeg)} trials of {kw.get('eeg_path') or 'the EEG file'}, {runtime.backend}/{runtime.provider}, "
               f"seed {run.seed}; latency: batch 1, median of {runs} runs; {machine['cpu']}, load {machine.get('load_average_1m')}")
@@ -233,13 +230,3 @@ def _sweep(bundle, out, runtime, kw, truth, weights, image_features, image_encod
     click.echo(md.rstrip())
     click.echo(f"wrote sweep.json, sweep.md and sweep.png to {out}")
 
-
-@dataclasses.dataclass(frozen=True)
-class _Opener:
-    """The CLI's runtime options with the sweep row's precision and vae (and the one whitening matrix)."""
-
-    runtime: RuntimeOptions
-    whitening: Path | None
-
-    def open(self, bundle, *, precision: str, vae: str):
-        return dataclasses.replace(self.runtime, precision=precision, vae=vae).open(bundle, whitening=self.whitening)

@@ -10,14 +10,19 @@ reported as skipped with the reason; the rest still run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.options import RunOptions
 from ..errors import ManifestError, OptionError, SettingsError
+
+if TYPE_CHECKING:
+    from ..cli_options import RuntimeOptions
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +89,14 @@ def _latency(pipe, eeg, ids, run: RunOptions, name: str, *, runs: int, warmup: i
 
 
 def run_sweep(bundle, eeg: np.ndarray, ids: np.ndarray, *, truth, networks, image_features: np.ndarray,
-              labels: np.ndarray, runtime, grid: tuple[SweepSetting, ...] = GRID, base: RunOptions | None = None,
-              runs: int = 5, warmup: int = 1, progress=None) -> list[dict[str, Any]]:
+              labels: np.ndarray, runtime: RuntimeOptions, whitening: Path | None = None,
+              grid: tuple[SweepSetting, ...] = GRID, base: RunOptions | None = None, runs: int = 5, warmup: int = 1,
+              progress=None) -> list[dict[str, Any]]:
     """One row per setting: knobs, metrics, retrieval (full set), latency; or ``skipped`` with the reason.
 
-    ``truth``: a :class:`~.metrics.Truth` of the test images; ``runtime``: the CLI's runtime options (backend,
-    provider, threads; each row sets its own precision and vae); ``base``: the command's seed and shared-subject
-    choice, which every row keeps.
+    ``truth``: a :class:`~.metrics.Truth` of the test images; ``runtime``: the runtime options (backend, provider,
+    threads; each row sets its own precision and vae); ``whitening``: the one whitening matrix, for a folder that
+    ships none; ``base``: the command's seed and shared-subject choice, which every row keeps.
     """
     from .metrics import reconstruction_metrics
     from .retrieval import cosine_scores, full_set
@@ -105,7 +111,8 @@ def run_sweep(bundle, eeg: np.ndarray, ids: np.ndarray, *, truth, networks, imag
             run = setting.run.replace(seed=base.seed, shared_subject_token=base.shared_subject_token)
             try:
                 if key not in pipes:
-                    pipes[key] = runtime.open(bundle, precision=setting.precision, vae=setting.vae)
+                    opened = dataclasses.replace(runtime, precision=setting.precision, vae=setting.vae)
+                    pipes[key] = opened.open(bundle, whitening=whitening)
                 pipe = pipes[key]
                 result = pipe(eeg, ids, options=run)
             except (ManifestError, SettingsError) as e:  # this folder cannot run the setting: say why, run the others
