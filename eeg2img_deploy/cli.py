@@ -43,6 +43,7 @@ from .cli_options import (
 from .cli_semantic import git_weights_options, write_captions
 from .errors import Eeg2ImgError
 from .names import RUNTIME_BACKENDS, Decoder, Provider
+from .terminal import Status
 
 log = logging.getLogger("eeg2img_deploy")
 
@@ -71,15 +72,23 @@ def write_json(path: Path, data: dict) -> None:
 
 def print_timings(title: str, timings: dict[str, float]) -> None:
     """The stage timings: a result, so on stdout."""
-    from rich.console import Console
     from rich.table import Table
+
+    from .terminal import console
 
     table = Table(title=title)
     table.add_column("stage")
     table.add_column("ms", justify="right")
     for k, v in timings.items():
         table.add_row(k, f"{v:.1f}")
-    Console().print(table)
+    console().print(table)
+
+
+def _precisions(pipe) -> dict:
+    """What ran: one precision, or "mixed" (fp32-only stages in an fp16 run), and each stage's."""
+    per_stage = pipe.precisions
+    kinds = set(per_stage.values())
+    return {"precision": kinds.pop() if len(kinds) == 1 else "mixed", "stage_precisions": per_stage}
 
 
 class _Group(click.Group):
@@ -124,13 +133,14 @@ def init_tiny_cmd(out_dir: Path, seed: int, image_size: int, overwrite: bool) ->
 @cli.command()
 @weights_options
 @git_weights_options
-@eeg_options
+@eeg_options(whitening="weights")
 @click.option("--out", required=True, type=OUT_FOLDER, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
 @run_options("seed", "steps", "prior_steps", "guidance", *LOW_LEVEL, *SEMANTIC,
              defaults_from="the encoder's recommended settings, else {fallback:g}")
 @image_size_option("Image size in pixels.")
-@click.option("--vae", type=click.Choice([d.value for d in Decoder]), default="full", show_default=True)
+@click.option("--vae", type=click.Choice([d.value for d in Decoder]), default="full", show_default=True,
+              help="Latent decoder: SDXL's VAE (full) or TAESDXL (tiny).")
 @torch_device_option()
 def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae: str, torch_device: str, **kw) -> None:
     """Run the PyTorch/diffusers pipeline (the ground truth) and write PNGs + result.json."""
@@ -151,13 +161,16 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
     spec = encoder_spec(layout.encoder_channels)
     eeg, ids = read_eeg(kw, spec)
     eeg = whiten_if_asked(eeg, kw, spec)
-    pipe = ReferencePipeline.from_weights(layout, variant=variant, device=torch_device, latent_convention=convention)
-    res = pipe(eeg, ids, options=run, image_size=image_size, vae=vae)
+    with Status() as status:
+        status.step("loading the weights")
+        pipe = ReferencePipeline.from_weights(layout, variant=variant, device=torch_device, latent_convention=convention)
+        status.step(f"reconstructing {len(eeg)} trial(s) with PyTorch")
+        res = pipe(eeg, ids, options=run, image_size=image_size, vae=vae)
     writer.write(res, {**write_captions(out, res.captions), "command": "reference", **pipe.options(run).record(),
                        "image_size": image_size, "vae": vae, "torch_device": torch_device, "subject_ids": ids.tolist(),
                        "timings_ms": res.timings_ms, "sources": pipe.sources})
     print_timings(f"reference ({len(eeg)} trial(s), {torch_device})", res.timings_ms)
-    click.echo(f"wrote {len(eeg)} image(s), a grid and result.json to {out}")
+    click.echo(writer.summary(len(eeg)))
 
 
 @cli.command()
@@ -165,7 +178,8 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
 @git_weights_options
 @click.option("--out", type=OUT_FOLDER, default=None,
               help="Bundle folder [default: export/<name of the weights folder>].")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "both"]), default="both", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "both"]), default="both", show_default=True,
+              help="Precisions of the graphs to export (fp32-only stages stay fp32).")
 @click.option("--steps", type=click.Choice(["1", "4", "both"]), default="both", show_default=True,
               help="SDXL-Turbo step counts whose scheduler tables go into the bundle.")
 @image_size_option("Image size the UNet and VAE graphs are exported for.")
@@ -200,8 +214,9 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
     if not exported:
         click.echo(f"{out} is up to date: nothing to do (use --force to export again)")
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from .terminal import console
 
     table = Table(title=f"bundle {out}")
     for col in ("stage", "precision", "MB", "max rel. error", "tolerance", "export s"):
@@ -211,15 +226,18 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
         err = max(v["max_rel_error"].values()) if "max_rel_error" in v else None
         table.add_row(a.stage if a.steps is None else f"{a.stage} ({a.steps} steps)", a.precision.value, f"{a.size_bytes / 1e6:.1f}", "-" if err is None else f"{err:.2e}",
                       str(v.get("tolerance", "-")), str(v.get("export_seconds", "-")))
-    Console().print(table)
+    console().print(table)
 
 
 @cli.command("build-engines")
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Export bundle.")
 @click.option("--out", type=OUT_FOLDER, default=None,
               help="Engine folder [default: engines/<bundle name>].")
-@click.option("--backend", type=click.Choice([b.value for b in RUNTIME_BACKENDS]), default="tensorrt", show_default=True)
-@click.option("--preset", type=click.Choice(["workstation", "jetson-orin"]), default="workstation", show_default=True)
+@click.option("--backend", type=click.Choice([b.value for b in RUNTIME_BACKENDS]), default="tensorrt", show_default=True,
+              help="What to build: TensorRT engines for this GPU (the default: the deployment target; needs "
+                   "TensorRT and a GPU) or onnxruntime-optimized models (any machine).")
+@click.option("--preset", type=click.Choice(["workstation", "jetson-orin"]), default="workstation", show_default=True,
+              help="TensorRT shape profiles and builder settings: a workstation/server GPU or a Jetson Orin.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
               help="Default: fp16 for TensorRT where the bundle has it, else fp32.")
 @click.option("--max-batch", type=POSITIVE_INT, default=None, help="Override the preset's largest batch.")
@@ -236,8 +254,9 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
 def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str, precision: str | None,
                       max_batch: int | None, opt_level: int | None, workspace_gb: float | None,
                       timing_cache: Path | None, provider: str | None, verify: bool, check_only: bool) -> None:
-    """Build TensorRT engines (or onnxruntime-optimized models) from an export bundle."""
+    """Build TensorRT engines (the default) or onnxruntime-optimized models from an export bundle."""
     from .engines.build import build_engines, check_for_tensorrt, default_engine_dir
+    from .errors import BackendUnavailableError
 
     if check_only:
         if backend != "tensorrt":
@@ -253,10 +272,16 @@ def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str,
         return
     out = out or default_engine_dir(bundle)
     reused: list = []
-    manifest = build_engines(
-        bundle, out, backend=backend, preset=preset, precision=precision, max_batch=max_batch, opt_level=opt_level,
-        workspace_gb=workspace_gb, timing_cache=timing_cache, ort_provider=provider, verify=verify, reused=reused,
-    )
+    try:
+        manifest = build_engines(
+            bundle, out, backend=backend, preset=preset, precision=precision, max_batch=max_batch, opt_level=opt_level,
+            workspace_gb=workspace_gb, timing_cache=timing_cache, ort_provider=provider, verify=verify, reused=reused,
+        )
+    except BackendUnavailableError as e:
+        if click.get_current_context().get_parameter_source("backend") is not click.core.ParameterSource.DEFAULT:
+            raise
+        raise BackendUnavailableError(f"build-engines builds TensorRT engines unless told otherwise, and {e}; "
+                                      "on a machine without them: --backend onnxruntime") from e
     for a in manifest.artifacts:
         done = "up to date" if a in reused else f"built in {a.engine.build_seconds if a.engine else 0.0:.1f} s"
         click.echo(f"  {a.session_key:<17} {a.precision.value}  {a.file}  {a.size_bytes / 1e6:.1f} MB  {done}")
@@ -278,23 +303,28 @@ def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, run
 
     writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any work
     eeg, ids = read_eeg(kw, bundle_spec(bundle))  # the bundle's encoder input (channels, samples)
-    pipe = runtime.open(bundle, low_level=run.low_level, whitening=kw.pop("whitening"))
-    res = pipe(eeg, ids, options=run)
+    with Status() as status:
+        status.step(f"opening {bundle}")
+        pipe = runtime.open(bundle, low_level=run.low_level, whitening=kw.pop("whitening"))
+        status.step(f"reconstructing {len(eeg)} trial(s)")
+        res = pipe(eeg, ids, options=run)
     writer.write(res, {**write_captions(out, res.captions), "command": "infer", "bundle": str(bundle),
-                       **runtime.to_dict(), **res.options.record(), "prior_graph": res.prior_graph,
+                       **runtime.to_dict(), **_precisions(pipe), **res.options.record(), "prior_graph": res.prior_graph,
                        "subject_ids": ids.tolist(), "timings_ms": res.timings_ms, "backend_ms": res.backend_ms})
     print_timings(f"infer ({len(eeg)} trial(s), {runtime.backend}/{runtime.provider})", res.timings_ms)
-    click.echo(f"wrote {len(eeg)} image(s), a grid and result.json to {out}")
+    click.echo(writer.summary(len(eeg)))
 
 
 @cli.command()
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Export bundle or engine folder.")
 @runtime_options
-@click.option("--runs", default=20, type=POSITIVE_INT, show_default=True)
-@click.option("--warmup", default=3, type=NON_NEGATIVE_INT, show_default=True)
-@click.option("--batch", default=1, type=POSITIVE_INT, show_default=True)
-@run_options(*SAMPLING, "low_level", *LOW_LEVEL, *SEMANTIC)
+@click.option("--runs", default=20, type=POSITIVE_INT, show_default=True, help="Timed runs (percentiles over them).")
+@click.option("--warmup", default=3, type=NON_NEGATIVE_INT, show_default=True, help="Untimed runs first.")
+@click.option("--batch", default=1, type=POSITIVE_INT, show_default=True, help="Trials per run.")
+@run_options(*SAMPLING, "low_level", *LOW_LEVEL, *SEMANTIC,
+             helps={"low_level": "Time the low-level path (img2img from the low-level encoder).",
+                    "caption": "Also run and time GIT captioning (the paper's semantic level)."})
 @click.option("--json", "json_path", type=OUT_FILE, help="Write the report here.")
 @click.option("--plot", "plot_path", type=OUT_FILE, help="Write a PNG stage breakdown.")
 @click.option("--baseline", type=click.Choice(["none", "torch"]), default="none", show_default=True,

@@ -74,11 +74,13 @@ def number(*decls: str, rule: Range, kind: type = float, **kw: Any):
     return click.option(*decls, cls=_Option, type=Ranged(rule, kind), **kw)
 
 
-def run_options(*names: str, defaults_from: str = "from the bundle, else {fallback:g}"):
-    """Add the :class:`RunOptions` fields ``names`` as options (default, range and help from the field); the
-    command receives them as one ``run: RunOptions``, built and checked before the command body runs.
-    ``defaults_from``: how ``--help`` names where the ``from_bundle`` fields' defaults come from (``{fallback}``:
-    the field's own default, taken where nothing is recommended)."""
+def run_options(*names: str, defaults_from: str = "from the bundle, else {fallback:g}",
+                helps: dict[str, str] | None = None):
+    """Add the :class:`RunOptions` fields ``names`` as options (default, range and help from the field, or from
+    ``helps`` where one command means it differently); the command receives them as one ``run: RunOptions``,
+    built and checked before the command body runs. ``defaults_from``: how ``--help`` names where the
+    ``from_bundle`` fields' defaults come from (``{fallback}``: the field's own default, taken where nothing is
+    recommended)."""
 
     def decorate(f):
         @functools.wraps(f)
@@ -89,14 +91,14 @@ def run_options(*names: str, defaults_from: str = "from the bundle, else {fallba
                 raise click.UsageError(str(e)) from None
             return f(*args, run=run, **kw)
 
-        return option_group(*(_run_option(n, defaults_from) for n in names))(wrapper)
+        return option_group(*(_run_option(n, defaults_from, (helps or {}).get(n)) for n in names))(wrapper)
 
     return decorate
 
 
-def _run_option(name: str, defaults_from: str):
+def _run_option(name: str, defaults_from: str, help: str | None = None):
     f = RUN_FIELDS[name]
-    rule, help = f.metadata["rule"], f.metadata["help"]
+    rule, help = f.metadata["rule"], help or f.metadata["help"]
     if f.default is False:
         return click.option(option_name(name), is_flag=True, help=help)
     kind = {"int": int, "float": float, "str": str}[str(f.type).split(" |")[0]]
@@ -274,17 +276,27 @@ def encoder_variant(kw: dict):
     return EncoderVariantInfo(token_slice=kw.pop("token_slice"), positional_embedding=kw.pop("positional_embedding"))
 
 
-def eeg_options(f, *, required: bool = True):
+WHITENING_HELP = {
+    "bundle": "(63,63) whitening matrix .npy, for bundles that ship none.",
+    "weights": "(63,63) whitening matrix .npy, applied to the trials before the encoder.",
+    "client": "(63,63) whitening matrix .npy, applied to the trials before they are sent (the server applies "
+              "only the one its bundle ships).",
+}
+
+
+def eeg_options(f=None, *, required: bool = True, whitening: str = "bundle"):
     """--eeg, --subject and the reading options; ``required=False`` for a command that needs them in one mode only
-    (``eval --retrieval``), which then checks them itself."""
+    (``eval --retrieval``), which then checks them itself; ``whitening`` says who applies --whitening
+    (``WHITENING_HELP``)."""
+    if f is None:
+        return functools.partial(eeg_options, required=required, whitening=whitening)
     opts = [
         click.option("--eeg", "eeg_path", required=required, type=click.Path(dir_okay=False, path_type=Path),
                      help="EEG trials: .npy (63,250)/(N,63,250), .npz, THINGS-EEG2 file, or raw (.fif/.edf/.bdf/.vhdr/.xdf)."),
         click.option("--subject", required=required, type=int, help="Subject id (sub-08 -> 8)."),
         click.option("--trials", default=None, help="Which trials, as a Python slice: '0', '0:4', '::10'."),
         click.option("--trusted-pickle", is_flag=True, help="Allow THINGS-EEG2 preprocessed files (pickles): trusted files only."),
-        click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path),
-                     help="(63,63) whitening matrix .npy, for bundles that ship none."),
+        click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help=WHITENING_HELP[whitening]),
         click.option("--events", "events_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Raw recordings: stimulus events (n,3) .npy or mne events file, when no stim channel/annotations; "
                           ".xdf: the marker stream, by name or type [default: the one of type Markers]."),
@@ -375,12 +387,10 @@ def parse_slice(text: str | None, n: int) -> slice:
 def setup_logging(verbose: int) -> None:
     """Warnings by default, progress notes (INFO) with -v, DEBUG with -vv; always to stderr, so stdout
     holds only results and an error is the one line on stderr."""
-    from rich.console import Console
-    from rich.logging import RichHandler
+    from .terminal import log_handler
 
     level = logging.WARNING - 10 * min(verbose, 2)
-    handler = RichHandler(console=Console(stderr=True), show_path=False)
-    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[log_handler()], force=True)
 
 
 def _more_verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:

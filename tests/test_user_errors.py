@@ -140,7 +140,8 @@ def test_build_engines_without_tensorrt_creates_nothing(monkeypatch, capsys, tmp
     remove_tensorrt(monkeypatch)
     monkeypatch.chdir(tmp_path)
     code, _, err = run_main(monkeypatch, capsys, ["build-engines", "--bundle", tiny_bundle])
-    assert code == 2 and "TensorRT" in err
+    assert code == 2 and "TensorRT" in err and len(err.strip().splitlines()) == 1
+    assert "builds TensorRT engines unless told otherwise" in err and err.rstrip().endswith("--backend onnxruntime"), err
     assert not (tmp_path / "engines").exists()
 
 

@@ -14,13 +14,11 @@ from .stats import report_stages
 def print_report(report: dict[str, Any], console=None) -> None:
     """A rich table of stage latencies (runtime, and baseline + ratio when present), then a summary."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a pipe or a log file: room for every column
-            console = Console(width=120)
+    from ..terminal import console as default_console
+
+    console = console or default_console()
     s, rt, base, ratios = report["settings"], report["runtime"], report.get("baseline"), report.get("ratios")
     title = (f"{s['backend']} on {s['provider']}, batch {s['batch']}, {s.get('image_size', '?')} px, "
              f"{s['steps']} step(s), {s['prior_steps']} prior steps, {s['runs']} runs (ms)")

@@ -115,6 +115,11 @@ class RunOptions:
             value, rule = getattr(self, f.name), f.metadata["rule"]
             if rule is not None and value is not None and (problem := rule.problem(value)) is not None:
                 raise OptionError(f"{option_name(f.name)}: {problem}")
+        if self.guidance is not None and self.guidance < 0:
+            from ..checks import warn_once  # numpy: not at the top, the CLI imports this module
+
+            warn_once(f"--guidance {self.guidance:g} is negative: it inverts the EEG condition (the prior moves away "
+                      "from it; 0 ignores it, 1 uses it alone, the paper uses 5)")
         if self.prompt is not None and self.prompt_from_caption:
             raise OptionError("--prompt and --prompt-from-caption exclude each other: give one")
         if self.prior_graph == "fused" and self.prior_sampler != "ddpm":

@@ -145,7 +145,7 @@ def _plan(bundle_dir: Path, backend: Backend, preset: str, precision: Precision 
     bundle = read_manifest(bundle_dir)
     if bundle.backend is not Backend.ONNX:
         raise ManifestError(
-            f"{bundle_dir} is a {bundle.backend.value} engine folder, not an export bundle: pass the folder "
+            f"{bundle_dir} is an engine folder ({bundle.backend.value}), not an export bundle: pass the folder "
             "written by `eeg2img-deploy export`"
         )
     p = get_preset(preset).with_overrides(**overrides)
@@ -314,7 +314,7 @@ class _TensorRTMaker(_StageMaker):
             compute_capability=self.env.device.compute_capability,
             gpu_name=self.env.device.name,
         )
-        return key, digest, engine_file_name(key, digest)
+        return key, digest, engine_file_name(key, digest, a.steps)
 
     def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact:
         flags = key["builder_flags"]
@@ -389,7 +389,7 @@ class _OnnxRuntimeMaker(_StageMaker):
             gpu_name=None,
             backend="onnxruntime",
         )
-        return key, digest, ort_model_file_name(key, digest)
+        return key, digest, ort_model_file_name(key, digest, a.steps)
 
     def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact:
         log.info("%s: optimizing for onnxruntime (%s)", a.label(), self.target.provider)

@@ -83,18 +83,23 @@ def sm_tag(compute_capability: str) -> str:
     return f"sm{int(major)}{int(minor or 0)}"
 
 
-def engine_file_name(key: dict[str, Any], digest: str) -> str:
-    """``<stage>-<precision>-sm<cc>-trt<ver>-<hash12>.plan``: the GPU architecture is in the name, so
-    engines for several GPUs can sit in one folder and a wrong one is obvious from `ls`."""
+def _stem(key: dict[str, Any], steps: int | None) -> str:
+    """The stage, with the step count of a per-step-count graph (``prior_sampler_50``), as the bundle names it."""
+    return key["stage"] if steps is None else f"{key['stage']}_{steps}"
+
+
+def engine_file_name(key: dict[str, Any], digest: str, steps: int | None = None) -> str:
+    """``<stage>[_<steps>]-<precision>-sm<cc>-trt<ver>-<hash12>.plan``: the GPU architecture is in the name,
+    so engines for several GPUs can sit in one folder and a wrong one is obvious from `ls`."""
     if key.get("tensorrt_version") is None or key.get("compute_capability") is None:
         raise ValueError("a TensorRT engine key needs tensorrt_version and compute_capability")
     return (
-        f"{key['stage']}-{key['precision']}-{sm_tag(key['compute_capability'])}"
+        f"{_stem(key, steps)}-{key['precision']}-{sm_tag(key['compute_capability'])}"
         f"-trt{key['tensorrt_version']}-{digest[:12]}.plan"
     )
 
 
-def ort_model_file_name(key: dict[str, Any], digest: str) -> str:
-    """``<stage>-<precision>-<provider>-ort<ver>-<hash12>.onnx`` for onnxruntime-optimized models."""
+def ort_model_file_name(key: dict[str, Any], digest: str, steps: int | None = None) -> str:
+    """``<stage>[_<steps>]-<precision>-<provider>-ort<ver>-<hash12>.onnx`` for onnxruntime-optimized models."""
     flags = key["builder_flags"]
-    return f"{key['stage']}-{key['precision']}-{flags['provider']}-ort{flags['onnxruntime']}-{digest[:12]}.onnx"
+    return f"{_stem(key, steps)}-{key['precision']}-{flags['provider']}-ort{flags['onnxruntime']}-{digest[:12]}.onnx"

@@ -110,6 +110,11 @@ def encode_prompts(pipe, prompts: list[str]) -> EmptyPrompt:
     """Text conditioning of one prompt per sample (``(B, 77, 2048)``, ``(B, 1280)``), as diffusers encodes it."""
     import torch
 
+    from ..checks import note_prompt_cut
+
+    for prompt in dict.fromkeys(prompts):
+        if len(pipe.tokenizer(prompt).input_ids) > pipe.tokenizer.model_max_length:
+            note_prompt_cut(prompt, pipe.tokenizer.model_max_length)
     with torch.no_grad():
         embeds, _, pooled, _ = pipe.encode_prompt(
             prompt=list(prompts), device=pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=False

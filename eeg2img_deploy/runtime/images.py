@@ -79,3 +79,7 @@ class ImageWriter:
             for name in [*names, RESULT_NAME]:
                 os.replace(staging / name, self.out_dir / name)
         return [self.out_dir / n for n in names]
+
+    def summary(self, n_images: int) -> str:
+        """What :meth:`write` wrote, for the command's last line (the grid is not one of the images)."""
+        return f"wrote {n_images} image(s){', a grid' if n_images > 1 else ''} and {RESULT_NAME} to {self.out_dir}"

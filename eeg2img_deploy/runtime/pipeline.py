@@ -128,6 +128,11 @@ class Pipeline:
         pipe._open_options = options
         return pipe
 
+    @property
+    def precisions(self) -> dict[str, str]:
+        """The precision each open stage runs in (``precision`` None chooses per stage)."""
+        return {name: s.artifact.precision.value for name, s in self.sessions.items()}
+
     def open_stage(self, stage: str) -> None:
         """Open one more stage of the folder (hash checked) with from_bundle's backend choices."""
         if stage in self.sessions:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..checks import note_prompt_cut
 from ..errors import ManifestError
 
 Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -40,6 +41,8 @@ class PromptEncoder:
             ids = np.full((len(prompts), length), pad, np.int64)
             for i, enc in enumerate(tok.encode_batch(list(prompts))):
                 ids[i, : len(enc.ids)] = enc.ids
+                if enc.overflowing:
+                    note_prompt_cut(prompts[i], length)
             out.append(ids)
         return out[0], out[1]
 

@@ -70,7 +70,7 @@ def serve(bundle: Path, runtime: RuntimeOptions, host: str, http_port: int, grpc
 @click.command()
 @click.option("--url", required=True, callback=_url,
               help="Triton HTTP endpoint, host:port (e.g. localhost:8000).")
-@eeg_options
+@eeg_options(whitening="client")
 @click.option("--out", required=True, type=OUT_FOLDER, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
 @run_options("seed", "steps", "prior_steps", "ip_scale", defaults_from="the server's")
@@ -116,14 +116,14 @@ def client(url: str, out: Path, overwrite: bool, run: RunOptions, concurrency: i
     result = SimpleNamespace(images=np.stack([a.image for a in answers]),
                              eeg_embeds=np.stack([a.eeg_embeds for a in answers]),
                              image_embeds=np.stack([a.image_embeds for a in answers]))
-    paths = writer.write(result, {
+    writer.write(result, {
         "command": "client", "url": url, "model": model, "seed": run.seed, "steps": run.steps,
         "prior_steps": run.prior_steps, "ip_scale": run.ip_scale, "subject_ids": ids.tolist(), "timings_ms": [a.timings_ms for a in answers], "load": load,
     })
     lat = load["latency_ms"]
     click.echo(f"{total} request(s), concurrency {concurrency}: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "
                f"{load['throughput_rps']:.2f} req/s, errors {load['errors']}, batch sizes {load['server_batch_sizes']}")
-    click.echo(f"wrote {len(paths)} image(s) and result.json to {out}")
+    click.echo(writer.summary(len(answers)))
     if report.errors or report.mismatches:
         raise ServingError(f"{load['errors']} request(s) failed and {load['mismatches']} answer(s) differed from the "
                            f"first for their trial; first error: {(report.errors or ['-'])[0]}")
@@ -136,12 +136,14 @@ def client(url: str, out: Path, overwrite: bool, run: RunOptions, concurrency: i
               help="Repository folder to write (new or empty).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
               help="Default: fp16 on GPU instances, fp32 on CPU ones (fp32-only stages stay fp32).")
-@click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True)
+@click.option("--vae", type=click.Choice(["full", "tiny"]), default="full", show_default=True,
+              help="Latent decoder: SDXL's VAE (full) or TAESDXL (tiny).")
 @click.option("--kind", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True,
               help="Stage instances: auto = GPU for TensorRT plans and CUDA/TensorRT onnxruntime folders.")
 @click.option("--instances", type=click.IntRange(1), default=1, show_default=True, help="Instances per stage model.")
 @click.option("--max-batch", type=click.IntRange(1), default=None, help="eeg2img's max batch [default: the bundle's].")
-@click.option("--queue-delay-us", type=click.IntRange(0), default=2000, show_default=True)
+@click.option("--queue-delay-us", type=click.IntRange(0), default=2000, show_default=True,
+              help="How long eeg2img's dynamic batcher waits to fill a batch.")
 @click.option("--stage-backend", type=click.Choice(["native", "python"]), default="native", show_default=True,
               help="python: stages as Python-backend onnxruntime models (servers without the onnxruntime backend).")
 @verify_option()

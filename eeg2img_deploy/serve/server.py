@@ -124,6 +124,24 @@ class RequestRejected(ValueError):
     """A bad request; PyTriton puts the traceback in the answer, the client keeps the line after this name."""
 
 
+class _RejectionsAsInfo(logging.Filter):
+    """PyTriton logs every exception of the infer function at WARNING with its traceback. A rejected request
+    is the client's mistake, answered with its reason: one INFO line of ours instead (-v shows it); any other
+    exception passes as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .client import server_message
+
+        text = " ".join(map(str, record.args)) if isinstance(record.args, tuple) else str(record.msg)
+        if "RequestRejected: " not in text:
+            return True
+        log.info("rejected: %s", server_message(text))
+        return False
+
+
+PYTRITON_INFERENCE_LOGGER = "pytriton.proxy.inference"
+
+
 def _infer_function(pipe, run: RunOptions):
     """A PyTriton callable over one pipeline: a list of requests in, a list of output dicts out."""
 
@@ -174,6 +192,8 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, run: RunOptio
     policy = TritonLifecyclePolicy(launch_triton_on_startup=False, local_model_store=True)
     # SIGTERM (docker stop, kubectl) drains like Ctrl-C: PyTriton stops Triton, which finishes in-flight requests
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    rejections = _RejectionsAsInfo()
+    logging.getLogger(PYTRITON_INFERENCE_LOGGER).addFilter(rejections)
     try:
         with Triton(config=config, triton_lifecycle_policy=policy) as triton:
             triton.bind(
@@ -192,6 +212,7 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, run: RunOptio
                 on_ready()
             triton.serve()
     finally:
+        logging.getLogger(PYTRITON_INFERENCE_LOGGER).removeFilter(rejections)
         signal.signal(signal.SIGTERM, previous)
         for p in pipes:
             p.close()

@@ -52,14 +52,31 @@ class RepoSettings:
     verify: bool = False  # hash every file again instead of trusting the folder's record (integrity.py)
 
 
-def instance_kind(manifest: Manifest, kind: str) -> str:
-    if kind != "auto":
-        return kind
+def made_for(manifest: Manifest) -> str | None:
+    """The instance kind an engine folder was built for ("gpu" or "cpu"); None for a bundle (either)."""
     if manifest.backend is Backend.TENSORRT:
         return "gpu"
+    if manifest.backend is not Backend.ONNXRUNTIME:
+        return None
     ort = manifest.engine.onnxruntime if manifest.engine else None
-    on_gpu = ort is not None and ort.provider is not Provider.CPU  # a bundle has none
-    return "gpu" if manifest.backend is Backend.ONNXRUNTIME and on_gpu else "cpu"
+    return "gpu" if ort is not None and ort.provider is not Provider.CPU else "cpu"
+
+
+def instance_kind(manifest: Manifest, kind: str) -> str:
+    """``kind``, or for "auto" what the folder was built for. TensorRT plans need a GPU; models onnxruntime
+    optimized for its CPU provider may hold CPU-only fused nodes, so they are refused on GPU instances (a CUDA
+    folder's models are saved with basic optimizations only and run on either)."""
+    target = made_for(manifest)
+    if kind == "auto":
+        return target or "cpu"
+    if kind == "cpu" and manifest.backend is Backend.TENSORRT:
+        raise ManifestError("--kind cpu: this folder holds TensorRT plans, which run on GPU instances only: use "
+                            "--kind gpu (or auto), or pass the export bundle (it runs on either)")
+    if kind == "gpu" and target == "cpu":
+        raise ManifestError("--kind gpu: this folder holds onnxruntime models optimized for the CPU provider, which "
+                            "run on CPU instances only: use --kind cpu (or auto), build-engines --backend onnxruntime "
+                            "--provider cuda, or pass the export bundle (it runs on either)")
+    return kind
 
 
 def static_batch(manifest: Manifest) -> int | None:

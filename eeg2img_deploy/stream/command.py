@@ -54,7 +54,8 @@ from ..cli_options import (
               help="Publish one LSL marker per image on a string stream of type Markers named NAME: JSON with epoch, "
                    "image, stimulus_time and the latencies, stamped when the image is written.")
 @click.option("--view", is_flag=True, help="Serve a live page of the reconstructions on localhost.")
-@click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option("--view-port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port of the --view page (0: any free port).")
 @run_options(*SAMPLING, "shared_subject_token")
 @runtime_options
 def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events: str | None, event_channel: str | None,

@@ -60,3 +60,24 @@ def test_key_is_stable_across_dict_order_tuples_and_enums() -> None:
 def test_engine_file_name_names_the_gpu_architecture_and_version() -> None:
     key, digest = engine_key(**BASE)
     assert engine_file_name(key, digest) == f"unet-fp16-sm87-trt10.3.0-{digest[:12]}.plan"
+
+
+def test_fused_prior_engine_files_carry_their_step_count(ort_engines) -> None:
+    """Before: ``prior_sampler-fp32-cpu-...onnx`` twice, told apart only by the hash."""
+    _, manifest = ort_engines
+    names = {a.steps: a.file for a in manifest.artifacts if a.stage == "prior_sampler"}
+    assert sorted(names) == [10, 50]
+    for steps, name in names.items():
+        assert name.startswith(f"prior_sampler_{steps}-fp32-cpu-ort"), name
+    key, digest = engine_key(**BASE)
+    assert engine_file_name(key, digest, 50).startswith("unet_50-fp16-sm87-")  # the same rule for plans
+
+
+def test_an_engine_folder_given_as_bundle_is_named_in_good_english(ort_engines, tmp_path) -> None:
+    from eeg2img_deploy.engines.build import build_engines
+    from eeg2img_deploy.errors import ManifestError
+
+    folder, _ = ort_engines
+    with pytest.raises(ManifestError) as e:
+        build_engines(folder, tmp_path / "out", backend="onnxruntime", ort_provider="cpu", progress=False)
+    assert "is an engine folder (onnxruntime), not an export bundle" in str(e.value)  # was "a onnxruntime"

@@ -80,7 +80,7 @@ def server(tiny_bundle, tiny_eeg, tmp_path_factory, triton_stub_loads):
     from eeg2img_deploy.serve.process import ServerProcess
 
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    proc = ServerProcess(tiny_bundle, "--threads", "1", "--queue-delay-us", "20000", log_path=log)
+    proc = ServerProcess(tiny_bundle, "--threads", "1", "--queue-delay-us", "20000", "-v", log_path=log)
     proc.probe = ReadinessProbe(proc.url, tiny_eeg[0])
     proc.probe.start()  # before the process: it sees every answer from the first
     try:
@@ -155,6 +155,10 @@ def test_client_writes_the_images_infer_writes(server, tiny_bundle, tiny_dir, tm
     c, i = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("c", "i"))
     np.testing.assert_array_equal(c["image_embeds"], i["image_embeds"])
     assert c["load"]["errors"] == 0 and c["load"]["requests"] == 3
+    # three images and a grid, as infer says (the client counted the grid as a fourth image)
+    assert f"wrote 3 image(s), a grid and result.json to {tmp_path / 'c'}" in got.output, got.output
+    assert f"wrote 3 image(s), a grid and result.json to {tmp_path / 'i'}" in want.output, want.output
+    assert i["precision"] == "fp32" and i["stage_precisions"]["unet"] == "fp32"  # was null
 
 
 def test_eight_concurrent_clients_get_their_own_images(server, pipe, tiny_eeg, record_property):
@@ -229,6 +233,19 @@ def test_client_cli_names_the_server_error(server, tiny_dir, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "subject id(s) [77]" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_rejected_request_is_one_info_line_in_the_log(server):
+    """Before: PyTriton's WARNING with the whole traceback, wrapped at 80 columns, for every rejected request
+    (after the tests above sent some). The log is a file, not a terminal: nothing wraps. (tritonserver's own
+    Python-backend stub still records each failed request as one E line holding the escaped message: its log,
+    not ours.)"""
+    text = server.log_path.read_text(errors="replace")
+    assert "Exception while performing inference" not in text, text[-3000:]
+    assert not [line for line in text.splitlines() if line.lstrip().startswith(("Traceback", 'File "'))], text[-3000:]
+    rejected = [line for line in text.splitlines() if " rejected: " in line]
+    assert any("INFO" in line and "subject id(s) [42]" in line for line in rejected), text[-3000:]
+    assert any("non-finite values" in line for line in rejected), text[-3000:]
 
 
 def test_sigterm_drains_in_flight_requests(server, tiny_eeg):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eeg2img_deploy.errors import ManifestError
 from eeg2img_deploy.manifest import Backend, read_manifest, write_manifest
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
@@ -315,3 +316,20 @@ def test_triton_loads_the_gpu_repository_and_its_ensemble_gives_infer_s_fp16_ima
     got = client.infer(tiny_eeg[0], SUBJECT, 0, RunOptions(seed=7))
     np.testing.assert_array_equal(got.image, want.images[0])
     np.testing.assert_array_equal(got.image_embeds, want.image_embeds[0])
+
+
+def test_a_kind_the_folder_was_not_built_for_is_refused(monkeypatch, capsys, ort_engines, tiny_bundle, tmp_path):
+    """Before: ``--kind gpu`` on an engine folder optimized for the CPU provider wrote a repository silently."""
+    from support import run_main
+
+    folder, _ = ort_engines
+    out = tmp_path / "repo"
+    code, stdout, err = run_main(monkeypatch, capsys, ["triton-repo", "--bundle", folder, "--out", out, "--kind", "gpu"])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--kind gpu" in err and "CPU provider" in err and "--kind cpu" in err and not out.exists()
+    plans = tmp_path / "plans"
+    shutil.copytree(tiny_bundle, plans)
+    write_manifest(plans, dataclasses.replace(read_manifest(plans), backend=Backend.TENSORRT))
+    with pytest.raises(ManifestError, match="--kind cpu: this folder holds TensorRT plans"):
+        _write(plans, out, kind="cpu")
+    assert _write(tiny_bundle, out, kind="gpu")  # a bundle runs on either
