@@ -115,12 +115,12 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 
 @cli.command("init-tiny")
-@click.argument("out_dir", type=OUT_FOLDER)
+@click.option("--out", "out_dir", required=True, type=OUT_FOLDER, help="Weights folder to write (new or empty).")
 @click.option("--seed", default=0, type=NON_NEGATIVE_INT, show_default=True, help="Seed of every tiny weight.")
 @image_size_option("Image size the tiny low-level encoder's latents fit.")
 @click.option("--overwrite", is_flag=True, help="Write over a folder that is not empty (its tiny-set files are replaced).")
 def init_tiny_cmd(out_dir: Path, seed: int, image_size: int, overwrite: bool) -> None:
-    """Write a complete tiny model set (random weights, real formats) to OUT_DIR."""
+    """Write a complete tiny model set (random weights, real formats) to --out."""
     from .tiny import init_tiny
 
     layout = init_tiny(out_dir, seed=seed, image_size=image_size, overwrite=overwrite)
@@ -136,7 +136,7 @@ def init_tiny_cmd(out_dir: Path, seed: int, image_size: int, overwrite: bool) ->
 @eeg_options(whitening="weights")
 @click.option("--out", required=True, type=OUT_FOLDER, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the images and result.json of an earlier run in --out.")
-@run_options("seed", "steps", "prior_steps", "guidance", *LOW_LEVEL, *SEMANTIC,
+@run_options("seed", "steps", "prior_steps", "guidance", "low_level", *LOW_LEVEL, *SEMANTIC,
              defaults_from="the encoder's recommended settings, else {fallback:g}")
 @image_size_option("Image size in pixels.")
 @click.option("--vae", type=click.Choice([d.value for d in Decoder]), default="full", show_default=True,
@@ -152,7 +152,6 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
     from .runtime.images import ImageWriter
 
     writer = ImageWriter(out, overwrite=overwrite)  # refuses a used folder before any work
-    run = run.replace(low_level=kw["low_level"] is not None)  # --low-level [PATH]: the encoder's weights
     convention = kw.pop("latent_convention")
     layout = resolve_layout(kw)
     if not run.low_level:
@@ -178,10 +177,10 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
 @git_weights_options
 @click.option("--out", type=OUT_FOLDER, default=None,
               help="Bundle folder [default: export/<name of the weights folder>].")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "both"]), default="both", show_default=True,
-              help="Precisions of the graphs to export (fp32-only stages stay fp32).")
-@click.option("--steps", type=click.Choice(["1", "4", "both"]), default="both", show_default=True,
-              help="SDXL-Turbo step counts whose scheduler tables go into the bundle.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), multiple=True, default=("fp32", "fp16"),
+              show_default=True, help="A precision to export; repeat it for several (fp32-only stages stay fp32).")
+@click.option("--steps", type=click.Choice(["1", "4"]), multiple=True, default=("1", "4"), show_default=True,
+              help="An SDXL-Turbo step count whose scheduler tables go into the bundle; repeat it for several.")
 @image_size_option("Image size the UNet and VAE graphs are exported for.")
 @click.option("--max-batch", default=4, type=POSITIVE_INT, show_default=True, help="Upper bound of the dynamic batch axis.")
 @click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help="(63,63) whitening matrix .npy to ship.")
@@ -189,8 +188,8 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
               help="DDPM step counts exported as fused prior graphs (the whole sampler in one graph), or 'none'.")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Check every graph against PyTorch.")
 @click.option("--force", is_flag=True, help="Export even when the bundle is up to date.")
-def export(out: Path | None, precision: str, steps: str, image_size: int, max_batch: int, whitening: Path | None,
-           fused_prior_steps: tuple[int, ...], validate: bool, force: bool, **kw) -> None:
+def export(out: Path | None, precision: tuple[str, ...], steps: tuple[str, ...], image_size: int, max_batch: int,
+           whitening: Path | None, fused_prior_steps: tuple[int, ...], validate: bool, force: bool, **kw) -> None:
     """Export every stage to validated ONNX (fp32 + fp16), constants and a manifest."""
     from .eeg.spec import encoder_spec
     from .eeg.whitening import load_whitening
@@ -201,10 +200,10 @@ def export(out: Path | None, precision: str, steps: str, image_size: int, max_ba
     convention = kw.pop("latent_convention")
     layout = resolve_layout(kw)
     variant = encoder_variant(kw)
-    precisions = (Precision.FP32, Precision.FP16) if precision == "both" else (Precision(precision),)
+    precisions = tuple(p for p in Precision if p.value in precision)  # fp32 first, as the bundle lists them
     settings = ExportSettings(
         precisions=precisions, image_size=image_size, max_batch=max_batch,
-        steps=(1, 4) if steps == "both" else (int(steps),), fused_prior_steps=fused_prior_steps,
+        steps=tuple(sorted({int(s) for s in steps})), fused_prior_steps=fused_prior_steps,
         validate=validate, variant=variant,
         latent_convention=convention,
     )

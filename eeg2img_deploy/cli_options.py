@@ -245,8 +245,8 @@ def weights_options(f):
         click.option("--sdxl", type=click.Path(file_okay=False, path_type=Path), help="SDXL-Turbo diffusers folder."),
         click.option("--ip-adapter", type=click.Path(path_type=Path), help="IP-Adapter folder or file (h94 layout)."),
         click.option("--taesd", type=click.Path(file_okay=False, path_type=Path), help="TAESDXL folder (fast VAE)."),
-        click.option("--low-level", is_flag=False, flag_value="", default=None, metavar="[PATH]",
-                     help="Low-level encoder checkpoint [default: weights/low-level/]; `reference --low-level` runs its path."),
+        click.option("--low-level-encoder", type=click.Path(path_type=Path),
+                     help="Low-level encoder checkpoint [default: weights/low-level/, where present]."),
         click.option("--latent-convention", type=click.Choice(["unscaled", "scaled"]), default="unscaled", show_default=True,
                      help="What the low-level encoder regresses: unscaled VAE latents (the paper) or scaled ones."),
         click.option("--token-slice", type=click.Choice(["paper", "refactor"]), default="paper", show_default=True,
@@ -262,10 +262,10 @@ def resolve_layout(kw: dict):
     :data:`ENCODER_WEIGHTS`: the others are found in ``--weights``)."""
     from .weights import resolve_weights
 
-    names = ("weights", "encoder", "prior", "sdxl", "ip_adapter", "taesd", "low_level", "git", "projector",
+    names = ("weights", "encoder", "prior", "sdxl", "ip_adapter", "taesd", "low_level_encoder", "git", "projector",
              "encoder_factory", "encoder_channels")
     given = {n: kw.pop(n, None) for n in names}
-    given["low_level"] = given["low_level"] or None  # --low-level without a path: the folder's
+    given["low_level"] = given.pop("low_level_encoder")
     return resolve_weights(given.pop("weights"), **given)
 
 

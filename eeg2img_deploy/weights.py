@@ -77,7 +77,7 @@ def _missing(what: str, looked: list[Path | str], flag: str) -> WeightsNotFoundE
     where = ", ".join(str(p) for p in looked) or "nowhere (no --weights given)"
     return WeightsNotFoundError(
         f"no {what} found (looked in {where}): pass {flag} PATH, or lay out --weights DIR as\n{LAYOUT_HELP}\n"
-        "(`eeg2img-deploy init-tiny DIR` writes a complete tiny example)"
+        "(`eeg2img-deploy init-tiny --out DIR` writes a complete tiny example)"
     )
 
 
@@ -198,7 +198,7 @@ def resolve_weights(
         sdxl=_sdxl(root, sdxl),
         ip_adapter=_ip_adapter(root, ip_adapter),
         taesd=taesd_path,
-        low_level=_optional_checkpoint(root, low_level, "low-level", "low-level encoder", "--low-level"),
+        low_level=_optional_checkpoint(root, low_level, "low-level", "low-level encoder", "--low-level-encoder"),
         git=_git(root, git),
         projector=_optional_checkpoint(root, projector, "pixel-projector", "PixelProjector", "--projector"),
         encoder_factory=encoder_factory,

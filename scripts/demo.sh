@@ -7,7 +7,7 @@ set -euo pipefail
 . "$(dirname "$0")/setup-venv.sh" eval
 out=demo
 rm -rf "$out"
-eeg2img-deploy init-tiny "$out/weights"
+eeg2img-deploy init-tiny --out "$out/weights"
 eeg2img-deploy reference --weights "$out/weights" --eeg "$out/weights/eeg/synthetic_eeg.npy" --subject 8 --out "$out/reference"
 eeg2img-deploy export --weights "$out/weights" --out "$out/bundle"
 eeg2img-deploy build-engines --bundle "$out/bundle" --backend onnxruntime --out "$out/engines"

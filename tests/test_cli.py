@@ -122,7 +122,7 @@ def _options():
 
     for name, command in sorted(cli.cli.commands.items()):
         for param in command.params:
-            if isinstance(param, click.Option):
+            if isinstance(param, click.Option) and not param.hidden:
                 yield name, param
 
 
@@ -136,3 +136,52 @@ def test_every_option_has_a_help_text_that_is_true():
     assert "bundle" not in helps["reference", "--whitening"] and "bundle" not in helps["client", "--whitening"].split("(")[0]
     assert "sent" in helps["client", "--whitening"] and "ship none" in helps["infer", "--whitening"]
     assert "default" in helps["build-engines", "--backend"] and "onnxruntime" in helps["build-engines", "--backend"]
+
+
+def _meaning(param) -> str:
+    """What an option takes, whichever click type spells it: a flag, a path, a number, or which choices."""
+    import click
+
+    from eeg2img_deploy.cli_options import Ranged
+    from eeg2img_deploy.core.options import OneOf
+
+    t = param.type
+    if param.is_flag:
+        return "flag"
+    if isinstance(t, Ranged) and isinstance(t.rule, OneOf):
+        return "one of " + "|".join(map(str, t.rule.values))
+    if isinstance(t, click.Choice):
+        return "one of " + "|".join(map(str, t.choices))
+    if isinstance(t, click.Path):
+        return "path"
+    return {"integer": "int", "integer range": "int", "int": "int", "float": "float"}.get(t.name, t.name)
+
+
+def test_each_option_name_means_one_thing():
+    """Issue 23: --low-level was a checkpoint path (reference/export) and a flag (infer/bench); export --precision
+    took 'both' where every other --precision takes one of fp32|fp16; init-tiny took its folder as an argument
+    where every other command takes --out. --events keeps one meaning by design: where the stimuli come from, an
+    events file or (.xdf, stream) a marker stream's name."""
+    import click
+
+    meanings: dict[str, dict[str, str]] = {}
+    for name, param in _options():
+        for opt in param.opts:
+            meanings.setdefault(opt, {})[name] = _meaning(param)
+    mixed = {opt: by_command for opt, by_command in meanings.items() if len(set(by_command.values())) > 1}
+    assert set(mixed) <= {"--events"}, mixed
+    helps = {(name, param.opts[0]): param.help for name, param in _options()}
+    assert all("marker" in helps[name, "--events"].lower() for name in mixed.get("--events", {}))
+    positional = [name for name, command in cli.cli.commands.items()
+                  if any(not isinstance(p, click.Option) for p in command.params)]
+    assert positional == []  # every folder is an option (init-tiny's was an argument)
+    assert meanings["--low-level"] == {c: "flag" for c in ("bench", "infer", "reference")}
+    assert set(meanings["--low-level-encoder"]) == {"export", "reference"}
+
+
+def test_export_takes_the_precisions_every_command_takes(monkeypatch, capsys, tmp_path):
+    from support import run_main
+
+    code, out, err = run_main(monkeypatch, capsys, ["export", "--weights", tmp_path, "--precision", "both"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--precision" in err and "'fp32', 'fp16'" in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ from eeg2img_deploy.fileio import unwritable_reason
 
 # (command line before the bad path, the option that takes it, whether it is a file)
 COMMANDS = {
-    "init-tiny": ([], "OUT_DIR", False),
+    "init-tiny": (["--out"], "--out", False),
     "reference": (["--weights", "{d}", "--eeg", "{d}/x.npy", "--subject", "8", "--out"], "--out", False),
     "export": (["--weights", "{d}", "--out"], "--out", False),
     "build-engines": (["--bundle", "{d}", "--backend", "onnxruntime", "--out"], "--out", False),

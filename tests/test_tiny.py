@@ -90,7 +90,7 @@ def test_init_tiny_refuses_a_folder_that_is_not_empty(monkeypatch, capsys, tmp_p
     real.parent.mkdir(parents=True)
     real.write_bytes(b"someone's real weights")
     t0 = time.monotonic()
-    code, stdout, err = run_main(monkeypatch, capsys, ["init-tiny", tmp_path / "weights"])
+    code, stdout, err = run_main(monkeypatch, capsys, ["init-tiny", "--out", tmp_path / "weights"])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--overwrite" in err and "encoder" in err, err
     assert stdout == "" and real.read_bytes() == b"someone's real weights" and time.monotonic() - t0 < 5
 

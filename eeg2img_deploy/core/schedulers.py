@@ -105,7 +105,7 @@ class EulerAncestral:
         timesteps, sigmas, init_sigma = Constants.euler(steps)
         if sigmas not in constants:
             have = list(exported)
-            raise ManifestError(f"this bundle has scheduler tables for {have} step(s), not {steps}: export with --steps both")
+            raise ManifestError(f"this bundle has scheduler tables for {have} step(s), not {steps}: export with --steps 1 --steps 4")
         return cls(constants[timesteps], constants[sigmas], float(constants[init_sigma][0]))
 
     def cut(self, start: int) -> EulerAncestral:

@@ -236,7 +236,7 @@ def low_level_architecture(state: dict[str, torch.Tensor], what: str) -> LowLeve
     if generation is None:
         raise CheckpointError(
             f"{what} has neither subject_wise_linear.0.weight (paper era) nor subject_linear.0.weight (2025 "
-            "refactor): it is not a low-level encoder state dict; pass the encoder_low_level checkpoint to --low-level"
+            "refactor): it is not a low-level encoder state dict; pass the encoder_low_level checkpoint to --low-level-encoder"
         )
     prefix = LINEAR_PREFIX[generation]
     linear_ids = {int(m.group(1)) for k in state if (m := re.match(rf"^{prefix}\.(\d+)\.", k))}

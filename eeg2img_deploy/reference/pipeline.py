@@ -155,7 +155,7 @@ class ReferencePipeline:
         if run.low_level:
             if self.low_level is None:
                 raise WeightsNotFoundError("--low-level needs a low-level encoder: put it in weights/low-level/ or "
-                                           "pass --low-level PATH")
+                                           "pass --low-level-encoder PATH")
             check_low_level_size(self.low_level.arch.latent_side, image_size)
         if run.needs_caption:
             require_captioner(self.captioner, self.projector)

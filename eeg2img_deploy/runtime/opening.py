@@ -92,7 +92,7 @@ def stages_to_open(folder: Path, manifest: Manifest, vae: Decoder, low_level: bo
     if missing:
         hint = " (export with a TAESDXL folder: weights/taesdxl or --taesd)" if Stage.TAESD_DECODER in missing else ""
         if Stage.LOW_LEVEL_ENCODER in missing:
-            hint = " (export with a low-level encoder: weights/low-level/ or --low-level PATH)"
+            hint = " (export with a low-level encoder: weights/low-level/ or --low-level-encoder PATH)"
         raise ManifestError(f"{folder} lacks stage(s) {missing}{hint}: export the bundle again")
     if FUSED_PRIOR in manifest.stages():
         stages.append(FUSED_PRIOR)
