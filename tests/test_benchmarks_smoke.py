@@ -140,6 +140,10 @@ def test_bench_fullsize_encoder_prior_cpu_smoke(tiny_dir, tiny_bundle, tmp_path)
         ["--smoke", "--weights", str(tiny_dir), "--bundle", str(tiny_bundle), "--out", str(tmp_path)])
     assert result["parity"]["fused_vs_stepwise_max_abs_diff"] <= 1e-5
     assert "prior 50-step sampling, runtime stepwise / fused graph" in result["ratios_torch_over_onnxruntime"]
+    target = result["encoder_prior_target"]  # Stage I against the paper's code, side by side in the same process
+    assert target["runtime_prior_graph"] == "fused" and target["want_at_least"] == 6.0 and target["ratio"] > 0
+    assert result["parity"]["encoder_prior_max_abs_diff"] <= 1e-4  # both sides compute the same embeddings
+    assert "Encoder + 50-step prior (Stage I)" in (tmp_path / "README.md").read_text()
     assert (tmp_path / "bench_fullsize_encoder_prior_cpu.json").is_file()
 
 
