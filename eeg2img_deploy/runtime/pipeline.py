@@ -183,6 +183,17 @@ class Pipeline:
     def check_subjects(self, ids: np.ndarray, shared_subject_token: bool) -> None:
         check_subjects(ids, self.manifest.bundle, shared_subject_token)
 
+    def _trials(self, eeg: np.ndarray, subject_ids: int | np.ndarray,
+                shared_subject_token: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The EEG checked against the bundle's spec and whitened, and one subject id per trial: the input checks
+        of :meth:`__call__` and :meth:`embed` (one path, so both refuse a bad input with the same error)."""
+        eeg = validate_eeg(eeg, self.eeg_spec)
+        ids = validate_subject_ids(subject_ids, len(eeg))
+        self.check_subjects(ids, shared_subject_token)
+        if self.whitening is not None:
+            eeg = apply_whitening(eeg, self.whitening, self.eeg_spec)
+        return eeg, ids
+
     # ---- stages ------------------------------------------------------------------------------------
     def encode(self, eeg: np.ndarray, ids: np.ndarray, *, keep: bool = False) -> Any:
         return self._call("encoder", {"eeg": eeg, "subject_ids": ids}, keep=keep)
@@ -190,11 +201,7 @@ class Pipeline:
     def embed(self, eeg: np.ndarray, subject_ids: int | np.ndarray, *, shared_subject_token: bool = False) -> np.ndarray:
         """The encoder's embeddings (N, 1024) alone, the EEG checked and whitened as :meth:`__call__` does
         (``eval --retrieval``: no prior, no image)."""
-        eeg = validate_eeg(eeg, self.eeg_spec)
-        ids = validate_subject_ids(subject_ids, len(eeg))
-        self.check_subjects(ids, shared_subject_token)
-        if self.whitening is not None:
-            eeg = apply_whitening(eeg, self.whitening, self.eeg_spec)
+        eeg, ids = self._trials(eeg, subject_ids, shared_subject_token)
         emb = np.concatenate([self._host("encoder", self.encode(eeg[i:i + self.max_batch], ids[i:i + self.max_batch]))
                               for i in range(0, len(eeg), self.max_batch)])
         check_finite(Stage.ENCODER, emb)
@@ -289,17 +296,13 @@ class Pipeline:
         if seed is not None and not np.ndim(seed):  # one seed: an option like the others, checked with them
             knobs["seed"], seed = seed, None
         run = self.options(options, **knobs)
-        eeg = validate_eeg(eeg, self.eeg_spec)
-        ids = validate_subject_ids(subject_ids, len(eeg))
+        eeg, ids = self._trials(eeg, subject_ids, run.shared_subject_token)
         seeds = _per_trial(run.seed if seed is None else seed, len(eeg), "seed")
         indices = np.arange(len(eeg)) if sample_indices is None else _per_trial(sample_indices, len(eeg), "sample index")
-        self.check_subjects(ids, run.shared_subject_token)
         graph = self.prior_graph(run.prior_graph, run.prior_sampler, run.prior_steps)
         self._euler(run.steps)
         cut = cut_for(self.low_level, run)
         self.semantic.prepare(run)
-        if self.whitening is not None:
-            eeg = apply_whitening(eeg, self.whitening, self.eeg_spec)
         timings = dict.fromkeys(("encoder", "prior", *(("low_level",) if run.low_level else ()), "unet", "decoder"), 0.0)
         self._backend_ms[0] = 0.0
         t_start = time.perf_counter()

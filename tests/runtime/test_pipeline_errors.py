@@ -163,3 +163,42 @@ def test_tensorrt_ep_gets_the_recorded_options_with_the_cache_in_the_folder(tiny
     assert opts["trt_engine_cache_path"] == str(tiny_bundle / "trt-ep-cache") and opts["trt_fp16_enable"] is False
     sessions.open_sessions(tiny_bundle, m, ["unet"], provider="cpu", **kw)
     assert seen["trt_options"] is None
+
+
+def _bad_inputs(eeg: np.ndarray, n: int) -> dict[str, tuple[np.ndarray, object, bool]]:
+    """(EEG, subject ids, shared subject token) that the EEG and subject checks refuse, one fault each."""
+    nan = eeg[:2].copy()
+    nan[1, 5, 7] = np.nan
+    return {
+        "short": (eeg[:2, :, :200], 8, False),
+        "nan": (nan, 8, False),
+        "transposed": (eeg[:1].transpose(0, 2, 1), 8, False),
+        "float ids": (eeg[:2], np.array([8.0, 8.0]), False),
+        "id count": (eeg[:2], np.array([8, 8, 8]), False),
+        "2-D ids": (eeg[:2], np.array([[8], [8]]), False),
+        "negative id": (eeg[:2], -1, False),
+        "past the table": (eeg[:2], n, False),
+    }
+
+
+def test_embed_and_call_refuse_bad_inputs_with_the_same_error(tiny_bundle, tiny_eeg):
+    """``embed`` (eval --retrieval) and ``__call__`` (infer) run one input check: same error, same one line."""
+    from eeg2img_deploy.runtime.pipeline import Pipeline
+
+    pipe = Pipeline.from_bundle(tiny_bundle, whitening=np.eye(63) * 2.0)
+    try:
+        for name, (eeg, ids, shared) in _bad_inputs(tiny_eeg, pipe.num_subjects).items():
+            with pytest.raises(EEGInputError) as called:
+                pipe(eeg, ids, 0, prior_steps=2, shared_subject_token=shared)
+            with pytest.raises(EEGInputError) as embedded:
+                pipe.embed(eeg, ids, shared_subject_token=shared)
+            assert str(called.value) == str(embedded.value), name
+            assert "\n" not in str(called.value), (name, str(called.value))
+        # ... and the same accepted input gives the same (whitened) embeddings through both
+        eeg = tiny_eeg[:2]
+        np.testing.assert_array_equal(pipe.embed(eeg, 8), pipe(eeg, 8, 0, prior_steps=2).eeg_embeds)
+        plain = Pipeline.from_bundle(tiny_bundle)
+        assert np.abs(pipe.embed(eeg, 8) - plain.embed(eeg, 8)).max() > 1e-2  # both whitened, and that moves them
+        plain.close()
+    finally:
+        pipe.close()
