@@ -155,7 +155,7 @@ def _made(manifest: Manifest) -> list[str]:
         gpu = f" on {e.gpu_name} (sm_{(e.compute_capability or '').replace('.', '')})" if e and e.gpu_name else ""
         out.append(f"- backend: TensorRT {e.tensorrt_version if e else '?'}{gpu}, preset `{trt.preset}`; the engines run "
                    "only on that TensorRT version and GPU architecture")
-        tf32 = {a.label(): a.engine.flag("tf32") for a in manifest.artifacts if a.engine}
+        tf32 = {a.label(): bool(a.engine.key.tensorrt.tf32) for a in manifest.artifacts if a.engine}
         out.append("- TF32 (`BuilderFlag.TF32`): off for " + (", ".join(k for k, on in tf32.items() if not on) or "none")
                    + " (fp32 engines compute in fp32); on for " + (", ".join(k for k, on in tf32.items() if on) or "none"))
     if manifest.engine and manifest.engine.onnxruntime:

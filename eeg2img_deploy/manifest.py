@@ -34,8 +34,9 @@ from .names import (  # re-exported: the manifest's vocabulary
 
 __all__ = [
     "FORMAT_VERSION", "MANIFEST_NAME", "RUNTIME_BACKENDS", "STAGES", "Artifact", "Backend", "BundleSettings", "Constants",
-    "Decoder", "EEGInfo", "EncoderInfo", "EncoderKind", "EncoderVariantInfo", "LowLevelInfo", "EngineInfo", "EngineSettings", "Manifest", "OnnxRuntimeSettings",
-    "ParentInfo", "Precision", "Provider", "RecommendedRun", "Stage", "TensorRTSettings", "TensorSpec", "library_versions", "read_manifest", "write_manifest",
+    "Decoder", "EEGInfo", "EncoderInfo", "EncoderKind", "EncoderVariantInfo", "LowLevelInfo", "EngineInfo", "EngineKey", "EngineSettings", "Manifest",
+    "OnnxRuntimeFlags", "OnnxRuntimeSettings", "ParentInfo", "Precision", "Provider", "RecommendedRun", "ShapeRange", "Stage",
+    "TensorRTFlags", "TensorRTSettings", "TensorSpec", "library_versions", "read_manifest", "write_manifest",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -57,27 +58,119 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class ShapeRange:
+    """One input's shapes in an optimization profile: TensorRT's (min, opt, max), as its demo's
+    ``get_input_profile`` gives them per input (JSON: {"min", "opt", "max"}, each a list)."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ShapeRange:
+        return _from_fields(cls, {k: tuple(int(n) for n in v) for k, v in d.items()}, "a profile's shape range")
+
+
+@dataclass(frozen=True)
+class TensorRTFlags:
+    """The TensorRT builder settings of an engine key (each changes the plan)."""
+
+    builder_optimization_level: int
+    workspace_bytes: int | None  # the tactic workspace cap; None: TensorRT's default
+    strongly_typed: bool = True
+    weight_streaming: bool = False
+    tf32: bool | None = None  # None: a key written before the flag was recorded (its JSON has none)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "tf32" or v is not None}
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeFlags:
+    """The onnxruntime optimization settings of an engine key."""
+
+    provider: Provider  # what the model was optimized for
+    graph_optimization_level: str
+    onnxruntime: str  # the version that optimized it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "provider", Provider(self.provider))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "provider": self.provider.value}
+
+
+KEY_FORMAT = 1  # bump when the meaning of a key field changes, so old engines are rebuilt
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineKey:
+    """Every input of one build (JSON in this order); its hash names the engine file (``engines/cache_key.py``)."""
+
+    format: int = KEY_FORMAT
+    backend: Backend  # tensorrt | onnxruntime
+    stage: Stage | str
+    onnx_sha256: str
+    data_sha256: str | None = None  # ONNX external data
+    precision: Precision
+    profile: dict[str, ShapeRange]  # per input; onnxruntime: empty
+    builder_flags: TensorRTFlags | OnnxRuntimeFlags
+    tensorrt_version: str | None = None  # TensorRT keys: these three, the machine the plan is bound to
+    compute_capability: str | None = None  # "8.7", "9.0"
+    gpu_name: str | None = None
+
+    def __post_init__(self) -> None:  # the enums from their JSON values
+        for name, parse in (("backend", Backend), ("stage", Stage.parse), ("precision", Precision)):
+            object.__setattr__(self, name, parse(getattr(self, name)))
+
+    @property
+    def tensorrt(self) -> TensorRTFlags:
+        """The TensorRT builder flags (an onnxruntime key has none: ManifestError)."""
+        if not isinstance(self.builder_flags, TensorRTFlags):
+            raise ManifestError(f"{self.stage}: an {self.backend.value} engine key has no TensorRT builder flags")
+        return self.builder_flags
+
+    @property
+    def onnxruntime(self) -> OnnxRuntimeFlags:
+        """The onnxruntime optimization settings (a TensorRT key has none: ManifestError)."""
+        if not isinstance(self.builder_flags, OnnxRuntimeFlags):
+            raise ManifestError(f"{self.stage}: an {self.backend.value} engine key has no onnxruntime settings")
+        return self.builder_flags
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**d, "backend": self.backend.value, "stage": str(self.stage), "precision": self.precision.value,
+                "profile": {n: r.to_dict() for n, r in self.profile.items()}, "builder_flags": self.builder_flags.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EngineKey:
+        flags = TensorRTFlags if Backend(d["backend"]) is Backend.TENSORRT else OnnxRuntimeFlags
+        return _from_fields(cls, {**d, "builder_flags": _from_fields(flags, d["builder_flags"], "an engine key's builder_flags"),
+                                  "profile": {n: ShapeRange.from_dict(r) for n, r in d["profile"].items()}}, "an engine key")
+
+
+@dataclass(frozen=True)
 class EngineInfo:
     """What a built engine is bound to; the runtime refuses it on any other TensorRT or GPU."""
 
-    key: dict[str, Any]  # every part of the cache key (stage, onnx sha256, profile, flags, versions, GPU)
+    key: EngineKey  # every part of the cache key (stage, onnx sha256, profile, flags, versions, GPU)
     key_hash: str
     tensorrt_version: str | None = None
     compute_capability: str | None = None  # "8.7", "9.0"
     gpu_name: str | None = None
     build_seconds: float = 0.0
-    profile: dict[str, Any] = field(default_factory=dict)
 
-    def flag(self, name: str) -> bool:
-        """A builder flag of the key (``weight_streaming``, ``tf32``): False where the key has none."""
-        return bool(self.key.get("builder_flags", {}).get(name))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, Any]:  # JSON: the key's profile once more, last
+        profile = {n: r.to_dict() for n, r in self.key.profile.items()}
+        return {**dataclasses.asdict(self), "key": self.key.to_dict(), "profile": profile}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineInfo:
-        return cls(**d)
+        d = {k: v for k, v in d.items() if k != "profile"}
+        return _from_fields(cls, {**d, "key": EngineKey.from_dict(d["key"])}, "an artifact's engine")
 
 
 @dataclass(frozen=True)

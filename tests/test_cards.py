@@ -13,7 +13,6 @@ from eeg2img_deploy.fileio import sha256_file
 from eeg2img_deploy.manifest import (
     MANIFEST_NAME,
     Backend,
-    EngineInfo,
     EngineSettings,
     Manifest,
     ParentInfo,
@@ -96,7 +95,7 @@ def test_tensorrt_card_and_an_unchanged_card_left_alone(tmp_path):
     bundle.mkdir(parents=True)
     folder = tmp_path / "engines" / "my engines"  # a space: the commands quote it
     m = make_folder(folder, Backend.TENSORRT)
-    engine = EngineInfo(key={}, key_hash="k", tensorrt_version="10.3.0", compute_capability="8.7", gpu_name="Orin")
+    engine = dataclasses.replace(m.artifacts[1].engine, gpu_name="Orin")
     m = m.replace(
         engine=EngineSettings(tensorrt=TensorRTSettings(preset="jetson-orin")),
         parent=ParentInfo(manifest_sha256="f" * 64, bundle="b", path="../../export/b"),

@@ -20,6 +20,7 @@ from eeg2img_deploy.manifest import (
     EEGInfo,
     EncoderInfo,
     EngineInfo,
+    EngineKey,
     EngineSettings,
     Manifest,
     OnnxRuntimeSettings,
@@ -28,12 +29,20 @@ from eeg2img_deploy.manifest import (
     Provider,
     ServedModels,
     ServedStage,
+    ShapeRange,
     Stage,
+    TensorRTFlags,
     TensorRTSettings,
     TensorSpec,
     read_manifest,
     write_manifest,
 )
+
+
+def _trt_key(stage: str, sample: ShapeRange) -> EngineKey:
+    return EngineKey(backend=Backend.TENSORRT, stage=stage, onnx_sha256="0" * 64, precision=Precision.FP16,
+                     profile={"sample": sample}, builder_flags=TensorRTFlags(builder_optimization_level=3, workspace_bytes=None),
+                     tensorrt_version="10.3.0", compute_capability="8.7", gpu_name="Orin")
 
 
 def make_folder(folder: Path, backend: Backend = Backend.ONNX) -> Manifest:
@@ -54,8 +63,8 @@ def make_folder(folder: Path, backend: Backend = Backend.ONNX) -> Manifest:
         size_bytes=678, inputs=(TensorSpec("sample", "float16", ("batch", 4, 16, 16)),),
         outputs=(TensorSpec("noise_pred", "float16", ("batch", 4, 16, 16)),),
         data_file="unet.fp16.onnx.data", data_sha256=sha256_file(folder / "unet.fp16.onnx.data"),
-        engine=EngineInfo(key={"stage": "unet"}, key_hash="abc", tensorrt_version="10.3.0", compute_capability="8.7",
-                          profile={"sample": {"min": [1, 4, 16, 16]}}),
+        engine=EngineInfo(key=_trt_key("unet", ShapeRange((1, 4, 16, 16), (1, 4, 16, 16), (4, 4, 16, 16))),
+                          key_hash="abc", tensorrt_version="10.3.0", compute_capability="8.7"),
     )
     m = Manifest(
         backend=backend, artifacts=(enc, unet), constants_file="constants.safetensors",
@@ -72,9 +81,11 @@ def test_round_trip(tmp_path):
     assert Manifest.from_json(m.to_json()) == m
     assert read_manifest(tmp_path) == m
     back = read_manifest(tmp_path)
-    assert back.artifacts[1].engine.profile == {"sample": {"min": [1, 4, 16, 16]}}
-    engine = EngineInfo(key={"builder_flags": {"weight_streaming": True}}, key_hash="k")
-    assert engine.flag("weight_streaming") and not engine.flag("tf32") and not back.artifacts[1].engine.flag("tf32")
+    assert back.artifacts[1].engine.key.profile["sample"].max == (4, 4, 16, 16)
+    engine = json.loads(m.to_json())["artifacts"][1]["engine"]
+    assert engine["profile"] == engine["key"]["profile"] == {"sample": {"min": [1, 4, 16, 16], "opt": [1, 4, 16, 16],
+                                                                        "max": [4, 4, 16, 16]}}
+    assert back.artifacts[1].engine.key.tensorrt.weight_streaming is False
     assert back.artifacts[0].inputs[0].shape == ("batch", 63, 250)  # tuples, not JSON lists
     assert back.stages() == ["encoder", "unet"] and back.precisions("unet") == [Precision.FP16]
     assert json.loads(m.to_json())["format"] == "eeg2img-deploy"

@@ -26,18 +26,21 @@ from ..manifest import (
     Artifact,
     Backend,
     EngineInfo,
+    EngineKey,
     EngineSettings,
     Manifest,
+    OnnxRuntimeFlags,
     OnnxRuntimeSettings,
     ParentInfo,
     Precision,
     Provider,
+    TensorRTFlags,
     TensorRTSettings,
     read_manifest,
     write_manifest,
 )
 from . import ort_optimize, trt_rules
-from .cache_key import engine_file_name, engine_key, ort_model_file_name
+from .cache_key import engine_file_name, key_hash, ort_model_file_name
 from .presets import GB, BuildPreset, get_preset, profile_axes
 from .trt_rules import Violation
 
@@ -265,8 +268,8 @@ def _remove_stale(out_dir: Path, previous: Manifest | None, current: Manifest) -
 
 # ---- the two backends -------------------------------------------------------------------------------
 class _StageMaker(Protocol):
-    def key(self, a: Artifact) -> tuple[dict[str, Any], str, str]: ...
-    def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact: ...
+    def key(self, a: Artifact) -> tuple[EngineKey, str, str]: ...
+    def build(self, a: Artifact, key: EngineKey, digest: str, file_name: str) -> Artifact: ...
     def settings(self, artifacts: list[Artifact]) -> EngineSettings: ...
     def libraries(self) -> dict[str, str]: ...
 
@@ -294,41 +297,33 @@ class _TensorRTMaker(_StageMaker):
         weight_bytes = a.size_bytes + ((self.bundle_dir / a.data_file).stat().st_size if a.data_file else 0)
         return self.preset.wants_weight_streaming(weight_bytes, self.env.device.free_bytes)
 
-    def key(self, a: Artifact) -> tuple[dict[str, Any], str, str]:
-        profile = self.tb.shape_profile(a.inputs, self.axes)
-        flags = {
-            "builder_optimization_level": self.preset.builder_optimization_level,
-            "workspace_bytes": self.preset.workspace_bytes,
-            "strongly_typed": True,
-            "weight_streaming": self._weight_streaming(a),
-            "tf32": a.precision is not Precision.FP32,  # an fp32 engine computes in fp32, not TF32
-        }
-        key, digest = engine_key(
-            stage=a.stage,
-            onnx_sha256=a.sha256,
-            data_sha256=a.data_sha256,
-            precision=a.precision.value,
-            profile=profile,
-            builder_flags=flags,
-            tensorrt_version=self.env.tensorrt_version,
-            compute_capability=self.env.device.compute_capability,
-            gpu_name=self.env.device.name,
+    def key(self, a: Artifact) -> tuple[EngineKey, str, str]:
+        flags = TensorRTFlags(
+            builder_optimization_level=self.preset.builder_optimization_level,
+            workspace_bytes=self.preset.workspace_bytes,
+            weight_streaming=self._weight_streaming(a),
+            tf32=a.precision is not Precision.FP32,  # an fp32 engine computes in fp32, not TF32
         )
+        key = EngineKey(backend=Backend.TENSORRT, stage=a.stage, onnx_sha256=a.sha256, data_sha256=a.data_sha256,
+                        precision=a.precision, profile=self.tb.shape_profile(a.inputs, self.axes), builder_flags=flags,
+                        tensorrt_version=self.env.tensorrt_version, compute_capability=self.env.device.compute_capability,
+                        gpu_name=self.env.device.name)  # fmt: skip
+        digest = key_hash(key)
         return key, digest, engine_file_name(key, digest, a.steps)
 
-    def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact:
-        flags = key["builder_flags"]
+    def build(self, a: Artifact, key: EngineKey, digest: str, file_name: str) -> Artifact:
+        flags = key.tensorrt
         options = self.tb.BuildOptions(
-            opt_level=flags["builder_optimization_level"],
-            workspace_bytes=flags["workspace_bytes"],
-            weight_streaming=flags["weight_streaming"],
-            tf32=flags["tf32"],
+            opt_level=flags.builder_optimization_level,
+            workspace_bytes=flags.workspace_bytes,
+            weight_streaming=flags.weight_streaming,
+            tf32=bool(flags.tf32),
             timing_cache=self.timing_cache,
             progress=self.progress,
         )
         log.info("%s: building %s", a.label(), file_name)
         plan = self.out_dir / file_name
-        seconds = self.tb.build_engine(self.bundle_dir / a.file, plan, stage=a.stage, profile=key["profile"], options=options)
+        seconds = self.tb.build_engine(self.bundle_dir / a.file, plan, stage=a.stage, profile=key.profile, options=options)
         log.info("%s: built in %.1f s", a.label(), seconds)
         info = EngineInfo(
             key=key,
@@ -337,7 +332,6 @@ class _TensorRTMaker(_StageMaker):
             compute_capability=self.env.device.compute_capability,
             gpu_name=self.env.device.name,
             build_seconds=round(seconds, 3),
-            profile=key["profile"],
         )
         return Artifact(
             stage=a.stage,
@@ -356,7 +350,7 @@ class _TensorRTMaker(_StageMaker):
         # the preset's explicit budget wins)
         budget = self.preset.weight_streaming_budget_gb
         budget_bytes = int(budget * GB) if budget is not None else self.env.device.free_bytes // 2
-        streaming = {a.stage: budget_bytes for a in artifacts if a.engine and a.engine.flag("weight_streaming")}
+        streaming = {a.stage: budget_bytes for a in artifacts if a.engine and a.engine.key.tensorrt.weight_streaming}
         return EngineSettings(tensorrt=TensorRTSettings(
             preset=self.preset.name,
             static_shapes=self.preset.static_shapes,
@@ -375,23 +369,15 @@ class _OnnxRuntimeMaker(_StageMaker):
         self.version = ort_optimize.onnxruntime_version()
         log.info("onnxruntime %s, optimizing for %s", self.version, self.target.provider_name)
 
-    def key(self, a: Artifact) -> tuple[dict[str, Any], str, str]:
-        flags = {"provider": self.target.provider, "graph_optimization_level": self.target.level, "onnxruntime": self.version}
-        key, digest = engine_key(
-            stage=a.stage,
-            onnx_sha256=a.sha256,
-            data_sha256=a.data_sha256,
-            precision=a.precision.value,
-            profile={},
-            builder_flags=flags,
-            tensorrt_version=None,
-            compute_capability=None,
-            gpu_name=None,
-            backend="onnxruntime",
-        )
+    def key(self, a: Artifact) -> tuple[EngineKey, str, str]:
+        flags = OnnxRuntimeFlags(provider=Provider(self.target.provider), graph_optimization_level=self.target.level,
+                                 onnxruntime=self.version)
+        key = EngineKey(backend=Backend.ONNXRUNTIME, stage=a.stage, onnx_sha256=a.sha256, data_sha256=a.data_sha256,
+                        precision=a.precision, profile={}, builder_flags=flags)
+        digest = key_hash(key)
         return key, digest, ort_model_file_name(key, digest, a.steps)
 
-    def build(self, a: Artifact, key: dict[str, Any], digest: str, file_name: str) -> Artifact:
+    def build(self, a: Artifact, key: EngineKey, digest: str, file_name: str) -> Artifact:
         log.info("%s: optimizing for onnxruntime (%s)", a.label(), self.target.provider)
         model, data = ort_optimize.optimize_model(
             self.bundle_dir / a.file, self.out_dir / file_name, self.target, external=True if a.data_file else None

@@ -31,7 +31,7 @@ from ..gpu import (
     import_tensorrt,
     trt_logger,
 )
-from ..manifest import TensorSpec
+from ..manifest import ShapeRange, TensorSpec
 from .cache_key import sm_tag
 
 log = logging.getLogger(__name__)
@@ -102,20 +102,18 @@ class BuildOptions:
     progress: bool = True
 
 
-def shape_profile(inputs: tuple[TensorSpec, ...], axes: dict[str, dict[str, int]]) -> dict[str, dict[str, list[int]]]:
+def shape_profile(inputs: tuple[TensorSpec, ...], axes: dict[str, dict[str, int]]) -> dict[str, ShapeRange]:
     """Min/opt/max shape of every input from its spec and the axis ranges (static inputs: all equal)."""
-    profile: dict[str, dict[str, list[int]]] = {}
+    profile: dict[str, ShapeRange] = {}
     for spec in inputs:
-        shapes = {}
-        for which in ("min", "opt", "max"):
-            try:
-                shapes[which] = [int(axes[d][which]) if isinstance(d, str) else int(d) for d in spec.shape]
-            except KeyError as e:
-                raise EngineError(
-                    f"input {spec.name!r} has dynamic axis {e.args[0]!r} but the bundle's settings['axes'] "
-                    f"has no range for it (it has {sorted(axes)}): export the bundle again"
-                ) from None
-        profile[spec.name] = shapes
+        try:
+            profile[spec.name] = ShapeRange(*(tuple(int(axes[d][w]) if isinstance(d, str) else int(d) for d in spec.shape)
+                                              for w in ("min", "opt", "max")))
+        except KeyError as e:
+            raise EngineError(
+                f"input {spec.name!r} has dynamic axis {e.args[0]!r} but the bundle's settings['axes'] "
+                f"has no range for it (it has {sorted(axes)}): export the bundle again"
+            ) from None
     return profile
 
 
@@ -129,7 +127,7 @@ def build_engine(
     plan_path: str | Path,
     *,
     stage: str,
-    profile: dict[str, dict[str, list[int]]],
+    profile: dict[str, ShapeRange],
     options: BuildOptions,
 ) -> float:
     """Build ``onnx_path`` into ``plan_path`` (written atomically); return the build time in seconds.
@@ -176,7 +174,7 @@ def build_engine(
     return seconds
 
 
-def _add_profile(builder: Any, network: Any, config: Any, profile: dict[str, dict[str, list[int]]], stage: str) -> None:
+def _add_profile(builder: Any, network: Any, config: Any, profile: dict[str, ShapeRange], stage: str) -> None:
     """One optimization profile covering every dynamic input; its shapes must agree with the network."""
     opt_profile = builder.create_optimization_profile()
     dynamic = 0
@@ -186,7 +184,7 @@ def _add_profile(builder: Any, network: Any, config: Any, profile: dict[str, dic
         if name not in profile:
             raise EngineError(f"{stage}: the ONNX input {name!r} is not in the manifest (it lists {sorted(profile)})")
         p = profile[name]
-        for which, shape in p.items():
+        for which, shape in p.to_dict().items():
             fixed_ok = all(d < 0 or d == s for d, s in zip(dims, shape))
             if len(shape) != len(dims) or not fixed_ok:
                 raise EngineError(
@@ -194,7 +192,7 @@ def _add_profile(builder: Any, network: Any, config: Any, profile: dict[str, dic
                     f"from the manifest is {tuple(shape)}: the bundle is inconsistent; export it again"
                 )
         if any(d < 0 for d in dims):
-            opt_profile.set_shape(name, p["min"], p["opt"], p["max"])
+            opt_profile.set_shape(name, p.min, p.opt, p.max)
             dynamic += 1
     if dynamic and config.add_optimization_profile(opt_profile) < 0:
         raise EngineError(f"{stage}: TensorRT rejected the optimization profile {profile}")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..manifest import ShapeRange
+
 # ---- data types ------------------------------------------------------------------------------------
 # ONNX TensorProto element type -> our name of the TensorRT type it maps to (convertDtype). DOUBLE is
 # computed as FLOAT (narrowed, clamped to +-FLT_MAX). Every other ONNX type has no TensorRT type at all.
@@ -415,7 +417,7 @@ def _operand_types(node: Any, where: str, graph: str, g: _Graph, allowed: frozen
 
 
 # ---- shapes against the build's optimization profile ----------------------------------------------------
-def check_profile(model: Any, graph_name: str, profile: dict[str, dict[str, list[int]]]) -> list[Violation]:
+def check_profile(model: Any, graph_name: str, profile: dict[str, ShapeRange]) -> list[Violation]:
     """Each graph input's dimensions against the profile the build will give it (min/opt/max per input).
 
     A static dimension must equal the profile's at min, opt and max; a dynamic one needs a range with
@@ -433,7 +435,7 @@ def check_profile(model: Any, graph_name: str, profile: dict[str, dict[str, list
             out.append(Violation(graph_name, where, "profile", f"has no shape range in the build's profile (dims {dims})",
                                  refused=False))  # fmt: skip
             continue
-        lo, opt, hi = p["min"], p["opt"], p["max"]
+        lo, opt, hi = p.min, p.opt, p.max
         if not len(lo) == len(opt) == len(hi) == len(dims):
             out.append(Violation(graph_name, where, "profile", f"has rank {len(dims)} in the graph; the profile gives "
                                                                f"{lo}..{hi}", refused=False))  # fmt: skip

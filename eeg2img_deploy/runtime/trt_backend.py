@@ -149,7 +149,7 @@ class TensorRTStage(ArtifactSpecs):
         self._engine = self._runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
         if self._engine is None:
             raise EngineError(f"TensorRT could not load {plan_path}: {'; '.join(self._errors()) or 'no message'}")
-        streams = bool(artifact.engine and artifact.engine.flag("weight_streaming"))
+        streams = bool(artifact.engine and artifact.engine.key.tensorrt.weight_streaming)
         if weight_streaming_budget_bytes is not None and streams:  # settable only on weight-streaming engines
             self._engine.weight_streaming_budget_v2 = int(weight_streaming_budget_bytes)
         self._context = self._engine.create_execution_context()

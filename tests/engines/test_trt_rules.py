@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from eeg2img_deploy.engines.build import check_for_tensorrt  # noqa: E402
 from eeg2img_deploy.engines.trt_rules import check_model, check_onnx_file, check_profile  # noqa: E402
-from eeg2img_deploy.manifest import read_manifest  # noqa: E402
+from eeg2img_deploy.manifest import ShapeRange, read_manifest  # noqa: E402
 
 F32, U8, I64 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT64
 
@@ -128,11 +128,10 @@ def test_subgraphs_are_checked_and_narrowing_is_reported_not_refused() -> None:
 
 def test_profile_rules() -> None:
     model = _model([helper.make_node("Identity", ["x"], ["y"])], [("x", F32, ["batch", 4])], [("y", F32, ["batch", 4])])
-    good = {"x": {"min": [1, 4], "opt": [2, 4], "max": [4, 4]}}
-    assert check_profile(model, "g.onnx", good) == []
-    assert [v.message for v in check_profile(model, "g.onnx", {"x": {"min": [1, 5], "opt": [2, 5], "max": [4, 5]}})] == [
+    assert check_profile(model, "g.onnx", {"x": ShapeRange((1, 4), (2, 4), (4, 4))}) == []
+    assert [v.message for v in check_profile(model, "g.onnx", {"x": ShapeRange((1, 5), (2, 5), (4, 5))})] == [
         "axis 1 is 4 in the graph but 5/5/5 (min/opt/max) in the profile"]
-    assert [v.rule for v in check_profile(model, "g.onnx", {"x": {"min": [0, 4], "opt": [2, 4], "max": [4, 4]}})] == ["profile"]
+    assert [v.rule for v in check_profile(model, "g.onnx", {"x": ShapeRange((0, 4), (2, 4), (4, 4))})] == ["profile"]
     assert [v.where for v in check_profile(model, "g.onnx", {})] == ["input x"]
 
 
@@ -174,7 +173,7 @@ def test_a_build_stops_before_the_first_engine_and_the_fake_parser_refuses_too(t
     assert not (tmp_path / "engines").exists()
 
     # without the check in front, TensorRT's (here: the fake's) parser is what refuses it
-    profile = {"eeg": {"min": [1, 4, 8], "opt": [1, 4, 8], "max": [4, 4, 8]}}
+    profile = {"eeg": ShapeRange((1, 4, 8), (1, 4, 8), (4, 4, 8))}
     with pytest.raises(EngineError, match=r"could not parse .*node to_uint8 \(Cast\): uint8 intermediate"):
         build_engine(tmp_path / "bad" / "encoder.onnx", tmp_path / "e.plan", stage="encoder", profile=profile,
                      options=BuildOptions(progress=False))  # fmt: skip

@@ -49,7 +49,7 @@ def test_fp32_engines_are_built_without_tf32(folders) -> None:
     m = read_manifest(engine_dir)
     tf32 = {a.label(): read_plan_header(engine_dir / a.file)["tf32"] for a in m.artifacts}
     assert tf32 == {"encoder/fp32": False, "prior/fp16": True, "unet/fp16": True}
-    assert {a.label(): a.engine.key["builder_flags"]["tf32"] for a in m.artifacts} == tf32
+    assert {a.label(): a.engine.key.tensorrt.tf32 for a in m.artifacts} == tf32
     assert "TF32 (`BuilderFlag.TF32`): off for encoder/fp32 (fp32 engines compute in fp32); on for prior/fp16, unet/fp16" in render_card(engine_dir, m)
 
 
@@ -113,7 +113,7 @@ def test_weight_streaming_engines_are_never_captured(tmp_path, monkeypatch) -> N
     state = install_fake_gpu(monkeypatch, free_bytes=64)  # nothing fits: jetson-orin streams every stage
     write_tiny_bundle(tmp_path / "b")
     m = build_engines(tmp_path / "b", tmp_path / "e", backend="tensorrt", preset="jetson-orin", progress=False)
-    assert all(a.engine.key["builder_flags"]["weight_streaming"] for a in m.artifacts)
+    assert all(a.engine.key.tensorrt.weight_streaming for a in m.artifacts)
     a, s = _open(tmp_path / "e", "unet", cuda_graph=True, weight_streaming_budget_bytes=1 << 9)
     with s:
         for i in range(3):
