@@ -10,7 +10,8 @@ arithmetic, op for op, as ``ddpm_sample`` over the stepwise ``prior`` graph.
 Each step is one denoiser call on ``2B`` rows, conditional over unconditional (the ``cond_mask`` of the
 stepwise graph). What does not change from step to step is not computed per step:
 
-- the condition terms once per call, the 8 condition Linears as one Gemm (their weights side by side);
+- the condition terms once per call, the 8 condition Linears as one Gemm (their weights side by side) on
+  the B conditional rows; the unconditional rows get exact zeros (the stepwise graph's ``cond_mask``);
 - the time terms (the 8 timestep-embedding MLPs of each step's fixed timestep) once at export, as
   constants. onnxruntime's CPU provider computes them from a graph of the prior's own ``time_terms``
   (the ops the stepwise graph runs, weights prepacked as in any session), so they are the float32 values
@@ -19,12 +20,16 @@ stepwise graph). What does not change from step to step is not computed per step
   Elsewhere the stepwise graph's own Gemm rounding can differ (other MLAS kernels, another provider):
   then the two differ at that level. Folding with torch's kernels instead drifted 9e-6 at 10 steps, and
   onnxruntime's own constant folding (unpacked Gemm) up to 2e-5; hence the export-time session.
+- what each level adds to its input, time term plus condition term (the prior sums them before they meet
+  ``x``: ``DiffusionPriorUNet.level_terms``), for every step at once: one Add of the condition terms
+  (tiled over the steps) and the time-term constants (one row, step after step), split once. A step then
+  adds one tensor per level, not two;
 - the noise draws are scaled by their step's std in one multiplication and split once;
 - the sampler's scalars and the time terms are initializers, not Constant nodes.
 
-That leaves 70 nodes per step, the floor for the stepwise arithmetic op for op: the denoiser (10 Gemms,
-9 LayerNorms, 9 SiLUs of 2 nodes, 20 Adds, the Concat of its 2B rows) and the sampler (Split, guidance 3,
-x0 4, posterior mean 3, noise 1). 50 steps: 3.5k nodes and 501 Gemms, where computing the time MLPs in
+That leaves 62 nodes per step, the floor for the stepwise arithmetic op for op: the denoiser (10 Gemms,
+9 LayerNorms, 9 SiLUs of 2 nodes, 12 Adds, the Concat of its 2B rows) and the sampler (Split, guidance 3,
+x0 4, posterior mean 3, noise 1). 50 steps: 3.1k nodes and 501 Gemms, where computing the time MLPs in
 every step took 7k nodes and 1308 Gemms; the weights read per step fell from 6.7 M to 3.5 M parameters.
 
 In the fp16 graph only the denoiser runs in fp16: inputs, output and the sampler's arithmetic stay
@@ -139,11 +144,10 @@ def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int, fold_time_terms: 
                 self.cond.weight.copy_(torch.cat([lin.weight for lin in linears]))
                 self.cond.bias.copy_(torch.cat([lin.bias for lin in linears]))
             self.c = Fp32()
-            for dtype in ("fp32", "fp16"):
-                for i, term in enumerate(terms):
-                    for k in range(steps):
-                        row = torch.from_numpy(term[k : k + 1].copy())
-                        self.c.register_buffer(f"time_{dtype}_{k}_{i}", row if dtype == "fp32" else row.half())
+            if terms:  # all steps' time terms as one row: step after step, each step's levels side by side
+                flat = np.concatenate([term[k] for k in range(steps) for term in terms])[None, :]
+                self.c.register_buffer("time_fp32", torch.from_numpy(flat))
+                self.c.register_buffer("time_fp16", torch.from_numpy(flat).half())
             for k, s in enumerate(table):
                 for name in ("sqrt_beta", "sqrt_alpha", "x0_coef", "x_coef"):
                     self.c.register_buffer(f"{name}_{k}", scalar(getattr(s, name)))
@@ -152,6 +156,7 @@ def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int, fold_time_terms: 
                 [1.0, *(float(s.noise_std) for s in table[:-1])], dtype=torch.float32)[:, None])
             self.c.register_buffer("lo", scalar(-1.0))
             self.c.register_buffer("hi", scalar(1.0))
+            self.c.register_buffer("zero", scalar(0.0))
 
         def forward(self, cond, noise, guidance):
             c = self.c
@@ -159,23 +164,23 @@ def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int, fold_time_terms: 
             half = dtype != torch.float32
             g = guidance[:, None]
             # conditional rows get the condition terms, unconditional rows exact zeros (the stepwise cond_mask)
-            mask = torch.cat([torch.ones_like(g), torch.zeros_like(g)])
-            cond2 = torch.cat([cond, cond])
-            if half:
-                cond2, mask = cond2.to(dtype), mask.to(dtype)
-            cond_terms = (self.cond(cond2) * mask).split(self.cond_widths, dim=1)
-            cond_terms = (cond_terms[:levels], cond_terms[levels:])
+            cond_terms = self.cond(cond.to(dtype) if half else cond)
+            cond_terms = torch.cat([cond_terms, cond_terms * c.zero.to(dtype)])
             draws = torch.split((noise * c.noise_scale).reshape(-1, steps * EMBED_DIM), EMBED_DIM, dim=1)
+            if fold_time_terms:  # every step's level terms (time + condition) in one Add, split once
+                level_terms = torch.split(cond_terms.repeat(1, steps) + getattr(c, "time_fp16" if half else "time_fp32"),
+                                          self.cond_widths * steps, dim=1)
             x = draws[0]
-            tag = "fp16" if half else "fp32"
             for k, s in enumerate(table):
                 x2 = torch.cat([x, x])
                 if fold_time_terms:
-                    time = [getattr(c, f"time_{tag}_{k}_{i}") for i in range(len(terms))]
-                    time = (time[:levels], time[levels:])
+                    terms = level_terms[k * 2 * levels : (k + 1) * 2 * levels]
+                    terms = (terms[:levels], terms[levels:])
                 else:  # the time MLPs in every step, as before the fold (benchmarks/prior_graph_fold.py)
+                    conds = cond_terms.split(self.cond_widths, dim=1)
                     time = self.prior.time_terms(torch.ones_like(x2[:, 0]) * float(s.t), dtype)
-                eps = self.prior.denoise(x2.to(dtype) if half else x2, time, cond_terms)
+                    terms = self.prior.level_terms(time, (conds[:levels], conds[levels:]))
+                eps = self.prior.denoise(x2.to(dtype) if half else x2, terms)
                 eps_c, eps_u = Halves.apply(eps.float() if half else eps)
                 eps = eps_u + g * (eps_c - eps_u)
                 x0 = Clip.apply((x - getattr(c, f"sqrt_beta_{k}") * eps) / getattr(c, f"sqrt_alpha_{k}"), c.lo, c.hi)

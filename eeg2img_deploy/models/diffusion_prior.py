@@ -75,10 +75,10 @@ class DiffusionPriorUNet(nn.Module):
         c: torch.Tensor | None = None,
         cond_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.denoise(x, self.time_terms(t, x.dtype), self.cond_terms(c, cond_mask))
+        return self.denoise(x, self.level_terms(self.time_terms(t, x.dtype), self.cond_terms(c, cond_mask)))
 
-    # The three parts of forward, separate so that a fused sampler can compute the time terms of its fixed
-    # timesteps ahead and the condition terms once per sample, not once per step.
+    # The parts of forward, separate so that a fused sampler can compute the time terms of its fixed timesteps
+    # ahead, the condition terms once per sample, and their sums for all steps at once, not once per step.
     def time_terms(self, t: torch.Tensor, dtype: torch.dtype) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """What each encode/decode level adds for timestep ``t`` (B,) or (1,) (broadcast over the rows)."""
         # The sinusoid stays fp32 (t reaches 999: fp16 angles would lose the phase); the rest runs in dtype.
@@ -102,21 +102,26 @@ class DiffusionPriorUNet(nn.Module):
 
         return [term(lin) for lin in self.encode_cond_embedding], [term(lin) for lin in self.decode_cond_embedding]
 
-    def denoise(self, x: torch.Tensor, time_terms, cond_terms) -> torch.Tensor:
-        """The U-Net proper, given the terms of :meth:`time_terms` and :meth:`cond_terms`."""
-        enc_time, dec_time = time_terms
-        enc_cond, dec_cond = cond_terms if cond_terms is not None else (None, None)
+    @staticmethod
+    def level_terms(time_terms, cond_terms) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """What each level adds to its input: its time term plus its condition term (None: the time term).
+
+        Summed before they meet ``x`` (``x + (time + cond)``; the paper adds them to ``x`` one after the other,
+        which rounds differently by a float32 ulp): a fused sampler then sums them for all its steps in one op
+        and adds one tensor per level in each step, not two.
+        """
+        if cond_terms is None:
+            return time_terms
+        return tuple([t + c for t, c in zip(times, conds)] for times, conds in zip(time_terms, cond_terms))
+
+    def denoise(self, x: torch.Tensor, level_terms) -> torch.Tensor:
+        """The U-Net proper, given what each level adds (:meth:`level_terms`)."""
+        enc_terms, dec_terms = level_terms
         x = self.input_layer(x)
         skips = []
-        for i, layer in enumerate(self.encode_layers):
+        for term, layer in zip(enc_terms, self.encode_layers):
             skips.append(x)
-            x = x + enc_time[i]
-            if enc_cond is not None:
-                x = x + enc_cond[i]
-            x = layer(x)
-        for i, layer in enumerate(self.decode_layers):
-            x = x + dec_time[i]
-            if dec_cond is not None:
-                x = x + dec_cond[i]
-            x = layer(x) + skips.pop()
+            x = layer(x + term)
+        for term, layer in zip(dec_terms, self.decode_layers):
+            x = layer(x + term) + skips.pop()
         return self.output_layer(x)
