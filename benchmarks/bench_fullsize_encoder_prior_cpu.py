@@ -22,7 +22,6 @@ and its own section of ``README.md``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -103,7 +102,6 @@ def open_pipeline(bundle: Path, threads: int | None):
 def measure(weights: Path, bundle: Path, runs: int, sampling_runs: int, warmup: int, threads: int | None) -> dict:
     import torch
 
-    from eeg2img_deploy.models.atm_encoder import EncoderVariant
     from eeg2img_deploy.models.checkpoints import load_encoder, load_prior
     from eeg2img_deploy.reference.prior_sampler import sample_prior
     from eeg2img_deploy.weights import resolve_weights
@@ -112,7 +110,7 @@ def measure(weights: Path, bundle: Path, runs: int, sampling_runs: int, warmup: 
     pipe = open_pipeline(bundle, threads)
     if threads is not None:
         torch.set_num_threads(threads)
-    encoder, _ = load_encoder(layout.encoder, EncoderVariant(**dataclasses.asdict(pipe.manifest.bundle.encoder_variant)))
+    encoder, _ = load_encoder(layout.encoder, pipe.manifest.bundle.encoder_variant)
     prior, _ = load_prior(layout.prior)
     enc_sess, prior_sess = pipe.sessions["encoder"].session, pipe.sessions["prior"].session
 

@@ -126,8 +126,7 @@ def _sources(manifest: Manifest) -> list[str]:
                  **(CUSTOM_UPSTREAMS if kind is EncoderKind.CUSTOM else {})}
     for key, src in manifest.sources.items():
         up = upstreams.get(key, UNKNOWN)
-        name = src.get("file_name") or src.get("name") or "-"
-        out.append(f"| {up.what or key} | `{name}` | `{src.get('sha256', '-')}` | {up.origin} | {up.licence} |")
+        out.append(f"| {up.what or key} | `{src.file_name or src.name or '-'}` | `{src.sha256}` | {up.origin} | {up.licence} |")
     return out + [""]
 
 
@@ -174,7 +173,7 @@ def _encoder_line(manifest: Manifest) -> str:
     ids = (f"subject table of {b.num_subjects} rows (ids 0..{b.num_subjects - 1})" if b.num_subjects is not None
            else "subject ids passed as they are" if enc.uses_subject_ids else "subject ids not used")
     if enc.kind is EncoderKind.BRAINFLORA:
-        aside = manifest.sources.get("encoder", {}).get("left_aside", {})
+        aside = manifest.sources["encoder"].found.get("left_aside", {}) if "encoder" in manifest.sources else {}
         towers = ", ".join(f"`{t}`" for t in aside) or "none"
         return (f"- encoder: BrainFLORA's UnifiedEncoder, EEG tower and MoE projection (towers left aside: {towers}); "
                 f"{ids}")

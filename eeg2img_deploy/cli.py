@@ -147,7 +147,6 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
     import dataclasses
 
     from .eeg.spec import encoder_spec
-    from .models.atm_encoder import EncoderVariant
     from .reference.pipeline import ReferencePipeline
     from .runtime.images import ImageWriter
 
@@ -156,7 +155,7 @@ def reference(out: Path, overwrite: bool, run: RunOptions, image_size: int, vae:
     layout = resolve_layout(kw)
     if not run.low_level:
         layout = dataclasses.replace(layout, low_level=None)  # not loaded unless asked for
-    variant = EncoderVariant(**dataclasses.asdict(encoder_variant(kw)))
+    variant = encoder_variant(kw)
     spec = encoder_spec(layout.encoder_channels)
     eeg, ids = read_eeg(kw, spec)
     eeg = whiten_if_asked(eeg, kw, spec)
@@ -221,10 +220,9 @@ def export(out: Path | None, precision: tuple[str, ...], steps: tuple[str, ...],
     for col in ("stage", "precision", "MB", "max rel. error", "tolerance", "export s"):
         table.add_column(col, justify="right" if col not in ("stage", "precision") else "left")
     for a in manifest.artifacts:
-        v = a.validation
-        err = max(v["max_rel_error"].values()) if "max_rel_error" in v else None
+        v, err = a.validation, a.validation.worst()
         table.add_row(a.stage if a.steps is None else f"{a.stage} ({a.steps} steps)", a.precision.value, f"{a.size_bytes / 1e6:.1f}", "-" if err is None else f"{err:.2e}",
-                      str(v.get("tolerance", "-")), str(v.get("export_seconds", "-")))
+                      "-" if v.tolerance is None else str(v.tolerance), "-" if v.export_seconds is None else str(v.export_seconds))
     console().print(table)
 
 

@@ -271,9 +271,9 @@ def resolve_layout(kw: dict):
 
 def encoder_variant(kw: dict):
     """The ``--token-slice``/``--positional-embedding`` choice, as the manifest records it."""
-    from .manifest import EncoderVariantInfo
+    from .manifest import EncoderVariant
 
-    return EncoderVariantInfo(token_slice=kw.pop("token_slice"), positional_embedding=kw.pop("positional_embedding"))
+    return EncoderVariant(token_slice=kw.pop("token_slice"), positional_embedding=kw.pop("positional_embedding"))
 
 
 WHITENING_HELP = {

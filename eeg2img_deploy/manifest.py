@@ -12,8 +12,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,16 +26,17 @@ from .names import (  # re-exported: the manifest's vocabulary
     Constants,
     Decoder,
     EncoderKind,
+    EncoderVariant,
     Precision,
     Provider,
     Stage,
 )
 
 __all__ = [
-    "FORMAT_VERSION", "MANIFEST_NAME", "RUNTIME_BACKENDS", "STAGES", "Artifact", "Backend", "BundleSettings", "Constants",
-    "Decoder", "EEGInfo", "EncoderInfo", "EncoderKind", "EncoderVariantInfo", "LowLevelInfo", "EngineInfo", "EngineKey", "EngineSettings", "Manifest",
-    "OnnxRuntimeFlags", "OnnxRuntimeSettings", "ParentInfo", "Precision", "Provider", "RecommendedRun", "ShapeRange", "Stage",
-    "TensorRTFlags", "TensorRTSettings", "TensorSpec", "library_versions", "read_manifest", "write_manifest",
+    "FORMAT_VERSION", "MANIFEST_NAME", "RUNTIME_BACKENDS", "STAGES", "Artifact", "AxisRange", "Backend", "BundleSettings", "Constants",
+    "Decoder", "EEGInfo", "EncoderInfo", "EncoderKind", "EncoderVariant", "LowLevelInfo", "EngineInfo", "EngineKey", "EngineSettings", "Manifest",
+    "OnnxRuntimeFlags", "OnnxRuntimeSettings", "ParentInfo", "Precision", "Provider", "RecommendedRun", "ShapeRange", "Source", "Stage",
+    "TensorRTEPOptions", "TensorRTFlags", "TensorRTSettings", "TensorSpec", "Validation", "library_versions", "read_manifest", "write_manifest",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -58,6 +58,23 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class AxisRange:
+    """The sizes one dynamic axis takes (``batch``, the CFG-doubled ``batch2``, the caption's cache ``past``): what a
+    TensorRT profile gives it at min, opt and max (JSON: {"min", "opt", "max"}). Checked here, once."""
+
+    min: int
+    opt: int
+    max: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min <= self.opt <= self.max:
+            raise ValueError(f"min {self.min}, opt {self.opt}, max {self.max} are not 0 < min <= opt <= max")
+
+    def scaled(self, k: int) -> AxisRange:
+        return AxisRange(k * self.min, k * self.opt, k * self.max)
+
+
+@dataclass(frozen=True)
 class ShapeRange:
     """One input's shapes in an optimization profile: TensorRT's (min, opt, max), as its demo's
     ``get_input_profile`` gives them per input (JSON: {"min", "opt", "max"}, each a list)."""
@@ -65,6 +82,12 @@ class ShapeRange:
     min: tuple[int, ...]
     opt: tuple[int, ...]
     max: tuple[int, ...]
+
+    @classmethod
+    def of(cls, spec: TensorSpec, axes: dict[str, AxisRange]) -> ShapeRange:
+        """``spec``'s shapes with each dynamic axis at its range's min, opt and max (KeyError: an axis without one)."""
+        dims = [axes[d] if isinstance(d, str) else AxisRange(d, d, d) for d in spec.shape]
+        return cls(tuple(r.min for r in dims), tuple(r.opt for r in dims), tuple(r.max for r in dims))
 
     def to_dict(self) -> dict[str, list[int]]:
         return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
@@ -174,6 +197,43 @@ class EngineInfo:
 
 
 @dataclass(frozen=True)
+class Validation:
+    """How ``export`` checked a graph: onnxruntime against PyTorch fp32 on random inputs (JSON: an artifact's
+    ``validation``; ``{}`` in engine folders, which validate nothing)."""
+
+    export_seconds: float | None = None
+    max_rel_error: dict[str, float] = field(default_factory=dict)  # per check ("batch1", ...); empty: --no-validate
+    tolerance: float | None = None
+    metric: str | None = None  # how max_rel_error is computed
+
+    def worst(self) -> float | None:
+        return max(self.max_rel_error.values(), default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != {}}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One part of the weights a bundle was made from (JSON: ``sources.<part>``): its name and sha256, and for the
+    checkpoints the loader read (encoder, prior, low-level encoder) what it found in them."""
+
+    sha256: str
+    name: str | None = None  # a file or folder of the weights layout, or
+    file_name: str | None = None  # a checkpoint the loader read
+    found: dict[str, Any] = field(default_factory=dict)  # the loader's record of it (architecture, subject table, ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        named = {"file_name": self.file_name} if self.file_name is not None else {"name": self.name}
+        return {**named, "sha256": self.sha256, **self.found}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Source:
+        found = {k: v for k, v in d.items() if k not in ("sha256", "name", "file_name")}
+        return cls(d["sha256"], d.get("name"), d.get("file_name"), found)
+
+
+@dataclass(frozen=True)
 class Artifact:
     stage: Stage | str  # a str only for a stage this version does not know
     precision: Precision
@@ -184,7 +244,7 @@ class Artifact:
     outputs: tuple[TensorSpec, ...]
     data_file: str | None = None  # ONNX external data
     data_sha256: str | None = None
-    validation: dict[str, Any] = field(default_factory=dict)
+    validation: Validation = Validation()
     engine: EngineInfo | None = None
     steps: int | None = None  # the step count baked into a per-step-count graph (prior_sampler), else None
 
@@ -193,6 +253,7 @@ class Artifact:
         d["precision"] = self.precision.value
         d["inputs"] = [t.to_dict() for t in self.inputs]
         d["outputs"] = [t.to_dict() for t in self.outputs]
+        d["validation"] = self.validation.to_dict()
         d["engine"] = self.engine.to_dict() if self.engine else None
         return d
 
@@ -212,19 +273,29 @@ class Artifact:
         d["precision"] = Precision(d["precision"])
         d["inputs"] = tuple(TensorSpec.from_dict(t) for t in d["inputs"])
         d["outputs"] = tuple(TensorSpec.from_dict(t) for t in d["outputs"])
+        d["validation"] = _from_fields(Validation, d.get("validation") or {}, "an artifact's validation")
         d["engine"] = EngineInfo.from_dict(d["engine"]) if d.get("engine") else None
-        return cls(**d)
+        return _from_fields(cls, d, "an artifact")
+
+
+class _Malformed(ManifestError, ValueError):
+    """A part of manifest.json this version cannot read: ``Manifest.from_json`` adds the file and the fix."""
 
 
 def _from_fields(cls, d: dict[str, Any], what: str):
-    """Build the dataclass ``cls`` from ``d``, refusing keys it does not know (a newer toolkit wrote them)."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
+    """Build the dataclass ``cls`` from ``d``; a key it does not know (a newer toolkit wrote it), a field left out
+    or a value it refuses (ValueError) is a :class:`_Malformed` naming ``what``."""
+    fields = dataclasses.fields(cls)
+    unknown = sorted(set(d) - {f.name for f in fields})
     if unknown:
-        raise ManifestError(
-            f"manifest.json's {what} has unknown keys {unknown}: it was written by another version of eeg2img-deploy"
-        )
-    return cls(**d)
+        raise _Malformed(f"{what} has unknown keys {unknown} (written by another version of eeg2img-deploy?)")
+    missing = [f.name for f in fields if f.name not in d and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise _Malformed(f"{what} has no field {missing[0]!r}")
+    try:
+        return cls(**d)
+    except ValueError as e:
+        raise _Malformed(f"{what}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -255,14 +326,6 @@ class EEGInfo:
         d = dict(d)
         d["channels"] = tuple(str(c) for c in d.get("channels", ()))
         return _from_fields(cls, d, "'eeg'")
-
-
-@dataclass(frozen=True)
-class EncoderVariantInfo:
-    """Which encoder code path the weights need (see ``models.atm_encoder.EncoderVariant``)."""
-
-    token_slice: str = "paper"  # "paper" ([:, :63]) or "refactor" ([:, 1:])
-    positional_embedding: bool = False
 
 
 @dataclass(frozen=True)
@@ -307,12 +370,12 @@ class BundleSettings:
 
     image_size: int  # pixels; latents are image_size / 8
     max_batch: int  # largest batch of the graphs' (or engines') batch axis
-    axes: dict[str, dict[str, int]]  # dynamic axis -> {"min", "opt", "max"}: "batch", "batch2" (CFG-doubled)
+    axes: dict[str, AxisRange]  # dynamic axis -> its range: "batch", "batch2" (CFG-doubled), "past" (caption cache)
     num_subjects: int | None  # rows of the encoder's subject table (ids 0..num_subjects-1); None: no table
     latent_channels: int = 4
     steps: tuple[int, ...] = (1, 4)  # SDXL-Turbo step counts with a scheduler table in the constants
     ip_scale: float = 1.0  # the runtime's default IP-Adapter scale (an input of the UNet graph)
-    encoder_variant: EncoderVariantInfo = EncoderVariantInfo()
+    encoder_variant: EncoderVariant = EncoderVariant()
     fp32_only_stages: tuple[str, ...] = ()  # stages exported in fp32 only (numerics), used by fp16 runs too
     opset: int | None = None
     fingerprint: str | None = None  # sources + settings; an unchanged export is a no-op
@@ -333,8 +396,9 @@ class BundleSettings:
     def from_dict(cls, d: dict[str, Any]) -> BundleSettings:
         d = dict(d)
         d["steps"] = tuple(int(n) for n in d.get("steps", (1, 4)))
+        d["axes"] = {n: _from_fields(AxisRange, r, f"settings.axes.{n}") for n, r in d.get("axes", {}).items()}
         d["fp32_only_stages"] = tuple(Stage.parse(s) for s in d.get("fp32_only_stages", ()))
-        d["encoder_variant"] = _from_fields(EncoderVariantInfo, d.get("encoder_variant", {}), "encoder_variant")
+        d["encoder_variant"] = _from_fields(EncoderVariant, d.get("encoder_variant", {}), "settings.encoder_variant")
         d["encoder"] = EncoderInfo.from_dict(d.get("encoder", {}))
         d["recommended"] = _from_fields(RecommendedRun, d.get("recommended", {}), "settings.recommended")
         if d.get("low_level") is not None:
@@ -353,12 +417,34 @@ class TensorRTSettings:
 
 
 @dataclass(frozen=True)
+class TensorRTEPOptions:
+    """The TensorRT execution provider's options every session of an onnxruntime engine folder shares (JSON:
+    ``settings.onnxruntime.tensorrt_ep``, in onnxruntime's names); the caches are folders inside the engine folder.
+    Per session the runtime adds ``trt_fp16_enable`` and the profile (``onnxrt.trt_ep_options``)."""
+
+    trt_engine_cache_enable: bool = True
+    trt_engine_cache_path: str = "trt-ep-cache"
+    trt_timing_cache_enable: bool = True
+    trt_timing_cache_path: str = "trt-ep-cache"
+    trt_fp16_enable: bool | None = None  # recorded by folders before 2026-11-29; the runtime decides per session
+    trt_builder_optimization_level: int = 3
+
+    def options(self, folder: Path) -> dict[str, Any]:
+        """onnxruntime's provider options, with the caches under ``folder``."""
+        return {**self.to_dict(), "trt_engine_cache_path": str(folder / self.trt_engine_cache_path),
+                "trt_timing_cache_path": str(folder / self.trt_timing_cache_path)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
 class OnnxRuntimeSettings:
     """What ``build-engines --backend onnxruntime`` optimized for (JSON: ``settings.onnxruntime``)."""
 
     provider: Provider  # JSON: onnxruntime's name ("CPUExecutionProvider"); either spelling is read
     graph_optimization_level: str
-    tensorrt_ep: dict[str, Any] | None = None  # TensorRT EP options; paths relative to the engine folder
+    tensorrt_ep: TensorRTEPOptions | None = None  # --provider tensorrt only
 
     def __post_init__(self) -> None:
         try:
@@ -380,8 +466,9 @@ class EngineSettings:
         if self.tensorrt is not None:
             d["engines"] = dataclasses.asdict(self.tensorrt)
         if self.onnxruntime is not None:
-            d["onnxruntime"] = {k: v for k, v in dataclasses.asdict(self.onnxruntime).items() if v is not None}
-            d["onnxruntime"]["provider"] = self.onnxruntime.provider.execution_provider
+            ort = self.onnxruntime
+            d["onnxruntime"] = {"provider": ort.provider.execution_provider, "graph_optimization_level": ort.graph_optimization_level,
+                                **({"tensorrt_ep": ort.tensorrt_ep.to_dict()} if ort.tensorrt_ep else {})}
         return d
 
     @classmethod
@@ -391,7 +478,9 @@ class EngineSettings:
             return None
         return cls(
             tensorrt=_from_fields(TensorRTSettings, trt, "settings.engines") if trt is not None else None,
-            onnxruntime=_from_fields(OnnxRuntimeSettings, ort, "settings.onnxruntime") if ort is not None else None,
+            onnxruntime=_from_fields(OnnxRuntimeSettings, {**ort, "tensorrt_ep": _from_fields(
+                TensorRTEPOptions, ort["tensorrt_ep"], "settings.onnxruntime.tensorrt_ep") if ort.get("tensorrt_ep") else None},
+                "settings.onnxruntime") if ort is not None else None,
         )
 
 
@@ -423,7 +512,7 @@ class Manifest:
     eeg: EEGInfo
     bundle: BundleSettings  # JSON: "settings", with the engine settings' keys beside these
     engine: EngineSettings | None = None  # engine folders only
-    sources: dict[str, Any] = field(default_factory=dict)  # weights: path name + sha256 each
+    sources: dict[str, Source] = field(default_factory=dict)  # the weights' parts, by name
     libraries: dict[str, str] = field(default_factory=dict)
     parent: ParentInfo | None = None  # engines: the bundle manifest they were built from
     toolkit_version: str = __version__
@@ -464,7 +553,7 @@ class Manifest:
         d["constants_file"], d["constants_sha256"] = self.constants_file, self.constants_sha256
         d["eeg"] = self.eeg.to_dict()
         d["settings"] = {**self.bundle.to_dict(), **(self.engine.to_dict() if self.engine else {})}
-        d["sources"], d["libraries"] = self.sources, self.libraries
+        d["sources"], d["libraries"] = {k: s.to_dict() for k, s in self.sources.items()}, self.libraries
         d["parent"] = None if self.parent is None else {k: v for k, v in dataclasses.asdict(self.parent).items() if v is not None}
         d["toolkit_version"], d["format_version"], d["created"] = self.toolkit_version, self.format_version, self.created
         return d
@@ -492,8 +581,9 @@ class Manifest:
         d["backend"] = Backend(d["backend"])
         d["artifacts"] = tuple(Artifact.from_dict(a) for a in d["artifacts"])
         d["eeg"] = EEGInfo.from_dict(d["eeg"])
+        d["sources"] = {k: Source.from_dict(s) for k, s in d.get("sources", {}).items()}
         d["parent"] = _from_fields(ParentInfo, d["parent"], "parent") if d.get("parent") else None
-        return cls(**d)
+        return _from_fields(cls, d, "the manifest")
 
     @classmethod
     def from_json(cls, text: str, where: str = MANIFEST_NAME) -> Manifest:
@@ -505,8 +595,6 @@ class Manifest:
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError, ValueError) as e:
-            if isinstance(e, ManifestError):
-                raise
             engines = isinstance(data, dict) and data.get("backend") not in (None, Backend.ONNX.value)
             redo = "build the engines again (`eeg2img-deploy build-engines`)" if engines else \
                 "export the bundle again (`eeg2img-deploy export`)"
@@ -515,15 +603,10 @@ class Manifest:
 
 
 def _what_is_missing(e: Exception) -> str:
-    """'an artifact has no field 'sha256'' from the KeyError or dataclass TypeError of a field left out."""
+    """What is wrong, from the KeyError of a section left out or the ValueError of a part (:func:`_from_fields`)."""
     if isinstance(e, KeyError):
         return f"the field {e.args[0]!r} is missing"
-    found = re.search(r"(\w+)\.__init__\(\) missing \d+ required [\w -]*arguments?: (.+)", str(e))
-    if isinstance(e, TypeError) and found:
-        part = {"Artifact": "an artifact", "BundleSettings": "'settings'", "EEGInfo": "'eeg'",
-                "EngineInfo": "an artifact's 'engine'"}.get(found[1], f"its {found[1]}")
-        return f"{part} has no field {found[2]}"
-    return f"{type(e).__name__}: {e}"
+    return str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
 
 
 def library_versions(names: tuple[str, ...]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The names every step shares, in one place: stages, precisions, backends, providers, decoders, constants.
+"""The names every step shares, in one place: stages, precisions, backends, providers, encoders, decoders, constants.
 
 Each is a :class:`enum.StrEnum`, so a member is also its string (``Stage.UNET == "unet"``,
 ``f"{Precision.FP16}" == "fp16"``) and JSON writes it as that string.
@@ -7,6 +7,7 @@ Each is a :class:`enum.StrEnum`, so a member is also its string (``Stage.UNET ==
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 
 class Stage(enum.StrEnum):
@@ -76,6 +77,25 @@ class EncoderKind(enum.StrEnum):
     ATM = "atm"  # the paper's ATM-S (models/atm_encoder.py)
     BRAINFLORA = "brainflora"  # BrainFLORA's UnifiedEncoder, EEG tower + MoE projection (models/brainflora.py)
     CUSTOM = "custom"  # a user's module from --encoder-factory MODULE:CALLABLE (models/custom_encoder.py)
+
+
+TOKEN_SLICES = ("paper", "refactor")
+
+
+@dataclass(frozen=True)
+class EncoderVariant:
+    """The ATM encoder's forward settings that change outputs but not weights (``--token-slice``,
+    ``--positional-embedding``): the model runs them (models/atm_encoder.py), the manifest records them."""
+
+    # "paper": keep tokens [:, :63] (subject token + channels Fp1..O1; O2's token is dropped),
+    # as in the paper-era scripts. "refactor": keep [:, 1:] (the 63 channel tokens).
+    token_slice: str = "paper"
+    # Add pe[:, :63] to the channel tokens: only the December 2025 Embed.py does this.
+    positional_embedding: bool = False
+
+    def __post_init__(self) -> None:
+        if self.token_slice not in TOKEN_SLICES:
+            raise ValueError(f"token_slice must be one of {TOKEN_SLICES}, got {self.token_slice!r}")
 
 
 class Decoder(enum.StrEnum):

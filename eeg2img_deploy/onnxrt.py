@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BackendUnavailableError, EngineError, OptionError
-from .manifest import Artifact, Precision, Provider, Stage
+from .manifest import Artifact, AxisRange, Precision, Provider, ShapeRange, Stage
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +102,12 @@ def check_provider(provider: str, allow_cpu_fallback: bool) -> str:
     return "cpu"
 
 
-def profile_shapes(artifact: Artifact, axes: dict[str, dict[str, int]]) -> dict[str, str]:
+def profile_shapes(artifact: Artifact, axes: dict[str, AxisRange]) -> dict[str, str]:
     """The TensorRT EP's explicit profile (``trt_profile_{min,opt,max}_shapes``, "name:1x2x3,...") from the
     manifest's axis ranges, so it builds one engine for the whole range instead of one per new shape."""
-    out = {}
-    for which in ("min", "opt", "max"):
-        parts = []
-        for t in artifact.inputs:
-            dims = [str(axes[d][which]) if isinstance(d, str) else str(d) for d in t.shape]
-            parts.append(f"{t.name}:{'x'.join(dims)}")
-        out[f"trt_profile_{which}_shapes"] = ",".join(parts)
-    return out
+    shapes = {t.name: ShapeRange.of(t, axes).to_dict() for t in artifact.inputs}
+    return {f"trt_profile_{w}_shapes": ",".join(f"{n}:{'x'.join(map(str, s[w]))}" for n, s in shapes.items())
+            for w in ("min", "opt", "max")}
 
 
 # onnxruntime's TensorRT EP builds weakly typed networks: with trt_fp16_enable, TensorRT may run ANY layer in
@@ -124,7 +119,7 @@ def profile_shapes(artifact: Artifact, axes: dict[str, dict[str, int]]) -> dict[
 TRT_EP_NO_FP16 = frozenset({Stage.PRIOR, Stage.PRIOR_SAMPLER, Stage.UNET, Stage.TAESD_DECODER})
 
 
-def trt_ep_options(common: dict[str, Any], artifact: Artifact, axes: dict[str, dict[str, int]]) -> dict[str, Any]:
+def trt_ep_options(common: dict[str, Any], artifact: Artifact, axes: dict[str, AxisRange]) -> dict[str, Any]:
     """The recorded TensorRT EP options for one session: fp16 only for an fp16 graph without fp32 islands
     (:data:`TRT_EP_NO_FP16`), the profile of this artifact's inputs."""
     opts = {k: v for k, v in common.items() if k != "trt_fp16_enable"}

@@ -16,6 +16,7 @@ from eeg2img_deploy.manifest import (
     EngineSettings,
     Manifest,
     ParentInfo,
+    Source,
     TensorRTSettings,
     read_manifest,
 )
@@ -40,7 +41,7 @@ def parse(args: list[str]) -> dict:
 
 
 def hashes_in(manifest: Manifest) -> list[str]:
-    out = [manifest.constants_sha256, *(s["sha256"] for s in manifest.sources.values())]
+    out = [manifest.constants_sha256, *(s.sha256 for s in manifest.sources.values())]
     for a in manifest.artifacts:
         out += [a.sha256] + ([a.data_sha256] if a.data_file else [])
     return out
@@ -116,6 +117,6 @@ def test_tensorrt_card_and_an_unchanged_card_left_alone(tmp_path):
 
 def test_an_unknown_source_names_no_licence_it_cannot_vouch_for(tmp_path):
     m = make_folder(tmp_path)
-    card = render_card(tmp_path, m.replace(sources={"mystery": {"name": "m.bin", "sha256": "ab" * 32}}))
+    card = render_card(tmp_path, m.replace(sources={"mystery": Source("ab" * 32, name="m.bin")}))
     assert "| mystery | `m.bin` | `" + "ab" * 32 + "` | - | see the source's own licence |" in card
     assert "Apache" not in card and "sai-nc" not in card

@@ -15,6 +15,7 @@ from eeg2img_deploy.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     Artifact,
+    AxisRange,
     Backend,
     BundleSettings,
     EEGInfo,
@@ -30,10 +31,13 @@ from eeg2img_deploy.manifest import (
     ServedModels,
     ServedStage,
     ShapeRange,
+    Source,
     Stage,
+    TensorRTEPOptions,
     TensorRTFlags,
     TensorRTSettings,
     TensorSpec,
+    Validation,
     read_manifest,
     write_manifest,
 )
@@ -56,7 +60,7 @@ def make_folder(folder: Path, backend: Backend = Backend.ONNX) -> Manifest:
         size_bytes=1100,
         inputs=(TensorSpec("eeg", "float32", ("batch", 63, 250)), TensorSpec("subject_ids", "int64", ("batch",))),
         outputs=(TensorSpec("eeg_embeds", "float32", ("batch", 1024)),),
-        validation={"max_rel_error": {"batch1": 1e-6}, "tolerance": 1e-4},
+        validation=Validation(1.5, {"batch1": 1e-6}, 1e-4, "max|ort - torch_fp32| / max|torch_fp32|"),
     )
     unet = Artifact(
         stage="unet", precision=Precision.FP16, file="unet.fp16.onnx", sha256=sha256_file(folder / "unet.fp16.onnx"),
@@ -69,11 +73,57 @@ def make_folder(folder: Path, backend: Backend = Backend.ONNX) -> Manifest:
     m = Manifest(
         backend=backend, artifacts=(enc, unet), constants_file="constants.safetensors",
         constants_sha256=sha256_file(folder / "constants.safetensors"), eeg=EEGInfo(channels=("Fp1", "Fp2"), n_times=250),
-        bundle=BundleSettings(image_size=128, max_batch=4, axes={"batch": {"min": 1, "opt": 1, "max": 4}}, num_subjects=10),
-        sources={"prior": {"name": "diffusion_prior.pt", "sha256": "00"}}, libraries={"onnx": "1.17"},
+        bundle=BundleSettings(image_size=128, max_batch=4, axes={"batch": AxisRange(1, 1, 4)}, num_subjects=10),
+        sources={"prior": Source("00", file_name="diffusion_prior.pt", found={"cond_dim": 1024})}, libraries={"onnx": "1.17"},
     )
     write_manifest(folder, m)
     return m
+
+
+WRITTEN_BEFORE = Path(__file__).parent / "data" / "written_before"
+
+
+@pytest.mark.parametrize("name", ["bundle", "tensorrt", "onnxruntime"])
+def test_manifests_written_before_read_back_byte_equal(name):
+    """manifest.json as main wrote it before axes, engine keys, validation, sources and TensorRT EP options were
+    typed (f5941e5: a bundle with the low-level and caption paths, TensorRT engines from before the tf32 flag,
+    onnxruntime engines for the TensorRT EP; artifacts trimmed): the same bytes when written again, typed when read."""
+    text = (WRITTEN_BEFORE / f"{name}.json").read_text()
+    m = Manifest.from_json(text)
+    assert m.to_json() == text
+    assert m.bundle.axes["batch"] == AxisRange(1, 1, 4) and m.bundle.axes["batch2"] == AxisRange(2, 2, 8)
+    assert all(isinstance(s, Source) and len(s.sha256) == 64 for s in m.sources.values())
+    for a in m.artifacts:
+        assert (a.validation.worst() is not None) == (name == "bundle"), a.label()
+        if a.engine is not None:
+            from eeg2img_deploy.engines.cache_key import key_hash
+
+            assert key_hash(a.engine.key) == a.engine.key_hash, a.label()  # the hash that named the file
+            assert a.engine.key.stage == a.stage and a.engine.key.precision is a.precision
+    if name == "tensorrt":
+        unet = m.artifact("unet", "fp16").engine
+        assert unet.key.tensorrt.tf32 is None and unet.key.profile["sample"].max[0] == 4
+    if name == "onnxruntime":
+        assert m.engine.onnxruntime.tensorrt_ep == TensorRTEPOptions()
+        assert m.artifacts[0].engine.key.onnxruntime.provider is Provider.CUDA
+
+
+@pytest.mark.parametrize("batch, says", [
+    ({"min": 2, "opt": 1, "max": 4}, "min 2, opt 1, max 4 are not 0 < min <= opt <= max"),
+    ({"min": 0, "opt": 1, "max": 4}, "min 0, opt 1, max 4 are not 0 < min <= opt <= max"),
+    ({"min": 1, "opt": 1}, "has no field 'max'"),
+    ({"min": 1, "opt": 1, "max": 4, "step": 1}, "has unknown keys ['step']"),
+])
+def test_a_malformed_axis_range_names_the_folder_the_field_and_the_fix(tmp_path, batch, says):
+    make_folder(tmp_path)
+    d = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    d["settings"]["axes"]["batch"] = batch
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(d))
+    with pytest.raises(ManifestError) as e:
+        read_manifest(tmp_path)
+    message = str(e.value)
+    assert "\n" not in message and str(tmp_path / MANIFEST_NAME) in message and "settings.axes.batch" in message, message
+    assert says in message and "`eeg2img-deploy export`" in message, message
 
 
 def test_round_trip(tmp_path):

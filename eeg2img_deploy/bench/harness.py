@@ -30,17 +30,14 @@ def synthetic_eeg(batch: int, spec, num_subjects: int | None, seed: int = 0) -> 
 
 
 def _load_reference(layout, manifest, *, torch_device: str, precision: str, ip_scale: float):
-    import dataclasses
-
     import torch
 
-    from ..models.atm_encoder import EncoderVariant
     from ..reference.pipeline import ReferencePipeline
 
     cuda = torch_device.startswith("cuda")
     dtype = torch.float16 if cuda and precision == "fp16" else torch.float32  # Stage II; the runtime's precision
     ref = ReferencePipeline.from_weights(
-        layout, variant=EncoderVariant(**dataclasses.asdict(manifest.bundle.encoder_variant)),
+        layout, variant=manifest.bundle.encoder_variant,
         ip_scale=ip_scale, device=torch_device, dtype=dtype, cuda_event_timing=cuda,
     )
     return ref, str(dtype).removeprefix("torch.")
@@ -72,7 +69,7 @@ def _same_weights(manifest, layout) -> bool | None:
     files = {k: getattr(layout, k) for k in ("encoder", "prior")}
     if "encoder_factory" in src:
         files["encoder_factory"] = factory_source(layout.encoder_factory) if layout.encoder_factory else None
-    return all(path is not None and src[k].get("sha256") == sha256_file(path) for k, path in files.items())
+    return all(path is not None and src[k].sha256 == sha256_file(path) for k, path in files.items())
 
 
 def _weights_label(weights) -> Any:

@@ -34,6 +34,7 @@ from ..manifest import (
     ParentInfo,
     Precision,
     Provider,
+    TensorRTEPOptions,
     TensorRTFlags,
     TensorRTSettings,
     read_manifest,
@@ -400,9 +401,7 @@ class _OnnxRuntimeMaker(_StageMaker):
         return built
 
     def settings(self, artifacts: list[Artifact]) -> EngineSettings:
-        tensorrt_ep = None
-        if self.target.provider == "tensorrt":
-            tensorrt_ep = ort_optimize.tensorrt_ep_options()
+        tensorrt_ep = TensorRTEPOptions() if self.target.provider == "tensorrt" else None
         return EngineSettings(onnxruntime=OnnxRuntimeSettings(
             provider=Provider(self.target.provider), graph_optimization_level=self.target.level, tensorrt_ep=tensorrt_ep,
         ))

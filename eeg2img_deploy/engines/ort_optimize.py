@@ -12,7 +12,7 @@ so every model is optimized on the CPU provider (the nodes placed on the CPU):
   MemcpyToHost", microsoft/onnxruntime#11348), and CUDA-only fused nodes;
 * ``tensorrt``: the TensorRT execution provider compiles the graph itself and does not take
   onnxruntime's fused contrib ops, so ORT_ENABLE_BASIC as for CUDA, and the EP settings (engine cache
-  folder, fp16) are recorded for the runtime by :func:`tensorrt_ep_options`.
+  folder) are recorded for the runtime (``TensorRTEPOptions`` in the manifest).
 
 Models over ~2 GB cannot be one protobuf: their initializers go to an external ``.data`` file.
 """
@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import BackendUnavailableError, EngineError
 from ..fileio import staging_dir
-from ..manifest import Provider
+from ..manifest import Artifact, AxisRange, Provider, ShapeRange, TensorRTEPOptions
 from ..onnxrt import import_onnxruntime, open_session, trt_ep_options
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 PROVIDERS = {p.value: p.execution_provider for p in Provider}
 EXTERNAL_DATA_THRESHOLD = int(1.8 * (1 << 30))  # protobuf's hard limit is 2 GB; keep a margin
 EXTERNAL_INITIALIZER_MIN_BYTES = 1024  # smaller initializers (shapes, scalars) stay in the model
-TRT_EP_CACHE_DIR = "trt-ep-cache"
 
 
 @dataclass(frozen=True)
@@ -128,20 +127,7 @@ def _total_size(onnx_path: Path) -> int:
     return sum(p.stat().st_size for p in onnx_path.parent.glob(onnx_path.name + "*") if p.is_file())  # + .data
 
 
-def tensorrt_ep_options(cache_dir: str = TRT_EP_CACHE_DIR) -> dict[str, Any]:
-    """TensorRT execution provider options shared by every session; ``cache_dir`` is relative to the engine
-    folder. Per session the runtime adds ``trt_fp16_enable`` (fp16 graphs without fp32 islands only) and the profile shapes
-    (:func:`~..onnxrt.trt_ep_options`)."""
-    return {
-        "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": cache_dir,
-        "trt_timing_cache_enable": True,
-        "trt_timing_cache_path": cache_dir,
-        "trt_builder_optimization_level": 3,
-    }
-
-
-def warm_up_tensorrt_ep(folder: Path, artifact: Any, axes: dict[str, dict[str, int]]) -> bool:
+def warm_up_tensorrt_ep(folder: Path, artifact: Artifact, axes: dict[str, AxisRange]) -> bool:
     """Open ``artifact`` on the TensorRT EP with the runtime's options and run it once at the profile's opt
     shapes, so the EP builds its engine (and caches it in the folder) now instead of in the first ``infer``.
     False when this onnxruntime has no TensorRT EP (the engine is then built at the first run)."""
@@ -150,11 +136,8 @@ def warm_up_tensorrt_ep(folder: Path, artifact: Any, axes: dict[str, dict[str, i
     if PROVIDERS["tensorrt"] not in _ort().get_available_providers():
         log.warning("%s: no TensorRT EP here; its TensorRT engine will be built during the first infer", artifact.stage)
         return False
-    common = tensorrt_ep_options()
-    for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
-        common[key] = str(folder / common[key])
-    session, _, _ = open_session(folder / artifact.file, artifact, "tensorrt",
-                                 trt_options=trt_ep_options(common, artifact, axes))
-    feeds = {t.name: np.zeros([axes[d]["opt"] if isinstance(d, str) else d for d in t.shape], t.dtype) for t in artifact.inputs}
+    options = trt_ep_options(TensorRTEPOptions().options(folder), artifact, axes)  # as build-engines records them
+    session, _, _ = open_session(folder / artifact.file, artifact, "tensorrt", trt_options=options)
+    feeds = {t.name: np.zeros(ShapeRange.of(t, axes).opt, t.dtype) for t in artifact.inputs}
     session.run(None, feeds)
     return True

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import EngineError
+from ..manifest import AxisRange
 
 GB = 1 << 30
 UNET_FP16_WEIGHT_BYTES = int(5.14e9)  # SDXL UNet, 2.567 B parameters in fp16
@@ -137,7 +138,7 @@ def get_preset(name: str) -> BuildPreset:
         raise EngineError(f"unknown build preset {name!r}: choose one of {', '.join(PRESETS)}") from None
 
 
-def profile_axes(preset: BuildPreset, bundle_axes: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+def profile_axes(preset: BuildPreset, bundle_axes: dict[str, AxisRange]) -> dict[str, AxisRange]:
     """Min/opt/max for every dynamic axis, from the preset's batch and the bundle's ``settings['axes']``.
 
     Axes that are a fixed multiple of "batch" in the bundle (the prior's cond+uncond "batch2" = 2x)
@@ -147,20 +148,14 @@ def profile_axes(preset: BuildPreset, bundle_axes: dict[str, dict[str, int]]) ->
     if "batch" not in bundle_axes:
         raise EngineError(f"the bundle's settings['axes'] has no 'batch' axis (it has {sorted(bundle_axes)})")
     batch = bundle_axes["batch"]
-    if preset.max_batch > int(batch["max"]):
+    if preset.max_batch > batch.max:
         raise EngineError(
-            f"max batch {preset.max_batch} exceeds the bundle's {batch['max']} (validated at export): "
-            f"export again with `eeg2img-deploy export --max-batch {preset.max_batch}` or pass --max-batch {batch['max']}"
+            f"max batch {preset.max_batch} exceeds the bundle's {batch.max} (validated at export): "
+            f"export again with `eeg2img-deploy export --max-batch {preset.max_batch}` or pass --max-batch {batch.max}"
         )
-    lo = preset.max_batch if preset.static_shapes else 1
-    ranges = {"min": lo, "opt": preset.opt_batch, "max": preset.max_batch}
-    out: dict[str, dict[str, int]] = {}
+    built = AxisRange(preset.max_batch if preset.static_shapes else 1, preset.opt_batch, preset.max_batch)
+    out = {}
     for name, r in bundle_axes.items():
-        r = {k: int(r[k]) for k in ("min", "opt", "max")}
-        k = r["max"] // int(batch["max"])
-        if name == "batch" or (k * int(batch["max"]) == r["max"] and all(r[w] == k * int(batch[w]) for w in r)):
-            k = 1 if name == "batch" else k
-            out[name] = {w: k * v for w, v in ranges.items()}
-        else:
-            out[name] = r
+        k = r.max // batch.max
+        out[name] = built.scaled(k) if k and r == batch.scaled(k) else r
     return out

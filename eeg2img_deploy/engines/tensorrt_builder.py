@@ -31,7 +31,7 @@ from ..gpu import (
     import_tensorrt,
     trt_logger,
 )
-from ..manifest import ShapeRange, TensorSpec
+from ..manifest import AxisRange, ShapeRange, TensorSpec
 from .cache_key import sm_tag
 
 log = logging.getLogger(__name__)
@@ -102,13 +102,12 @@ class BuildOptions:
     progress: bool = True
 
 
-def shape_profile(inputs: tuple[TensorSpec, ...], axes: dict[str, dict[str, int]]) -> dict[str, ShapeRange]:
+def shape_profile(inputs: tuple[TensorSpec, ...], axes: dict[str, AxisRange]) -> dict[str, ShapeRange]:
     """Min/opt/max shape of every input from its spec and the axis ranges (static inputs: all equal)."""
     profile: dict[str, ShapeRange] = {}
     for spec in inputs:
         try:
-            profile[spec.name] = ShapeRange(*(tuple(int(axes[d][w]) if isinstance(d, str) else int(d) for d in spec.shape)
-                                              for w in ("min", "opt", "max")))
+            profile[spec.name] = ShapeRange.of(spec, axes)
         except KeyError as e:
             raise EngineError(
                 f"input {spec.name!r} has dynamic axis {e.args[0]!r} but the bundle's settings['axes'] "

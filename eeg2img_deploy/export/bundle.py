@@ -27,15 +27,18 @@ from ..integrity import verify_files
 from ..manifest import (
     MANIFEST_NAME,
     Artifact,
+    AxisRange,
     Backend,
     BundleSettings,
     Constants,
     EEGInfo,
     EncoderInfo,
-    EncoderVariantInfo,
+    EncoderVariant,
     LowLevelInfo,
     Manifest,
     RecommendedRun,
+    Source,
+    Validation,
     Precision,
     library_versions,
     read_manifest,
@@ -63,7 +66,7 @@ class ExportSettings:
     fused_prior_steps: tuple[int, ...] = DEFAULT_FUSED_PRIOR_STEPS  # DDPM step counts of the fused prior graphs
     ip_scale: float = 1.0  # the runtime default; the scale is an input of the UNet graph
     validate: bool = True
-    variant: EncoderVariantInfo = EncoderVariantInfo()
+    variant: EncoderVariant = EncoderVariant()
     latent_convention: str = "unscaled"  # what the low-level encoder's latents are (models/low_level_encoder.py)
 
     def __post_init__(self):
@@ -77,11 +80,8 @@ class ExportSettings:
         if bad:
             raise OptionError(f"--fused-prior-steps must be step counts in 1..1000 (the prior's schedule), got {bad}")
 
-    def axes(self) -> dict[str, dict[str, int]]:
-        return {
-            "batch": {"min": 1, "opt": 1, "max": self.max_batch},
-            "batch2": {"min": 2, "opt": 2, "max": 2 * self.max_batch},
-        }
+    def axes(self) -> dict[str, AxisRange]:
+        return {"batch": AxisRange(1, 1, self.max_batch), "batch2": AxisRange(2, 2, 2 * self.max_batch)}
 
 
 def _hash_tree(folder: Path, parts: tuple[str, ...]) -> str:
@@ -232,7 +232,6 @@ def export_bundle(
     """Export to ``out_dir``; returns (manifest, exported) where ``exported`` is False when up to date."""
     from ..eeg.spec import EEGSpec
     from ..eeg.whitening import check_whitening
-    from ..models.atm_encoder import EncoderVariant
     from ..models.load import load_models
 
     out_dir = Path(out_dir)
@@ -245,7 +244,7 @@ def export_bundle(
         return existing, False
 
     # Load and check every weight before writing anything.
-    models = load_models(layout, variant=EncoderVariant(**dataclasses.asdict(settings.variant)),
+    models = load_models(layout, variant=settings.variant,
                       ip_scale=settings.ip_scale, latent_convention=settings.latent_convention)
     encoder = models.encoder_info
     if models.low_level is not None and encoder.spec.shape != EEGSpec().shape:
@@ -309,10 +308,10 @@ def _export_stages(stages: list[StageExport], settings: ExportSettings, staging:
                 seconds = export_onnx(stage, precision, path, example)
                 bar.update(task, description=f"{stage.file_stem} {precision.value}: checking")
                 check_onnx(path, stage, precision)
-                report = {"export_seconds": round(seconds, 2)}
+                report = Validation(export_seconds=round(seconds, 2))
                 if settings.validate:
                     bar.update(task, description=f"{stage.file_stem} {precision.value}: validating")
-                    report.update(validate(path, stage, precision, cases))
+                    report = dataclasses.replace(report, **validate(path, stage, precision, cases))
                 artifacts.append(_artifact(path, stage, precision, report))
                 log.info("exported %s %s in %.1f s", stage.file_stem, precision.value, seconds)
                 bar.advance(task)
@@ -320,14 +319,14 @@ def _export_stages(stages: list[StageExport], settings: ExportSettings, staging:
     return artifacts
 
 
-def manifest_sources(hashed: dict[str, dict[str, str]], loaded: dict) -> dict[str, dict]:
+def manifest_sources(hashed: dict[str, dict[str, str]], loaded: dict) -> dict[str, Source]:
     """The manifest's record of the weights: name and sha256 of each part the layout has, and for the
     checkpoints the loader read (encoder, prior, low-level encoder) what it found in them. Absent
     optional parts are left out, never recorded as null."""
-    out: dict[str, dict] = {k: {"name": Path(v["path"]).name, "sha256": v["sha256"]} for k, v in hashed.items()}
+    out = {k: Source(v["sha256"], name=Path(v["path"]).name) for k, v in hashed.items()}
     for key in ("encoder", "prior", "low_level"):
         if isinstance(loaded.get(key), dict):
-            out[key] = loaded[key]  # with the checkpoint's subject table, linears and variant
+            out[key] = Source.from_dict(loaded[key])  # with the checkpoint's subject table, linears and variant
     return out
 
 
@@ -377,7 +376,7 @@ def _recommended(values: dict, settings: ExportSettings) -> RecommendedRun:
     return RecommendedRun(**values)
 
 
-def _artifact(path: Path, stage: StageExport, precision: Precision, report: dict) -> Artifact:
+def _artifact(path: Path, stage: StageExport, precision: Precision, report: Validation) -> Artifact:
     data = path.with_name(path.name + ".data")
     has_data = data.is_file()  # external data (files over 2 GB): one .data file beside the graph
     return Artifact(

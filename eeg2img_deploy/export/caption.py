@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ..manifest import TensorSpec
+from ..manifest import AxisRange, TensorSpec
 from .spec import StageExport
 
 # Cache lengths exported and validated: the visual tokens plus up to this many text tokens (BOS + 25 new).
@@ -177,6 +177,6 @@ def caption_decoder_stage(git_model, visual_tokens: int) -> StageExport:
     )
 
 
-def caption_axes(visual_tokens: int) -> dict[str, dict[str, int]]:
+def caption_axes(visual_tokens: int) -> dict[str, AxisRange]:
     """The cache-length axis's range, for engines' shape profiles."""
-    return {"past": {"min": visual_tokens, "opt": visual_tokens + 12, "max": visual_tokens + MAX_TEXT_TOKENS}}
+    return {"past": AxisRange(visual_tokens, visual_tokens + 12, visual_tokens + MAX_TEXT_TOKENS)}

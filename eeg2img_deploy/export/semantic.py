@@ -13,6 +13,7 @@ import copy
 
 import numpy as np
 
+from ..manifest import AxisRange
 from ..models.git_caption import MAX_NEW_TOKENS
 from ..models.load import LoadedModels
 from .spec import StageExport
@@ -57,7 +58,7 @@ def semantic_constants(models: LoadedModels) -> dict[str, np.ndarray]:
     return out
 
 
-def semantic_axes(models: LoadedModels) -> dict[str, dict[str, int]]:
+def semantic_axes(models: LoadedModels) -> dict[str, AxisRange]:
     if models.captioner is None:
         return {}
     from .caption import caption_axes

@@ -13,11 +13,11 @@ ShallowNet-style conv head plus an MLP project them to 1024 dims.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..names import EncoderVariant  # noqa: F401 (re-exported: the encoder's settings)
 from .blocks import PostNormLayer, SelfAttention, ShallowPatches, projection_head, sinusoidal_table
 
 NUM_CHANNELS = 63
@@ -27,24 +27,6 @@ N_HEADS = 4  # head size 250 // 4 = 62: the paper floors, so q/k/v project to 24
 D_FF = 256
 EMBED_DIM = 1024
 PE_MAX_LEN = 5000
-
-TOKEN_SLICES = ("paper", "refactor")
-
-
-@dataclass(frozen=True)
-class EncoderVariant:
-    """Forward settings that change outputs but not weights; record them with the checkpoint."""
-
-    # "paper": keep tokens [:, :63] (subject token + channels Fp1..O1; O2's token is dropped),
-    # as in the paper-era scripts. "refactor": keep [:, 1:] (the 63 channel tokens).
-    token_slice: str = "paper"
-    # Add pe[:, :63] to the channel tokens: only the December 2025 Embed.py does this.
-    positional_embedding: bool = False
-
-    def __post_init__(self):
-        if self.token_slice not in TOKEN_SLICES:
-            raise ValueError(f"token_slice must be one of {TOKEN_SLICES}, got {self.token_slice!r}")
-
 
 class _PositionTable(nn.Module):
     def __init__(self):

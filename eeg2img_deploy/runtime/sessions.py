@@ -37,10 +37,7 @@ def open_sessions(folder: Path, manifest: Manifest, stages: list[str], *, backen
     provider = check_provider(provider, allow_cpu_fallback)
     chosen = select_artifacts(manifest, stages, precision, prefer_fp16=provider != "cpu", folder=folder)
     ort = manifest.engine.onnxruntime if manifest.engine else None
-    common = dict(ort.tensorrt_ep or {}) if ort else {}
-    for key in ("trt_engine_cache_path", "trt_timing_cache_path"):  # relative to the engine folder
-        if key in common:
-            common[key] = str(folder / common[key])
+    common = ort.tensorrt_ep.options(folder) if ort and ort.tensorrt_ep else {}
     sessions: dict[str, StageSession] = {}
     try:
         for stage, a in chosen.items():

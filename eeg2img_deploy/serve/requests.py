@@ -16,6 +16,7 @@ import numpy as np
 from ..eeg.spec import validate_eeg, validate_subject_ids
 from ..core.options import RUN_FIELDS, RunOptions
 from ..errors import EEGInputError, Eeg2ImgError, OptionError
+from ..manifest import AxisRange
 from ..runtime.pipeline import Pipeline
 from ..runtime.trt_backend import BATCH_AXES
 
@@ -158,7 +159,7 @@ def _empty_outputs(pipe: Pipeline, n: int) -> dict[str, np.ndarray]:
     return {o.name: np.zeros((n, *o.dims), o.dtype) for o in model_outputs(pipe.image_size)}
 
 
-def pad_to_static(feeds: dict[str, np.ndarray], specs: tuple, axes: dict[str, dict[str, int]]) -> tuple[dict, int, int]:
+def pad_to_static(feeds: dict[str, np.ndarray], specs: tuple, axes: dict[str, AxisRange]) -> tuple[dict, int, int]:
     """Pad each input along its own batch axis (the spec's ``batch``/``batch2`` axis, wherever it is: the caption's
     KV cache carries it second) to its static size in ``axes`` (a static engine's: min = max), repeating the last
     row; return the feeds and the (real, padded) size of the first padded axis (``batch2`` axes scale alike)."""
@@ -167,7 +168,7 @@ def pad_to_static(feeds: dict[str, np.ndarray], specs: tuple, axes: dict[str, di
         axis = _batch_axis(t)
         if axis is None:
             continue
-        value, size = feeds[t.name], int(axes[t.shape[axis]]["max"])
+        value, size = feeds[t.name], axes[str(t.shape[axis])].max
         n = value.shape[axis]
         if n < size:
             pad = np.repeat(np.take(value, [n - 1], axis=axis), size - n, axis=axis)

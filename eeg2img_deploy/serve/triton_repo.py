@@ -24,7 +24,8 @@ from ..errors import ManifestError
 from ..fileio import atomic_write_text
 from ..integrity import verify_files
 from ..core.artifacts import select_artifacts
-from ..manifest import Artifact, Backend, Decoder, Manifest, Provider, ServedModels, ServedStage, Stage, read_manifest
+from ..manifest import (Artifact, AxisRange, Backend, Decoder, Manifest, Provider, ServedModels, ServedStage, Stage,
+                        read_manifest)
 from .pbtxt import Enum, render, tensor
 from .ensemble import FUSED_PRIOR, write_ensembles
 from .repo_files import place, python_model
@@ -85,7 +86,7 @@ def static_batch(manifest: Manifest) -> int | None:
     return manifest.bundle.max_batch if trt is not None and trt.static_shapes else None
 
 
-def _batch_axis(a: Artifact, axes: dict) -> tuple[bool, int]:
+def _batch_axis(a: Artifact, axes: dict[str, AxisRange]) -> tuple[bool, int]:
     """Whether every I/O starts with the same dynamic axis, and that axis' largest size."""
     firsts = {t.shape[0] if t.shape and isinstance(t.shape[0], str) else None for t in (*a.inputs, *a.outputs)}
     if len(firsts) != 1 or None in firsts:
@@ -93,7 +94,7 @@ def _batch_axis(a: Artifact, axes: dict) -> tuple[bool, int]:
     name = firsts.pop()
     if name not in axes:
         raise ManifestError(f"{a.stage}: dynamic axis {name!r} has no range in the manifest's settings['axes']")
-    return True, int(axes[name]["max"])
+    return True, axes[name].max
 
 
 def stage_config(a: Artifact, name: str, manifest: Manifest, settings: RepoSettings, kind: str) -> dict:

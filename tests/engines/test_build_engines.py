@@ -176,7 +176,7 @@ def test_ort_large_model_keeps_external_data(onnx_bundle: Path, tmp_path: Path, 
 def test_ort_tensorrt_ep_records_its_settings(onnx_bundle: Path, tmp_path: Path) -> None:
     m = build_engines(onnx_bundle, tmp_path / "ort", backend="onnxruntime", ort_provider="tensorrt", progress=False)
     ep = m.engine.onnxruntime.tensorrt_ep
-    assert ep["trt_engine_cache_enable"] and ep["trt_engine_cache_path"] == "trt-ep-cache"
+    assert ep.trt_engine_cache_enable and ep.trt_engine_cache_path == "trt-ep-cache"
     assert m.engine.onnxruntime.graph_optimization_level == "basic"
 
 

@@ -59,7 +59,7 @@ def test_every_stage_exported_and_validated(tiny_bundle, tiny_export_settings):
         "prior_sampler_50.onnx", "prior_sampler_50.fp16.onnx", "prior_sampler_10.onnx", "prior_sampler_10.fp16.onnx"}
     assert m.bundle.fp32_only_stages == FP32_ONLY
     assert m.bundle.low_level == LowLevelInfo(latent_convention="unscaled")
-    assert m.sources["low_level"]["architecture"]["generation"] == "refactor"
+    assert m.sources["low_level"].found["architecture"]["generation"] == "refactor"
     from safetensors.numpy import load_file
 
     consts = load_file(str(tiny_bundle / m.constants_file))  # the low-level start image is CLIP-normalised
@@ -68,10 +68,10 @@ def test_every_stage_exported_and_validated(tiny_bundle, tiny_export_settings):
     assert m.bundle.image_size == tiny_export_settings.image_size and m.bundle.max_batch == 4
     assert m.bundle.steps == (1, 4)
     for a in m.artifacts:
-        errors = a.validation["max_rel_error"]
+        errors = a.validation.max_rel_error
         assert set(errors) == {"batch1", "batch2"}, a.file
-        assert max(errors.values()) <= a.validation["tolerance"], (a.file, errors)
-        assert a.validation["tolerance"] <= (1e-4 if a.precision is Precision.FP32 else 5e-2)
+        assert max(errors.values()) <= a.validation.tolerance, (a.file, errors)
+        assert a.validation.tolerance <= (1e-4 if a.precision is Precision.FP32 else 5e-2)
         assert (tiny_bundle / a.file).stat().st_size > 0
     verify_files(tiny_bundle, m)  # every recorded sha256 matches
 
@@ -123,7 +123,7 @@ def test_ip_scale_input_moves_the_unet_output(tiny_bundle):
     sess = ort_session(tiny_bundle / a.file)
     out = {k: sess.run(None, {**feeds, "ip_scale": np.array([k], np.float32)})[0] for k in (0.0, 1.0)}
     change = relative_error(out[1.0], out[0.0].astype(np.float64))
-    tol = a.validation["tolerance"]
+    tol = a.validation.tolerance
     assert change > 100 * tol, f"ip_scale 0 -> 1 moves the UNet output by {change:.3g}, tolerance {tol:g}"
 
 

@@ -53,7 +53,7 @@ def test_export_without_each_optional_part(tiny_layout, untraced, tmp_path, part
     assert exported
     assert read_manifest(out) == m
     assert set(m.sources) == REQUIRED_SOURCES | (set(OPTIONAL) | {"git", "projector"}) - sources
-    assert all(isinstance(v, dict) and v["sha256"] for v in m.sources.values()), m.sources
+    assert all(v.sha256 for v in m.sources.values()), m.sources
     assert not stages & set(m.stages()) and "unet" in m.stages()
     assert (m.bundle.low_level is None) == (part == "low_level")
     card = (out / CARD_NAME).read_text()
@@ -81,7 +81,7 @@ def test_real_export_of_a_folder_without_optional_parts_runs(monkeypatch, capsys
     m = read_manifest(out)
     assert set(m.sources) == REQUIRED_SOURCES
     assert m.stages() == ["encoder", "prior", "unet", "vae_decoder", "text_encoders"]
-    assert json.loads((out / MANIFEST_NAME).read_text())["sources"] == m.sources
+    assert json.loads((out / MANIFEST_NAME).read_text())["sources"] == {k: s.to_dict() for k, s in m.sources.items()}
     code, stdout, err = run_main(monkeypatch, capsys, args)
     assert code == 0 and "up to date" in stdout, err
     pipe = Pipeline.from_bundle(out)

@@ -14,7 +14,7 @@ pytest.importorskip("onnx")
 
 from eeg2img_deploy.export.caption import _decoder_module, _prefill_module
 from eeg2img_deploy.export.onnx_io import ort_session
-from eeg2img_deploy.manifest import Precision, read_manifest
+from eeg2img_deploy.manifest import AxisRange, Precision, read_manifest
 
 SEMANTIC_STAGES = ("text_encoders", "projector", "caption_prefill", "caption_decoder")
 MAX_REL = 1e-4
@@ -34,13 +34,13 @@ def test_bundle_has_the_semantic_stages_validated(tiny_bundle):
     m = read_manifest(tiny_bundle)
     for stage in SEMANTIC_STAGES:
         a = m.artifact(stage, Precision.FP32)
-        assert max(a.validation["max_rel_error"].values()) <= MAX_REL, stage
+        assert a.validation.worst() <= MAX_REL, stage
     assert m.precisions("text_encoders") == [Precision.FP32] and "text_encoders" in m.bundle.fp32_only_stages
     assert m.precisions("caption_decoder") == [Precision.FP32, Precision.FP16]
-    assert m.bundle.axes["past"] == {"min": 257, "opt": 269, "max": 289}
+    assert m.bundle.axes["past"] == AxisRange(257, 269, 289)
     dec = m.artifact("caption_decoder", Precision.FP32)
     assert [t.name for t in dec.outputs] == ["logits", "present_kv"]
-    assert m.sources["git"]["sha256"] and m.sources["projector"]["sha256"]
+    assert m.sources["git"].sha256 and m.sources["projector"].sha256
 
 
 def test_kv_cache_graphs_reproduce_gits_logits(tiny_bundle, reference_pipe):

@@ -13,6 +13,7 @@ import numpy as np
 
 from eeg2img_deploy.fileio import sha256_file
 from eeg2img_deploy.manifest import (
+    AxisRange,
     BundleSettings,
     EEGInfo,
     Artifact,
@@ -23,7 +24,7 @@ from eeg2img_deploy.manifest import (
     write_manifest,
 )
 
-AXES = {"batch": {"min": 1, "opt": 1, "max": 4}, "batch2": {"min": 2, "opt": 2, "max": 8}}
+AXES = {"batch": AxisRange(1, 1, 4), "batch2": AxisRange(2, 2, 8)}
 SPECS = {
     "encoder": ((("eeg", "float32", ("batch", 4, 8)),), (("eeg_embeds", "float32", ("batch", 6)),)),
     "prior": ((("x", "float32", ("batch2", 6)), ("t", "int64", ("batch2",))), (("eps", "float32", ("batch2", 6)),)),

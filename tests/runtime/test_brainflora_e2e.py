@@ -68,12 +68,12 @@ def test_manifest_and_card_name_brainflora(bf_engines):
         assert m.bundle.encoder.kind is EncoderKind.BRAINFLORA and not m.bundle.encoder.uses_subject_ids
         assert m.bundle.num_subjects is None
         assert [t.name for t in m.artifact("encoder", "fp32").inputs] == ["eeg"]  # no subject-id input
-        aside = m.sources["encoder"]["left_aside"]
+        aside = m.sources["encoder"].found["left_aside"]
         assert set(aside) == {"encoder.meg", "encoder.fmri"} and all(t["keys"] > 0 for t in aside.values())
         card = (folder / "README.md").read_text()
         assert "BrainFLORA's UnifiedEncoder, EEG tower and MoE projection" in card and "`encoder.meg`" in card
     validation = read_manifest(bundle).artifact("encoder", "fp32").validation
-    assert max(validation["max_rel_error"].values()) <= 1e-5 and validation["tolerance"] == 1e-5
+    assert validation.worst() <= 1e-5 and validation.tolerance == 1e-5
 
 
 def test_runtime_matches_the_torch_modules(bf_pipe, bf_reference, tiny_eeg):

@@ -142,7 +142,7 @@ def test_tensorrt_ep_gets_the_recorded_options_with_the_cache_in_the_folder(tiny
     session, with the cache inside the folder and fp16 only for an fp16 graph."""
     from fakes.fake_onnxruntime import install_fake_onnxruntime
 
-    from eeg2img_deploy.manifest import EngineSettings, OnnxRuntimeSettings, read_manifest
+    from eeg2img_deploy.manifest import EngineSettings, OnnxRuntimeSettings, TensorRTEPOptions, read_manifest
     from eeg2img_deploy.runtime import ort_backend, sessions
 
     seen = {}
@@ -155,7 +155,7 @@ def test_tensorrt_ep_gets_the_recorded_options_with_the_cache_in_the_folder(tiny
     install_fake_onnxruntime(monkeypatch, available=[ep, "CPUExecutionProvider"])
     monkeypatch.setattr(ort_backend, "OrtStage", Spy)
     m = read_manifest(tiny_bundle)
-    recorded = {"trt_engine_cache_path": "trt-ep-cache", "trt_fp16_enable": True}
+    recorded = TensorRTEPOptions(trt_fp16_enable=True)  # as folders before 2026-11-29 recorded it
     m = m.replace(engine=EngineSettings(onnxruntime=OnnxRuntimeSettings(ep, "basic", recorded)))
     kw = dict(backend="onnxruntime", precision="fp32", allow_cpu_fallback=False, threads=None)
     sessions.open_sessions(tiny_bundle, m, ["unet"], provider="tensorrt", **kw)

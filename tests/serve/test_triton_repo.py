@@ -38,7 +38,7 @@ def _check_against_manifest(repo: Path, manifest, precision_of):
         cfg = parse(repo / stage / "config.pbtxt")
         a = manifest.artifact(stage, precision_of(stage))
         assert cfg.name == stage
-        assert cfg.max_batch_size == axes[a.inputs[0].shape[0]]["max"]
+        assert cfg.max_batch_size == axes[a.inputs[0].shape[0]].max
         for specs, ios in ((a.inputs, cfg.input), (a.outputs, cfg.output)):
             assert [t.name for t in specs] == [io.name for io in ios]
             for t, io in zip(specs, ios):
@@ -91,11 +91,11 @@ def test_tensorrt_folder_gets_plans_on_gpu_instances(tiny_bundle, tmp_path):
 
 def _static_engines(tiny_bundle, folder, rows: int):
     """The bundle relabelled as static TensorRT engines at ``rows`` (jetson-orin --max-batch ROWS)."""
-    from eeg2img_deploy.manifest import EngineSettings, TensorRTSettings
+    from eeg2img_deploy.manifest import AxisRange, EngineSettings, TensorRTSettings
 
     shutil.copytree(tiny_bundle, folder)
     m = read_manifest(folder)
-    axes = {"batch": dict.fromkeys(("min", "opt", "max"), rows), "batch2": dict.fromkeys(("min", "opt", "max"), 2 * rows)}
+    axes = {"batch": AxisRange(rows, rows, rows), "batch2": AxisRange(2 * rows, 2 * rows, 2 * rows)}
     write_manifest(folder, dataclasses.replace(m, backend=Backend.TENSORRT, bundle=dataclasses.replace(m.bundle, axes=axes, max_batch=rows),
                                                engine=EngineSettings(tensorrt=TensorRTSettings("jetson-orin", static_shapes=True))))  # fmt: skip
     return folder
@@ -117,7 +117,7 @@ def test_static_engines_get_no_dynamic_batcher_and_no_ensembles(tiny_bundle, tmp
 
 def test_calls_to_a_static_engine_are_padded_and_cut():
     """Each tensor along its own batch axis: the caption's KV cache carries it second ((2 * layers, B, ...))."""
-    from eeg2img_deploy.manifest import TensorSpec
+    from eeg2img_deploy.manifest import AxisRange, TensorSpec
     from eeg2img_deploy.serve.requests import cut_padding, pad_to_static
 
     specs = (TensorSpec("x", "float32", ("batch2", 2)), TensorSpec("t", "float32", ("batch2",)), TensorSpec("k", "float32", (3,)),
@@ -125,7 +125,7 @@ def test_calls_to_a_static_engine_are_padded_and_cut():
     x = np.arange(8, dtype=np.float32).reshape(4, 2)
     kv = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5)
     feeds, real, padded = pad_to_static({"x": x, "t": x[:, 0], "k": np.ones(3, np.float32), "kv": kv}, specs,
-                                        {"batch2": {"max": 6}})  # fmt: skip
+                                        {"batch2": AxisRange(6, 6, 6)})  # fmt: skip
     assert (real, padded) == (4, 6) and feeds["x"].shape == (6, 2) and feeds["t"].shape == (6,) and feeds["k"].shape == (3,)
     assert feeds["kv"].shape == (2, 6, 5)  # axis 0 padded would be (4, 4, 5)
     np.testing.assert_array_equal(feeds["x"][4:], [x[-1], x[-1]])  # real rows repeated: no NaN from zeros
