@@ -16,25 +16,9 @@ from typing import Any
 from ..manifest import EngineKey
 
 
-def canonical_json(obj: Any) -> str:
-    """Stable JSON: sorted keys, no whitespace, tuples as lists, no NaN. Equal content -> equal text."""
-    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "value") and isinstance(obj.value, (str, int)):  # enums (Precision)
-        return obj.value
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
-        return obj
-    if isinstance(obj, float):
-        return int(obj) if obj.is_integer() else obj  # 4.0 GB and 4 GB are the same setting
-    if hasattr(obj, "__int__"):  # numpy integers
-        return int(obj)
-    raise TypeError(f"cannot put {type(obj).__name__} into an engine key")
+def canonical_json(obj: dict[str, Any]) -> str:
+    """Stable JSON: sorted keys, no whitespace, no NaN. Equal content -> equal text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def key_hash(key: EngineKey) -> str:
