@@ -72,7 +72,7 @@ def run_soak(bundle: Path, work: Path, *, minutes: float, soa: float, prior_step
     out = work / "stream-out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     stream_cmd = [sys.executable, "-m", "eeg2img_deploy.cli", "stream", "--bundle", str(bundle), "--subject", "8",
-                  "--out", str(out), "--overwrite", "--source", name, "--events", f"{name}-annotations",
+                  "--out", str(out), "--overwrite", "--source", name, "--event-stream", f"{name}-annotations",
                   "--reconnect-timeout", "60", "--prior-steps", str(prior_steps),
                   "--connect-timeout", "120"]  # the player starts after the stream looks: seconds under load
     err_path = work / "stream-stderr.txt"  # a file, not a pipe: a full pipe would block the stream's live line

@@ -298,8 +298,10 @@ def eeg_options(f=None, *, required: bool = True, whitening: str = "bundle"):
         click.option("--trusted-pickle", is_flag=True, help="Allow THINGS-EEG2 preprocessed files (pickles): trusted files only."),
         click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help=WHITENING_HELP[whitening]),
         click.option("--events", "events_path", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Raw recordings: stimulus events (n,3) .npy or mne events file, when no stim channel/annotations; "
-                          ".xdf: the marker stream, by name or type [default: the one of type Markers]."),
+                     help="Raw recordings (.fif/.edf/.bdf/.vhdr): a file of stimulus events, (n,3) .npy or mne events "
+                          "file, when the recording has no stim channel or annotations."),
+        click.option("--event-stream", default=None, metavar="NAME",
+                     help=".xdf: the marker stream, by name or type [default: the one of type Markers]."),
         click.option("--source", default=None,
                      help=".xdf: the EEG stream, by name or type [default: the one of type EEG]."),
         click.option("--stream-unit", type=click.Choice(["uV", "mV", "V"], case_sensitive=False), default=None,
@@ -343,7 +345,7 @@ def read_eeg(kw: dict, spec=None) -> tuple[np.ndarray, np.ndarray]:
     from .eeg.spec import DEFAULT_SPEC, validate_subject_ids
 
     trials = load_eeg(kw.pop("eeg_path"), spec=spec or DEFAULT_SPEC, trusted_pickle=kw.pop("trusted_pickle"),
-                      events=kw.pop("events_path", None),
+                      events=kw.pop("events_path", None), event_stream=kw.pop("event_stream", None),
                       event_id=parse_event_id(kw.pop("event_id", None)), allow_resample=kw.pop("allow_resample", False),
                       rename_channels=kw.pop("rename_channels", None), source=kw.pop("source", None),
                       stream_unit=kw.pop("stream_unit", None))

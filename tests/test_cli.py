@@ -160,8 +160,8 @@ def _meaning(param) -> str:
 def test_each_option_name_means_one_thing():
     """Issue 23: --low-level was a checkpoint path (reference/export) and a flag (infer/bench); export --precision
     took 'both' where every other --precision takes one of fp32|fp16; init-tiny took its folder as an argument
-    where every other command takes --out. --events keeps one meaning by design: where the stimuli come from, an
-    events file or (.xdf, stream) a marker stream's name."""
+    where every other command takes --out; --events was an events file (infer/reference/client) and a marker
+    stream's name (stream, and infer on an .xdf), now --events FILE and --event-stream NAME."""
     import click
 
     meanings: dict[str, dict[str, str]] = {}
@@ -169,9 +169,11 @@ def test_each_option_name_means_one_thing():
         for opt in param.opts:
             meanings.setdefault(opt, {})[name] = _meaning(param)
     mixed = {opt: by_command for opt, by_command in meanings.items() if len(set(by_command.values())) > 1}
-    assert set(mixed) <= {"--events"}, mixed
+    assert mixed == {}
     helps = {(name, param.opts[0]): param.help for name, param in _options()}
-    assert all("marker" in helps[name, "--events"].lower() for name in mixed.get("--events", {}))
+    assert set(meanings["--events"].values()) == {"path"} and "stream" not in meanings["--events"]
+    assert all("marker stream" not in helps[name, "--events"] for name in meanings["--events"])
+    assert set(meanings["--event-stream"].values()) == {"text"} and {"stream", "infer"} <= set(meanings["--event-stream"])
     positional = [name for name, command in cli.cli.commands.items()
                   if any(not isinstance(p, click.Option) for p in command.params)]
     assert positional == []  # every folder is an option (init-tiny's was an argument)
@@ -185,3 +187,25 @@ def test_export_takes_the_precisions_every_command_takes(monkeypatch, capsys, tm
     code, out, err = run_main(monkeypatch, capsys, ["export", "--weights", tmp_path, "--precision", "both"])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--precision" in err and "'fp32', 'fp16'" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_old_events_spelling_names_the_new_option(monkeypatch, capsys, tmp_path, tiny_bundle):
+    """Issue 23: `stream --events NAME` and `infer --eeg rec.xdf --events NAME` named a marker stream; that is
+    --event-stream now, and the old spelling gets one line naming it (not "file not found"), before any work."""
+    from support import run_main
+
+    xdf = tmp_path / "rec.xdf"
+    xdf.write_bytes(b"XDF:")  # refused before it is read
+    out = tmp_path / "out"
+    code, stdout, err = run_main(monkeypatch, capsys, ["infer", "--bundle", tiny_bundle, "--eeg", xdf, "--subject", "8",
+                                                       "--events", "Stimuli", "--out", out])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--event-stream Stimuli" in err, err
+    assert "Traceback" not in err and not out.exists()
+    code, stdout, err = run_main(monkeypatch, capsys, ["stream", "--bundle", tiny_bundle, "--subject", "8", "--out", out,
+                                                       "--events", "Stimuli"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--event-stream Stimuli" in err, err
+    assert not out.exists()
+    np.save(tmp_path / "e.npy", np.zeros((63, 250), np.float32))
+    code, stdout, err = run_main(monkeypatch, capsys, ["infer", "--bundle", tiny_bundle, "--eeg", tmp_path / "e.npy",
+                                                       "--subject", "8", "--event-stream", "Stimuli", "--out", out])
+    assert code == 2 and "--event-stream" in err and ".xdf" in err and not out.exists(), err

@@ -54,6 +54,7 @@ def load_eeg(
     allow_resample: bool = False,
     rename_channels: Mapping[str, str] | PathLike | None = None,
     source: str | None = None,
+    event_stream: str | None = None,
     stream_unit: str | None = None,
 ) -> EEGTrials:
     """Read EEG trials from ``path`` and check them against ``spec``.
@@ -63,7 +64,7 @@ def load_eeg(
     does for test trials; without it every repetition is a trial. For raw recordings, ``events`` (an
     (n, 3) array or a file, CLI ``--events``) and ``event_id`` select the epochs, ``allow_resample``
     accepts rates below the spec's, ``rename_channels`` (a mapping or a JSON file) renames channels
-    first. XDF recordings: ``source`` and ``events`` name the EEG and marker streams (by name or type),
+    first. XDF recordings: ``source`` and ``event_stream`` name the EEG and marker streams (by name or type),
     ``stream_unit`` gives the EEG's unit where the file declares none. Nothing is whitened here: the runtime
     applies whitening (``eeg/whitening.py``).
     """
@@ -76,12 +77,18 @@ def load_eeg(
 
         if isinstance(rename_channels, (str, Path)):
             rename_channels = mne_preprocess.read_channel_renames(rename_channels)
-        raw, _ = read_xdf(path, source=source, events=None if events is None else str(events),
+        if events is not None:  # --events named the marker stream of an .xdf until issue 23
+            given = f" {events}" if isinstance(events, (str, Path)) else ""
+            raise EEGInputError(f"--events takes an events file for a raw recording ({', '.join(RAW_SUFFIXES)}); the "
+                                f"marker stream of an .xdf is chosen with --event-stream NAME (--events{given} -> "
+                                f"--event-stream{given})")
+        raw, _ = read_xdf(path, source=source, event_stream=event_stream,
                           stream_unit=stream_unit, rename_channels=rename_channels, spec=spec)
         return mne_preprocess.preprocess_raw(raw, event_id=event_id, spec=spec, source=str(path),
                                              allow_resample=allow_resample)
-    if source is not None or stream_unit is not None:
-        raise EEGInputError(f"--source and --stream-unit apply to XDF recordings (.xdf); {path.name} is none: drop them")
+    if source is not None or stream_unit is not None or event_stream is not None:
+        raise EEGInputError(f"--source, --event-stream and --stream-unit apply to XDF recordings (.xdf); {path.name} is "
+                            "none: drop them")
     if name.endswith(RAW_SUFFIXES):
         if isinstance(events, (str, Path)):
             events = mne_preprocess.read_events_file(events)

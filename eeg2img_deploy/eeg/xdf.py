@@ -2,7 +2,7 @@
 
 LSL labs record every stream of a session (EEG, stimulus markers, reconstructions) into one XDF file on
 one clock. :func:`read_xdf` picks the EEG stream and the marker stream (by name or type, as ``stream``'s
-``--source`` and ``--events`` pick LSL streams), scales the EEG to volts from its declared unit
+``--source`` and ``--event-stream`` pick LSL streams), scales the EEG to volts from its declared unit
 (:mod:`eeg2img_deploy.eeg.units`, the same rule as a live stream) and turns each marker into an annotation
 at the EEG sample nearest its time stamp (the live epocher's rule). From there it is a raw recording like
 any other: ``infer`` epochs it with ``epoch_raw`` and ``stream --replay`` plays it, so the two agree.
@@ -85,11 +85,11 @@ def choose(streams: list[Mapping], wanted: str | None, types: tuple[str, ...], w
                         f"choose one by name with {option}")
 
 
-def read_xdf(path: str | Path, *, source: str | None = None, events: str | None = None, stream_unit: str | None = None,
+def read_xdf(path: str | Path, *, source: str | None = None, event_stream: str | None = None, stream_unit: str | None = None,
              rename_channels: Mapping[str, str] | None = None, spec: EEGSpec = DEFAULT_SPEC) -> tuple[mne.io.BaseRaw, dict]:
     """The EEG stream of ``path`` as an mne Raw in volts, its markers as annotations; and what was read.
 
-    ``source``/``events``: the EEG and marker streams by name or type (default: the one stream of type EEG,
+    ``source``/``event_stream``: the EEG and marker streams by name or type (default: the one stream of type EEG,
     the one marker stream); ``stream_unit`` ("uV", "mV", "V") for an EEG stream that declares no unit or a
     wrong one; ``rename_channels`` renames the EEG channels first (units are looked up by the new names).
     """
@@ -103,7 +103,8 @@ def read_xdf(path: str | Path, *, source: str | None = None, events: str | None 
         raise EEGInputError(f"pyxdf could not read {path.name} as XDF: {e}") from None
     numeric = [s for s in streams if _field(s, "channel_format") != "string"]
     eeg = choose(numeric, source, ("eeg",), "EEG stream", "--source NAME")
-    markers = choose([s for s in streams if s is not eeg], events, MARKER_TYPES, "marker stream", "--events NAME")
+    markers = choose([s for s in streams if s is not eeg], event_stream, MARKER_TYPES, "marker stream",
+                     "--event-stream NAME")
     name, what = _field(eeg, "name"), f"XDF stream {_field(eeg, 'name')!r} of {path.name}"
     sfreq = float(_first(eeg["info"].get("nominal_srate")) or 0)
     if sfreq <= 0:

@@ -23,6 +23,14 @@ from ..cli_options import (
 )
 
 
+def _renamed_events(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """``stream --events NAME`` named the marker stream until issue 23; ``--events`` is an events file everywhere."""
+    if value is not None:
+        raise click.BadParameter(f"stream takes its marker stream as --event-stream NAME (--events is an events file, "
+                                 f"for infer/reference/client on a raw recording): --event-stream {value}",
+                                 ctx, param)
+
+
 @click.command("stream")
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Export bundle or engine folder.")
@@ -30,13 +38,16 @@ from ..cli_options import (
               help="Output folder: epoch_NNNNNN.png + epochs.jsonl, written as epochs arrive.")
 @click.option("--subject", required=True, type=click.IntRange(min=0), help="Subject id (sub-08 -> 8).")
 @click.option("--source", default=None, help="EEG stream name [default: the one LSL stream of type EEG].")
-@click.option("--events", default=None, help="Marker/annotation stream name [default: the one such stream].")
+@click.option("--event-stream", default=None, metavar="NAME",
+              help="Marker/annotation stream, by name [default: the one such stream].")
+@click.option("--events", "old_events", default=None, hidden=True, expose_value=False, callback=_renamed_events,
+              type=click.Path(dir_okay=False, path_type=Path))  # the old spelling: an error naming --event-stream
 @click.option("--event-channel", default=None, help="Stim channel in the EEG stream, instead of a marker stream.")
 @click.option("--event-id", default=None, help="Which events, as JSON: 3, [1, 2] or {\"stimulus\": 1}.")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=None, help="Stop after this many images.")
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Play this recording (.fif/.edf/.bdf/.vhdr with its annotations, or .xdf: its EEG and marker "
-                   "streams, chosen with --source/--events) as the stream.")
+                   "streams, chosen with --source/--event-stream) as the stream.")
 @number("--connect-timeout", rule=Range(0), default=10.0, show_default=True,
         help="Seconds to wait for the streams to appear at start.")
 @number("--reconnect-timeout", rule=Range(0), default=10.0, show_default=True,
@@ -58,7 +69,8 @@ from ..cli_options import (
               help="Port of the --view page (0: any free port).")
 @run_options(*SAMPLING, "shared_subject_token")
 @runtime_options
-def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events: str | None, event_channel: str | None,
+def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, event_stream: str | None,
+               event_channel: str | None,
                event_id: str | None, max_epochs: int | None, replay: Path | None, connect_timeout: float,
                reconnect_timeout: float, queue_size: int, rename_channels: Path | None, allow_resample: bool,
                stream_unit: str | None, overwrite: bool, outlet: str | None, view: bool, view_port: int, run: RunOptions,
@@ -72,14 +84,14 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, events
     from .reconstructor import StreamReconstructor, StreamSettings
 
     xdf = None
-    if replay and replay.suffix.lower() == ".xdf":  # --source/--events/--stream-unit choose within the file
-        xdf = {"source": source, "events": events, "stream_unit": stream_unit}
-        source = events = stream_unit = None
+    if replay and replay.suffix.lower() == ".xdf":  # --source/--event-stream/--stream-unit choose within the file
+        xdf = {"source": source, "event_stream": event_stream, "stream_unit": stream_unit}
+        source = event_stream = stream_unit = None
     elif replay and (source or stream_unit):
         raise click.BadParameter("--replay plays its own stream (in volts, read by mne): drop --source and --stream-unit")
     import_mne_lsl()
     settings = StreamSettings(
-        subject=subject, source=source, events=events, event_channel=event_channel,
+        subject=subject, source=source, event_stream=event_stream, event_channel=event_channel,
         event_id=parse_event_id(event_id), queue_size=queue_size, max_epochs=max_epochs,
         connect_timeout=connect_timeout, reconnect_timeout=reconnect_timeout, allow_resample=allow_resample,
         stream_unit=stream_unit,

@@ -1,6 +1,6 @@
 """The LSL side: mne-lsl imported lazily, EEG stream connection, and marker streams read as events.
 
-Markers come from an LSL marker or annotation stream (``--events NAME``; mne-lsl's ``PlayerLSL`` publishes
+Markers come from an LSL marker or annotation stream (``--event-stream NAME``; mne-lsl's ``PlayerLSL`` publishes
 a recording's annotations as ``<name>-annotations``, one float channel per description) or from a stim
 channel inside the EEG stream (``--event-channel CH``, read by :mod:`.epocher`).
 """

@@ -36,7 +36,7 @@ RECONNECT_LOOK_S = 1.0  # while the EEG is gone, look for a new source this ofte
 class StreamSettings:
     subject: int
     source: str | None = None  # EEG stream name [default: the one stream of type EEG]
-    events: str | None = None  # marker/annotation stream name [default: the one such stream]
+    event_stream: str | None = None  # marker/annotation stream name [default: the one such stream]
     event_channel: str | None = None  # a stim channel of the EEG stream instead of a marker stream
     event_id: Any = None  # a code, a list of codes, or {description: code}
     queue_size: int = 8  # epochs waiting for the pipeline; beyond it the oldest waiting one is dropped
@@ -54,8 +54,9 @@ class StreamSettings:
     def __post_init__(self) -> None:
         if self.queue_size < 1:
             raise OptionError(f"--queue-size must be >= 1, got {self.queue_size}")
-        if self.events and self.event_channel:
-            raise EEGInputError("give the stimuli either as a marker stream (--events) or a stim channel (--event-channel), not both")
+        if self.event_stream and self.event_channel:
+            raise EEGInputError("give the stimuli either as a marker stream (--event-stream) or a stim channel "
+                                "(--event-channel), not both")
 
 
 @dataclass
@@ -159,9 +160,9 @@ class StreamReconstructor:
             if s.event_channel not in names:
                 raise EEGInputError(f"--event-channel {s.event_channel!r} is not in {what}; it has {names}")
         else:
-            mname = s.events or (f"{self.player.name}-annotations" if self.player is not None else None)
+            mname = s.event_stream or (f"{self.player.name}-annotations" if self.player is not None else None)
             minfo = resolve_one(name=mname, stype=ANNOTATION_TYPES, what="marker stream",
-                                option="--events NAME (or --event-channel CH for a stim channel)", timeout=timeout)
+                                option="--event-stream NAME (or --event-channel CH for a stim channel)", timeout=timeout)
             self.markers = MarkerInlet(minfo, s.event_id if isinstance(s.event_id, dict) else None)
         self.epocher = Epocher(self.stream, spec=self.spec, ch_names=names,
                                event_channel=s.event_channel, event_codes=codes, scales=self._scales)

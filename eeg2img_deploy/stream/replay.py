@@ -30,7 +30,7 @@ ANNOTATION_SAMPLE_SHIFT = 1  # see the module docstring
 
 def read_recording(path: str | Path, xdf: dict | None = None):
     """A raw recording (.fif/.edf/.bdf/.vhdr) or an XDF file's EEG and markers (``xdf``: ``read_xdf``'s
-    source/events/stream_unit), as the mne Raw in volts that ``infer`` epochs."""
+    source/event_stream/stream_unit), as the mne Raw in volts that ``infer`` epochs."""
     from ..eeg.mne_preprocess import read_raw
 
     if str(path).lower().endswith(".xdf"):

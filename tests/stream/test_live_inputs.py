@@ -29,7 +29,7 @@ def _images(folder, pattern):
 
 def _stream(bundle, out, name, *extra):
     return ["stream", "--bundle", bundle, "--subject", "8", "--out", out, "--prior-steps", PRIOR_STEPS,
-            "--source", name, "--events", f"{name}-markers", "--reconnect-timeout", "3", *extra]
+            "--source", name, "--event-stream", f"{name}-markers", "--reconnect-timeout", "3", *extra]
 
 
 def test_microvolt_amplifier_equals_infer_on_the_file_in_volts(volts_bundle, tmp_path, monkeypatch, capsys, amplifier):
@@ -100,7 +100,7 @@ def test_a_non_ascii_unit_crosses_liblsl(tmp_path, amplifier):
     rec = microvolt_recording(tmp_path, n_stimuli=1)
     name = stream_name()
     amplifier(rec.microvolts_npz, name, "--unit", "µV", "--wait", "0")
-    live = StreamReconstructor(None, StreamSettings(subject=8, source=name, events=f"{name}-markers",
+    live = StreamReconstructor(None, StreamSettings(subject=8, source=name, event_stream=f"{name}-markers",
                                                     connect_timeout=30), spec=DEFAULT_SPEC)
     try:
         live.connect()
@@ -327,15 +327,15 @@ def test_xdf_infer_and_replay_equal_the_file_in_volts(volts_bundle, tmp_path, mo
     assert len(expected) == 3
 
     code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", xdf, "--out", tmp_path / "no"])
-    assert code == 2 and "2 streams of the XDF file could be the marker stream" in err and "--events NAME" in err, err
+    assert code == 2 and "2 streams of the XDF file could be the marker stream" in err and "--event-stream NAME" in err, err
     assert "Traceback" not in err and not (tmp_path / "no").exists()
-    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", xdf, "--events", "Stimuli",
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", xdf, "--event-stream", "Stimuli",
                                                   "--source", "EEG", "--out", tmp_path / "xdf"])
     assert code == 0, err
     for a, b in zip(_images(tmp_path / "xdf", "image_*.png"), expected, strict=True):
         np.testing.assert_array_equal(a, b)
 
-    code, stdout, err = run_main(monkeypatch, capsys, ["stream", *common, "--replay", xdf, "--events", "Stimuli",
+    code, stdout, err = run_main(monkeypatch, capsys, ["stream", *common, "--replay", xdf, "--event-stream", "Stimuli",
                                                        "--out", tmp_path / "live"])
     assert code == 0, err
     assert "3 epoch(s) written" in stdout
@@ -343,22 +343,22 @@ def test_xdf_infer_and_replay_equal_the_file_in_volts(volts_bundle, tmp_path, mo
         np.testing.assert_array_equal(a, b)
 
     bare = xdf_recording(rec, tmp_path / "bare.xdf", unit=None)
-    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", bare, "--events", "Stimuli",
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", bare, "--event-stream", "Stimuli",
                                                   "--out", tmp_path / "bare"])
     assert code == 2 and "declares no unit" in err and "--stream-unit uV|mV|V" in err, err
-    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", bare, "--events", "Stimuli",
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", bare, "--event-stream", "Stimuli",
                                                   "--stream-unit", "uV", "--out", tmp_path / "bare"])
     assert code == 0, err
     for a, b in zip(_images(tmp_path / "bare", "image_*.png"), expected, strict=True):
         np.testing.assert_array_equal(a, b)
 
     wrong = xdf_recording(rec, tmp_path / "wrong.xdf", unit="volts")
-    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", wrong, "--events", "Stimuli",
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", wrong, "--event-stream", "Stimuli",
                                                   "--out", tmp_path / "as_volts"])
     assert code == 0, err
     for a, b in zip(_images(tmp_path / "as_volts", "image_*.png"), expected, strict=True):
         assert np.abs(a.astype(int) - b).mean() > 5  # the unit moves every image far more than a rounding step
-    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", wrong, "--events", "Stimuli",
+    code, _, err = run_main(monkeypatch, capsys, ["infer", *common, "--eeg", wrong, "--event-stream", "Stimuli",
                                                   "--stream-unit", "uV", "--out", tmp_path / "overridden"])
     assert code == 0, err
     for a, b in zip(_images(tmp_path / "overridden", "image_*.png"), expected, strict=True):

@@ -93,7 +93,7 @@ def test_replay_in_a_subprocess_gives_infers_images(tiny_bundle, tmp_path, monke
     out = tmp_path / "stream"
     # stream looks for the player at once (its engines open meanwhile); the player process takes its time to
     # start on a loaded machine, so stream waits for it up to --connect-timeout
-    args = _stream_args(tiny_bundle, out, "--source", name, "--events", f"{name}-annotations", "--seed", "3",
+    args = _stream_args(tiny_bundle, out, "--source", name, "--event-stream", f"{name}-annotations", "--seed", "3",
                         "--reconnect-timeout", "1", "--connect-timeout", "90")
     started = threading.Timer(2.0, lambda: player_factory(rec, name))  # stream is loading and looking for it
     started.start()
@@ -335,7 +335,7 @@ def test_a_stream_that_goes_away_and_comes_back_resumes(tiny_bundle, tmp_path, c
 
     restarter = threading.Thread(target=restart_after_the_first_ends, daemon=True)
     restarter.start()
-    settings = StreamSettings(subject=8, source=name, events=f"{name}-annotations", max_epochs=2 * n,
+    settings = StreamSettings(subject=8, source=name, event_stream=f"{name}-annotations", max_epochs=2 * n,
                               reconnect_timeout=30.0, run=RunOptions(seed=3, prior_steps=2))
     try:
         with caplog.at_level("WARNING", logger="eeg2img_deploy.stream.reconstructor"):
