@@ -12,12 +12,14 @@ import os
 import signal
 import sys
 import sysconfig
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.options import RunOptions
 from ..errors import BackendUnavailableError
 from .requests import MODEL_NAME, model_inputs, model_outputs, run_requests
+from .triton_log import TritonLog
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +178,12 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, run: RunOptio
         raise BackendUnavailableError(
             f"PyTriton's Python stub cannot load {missing}: this Python has no shared libpython; install it "
             f"(Debian/Ubuntu: apt-get install libpython{v}) or use a Python built with --enable-shared")
+    logs = tempfile.TemporaryDirectory(prefix="eeg2img-serve-")
+    triton_log = TritonLog(Path(logs.name), RequestRejected.__name__)  # tritonserver's log, through ours
     config = TritonConfig(
         http_address=settings.host, http_port=settings.http_port, grpc_address=settings.host,
         grpc_port=settings.grpc_port, metrics_address=settings.host, metrics_port=settings.metrics_port,
-        exit_timeout_secs=settings.drain_timeout_s,
+        exit_timeout_secs=settings.drain_timeout_s, log_file=triton_log.path,
     )
 
     def tensors(ports):
@@ -195,6 +199,7 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, run: RunOptio
     rejections = _RejectionsAsInfo()
     logging.getLogger(PYTRITON_INFERENCE_LOGGER).addFilter(rejections)
     try:
+        triton_log.start()
         with Triton(config=config, triton_lifecycle_policy=policy) as triton:
             triton.bind(
                 model_name=MODEL_NAME,
@@ -212,6 +217,9 @@ def serve(bundle: Path, settings: ServeSettings, *, open_pipeline, run: RunOptio
                 on_ready()
             triton.serve()
     finally:
+        if triton_log.is_alive():
+            triton_log.close()
+        logs.cleanup()
         logging.getLogger(PYTRITON_INFERENCE_LOGGER).removeFilter(rejections)
         signal.signal(signal.SIGTERM, previous)
         for p in pipes:
