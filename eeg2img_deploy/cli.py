@@ -226,6 +226,17 @@ def export(out: Path | None, precision: tuple[str, ...], steps: tuple[str, ...],
     console().print(table)
 
 
+def _tensorrt_version(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from .engines.trt_rules import parse_version
+
+    if value is not None:
+        try:
+            parse_version(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    return value
+
+
 @cli.command("build-engines")
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Export bundle.")
 @click.option("--out", type=OUT_FOLDER, default=None,
@@ -248,24 +259,36 @@ def export(out: Path | None, precision: tuple[str, ...], steps: tuple[str, ...],
 @click.option("--check", "check_only", is_flag=True,
               help="Build nothing: check every graph a TensorRT build would use against TensorRT's ONNX parser rules "
                    "and the preset's shape profile (no TensorRT needed); one line per finding, exit 2 if any.")
+@click.option("--tensorrt-version", metavar="X.Y", default=None, callback=_tensorrt_version,
+              help="--check: the TensorRT whose parser rules to apply (10.3 on JetPack 6, 10.13 on JetPack 7, 10.15, "
+                   "...) [default: the preset's target (jetson-orin: 10.3), else the installed TensorRT, else 10.3, "
+                   "the strictest]. A build checks for the TensorRT it builds with.")
 def build_engines_cmd(bundle: Path, out: Path | None, backend: str, preset: str, precision: str | None,
                       max_batch: int | None, opt_level: int | None, workspace_gb: float | None,
-                      timing_cache: Path | None, provider: str | None, verify: bool, check_only: bool) -> None:
+                      timing_cache: Path | None, provider: str | None, verify: bool, check_only: bool,
+                      tensorrt_version: str | None) -> None:
     """Build TensorRT engines (the default) or onnxruntime-optimized models from an export bundle."""
-    from .engines.build import build_engines, check_for_tensorrt, default_engine_dir
+    from .engines.build import build_engines, check_for_tensorrt, default_engine_dir, tensorrt_version_to_check
+    from .engines.trt_rules import version_text
     from .errors import BackendUnavailableError
 
+    if tensorrt_version and not check_only:
+        raise click.UsageError("--tensorrt-version names the TensorRT --check checks for; a build checks for the "
+                               "TensorRT it builds with: add --check or leave out --tensorrt-version")  # fmt: skip
     if check_only:
         if backend != "tensorrt":
             raise click.UsageError("--check checks TensorRT's rules: leave out --backend onnxruntime")
-        found = check_for_tensorrt(bundle, preset=preset, precision=precision, max_batch=max_batch)
+        version = tensorrt_version_to_check(preset, tensorrt_version)
+        found = check_for_tensorrt(bundle, preset=preset, precision=precision, max_batch=max_batch, version=version)
         for v in found:
             click.echo(v.line())
         if found:
             graphs = len({v.graph.split(" ")[0] for v in found})
-            click.echo(f"error: {len(found)} finding(s) in {graphs} graph(s), one per line above", err=True)
+            click.echo(f"error: {len(found)} finding(s) in {graphs} graph(s) for TensorRT {version_text(version)}, one "
+                       "per line above", err=True)  # fmt: skip
             sys.exit(2)
-        click.echo(f"every graph a TensorRT build of {bundle} uses passes TensorRT's parser rules and the {preset} profile")
+        click.echo(f"every graph a TensorRT build of {bundle} uses passes TensorRT {version_text(version)}'s parser "
+                   f"rules and the {preset} profile")  # fmt: skip
         return
     out = out or default_engine_dir(bundle)
     reused: list = []

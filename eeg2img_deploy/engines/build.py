@@ -93,8 +93,9 @@ def build_engines(
 
     # The maker checks the backend (TensorRT, a GPU, onnxruntime) before anything is created on disk.
     if backend is Backend.TENSORRT:
-        maker: _StageMaker = _TensorRTMaker(bundle_dir, out_dir, p, axes, Path(timing_cache or out_dir), progress)
-        _refuse_what_tensorrt_refuses(bundle_dir, list(chosen.values()), axes)
+        trt_maker = _TensorRTMaker(bundle_dir, out_dir, p, axes, Path(timing_cache or out_dir), progress)
+        _refuse_what_tensorrt_refuses(bundle_dir, list(chosen.values()), axes, trt_maker.env.tensorrt_version)
+        maker: _StageMaker = trt_maker
     else:
         maker = _OnnxRuntimeMaker(bundle_dir, out_dir, ort_provider, axes)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,19 +170,44 @@ def check_for_tensorrt(
     precision: Precision | str | None = None,
     max_batch: int | None = None,
     stages: list[str] | None = None,
+    version: trt_rules.Version = trt_rules.DEFAULT_VERSION,
 ) -> list[Violation]:
-    """``build-engines --check``: every graph a TensorRT build of the bundle would use, against TensorRT's ONNX
-    parser rules and the preset's optimization profile (:mod:`.trt_rules`). Needs onnx, not TensorRT."""
+    """``build-engines --check``: every graph a TensorRT build of the bundle would use, against TensorRT
+    ``version``'s ONNX parser rules and the preset's optimization profile (:mod:`.trt_rules`). Needs onnx, not
+    TensorRT."""
     bundle_dir = Path(bundle_dir)
     _, _, axes, chosen = _plan(bundle_dir, Backend.TENSORRT, preset, precision, stages, max_batch=max_batch)
     try:
         import onnx  # noqa: F401
     except ImportError:
         raise BackendUnavailableError("build-engines --check reads the graphs with the onnx package: pip install onnx") from None
-    return _tensorrt_findings(bundle_dir, list(chosen.values()), axes)
+    return _tensorrt_findings(bundle_dir, list(chosen.values()), axes, version)
 
 
-def _tensorrt_findings(bundle_dir: Path, artifacts: list[Artifact], axes: dict) -> list[Violation]:
+def tensorrt_version_to_check(preset: str, given: str | None = None) -> trt_rules.Version:
+    """The TensorRT whose rules ``--check`` applies: ``given``, else the preset's target (jetson-orin: 10.3),
+    else the installed TensorRT, else :data:`.trt_rules.DEFAULT_VERSION` (10.3, the strictest)."""
+    text = given or get_preset(preset).tensorrt
+    if text is None:
+        try:
+            import tensorrt
+
+            text = str(tensorrt.__version__)
+        except Exception:  # not installed, or its libraries do not load: check for the default
+            return trt_rules.DEFAULT_VERSION
+    return _rules_version(text, "pass --tensorrt-version")
+
+
+def _rules_version(text: str, fix: str) -> trt_rules.Version:
+    try:
+        return trt_rules.parse_version(text)
+    except ValueError as e:
+        raise EngineError(f"{e}: {fix}") from None
+
+
+def _tensorrt_findings(
+    bundle_dir: Path, artifacts: list[Artifact], axes: dict, version: trt_rules.Version
+) -> list[Violation]:
     import onnx
 
     from .tensorrt_builder import shape_profile
@@ -189,7 +215,7 @@ def _tensorrt_findings(bundle_dir: Path, artifacts: list[Artifact], axes: dict) 
     found: list[Violation] = []
     for a in artifacts:
         model = onnx.load(str(bundle_dir / a.file), load_external_data=False)  # the rules need no weights
-        found += trt_rules.check_model(model, a.file)
+        found += trt_rules.check_model(model, a.file, version)
         try:
             profile = shape_profile(a.inputs, axes)
         except EngineError as e:
@@ -199,23 +225,28 @@ def _tensorrt_findings(bundle_dir: Path, artifacts: list[Artifact], axes: dict) 
     return found
 
 
-def _refuse_what_tensorrt_refuses(bundle_dir: Path, artifacts: list[Artifact], axes: dict) -> None:
-    """The ``--check`` of the graphs about to be built: stop before the first build rather than after the UNet."""
+def _refuse_what_tensorrt_refuses(
+    bundle_dir: Path, artifacts: list[Artifact], axes: dict, tensorrt_version: str
+) -> None:
+    """The ``--check`` of the graphs about to be built, for the installed TensorRT: stop before the first build
+    rather than after the UNet."""
+    version = _rules_version(tensorrt_version, "build-engines supports TensorRT 10.1 and later")
     try:
         import onnx  # noqa: F401
     except ImportError:
         log.warning("onnx is not installed: the graphs are not checked against TensorRT's parser rules before the "
                     "build (pip install onnx)")  # fmt: skip
         return
-    found = _tensorrt_findings(bundle_dir, artifacts, axes)
+    found = _tensorrt_findings(bundle_dir, artifacts, axes, version)
     for v in found:
         if not v.blocking:
             log.warning("%s", v.line())
     blocking = [v for v in found if v.blocking]
     if blocking:
         raise EngineError(
-            f"TensorRT would refuse this bundle ({len(blocking)} finding(s); the first: {blocking[0].line()}): "
-            f"`eeg2img-deploy build-engines --bundle {bundle_dir} --check` lists them all"
+            f"TensorRT {trt_rules.version_text(version)} would refuse this bundle ({len(blocking)} finding(s); the "
+            f"first: {blocking[0].line()}): `eeg2img-deploy build-engines --bundle {bundle_dir} --check "
+            f"--tensorrt-version {trt_rules.version_text(version)}` lists them all"
         )
 
 

@@ -66,6 +66,7 @@ class BuildPreset:
     weight_streaming: Literal["off", "auto", "on"] = "off"  # "auto": only where weights exceed free memory
     weight_streaming_budget_gb: float | None = None  # resident weights at run time; None = TensorRT chooses
     cuda_graphs: bool = False  # replay a captured CUDA graph when shapes repeat (runtime setting)
+    tensorrt: str | None = None  # the TensorRT the target ships (JetPack 6: 10.3), whose rules --check applies
 
     def __post_init__(self) -> None:
         if not 1 <= self.opt_batch <= self.max_batch:
@@ -126,6 +127,7 @@ PRESETS: dict[str, BuildPreset] = {
             workspace_gb=2.0,
             weight_streaming="auto",
             cuda_graphs=True,
+            tensorrt="10.3",
         ),
     )
 }

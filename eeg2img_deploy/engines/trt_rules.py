@@ -5,12 +5,23 @@ operator or an intermediate tensor cannot have, attributes it does not implement
 build-time constants. This module writes those rules down and walks a graph against them, so the
 suite (and a machine without TensorRT) finds such a graph before a GPU build does.
 
-Where the rules come from (onnx-tensorrt, the parser TensorRT ships, release 10.1; our own code and
-wording): the operator support table (``docs/operators.md``: supported operators and the data types of
-each), ``ModelImporter.cpp`` (uint8 only at network inputs and outputs), ``importerUtils.cpp``
-(``convertDtype``: the ONNX data types TensorRT maps; the element-wise, unary and activation helpers'
-type checks), ``onnxOpCheckers.cpp`` and ``onnxOpImporters.cpp`` (the attribute and constant-input
-checks). Where the importer source and the table disagree, the source decides (noted at the row).
+Where the rules come from (onnx-tensorrt, the parser TensorRT ships; our own code and wording): the
+base rules are those of release 10.1: the operator support table (``docs/operators.md``: supported
+operators and the data types of each), ``ModelImporter.cpp`` (uint8 only at network inputs and
+outputs), ``importerUtils.cpp`` (``convertDtype``: the ONNX data types TensorRT maps; the element-wise,
+unary and activation helpers' type checks), ``onnxOpCheckers.cpp`` and ``onnxOpImporters.cpp`` (the
+attribute and constant-input checks). Where the importer source and the table disagree, the source
+decides (noted at the row).
+
+The rules depend on the TensorRT version (:data:`Version`, e.g. ``(10, 3)``): later parsers import more
+operators and take computed axes. Each versioned rule below names the version it changed in (the
+release's entry in onnx-tensorrt's ``docs/Changelog.md``) and the sources it was checked in: the
+release/10.1-GA tag (before), and the parser of TensorRT 10.13.0 (its ``parsers/onnx`` submodule commit
+346bdca: ``onnxOpImporters.cpp``), ``docs/operators.md`` of 10.14 (c727277), 10.15 (fa5aa9f) and 10.16
+(6bde659), ``importerUtils.cpp`` of 10.15 and TensorRT's own ``include/NvInfer.h`` at v10.3.0 and v10.13.0
+(after). The 10.3 parser's own sources were not in reach: 10.3 is 10.1 plus the Changelog's 10.2 and 10.3
+entries. Versions after 10.16 (TensorRT 11) are checked with the newest rules. Every versioned rule only
+loosens with newer versions, so the oldest version users run, 10.3 (JetPack 6), is the strictest.
 
 Each finding is a :class:`Violation`; ``refused`` ones are what the real parser refuses (the fake
 TensorRT's parser in the tests fails on exactly those). The others are what ``--check`` also reports:
@@ -20,12 +31,33 @@ build's optimization profile does not cover.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..manifest import ShapeRange
+
+# ---- versions --------------------------------------------------------------------------------------
+Version = tuple[int, int]  # (major, minor) of TensorRT, whose parser is onnx-tensorrt of the same release
+OLDEST: Version = (10, 1)  # the oldest parser these rules were checked against
+DEFAULT_VERSION: Version = (10, 3)  # JetPack 6's TensorRT, the oldest users run: the strictest rules
+
+
+def parse_version(text: str) -> Version:
+    """``"10.3"``, ``"10.13.0.35"`` -> ``(10, 3)``, ``(10, 13)``; ValueError for anything else or before 10.1."""
+    m = re.fullmatch(r"(\d+)\.(\d+)(\.\d+)*", text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a TensorRT version (like 10.3 or 10.13.0)")
+    version = (int(m[1]), int(m[2]))
+    if version < OLDEST:
+        raise ValueError(f"TensorRT {text}: the parser rules are written for TensorRT {version_text(OLDEST)} and later")
+    return version
+
+
+def version_text(version: Version) -> str:
+    return f"{version[0]}.{version[1]}"
 
 # ---- data types ------------------------------------------------------------------------------------
 # ONNX TensorProto element type -> our name of the TensorRT type it maps to (convertDtype). DOUBLE is
@@ -82,15 +114,47 @@ OP_TYPES: dict[str, frozenset[str] | None] = {
     # operators the table marks unsupported (no importer)
     **dict.fromkeys(
         ("AffineGrid", "Bernoulli", "BitShift", "BitwiseAnd", "BitwiseNot", "BitwiseOr", "BitwiseXor",
-         "BlackmanWindow", "Col2Im", "CenterCropPad", "Compress", "ConcatFromSequence", "ConvInteger", "DFT", "Det",
-         "DynamicQuantizeLinear", "HammingWindow", "HannWindow", "ImageDecoder", "MatMulInteger", "MaxRoiPool",
-         "MaxUnpool", "MelWeightMatrix", "Multinomial", "NegativeLogLikelihoodLoss", "Optional",
-         "OptionalGetElement", "OptionalHasElement", "QLinearConv", "QLinearMatMul", "RegexFullMatch", "STFT",
-         "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase", "SequenceInsert", "SequenceLength",
+         "Col2Im", "CenterCropPad", "Compress", "ConcatFromSequence", "ConvInteger", "DFT", "Det",
+         "DynamicQuantizeLinear", "ImageDecoder", "MatMulInteger", "MaxRoiPool", "MaxUnpool", "MelWeightMatrix",
+         "Multinomial", "NegativeLogLikelihoodLoss", "Optional", "OptionalGetElement", "OptionalHasElement",
+         "QLinearConv", "QLinearMatMul", "RegexFullMatch", "SequenceAt", "SequenceConstruct", "SequenceEmpty",
+         "SequenceErase", "SequenceInsert", "SequenceLength",
          "SequenceMap", "SoftmaxCrossEntropyLoss", "SplitToSequence", "StringConcat", "StringNormalizer",
          "StringSplit", "TfIdfVectorizer", "Unique"),
         None),  # fmt: skip
 }
+
+# Operators later parsers import: op -> (the first version that does, the data types of its "T" operands).
+ADDED_OPERATORS: dict[str, tuple[Version, frozenset[str]]] = {
+    # Changelog 10.4 (10.1's table: N); operators.md 10.15: FP32, FP16 (the window they make)
+    **dict.fromkeys(("BlackmanWindow", "HammingWindow", "HannWindow"), ((10, 4), frozenset({"FP32", "FP16"}))),
+    # Changelog 10.5 "real-valued STFT" (10.1's table: N); 10.13.0 onnxOpImporters.cpp: FP32 signals only
+    "STFT": ((10, 5), frozenset({"FP32"})),
+    # Changelog 10.14 (no importer in 10.13.0's onnxOpImporters.cpp); operators.md 10.14: these types
+    "Attention": ((10, 14), F | {"INT8", "FP8"}),
+    # Changelog 10.15 (not in operators.md 10.14; in 10.15's with these types)
+    "RMSNormalization": ((10, 15), F),
+    "RotaryEmbedding": ((10, 15), F),
+    "TensorScatter": ((10, 15), F | {"INT32"}),
+}
+
+# Operand types later parsers widened: (op, input index) -> (since, the types it takes from then on).
+WIDENED_TYPES: dict[tuple[str, int], tuple[Version, frozenset[str]]] = {
+    # Pow: 10.1's elementwiseCheck refuses integer operands; Changelog 10.8 "integer-typed exponent", 10.12
+    # "integer-typed base"; 10.13.0's Pow importer computes mixed types in float, 10.15's elementwiseCheck
+    # refuses only BOOL for POW and operators.md 10.14 lists INT32, INT64
+    ("Pow", 0): ((10, 12), FI),
+    ("Pow", 1): ((10, 8), FI),
+}
+
+
+def operator_types(op: str, version: Version) -> frozenset[str] | None:
+    """The data types ``op``'s "T" operands may have in TensorRT ``version``; None: no importer."""
+    if op in ADDED_OPERATORS:
+        since, types = ADDED_OPERATORS[op]
+        return types if version >= since else None
+    return OP_TYPES[op]
+
 
 # Which operands carry the typed "T" (the rest are indices, shapes, axes, conditions). Default: input 0.
 _ALL = "all"
@@ -108,19 +172,41 @@ T_OPERANDS: dict[str, Any] = {
     "Cast": (0, _OUT), "CastLike": (0, 1),
     "DequantizeLinear": (0,),
     "If": (), "Loop": (), "Scan": (),  # their bodies are checked node by node
+    "BlackmanWindow": _OUT, "HammingWindow": _OUT, "HannWindow": _OUT,
+    "Attention": (0, 1, 2), "TensorScatter": (0, 1),
 }
 
-# Operands the parser needs as build-time constants (an initializer or a Constant node's output):
-# op -> {input index: what it is}.
-CONSTANT_INPUTS: dict[str, dict[int, str]] = {
-    "Slice": {3: "axes"},
-    "Squeeze": {1: "axes"},
-    "Unsqueeze": {1: "axes"},
-    "Pad": {3: "axes"},
-    "CumSum": {1: "axis"},
-    "Dropout": {2: "training_mode"},
-    **{op: {1: "axes"} for op in ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
-                                  "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare")},  # fmt: skip
+@dataclass(frozen=True)
+class ConstantInput:
+    """An operand the parser needs as an initializer or a Constant node's output."""
+
+    what: str
+    until: Version | None = None  # from this version on the parser takes a tensor; None: every version needs it
+    then_foldable: bool = False  # from ``until`` on the builder still needs a value it can fold at build time
+
+
+# op -> {input index: the rule}
+CONSTANT_INPUTS: dict[str, dict[int, ConstantInput]] = {
+    # 10.1 importer: "does not support dynamic axes"; Changelog 10.3 "tensor axes inputs for Slice"; 10.13.0's
+    # importer gives computed axes to the slice layer as its input 5
+    "Slice": {3: ConstantInput("axes", until=(10, 3))},
+    # 10.1 importer: "axes input is supported only as an initializer"; Changelog 10.4 "tensor axes for Pad";
+    # 10.13.0's importer: the slice layer's input 5
+    "Pad": {3: ConstantInput("axes", until=(10, 4))},
+    # 10.1 importers: an initializer (Squeeze) / values known when parsed (Unsqueeze); Changelog 10.7 "dynamic
+    # axes support for Squeeze and Unsqueeze"; 10.13.0's importers pass the axes tensor on, and NvInfer.h
+    # v10.13.0 wants it "resolvable to a constant" (I(Un)SqueezeLayer input 1)
+    "Squeeze": {1: ConstantInput("axes", until=(10, 7), then_foldable=True)},
+    "Unsqueeze": {1: ConstantInput("axes", until=(10, 7), then_foldable=True)},
+    # 10.1 importer: "Axis input for CumSum must be an initializer"; Changelog 10.8 "dynamic axes ... CumSum";
+    # 10.13.0's importer passes the tensor on, and NvInfer.h v10.13.0's addCumulative wants "a build-time constant"
+    "CumSum": {1: ConstantInput("axis", until=(10, 8), then_foldable=True)},
+    "Dropout": {2: ConstantInput("training_mode")},
+    # 10.13.0 importer: "FrameStep must be an initializer", likewise the window and the frame length
+    "STFT": {1: ConstantInput("frame_step"), 2: ConstantInput("window"), 3: ConstantInput("frame_length")},
+    **{op: {1: ConstantInput("axes")} for op in ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
+                                                 "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum",
+                                                 "ReduceSumSquare")},  # fmt: skip
 }
 
 # Gather-like operators whose int64 indices the parser casts to int32 unless the data is int64 too.
@@ -152,10 +238,12 @@ class Violation:
 class _Graph:
     """What the rules need to know about a (sub)graph: tensor types, shapes, constants, graph outputs."""
 
+    version: Version
     types: dict[str, int]
     shapes: dict[str, list[Any] | None]
     constants: dict[str, Any]  # name -> TensorProto (initializers and Constant outputs)
     outputs: set[str]
+    runtime: set[str] = field(default_factory=set)  # values known only at run time (from graph inputs, random)
 
 
 def _type_name(elem: int) -> str:
@@ -245,8 +333,35 @@ def _no_training(node: Any, a: dict[str, Any], g: _Graph) -> Iterator[str]:
 
 
 def _scatter_nd(node: Any, a: dict[str, Any], g: _Graph) -> Iterator[str]:
-    if "reduction" in a:
-        yield "the reduction attribute of ScatterND"
+    # 10.1 importer: any reduction attribute is refused; Changelog 10.9 "Fixed support for opset 18+ ScatterND";
+    # 10.13.0's importer refuses only a reduction other than "none" (as operators.md 10.14 says)
+    if g.version < (10, 9) and "reduction" in a:
+        yield f"the reduction attribute of ScatterND (TensorRT {version_text(g.version)}; 10.9 takes reduction='none')"
+    elif _text(a.get("reduction", "none")) != "none":
+        yield f"reduction {_text(a['reduction'])!r} (TensorRT's ScatterND has none)"
+
+
+def _einsum(node: Any, a: dict[str, Any], g: _Graph) -> Iterator[str]:
+    # NvInfer.h v10.3.0: "TensorRT does not support ellipsis, diagonal operations or more than two inputs for
+    # Einsum" (the 10.1 parser rewrites ellipses and splits more inputs itself, not diagonals); Changelog 10.12
+    # "support for ellipses, diagonal, and broadcasting in Einsum"; the note is gone from NvInfer.h v10.13.0
+    terms = _text(a.get("equation", "")).replace(" ", "").split("->")[0].split(",")
+    if g.version < (10, 12) and any(len(t.replace("...", "")) != len(set(t.replace("...", ""))) for t in terms):
+        yield f"a subscript repeated in one operand (a diagonal) needs TensorRT 10.12, not {version_text(g.version)}"
+
+
+def _attention(node: Any, a: dict[str, Any], g: _Graph) -> Iterator[str]:
+    # operators.md 10.14-10.16: no past_key/past_value/nonpad_kv_seqlen inputs, no present_key/present_value/
+    # qk_matmul_output outputs, no qk_matmul_output_mode or softcap
+    for i, name in ((4, "past_key"), (5, "past_value"), (6, "nonpad_kv_seqlen")):
+        if len(node.input) > i and node.input[i]:
+            yield f"the {name} input of Attention"
+    for i, name in ((1, "present_key"), (2, "present_value"), (3, "qk_matmul_output")):
+        if len(node.output) > i and node.output[i]:
+            yield f"the {name} output of Attention"
+    for name in ("qk_matmul_output_mode", "softcap"):
+        if a.get(name):
+            yield f"the {name} attribute of Attention"
 
 
 def _cast(node: Any, a: dict[str, Any], g: _Graph) -> Iterator[str]:
@@ -278,6 +393,8 @@ ATTRIBUTE_RULES: dict[str, Callable[[Any, dict[str, Any], _Graph], Iterator[str]
     "BatchNormalization": _no_training,
     "Dropout": _no_training,
     "ScatterND": _scatter_nd,
+    "Einsum": _einsum,
+    "Attention": _attention,
     "Cast": _cast,
     "RandomNormal": _random,
     "RandomUniform": _random,
@@ -294,8 +411,9 @@ def _values(t: Any) -> Any:
 
 
 # ---- walking a graph ---------------------------------------------------------------------------------
-def check_model(model: Any, graph_name: str) -> list[Violation]:
-    """Every rule ``model`` (an ``onnx.ModelProto``, external data not needed) breaks, in node order."""
+def check_model(model: Any, graph_name: str, version: Version = DEFAULT_VERSION) -> list[Violation]:
+    """Every rule of TensorRT ``version``'s parser that ``model`` (an ``onnx.ModelProto``, external data not
+    needed) breaks, in node order."""
     import onnx
 
     try:
@@ -303,21 +421,23 @@ def check_model(model: Any, graph_name: str) -> list[Violation]:
     except Exception:  # a graph onnx cannot infer: check what the graph itself declares
         inferred = model
     out: list[Violation] = []
-    _check_graph(inferred.graph, graph_name, _Graph({}, {}, {}, set()), out, top=True)
+    _check_graph(inferred.graph, graph_name, _Graph(version, {}, {}, {}, set()), out, top=True)
     return out
 
 
-def check_onnx_file(path: str | Path, graph_name: str | None = None) -> list[Violation]:
+def check_onnx_file(
+    path: str | Path, graph_name: str | None = None, version: Version = DEFAULT_VERSION
+) -> list[Violation]:
     """:func:`check_model` of an ONNX file (its external weights are not read)."""
     import onnx
 
-    return check_model(onnx.load(str(path), load_external_data=False), graph_name or Path(path).name)
+    return check_model(onnx.load(str(path), load_external_data=False), graph_name or Path(path).name, version)
 
 
 def _check_graph(graph: Any, name: str, outer: _Graph, out: list[Violation], *, top: bool) -> None:
     # uint8 is legal only at the network's own outputs: a subgraph's outputs are not those
-    g = _Graph(dict(outer.types), dict(outer.shapes), dict(outer.constants),
-               {o.name for o in graph.output} if top else outer.outputs)  # fmt: skip
+    g = _Graph(outer.version, dict(outer.types), dict(outer.shapes), dict(outer.constants),
+               {o.name for o in graph.output} if top else outer.outputs, set(outer.runtime))  # fmt: skip
     for vi in [*graph.input, *graph.output, *graph.value_info]:
         t = vi.type.tensor_type
         if vi.type.HasField("tensor_type") and t.elem_type:
@@ -328,6 +448,7 @@ def _check_graph(graph: Any, name: str, outer: _Graph, out: list[Violation], *, 
         g.types[init.name] = init.data_type
         g.shapes[init.name] = list(init.dims)
         g.constants[init.name] = init
+    g.runtime |= {vi.name for vi in graph.input} - set(g.constants)  # a body's inputs change per iteration too
     for vi in graph.input if top else ():
         out.extend(_io_type(name, f"input {vi.name}", g.types.get(vi.name)))
     for vi in graph.output if top else ():
@@ -336,6 +457,8 @@ def _check_graph(graph: Any, name: str, outer: _Graph, out: list[Violation], *, 
         out.extend(_io_type(name, f"initializer {init.name}", init.data_type))
     for index, node in enumerate(graph.node):
         out.extend(_check_node(node, index, name, g))
+        if _known_at_run_time_only(node, g):
+            g.runtime.update(o for o in node.output if o)
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.name == "value":
@@ -344,6 +467,17 @@ def _check_graph(graph: Any, name: str, outer: _Graph, out: list[Violation], *, 
         for a in node.attribute:  # If/Loop/Scan bodies see the enclosing graph's tensors
             for body in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                 _check_graph(body, f"{name} [{node.name or node.op_type} {a.name}]", g, out, top=False)
+
+
+def _known_at_run_time_only(node: Any, g: _Graph) -> bool:
+    """Whether TensorRT cannot fold ``node``'s outputs at build time: they depend on a graph input's values
+    (a Shape or Size only on its dynamic dimensions) or are random."""
+    if node.op_type.startswith("Random"):
+        return True
+    if node.op_type in ("Shape", "Size"):
+        shape = g.shapes.get(node.input[0])
+        return shape is None or not all(isinstance(d, int) for d in shape)
+    return any(i in g.runtime for i in node.input)
 
 
 def _io_type(graph: str, where: str, elem: int | None) -> Iterator[Violation]:
@@ -364,20 +498,31 @@ def _check_node(node: Any, index: int, graph: str, g: _Graph) -> Iterator[Violat
         yield Violation(graph, where, "unsupported operator",
                         f"{node.domain}.{op} is not an ONNX operator TensorRT imports (it needs a TensorRT plugin)")
         return
-    if op not in OP_TYPES:
+    v = version_text(g.version)
+    if op not in OP_TYPES and op not in ADDED_OPERATORS:
         yield Violation(graph, where, "unsupported operator", f"TensorRT's parser has no importer for {op}")
         return
-    allowed = OP_TYPES[op]
+    allowed = operator_types(op, g.version)
     if allowed is None:
-        yield Violation(graph, where, "unsupported operator", f"TensorRT does not support {op}")
+        since = f" (TensorRT {version_text(ADDED_OPERATORS[op][0])} does)" if op in ADDED_OPERATORS else ""
+        yield Violation(graph, where, "unsupported operator", f"TensorRT {v} does not support {op}{since}")
         return
     a = _attrs(node)
     for problem in ATTRIBUTE_RULES.get(op, lambda *_: iter(()))(node, a, g):
         yield Violation(graph, where, "unsupported attribute", problem)
-    for i, what in CONSTANT_INPUTS.get(op, {}).items():
-        if i < len(node.input) and node.input[i] and node.input[i] not in g.constants:
+    for i, rule in CONSTANT_INPUTS.get(op, {}).items():
+        name = node.input[i] if i < len(node.input) else ""
+        if not name or name in g.constants:
+            continue
+        if rule.until is None or g.version < rule.until:
+            later = f" (a tensor from TensorRT {version_text(rule.until)} on)" if rule.until else ""
             yield Violation(graph, where, "constant input",
-                            f"{what} ({node.input[i]}) is computed in the graph; TensorRT needs it as an initializer")
+                            f"{rule.what} ({name}) is computed in the graph; TensorRT {v}'s parser needs it as an "
+                            f"initializer{later}")  # fmt: skip
+        elif rule.then_foldable and name in g.runtime:
+            yield Violation(graph, where, "constant input",
+                            f"{rule.what} ({name}) depends on the inputs' values or dynamic dimensions; TensorRT {v}'s "
+                            "builder needs it foldable to a build-time constant", refused=False)  # fmt: skip
     yield from _operand_types(node, where, graph, g, allowed)
     for o in node.output:  # ModelImporter: UINT8 only as a network input or output
         if o and g.types.get(o) == 2 and o not in g.outputs:
@@ -399,21 +544,22 @@ def _check_node(node: Any, index: int, graph: str, g: _Graph) -> Iterator[Violat
 
 def _operand_types(node: Any, where: str, graph: str, g: _Graph, allowed: frozenset[str]) -> Iterator[Violation]:
     which = T_OPERANDS.get(node.op_type, (0,))
-    operands: list[tuple[str, str]] = []  # (tensor, role)
+    operands: list[tuple[str, str, frozenset[str]]] = []  # (tensor, role, the types it may have)
     positions: Iterable[Any] = range(len(node.input)) if which == _ALL else ([_OUT] if which == _OUT else which)
     for p in positions:
         if p == _OUT:
-            operands += [(o, "output") for o in node.output[:1] if o]
+            operands += [(o, "output", allowed) for o in node.output[:1] if o]
         elif p < len(node.input) and node.input[p]:
-            operands.append((node.input[p], f"input {p}"))
-    for tensor, role in operands:
+            since, wider = WIDENED_TYPES.get((node.op_type, p), (None, allowed))
+            operands.append((node.input[p], f"input {p}", wider if since and g.version >= since else allowed))
+    for tensor, role, types in operands:
         elem = g.types.get(tensor)
         if elem is None:
             continue
         t = "FP32" if _type_name(elem) == "DOUBLE" else _type_name(elem)
-        if t not in allowed:
-            yield Violation(graph, where, "data type",
-                            f"{role} {tensor} is {t}; TensorRT's {node.op_type} takes {', '.join(sorted(allowed))}")
+        if t not in types:
+            yield Violation(graph, where, "data type", f"{role} {tensor} is {t}; TensorRT {version_text(g.version)}'s "
+                                                       f"{node.op_type} takes {', '.join(sorted(types))}")  # fmt: skip
 
 
 # ---- shapes against the build's optimization profile ----------------------------------------------------

@@ -30,7 +30,7 @@ recorded in ``state.violations``; the fixtures fail any test that leaves violati
   synchronous, so one during a stream capture invalidates it;
 * one logger per process (TensorRT keeps a single logger pointer): a second logger is a violation;
 * TF32 is on by default (``clear_flag`` turns it off); the plan header records it;
-* the parser refuses what TensorRT's ONNX parser refuses (:mod:`eeg2img_deploy.engines.trt_rules`: operators,
+* the parser refuses what the emulated version's ONNX parser refuses (:mod:`eeg2img_deploy.engines.trt_rules`: operators,
   data types, uint8 inside the graph, attributes, constant inputs), one ``ParserError`` per finding.
 """
 
@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from eeg2img_deploy.engines.trt_rules import check_model
+from eeg2img_deploy.engines.trt_rules import check_model, parse_version
 
 from .fake_cudart import GpuState, Op
 
@@ -217,7 +217,7 @@ class OnnxParser:
             self._errors.append(ParserError(f"failed to load {model}: {e}"))
             return False
         # TensorRT's parser rules as the toolkit writes them down: a graph the real parser refuses fails here too
-        refused = [v for v in check_model(proto, Path(model).name) if v.refused]
+        refused = [v for v in check_model(proto, Path(model).name, parse_version(self._st.version)) if v.refused]
         if refused:
             self._errors.extend(ParserError(f"{v.where}: {v.rule}: {v.message}") for v in refused)
             return False

@@ -35,7 +35,8 @@ SPECS = {
 }
 
 
-def _graph(stage: str, dtype: np.dtype, rng: np.random.Generator, uint8_inside: bool = False):
+def _graph(stage: str, dtype: np.dtype, rng: np.random.Generator, uint8_inside: bool = False,
+           computed_axes: bool = False):
     from onnx import TensorProto, helper, numpy_helper
 
     elem = TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
@@ -59,6 +60,9 @@ def _graph(stage: str, dtype: np.dtype, rng: np.random.Generator, uint8_inside: 
             helper.make_node("Add", ["x", "tw"], ["s"]),
             helper.make_node("Tanh", ["s"], ["eps"]),
         ]
+        if computed_axes:  # the Unsqueeze axes through an Identity: TensorRT before 10.7 wants an initializer
+            nodes[1].input[1] = "axis1_copy"
+            nodes.insert(0, helper.make_node("Identity", ["axis1"], ["axis1_copy"]))
         inits = [w("W", 1, 6), numpy_helper.from_array(np.array([1], np.int64), "axis1")]
     else:
         nodes = [
@@ -76,8 +80,10 @@ def _graph(stage: str, dtype: np.dtype, rng: np.random.Generator, uint8_inside: 
     return model
 
 
-def write_tiny_bundle(folder: str | Path, *, seed: int = 0, uint8_inside: bool = False) -> Manifest:
-    """``uint8_inside``: the encoder graph holds a uint8 tensor (a graph TensorRT's parser refuses)."""
+def write_tiny_bundle(folder: str | Path, *, seed: int = 0, uint8_inside: bool = False,
+                      computed_axes: bool = False) -> Manifest:
+    """``uint8_inside``: the encoder graph holds a uint8 tensor (a graph TensorRT's parser refuses).
+    ``computed_axes``: the prior's Unsqueeze axes are computed (refused by TensorRT before 10.7 only)."""
     import pytest
 
     onnx = pytest.importorskip("onnx", reason="writing ONNX graphs needs onnx (the export extra)")
@@ -90,7 +96,7 @@ def write_tiny_bundle(folder: str | Path, *, seed: int = 0, uint8_inside: bool =
     for stage, precisions in (("encoder", ("fp32",)), ("prior", ("fp32", "fp16")), ("unet", ("fp32", "fp16"))):
         for prec in precisions:
             dtype = np.dtype(np.float16 if prec == "fp16" else np.float32)
-            model = _graph(stage, dtype, rng, uint8_inside)
+            model = _graph(stage, dtype, rng, uint8_inside, computed_axes)
             name = f"{stage}.onnx" if prec == "fp32" else f"{stage}.fp16.onnx"
             data_name = None
             if stage == "unet" and prec == "fp32":  # one model with external weights, like the real UNet
