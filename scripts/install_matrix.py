@@ -17,7 +17,8 @@ major it links. TensorRT's ``tensorrt-cuNN`` is an sdist on PyPI that installs `
 ``tensorrt-cuNN-bindings`` of its own version, so the resolver is given the bindings (wheels, per platform)
 under the same version range, and the check asks that the newest ``tensorrt-cuNN`` in that range has a
 bindings wheel for the platform (else pip would pick a version with nothing to install there).
-Jetson targets take TensorRT from JetPack (apt), not from pip: the set must hold no TensorRT wheel.
+Jetson targets take TensorRT from JetPack (apt), not from pip: the set must hold no TensorRT wheel. Every
+TensorRT target installs onnx: ``build-engines`` checks the graphs against TensorRT's parser rules with it.
 """
 
 from __future__ import annotations
@@ -291,6 +292,9 @@ def check(t: Target, table: dict[str, list[str]] | None = None) -> Finding:
         f.errors.append("a TensorRT wheel on a Jetson target (JetPack's TensorRT comes from apt)")
     if t.cuda is not None and not t.system_tensorrt and not has_trt:
         f.errors.append("no TensorRT in a GPU target")
+    f.facts["onnx"] = f.installs.get("onnx")
+    if t.cuda is not None and "onnx" not in chosen:
+        f.errors.append("no onnx in a TensorRT target (a build checks the graphs against TensorRT's parser rules first)")
     ort = [n for n in chosen if n in ("onnxruntime", "onnxruntime-gpu")]
     if len(ort) != 1:
         f.errors.append(f"exactly one onnxruntime build expected, got {ort}")
@@ -316,8 +320,10 @@ def check_all(jobs=None) -> list[Finding]:
 def readme_table(targets=TARGETS) -> str:
     rows = ["| host | install | CUDA | TensorRT | runs |", "|---|---|---|---|---|"]
     for t in targets:
+        check = "onnx" in {r.name for r in requirements(t.extra, t)}  # the graphs checked before a TensorRT build
         rows.append(f"| {t.host} | {t.setup}`pip install 'eeg2img-deploy[{t.extra}]'` (checked: {t.machine}, "
-                    f"Python {t.python}) | {t.cuda or '-'} | {t.tensorrt} | {t.runs} |")
+                    f"Python {t.python}) | {t.cuda or '-'} | {t.tensorrt} | {t.runs}"
+                    f"{'; `build-engines --check` (onnx)' if check else ''} |")
     return "\n".join(rows)
 
 

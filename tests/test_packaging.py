@@ -53,6 +53,14 @@ def test_jetson_targets_take_tensorrt_from_jetpack_and_servers_from_pip() -> Non
             assert trt == {f"tensorrt-cu{t.cuda}"}, (t.name, trt)  # never plain `tensorrt` (its CUDA 13 build)
 
 
+def test_every_tensorrt_target_installs_onnx() -> None:
+    """A TensorRT build checks the graphs against TensorRT's parser rules first, reading them with onnx."""
+    for t in im.TARGETS:
+        assert ("onnx" in _names(im.requirements(t.extra, t))) == (t.cuda is not None), t.name
+    for extra in ("tensorrt-cu12", "tensorrt-cu13"):  # also alone, beside `cpu`
+        assert "onnx" in _names(im.requirements(extra, next(t for t in im.TARGETS if t.cuda))), extra
+
+
 def test_readme_table_is_the_checked_table() -> None:
     assert im.readme_block((ROOT / "README.md").read_text()) == im.readme_table(), (
         "README.md's install table differs from scripts/install_matrix.py: run `python scripts/install_matrix.py --readme`")
@@ -77,7 +85,8 @@ OLD_EXTRAS = {
 def test_every_target_resolves_to_a_consistent_set() -> None:
     """pip's resolver per target, then the chosen wheels opened: one CUDA major, the TensorRT major onnxruntime links.
 
-    Sensitivity: the extras before the fix, resolved the same way for the CUDA 12 x86_64 target, fail on both counts.
+    Sensitivity: the extras before the fix, resolved the same way for the CUDA 12 x86_64 target, fail on both counts
+    (and on the onnx the pre-build check needs).
     """
     why = _pypi_reachable()
     if why:
@@ -94,8 +103,10 @@ def test_every_target_resolves_to_a_consistent_set() -> None:
     x86 = by[("gpu-cu12", "x86_64")].facts
     assert x86["onnxruntime_tensorrt_major"] == x86["tensorrt_major"] == 10
     assert "onnxruntime-gpu (build_and_package_info)" in x86["cuda_majors"]
+    assert all(f.facts["onnx"] for f in current if f.target.cuda)  # the pre-build check's reader, on every TensorRT target
     assert set(by[("jetson6", "aarch64")].facts["cuda_majors"].values()) == {12}
     assert set(by[("jetson7", "aarch64")].facts["cuda_majors"].values()) == {13}
     wrong = " ".join(old.errors)
     assert "CUDA 12 target" in wrong and "onnxruntime-gpu (build_and_package_info)': 13" in wrong, old.errors
     assert "links libnvinfer.so.10, the TensorRT wheel is 11.x" in wrong, old.errors
+    assert "no onnx in a TensorRT target" in wrong, old.errors

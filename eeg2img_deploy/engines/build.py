@@ -233,10 +233,9 @@ def _refuse_what_tensorrt_refuses(
     version = _rules_version(tensorrt_version, "build-engines supports TensorRT 10.1 and later")
     try:
         import onnx  # noqa: F401
-    except ImportError:
-        log.warning("onnx is not installed: the graphs are not checked against TensorRT's parser rules before the "
-                    "build (pip install onnx)")  # fmt: skip
-        return
+    except ImportError:  # every TensorRT extra installs it: an environment made by hand
+        raise EngineError("onnx is not installed, and a TensorRT build first checks the graphs against TensorRT's "
+                          "parser rules with it: pip install onnx") from None
     found = _tensorrt_findings(bundle_dir, artifacts, axes, version)
     for v in found:
         if not v.blocking:

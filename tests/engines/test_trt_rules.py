@@ -330,3 +330,18 @@ def test_a_build_checks_for_the_installed_tensorrt(tmp_path, monkeypatch) -> Non
     manifest = build_engines(tmp_path / "b", tmp_path / "e13", backend="tensorrt", progress=False)
     assert "prior" in {a.stage for a in manifest.artifacts} and state.violations == []
 
+
+def test_a_build_without_onnx_stops_with_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """The TensorRT extras install onnx; an environment made by hand without it is told so, before any engine."""
+    import sys
+
+    from fakes import install_fake_gpu
+    from fakes.onnx_bundle import write_tiny_bundle
+    from support import run_main
+
+    write_tiny_bundle(tmp_path / "b")
+    install_fake_gpu(monkeypatch)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    code, out, err = run_main(monkeypatch, capsys, ["build-engines", "--bundle", tmp_path / "b", "--out", tmp_path / "e"])
+    assert code == 2 and "onnx is not installed" in err and "pip install onnx" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "e").exists()
