@@ -133,7 +133,7 @@ def section(result: dict) -> str:
         "",
         f"- Unfolded / folded: {r['nodes']:.2f}x the nodes, {r['gemms']:.2f}x the Gemms, {r['bytes']:.2f}x the bytes, "
         f"{r['session_create']:.2f}x the session creation, {r['run_p50']:.2f}x the run time.",
-        "- Per step the folded graph runs the denoiser only (10 Gemms, 62 nodes with the sampler's arithmetic); the "
+        "- Per step the folded graph runs the denoiser only (10 Gemms, 60 nodes with the sampler's arithmetic); the "
         "unfolded one also runs the 8 time MLPs (16 Gemms more, 3.2 M more weights read per step).",
         f"- Raw samples in [{NAME}.json]({NAME}.json).",
     ])

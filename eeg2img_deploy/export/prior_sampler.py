@@ -27,10 +27,14 @@ stepwise graph). What does not change from step to step is not computed per step
 - the noise draws are scaled by their step's std in one multiplication and split once;
 - the sampler's scalars and the time terms are initializers, not Constant nodes.
 
-That leaves 62 nodes per step, the floor for the stepwise arithmetic op for op: the denoiser (10 Gemms,
-9 LayerNorms, 9 SiLUs of 2 nodes, 12 Adds, the Concat of its 2B rows) and the sampler (Split, guidance 3,
-x0 4, posterior mean 3, noise 1). 50 steps: 3.1k nodes and 501 Gemms, where computing the time MLPs in
-every step took 7k nodes and 1308 Gemms; the weights read per step fell from 6.7 M to 3.5 M parameters.
+- the guidance weights ``g`` and ``1 - g`` once per call (one multiplication of both halves per step, then a
+  sum: ``guided_eps``), and the posterior mean's x0 coefficient taken into the clip's bounds and, with
+  ``1 / sqrt(alpha_bar)``, into one per-step factor (``ddpm_sample`` computes the same).
+
+That leaves 60 nodes per step: the denoiser (10 Gemms, 9 LayerNorms, 9 SiLUs of 2 nodes, 12 Adds, the
+Concat of its 2B rows) and the sampler (guidance 3 with the Split, the clipped x0 term 4, the x term 2,
+noise 1). 50 steps: 3.0k nodes and 501 Gemms, where computing the time MLPs in every step took 7k nodes
+and 1308 Gemms; the weights read per step fell from 6.7 M to 3.5 M parameters.
 
 In the fp16 graph only the denoiser runs in fp16: inputs, output and the sampler's arithmetic stay
 fp32 (x0 = (x - sqrt(1 - a) eps) / sqrt(a) divides by 0.007 at t = 980, too much for fp16's 3 digits);
@@ -149,20 +153,21 @@ def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int, fold_time_terms: 
                 self.c.register_buffer("time_fp32", torch.from_numpy(flat))
                 self.c.register_buffer("time_fp16", torch.from_numpy(flat).half())
             for k, s in enumerate(table):
-                for name in ("sqrt_beta", "sqrt_alpha", "x0_coef", "x_coef"):
+                for name in ("sqrt_beta", "x0_scale", "x0_coef", "x_coef"):
                     self.c.register_buffer(f"{name}_{k}", scalar(getattr(s, name)))
+                self.c.register_buffer(f"minus_x0_coef_{k}", scalar(-s.x0_coef))
             # noise[:, 0] is x_T (scale 1, exact); noise[:, k + 1] is step k's draw, scaled by its std
             self.c.register_buffer("noise_scale", torch.tensor(
                 [1.0, *(float(s.noise_std) for s in table[:-1])], dtype=torch.float32)[:, None])
-            self.c.register_buffer("lo", scalar(-1.0))
-            self.c.register_buffer("hi", scalar(1.0))
             self.c.register_buffer("zero", scalar(0.0))
+            self.c.register_buffer("one", scalar(1.0))
 
         def forward(self, cond, noise, guidance):
             c = self.c
             dtype = next(self.prior.parameters()).dtype  # fp16 after .half(); the sampler's arithmetic stays fp32
             half = dtype != torch.float32
             g = guidance[:, None]
+            weights = torch.cat([g, c.one - g])  # guidance: g * eps_c + (1 - g) * eps_u as in guided_eps
             # conditional rows get the condition terms, unconditional rows exact zeros (the stepwise cond_mask)
             cond_terms = self.cond(cond.to(dtype) if half else cond)
             cond_terms = torch.cat([cond_terms, cond_terms * c.zero.to(dtype)])
@@ -181,13 +186,13 @@ def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int, fold_time_terms: 
                     time = self.prior.time_terms(torch.ones_like(x2[:, 0]) * float(s.t), dtype)
                     terms = self.prior.level_terms(time, (conds[:levels], conds[levels:]))
                 eps = self.prior.denoise(x2.to(dtype) if half else x2, terms)
-                eps_c, eps_u = Halves.apply(eps.float() if half else eps)
-                eps = eps_u + g * (eps_c - eps_u)
-                x0 = Clip.apply((x - getattr(c, f"sqrt_beta_{k}") * eps) / getattr(c, f"sqrt_alpha_{k}"), c.lo, c.hi)
-                if s.x0_coef == 1 and s.x_coef == 0:  # t = 0: the posterior mean is x0 (1 * x0 + 0 * x, exactly)
-                    x = x0
-                else:
-                    x = getattr(c, f"x0_coef_{k}") * x0 + getattr(c, f"x_coef_{k}") * x
+                eps_c, eps_u = Halves.apply((eps.float() if half else eps) * weights)
+                eps = eps_c + eps_u
+                # x0_coef * clip(x0, -1, 1), as ddpm_sample computes it
+                mean = Clip.apply((x - getattr(c, f"sqrt_beta_{k}") * eps) * getattr(c, f"x0_scale_{k}"),
+                                  getattr(c, f"minus_x0_coef_{k}"), getattr(c, f"x0_coef_{k}"))
+                # t = 0: the posterior mean is that (+ 0 * x, which adds an exact zero)
+                x = mean if s.x_coef == 0 else mean + getattr(c, f"x_coef_{k}") * x
                 if s.t > 0:
                     x = x + draws[k + 1]
             return x
