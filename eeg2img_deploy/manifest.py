@@ -273,9 +273,10 @@ class Artifact:
         d["precision"] = Precision(d["precision"])
         d["inputs"] = tuple(TensorSpec.from_dict(t) for t in d["inputs"])
         d["outputs"] = tuple(TensorSpec.from_dict(t) for t in d["outputs"])
-        d["validation"] = _from_fields(Validation, d.get("validation") or {}, "an artifact's validation")
+        what = f"artifact {d['file']}" if "file" in d else "an artifact"
+        d["validation"] = _from_fields(Validation, d.get("validation") or {}, f"{what}'s validation")
         d["engine"] = EngineInfo.from_dict(d["engine"]) if d.get("engine") else None
-        return _from_fields(cls, d, "an artifact")
+        return _from_fields(cls, d, what)
 
 
 class _Malformed(ManifestError, ValueError):

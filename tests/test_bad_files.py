@@ -67,7 +67,7 @@ def test_a_pth_that_is_not_a_checkpoint_is_named(monkeypatch, capsys, tmp_path, 
 
 
 @pytest.mark.parametrize("drop, missing", [
-    (("artifacts", 0, "sha256"), "an artifact has no field 'sha256'"),
+    (("artifacts", 0, "sha256"), "artifact encoder.onnx has no field 'sha256'"),
     (("settings",), "the field 'settings' is missing"),
     (("settings", "image_size"), "settings has no field 'image_size'"),
 ])

@@ -153,7 +153,11 @@ def test_unknown_fields_rejected(tmp_path):
         Manifest.from_json(_edited(tmp_path, shiny_new_field=1))
     d = json.loads((tmp_path / MANIFEST_NAME).read_text())
     d["artifacts"][0]["extra"] = True
-    with pytest.raises(ManifestError, match="malformed"):
+    with pytest.raises(ManifestError, match=r"malformed: artifact encoder.onnx has unknown keys \['extra'\]"):
+        Manifest.from_json(json.dumps(d))
+    del d["artifacts"][0]["extra"]
+    d["artifacts"][0]["validation"]["shiny"] = 1
+    with pytest.raises(ManifestError, match=r"malformed: artifact encoder.onnx's validation has unknown keys \['shiny'\]"):
         Manifest.from_json(json.dumps(d))
 
 
