@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import TEST_IMAGE_SIZE
+import fixture_cache
 
 TORCH_STACK = ("torch", "diffusers", "transformers")  # what ``requires_torch`` tests need (the export extra)
 
@@ -39,12 +39,9 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
+    """The tiny set (``init-tiny``, seed 0, TEST_IMAGE_SIZE); from the fixture cache when one is set (fixture_cache.py)."""
     pytest.importorskip("torch")
-    from eeg2img_deploy.tiny import init_tiny
-
-    out = tmp_path_factory.mktemp("weights") / "tiny"
-    init_tiny(out, seed=0, image_size=TEST_IMAGE_SIZE)
-    return out
+    return fixture_cache.made("tiny", tmp_path_factory.mktemp("weights") / "tiny")
 
 
 @pytest.fixture(scope="session")
@@ -69,23 +66,18 @@ def reference_pipe(tiny_layout):
 @pytest.fixture(scope="session")
 def tiny_export_settings():
     """The settings ``tiny_bundle`` was exported with."""
-    from eeg2img_deploy.export.bundle import ExportSettings
-
-    return ExportSettings(image_size=TEST_IMAGE_SIZE, max_batch=4)
+    return fixture_cache.export_settings()
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_layout, tiny_export_settings, tmp_path_factory) -> Path:
+def tiny_bundle(tiny_dir, tiny_export_settings, tmp_path_factory) -> Path:
     """The tiny set exported once per session (fp32 + fp16, 1 and 4 steps, max batch 4, TEST_IMAGE_SIZE).
 
-    Read-only for tests: a test that changes a bundle copies it first (shutil.copytree).
+    Read-only for tests: a test that changes a bundle copies it first (shutil.copytree). From the fixture cache
+    when one is set (fixture_cache.py).
     """
     pytest.importorskip("onnx")
-    from eeg2img_deploy.export.bundle import export_bundle
-
-    out = tmp_path_factory.mktemp("export") / "tiny"
-    export_bundle(tiny_layout, out, tiny_export_settings, progress=False)
-    return out
+    return fixture_cache.made("bundle", tmp_path_factory.mktemp("export") / "tiny", tiny=tiny_dir)
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,7 @@ def _results_listing() -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in (BENCHMARKS / "results").iterdir()}
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run_is_the_gpu_command(tmp_path):
     """``gpu_check.py --dry-run``, exactly the command a GPU machine runs plus the flag: every part ok or skipped."""
     before = _results_listing()

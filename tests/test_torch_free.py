@@ -4,8 +4,8 @@ A fresh ``pytest`` runs the whole suite with a ``sitecustomize.py`` on PYTHONPAT
 packages in every interpreter it starts (the tests' own subprocesses too), as on an install without
 the export extra; the second run refuses onnx as well (the base + ``cpu,dev`` install). Tests that need
 them skip (``@pytest.mark.requires_torch``, a module-level ``pytest.importorskip``, or a fixture such
-as ``tiny_dir`` that skips); everything else must collect and pass. Each run takes about 10 s: with no
-torch the tiny-set fixtures skip instead of exporting.
+as ``tiny_dir`` that skips); everything else must collect and pass. With no torch the tiny-set fixtures skip
+instead of exporting; the two runs go side by side.
 """
 
 from __future__ import annotations
@@ -45,28 +45,50 @@ def _outcomes(junit: Path) -> dict[str, Counter]:
     return per_module
 
 
+CASES = {"no-torch": (TORCH_STACK, 180), "no-export-extra": (NO_EXPORT_EXTRA, 150)}  # id: (blocked, min passed)
+
+
+@pytest.fixture(scope="module")
+def inner_runs(tmp_path_factory):
+    """Both inner suites, started together (stream names and ports are unique per test): {id: (process, folder,
+    shim environment)}, output in the folder's out.txt and err.txt. Each test waits for its own."""
+    runs = {}
+    for case, (blocked, _) in CASES.items():
+        tmp = tmp_path_factory.mktemp(case)
+        shim = tmp / "shim"
+        shim.mkdir()
+        (shim / "sitecustomize.py").write_text(import_blocker(blocked), encoding="utf-8")
+        env = {**os.environ, INNER: "1",
+               "PYTHONPATH": os.pathsep.join([str(shim), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        with open(tmp / "out.txt", "w") as out, open(tmp / "err.txt", "w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                 f"--basetemp={tmp / 'inner'}", f"--junitxml={tmp / 'junit.xml'}", "tests"],
+                cwd=ROOT, env=env, stdout=out, stderr=err,
+            )
+        runs[case] = (proc, tmp, env)
+    yield runs
+    for proc, _, _ in runs.values():
+        if proc.poll() is None:  # a test failed before waiting for it
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(bool(os.environ.get(INNER)), reason="the inner run of this test")
-@pytest.mark.parametrize("blocked, min_passed", [(TORCH_STACK, 180), (NO_EXPORT_EXTRA, 150)],
-                         ids=["no-torch", "no-export-extra"])
-def test_suite_without_torch(tmp_path: Path, blocked: tuple[str, ...], min_passed: int) -> None:
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(import_blocker(blocked), encoding="utf-8")
-    env = {**os.environ, INNER: "1",
-           "PYTHONPATH": os.pathsep.join([str(shim), *filter(None, [os.environ.get("PYTHONPATH")])])}
+@pytest.mark.parametrize("case", list(CASES))
+def test_suite_without_torch(inner_runs, case: str) -> None:
+    proc, tmp, env = inner_runs[case]
+    min_passed = CASES[case][1]
     probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True, timeout=60)
     assert probe.returncode != 0 and "blocked by the test" in probe.stderr, "the shim does not block torch"
 
-    junit = tmp_path / "junit.xml"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-         f"--basetemp={tmp_path / 'inner'}", f"--junitxml={junit}", "tests"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    per_module = _outcomes(junit)
+    proc.wait(timeout=600)
+    stdout, stderr = (tmp / "out.txt").read_text(), (tmp / "err.txt").read_text()
+    assert proc.returncode == 0, stdout[-6000:] + stderr[-2000:]
+    per_module = _outcomes(tmp / "junit.xml")
     total = sum(per_module.values(), Counter())
-    assert total["error"] == 0 and total["failure"] == 0, proc.stdout[-6000:]
+    assert total["error"] == 0 and total["failure"] == 0, stdout[-6000:]
     assert total["passed"] >= min_passed, f"only {total['passed']} tests ran without torch: {dict(total)}"
     for module in MUST_PASS:
         counts = per_module.get(module, Counter())
