@@ -398,7 +398,7 @@ def main() -> None:
         e.show()
         sys.exit(e.exit_code)
     except click.ClickException as e:  # one line, naming the option
-        hint = f" (see '{e.ctx.command_path} -h')" if getattr(e, "ctx", None) is not None else ""
+        hint = f" (see '{e.ctx.command_path} -h')" if isinstance(e, click.UsageError) and e.ctx is not None else ""
         click.echo(f"error: {e.format_message()}{hint}", err=True)
         sys.exit(e.exit_code)
     except Eeg2ImgError as e:

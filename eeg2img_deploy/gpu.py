@@ -224,7 +224,7 @@ class PinnedBuffer:
         if n > self.nbytes:
             raise ValueError(f"{n} bytes do not fit the pinned buffer of {self.nbytes}")
         raw = (ctypes.c_char * max(n, 1)).from_address(self.ptr)
-        return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape, dtype=np.int64))).reshape(shape)
+        return np.frombuffer(memoryview(raw), dtype=dtype, count=int(np.prod(shape, dtype=np.int64))).reshape(shape)
 
     def free(self) -> None:
         if self.ptr:

@@ -19,7 +19,7 @@ def print_report(report: dict[str, Any], console=None) -> None:
     from ..terminal import console as default_console
 
     console = console or default_console()
-    s, rt, base, ratios = report["settings"], report["runtime"], report.get("baseline"), report.get("ratios")
+    s, rt, base = report["settings"], report["runtime"], report.get("baseline")
     title = (f"{s['backend']} on {s['provider']}, batch {s['batch']}, {s.get('image_size', '?')} px, "
              f"{s['steps']} step(s), {s['prior_steps']} prior steps, {s['runs']} runs (ms)")
     table = Table(title=title, box=box.SIMPLE_HEAD)
@@ -33,7 +33,7 @@ def print_report(report: dict[str, Any], console=None) -> None:
         st = rt["latency_ms"][k]
         row = [k, *(f"{st[c]:.1f}" for c in ("p50", "p90", "p99", "mean", "min", "max"))]
         if base:
-            row += [f"{base['latency_ms'][k]['p50']:.1f}", f"{ratios[k]:.2f}x"]
+            row += [f"{base['latency_ms'][k]['p50']:.1f}", f"{report['ratios'][k]:.2f}x"]
         table.add_row(*row, style="bold" if k == "total" else None)
     console.print(table)
     ov = rt["overhead"]
@@ -107,7 +107,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
 # ---- results files ----------------------------------------------------------------------------------
 def report_markdown(report: dict[str, Any]) -> str:
     """The stage table of a report as markdown (medians; ratio = torch / runtime)."""
-    rt, base, ratios = report["runtime"], report.get("baseline"), report.get("ratios")
+    rt, base = report["runtime"], report.get("baseline")
     head = ["stage", "runtime p50", "p90", "p99", "mean"] + (["torch p50", "p90", "torch / runtime"] if base else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k in (*report_stages(report["settings"]), "total"):
@@ -115,7 +115,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         row = [f"**{k}**" if k == "total" else k, *(f"{st[c]:.2f}" for c in ("p50", "p90", "p99", "mean"))]
         if base:
             b = base["latency_ms"][k]
-            row += [f"{b['p50']:.2f}", f"{b['p90']:.2f}", f"{ratios[k]:.2f}x"]
+            row += [f"{b['p50']:.2f}", f"{b['p90']:.2f}", f"{report['ratios'][k]:.2f}x"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -29,11 +29,14 @@ from ..errors import OptionError, SettingsError
 PURPOSES = {"prior": 0, "image": 1, "low_level": 2, "caption_prior": 3}
 
 
+PerSample = int | Sequence[int] | np.ndarray  # one integer for the batch, or one per sample
+
+
 class NoiseSource:
     """Per-sample standard-normal float32 streams: ``PCG64(SeedSequence([seed, i, purpose]))``."""
 
-    def __init__(self, seed: int | Sequence[int], batch: int = 1, purpose: str = "prior",
-                 first: int | Sequence[int] = 0):
+    def __init__(self, seed: PerSample, batch: int = 1, purpose: str = "prior",
+                 first: PerSample = 0):
         """Streams for samples ``first .. first + batch - 1`` (a chunk of a larger batch).
 
         ``seed`` and ``first`` may also be one value per sample (sequences of length ``batch``): sample i
@@ -63,11 +66,11 @@ class NoiseSource:
         return np.stack([g.standard_normal(tuple(shape), dtype=np.float32) for g in self._streams])
 
 
-def _int(value: int | Sequence[int]) -> int:
+def _int(value: PerSample) -> int:
     return int(np.asarray(value))  # a Python or numpy integer, or a 0-d array
 
 
-def _per_sample(value: int | Sequence[int], batch: int, name: str) -> list[int]:
+def _per_sample(value: PerSample, batch: int, name: str) -> list[int]:
     if not np.ndim(value):
         return [_int(value)] * batch
     values = [int(v) for v in np.asarray(value).reshape(-1)]

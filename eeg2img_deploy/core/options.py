@@ -18,7 +18,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import OptionError, SettingsError
 
@@ -79,6 +79,15 @@ def knob(default: Any, rule: Rule | None = None, help: str = "", *, from_bundle:
     if from_bundle:
         return field(default=None, metadata={"rule": rule, "help": help, "fallback": default})
     return field(default=default, metadata={"rule": rule, "help": help})
+
+
+class Resolved(NamedTuple):
+    """The knobs a run takes from the bundle when they are left at None (:meth:`RunOptions.resolve`), as set."""
+
+    steps: int
+    prior_steps: int
+    guidance: float
+    ip_scale: float
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,12 @@ class RunOptions:
                 value = getattr(recommended, name, None)
                 changes[name] = f.metadata["fallback"] if value is None else value
         return self.replace(**changes)
+
+    def resolved(self) -> Resolved:
+        """The fields :meth:`resolve` fills in; options not resolved against a bundle yet are refused."""
+        if self.steps is None or self.prior_steps is None or self.guidance is None or self.ip_scale is None:
+            raise SettingsError("these run options are not resolved against a bundle: RunOptions.resolve(bundle) first")
+        return Resolved(self.steps, self.prior_steps, self.guidance, self.ip_scale)
 
     @property
     def needs_caption(self) -> bool:

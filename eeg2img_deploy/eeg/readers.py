@@ -330,7 +330,7 @@ def save_eeg_npz(
 ) -> Path:
     """Write trials as the ``.npz`` that :func:`load_eeg` reads (no pickle inside)."""
     path = Path(path)
-    arrays = {
+    arrays: dict[str, np.ndarray | np.generic] = {
         "eeg": np.asarray(data, dtype=np.float32),
         "ch_names": np.array([str(c) for c in channel_names], dtype=str),
         "sfreq": np.float64(sfreq),

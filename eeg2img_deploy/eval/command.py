@@ -127,6 +127,7 @@ def eval_cmd(images: Path | None, truth: Path | None, weights: Path | None, out:
     _check_mode(mode)
     _out_dir(out, overwrite)
     if mode == "metrics":
+        assert images and truth and weights  # _check_mode: given
         _metrics(images, truth, weights, out, torch_device)
     elif mode == "retrieval":
         _retrieval(bundle, out, runtime, kw, image_features, images_dir, image_encoder, labels, _parse_ways(ways), run,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -117,15 +118,18 @@ def _clip(path: Path, device: str) -> Callable:
     spec = WEIGHTS["clip"]
     try:
         with quiet(CLIP_VISION_FROM_FULL, bars=True):  # a full CLIP folder's text weights are unused by design
-            model, info = CLIPVisionModelWithProjection.from_pretrained(str(path), local_files_only=True,
-                                                                        output_loading_info=True)
+            # with output_loading_info, (model, info): transformers' annotation says the model alone
+            model, info = cast("tuple[CLIPVisionModelWithProjection, dict[str, list[Any]]]",
+                               CLIPVisionModelWithProjection.from_pretrained(str(path), local_files_only=True,
+                                                                             output_loading_info=True))
     except (OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path} is not a CLIP folder transformers can load ({str(e).splitlines()[0]}): expected "
                               f"{spec.source} ({spec.url})") from e
     if info["missing_keys"] or info["mismatched_keys"]:
         bad = sorted(info["missing_keys"]) + [str(k) for k in info["mismatched_keys"]]
         raise CheckpointError(f"{path} lacks CLIP's vision weights {bad[:3]}: expected {spec.source} ({spec.url})")
-    model = model.to(device).eval().requires_grad_(False)
+    # transformers wraps PreTrainedModel.to in functools.wraps(nn.Module.to): typeshed's _Wrapped drops `self`
+    model = model.to(device).eval().requires_grad_(False)  # type: ignore[arg-type]
     return lambda x: {"image_embeds": model(pixel_values=x).image_embeds}
 
 

@@ -148,7 +148,9 @@ def image_features_from_images(images: np.ndarray, encoder_dir: str | Path, *, d
     from ..quiet import quiet
 
     with quiet(bars=True):
-        model = CLIPVisionModelWithProjection.from_pretrained(str(encoder_dir), local_files_only=True).to(device).eval()
+        model = CLIPVisionModelWithProjection.from_pretrained(str(encoder_dir), local_files_only=True)
+        # transformers wraps PreTrainedModel.to in functools.wraps(nn.Module.to): typeshed's _Wrapped drops `self`
+        model = model.to(device).eval()  # type: ignore[arg-type]
     processor = CLIPImageProcessor()  # the defaults are CLIP's (224, bicubic, centre crop, OpenAI mean/std)
     out = []
     with torch.inference_mode():

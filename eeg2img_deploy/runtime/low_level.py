@@ -77,12 +77,12 @@ class LowLevelPath:
         return (latents + noise.normal(shape)).astype(np.float32)
 
 
-def cut_for(path: LowLevelPath | None, run: RunOptions) -> int | None:
-    """The img2img cut of a run asking for the low-level path (None: not asked), refused on a pipeline without it."""
+def cut_for(path: LowLevelPath | None, run: RunOptions) -> tuple[LowLevelPath, int] | None:
+    """The path and the img2img cut of a run asking for the low-level path (None: not asked), refused on a
+    pipeline without it."""
     if not run.low_level:
         return None
     if path is None:
         raise SettingsError("this pipeline was opened without the low-level stages: open it with low_level=True "
                             "(infer --low-level)")
-    assert run.steps is not None, "options resolved against the bundle first (RunOptions.resolve)"
-    return img2img_cut(run.steps, run.strength)
+    return path, img2img_cut(run.resolved().steps, run.strength)

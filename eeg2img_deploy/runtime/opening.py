@@ -8,8 +8,9 @@ stages a run needs (with the export option that adds a missing one), and the one
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -58,7 +59,10 @@ class OpenOptions:
                              provider=self.provider, allow_cpu_fallback=self.allow_cpu_fallback, threads=self.threads)  # fmt: skip
 
 
-def _enum(kind, value, option: str):
+E = TypeVar("E", bound=Enum)
+
+
+def _enum(kind: type[E], value: Any, option: str) -> E:
     """``value`` as the enum ``kind``, or a one-line error naming the CLI option."""
     try:
         return kind(value)

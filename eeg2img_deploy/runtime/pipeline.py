@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,6 +51,17 @@ class Result:
     options: RunOptions | None = None  # the options the call ran with, the bundle's values filled in
 
 
+class _Chunk(NamedTuple):
+    """What one chunk of a call gives its :class:`Result` (on the host)."""
+
+    images: np.ndarray
+    eeg_embeds: np.ndarray
+    image_embeds: np.ndarray
+    latents: np.ndarray
+    low_level_latents: np.ndarray
+    caption_ids: list[list[int]]
+
+
 class _Timed:
     """A stage session that adds the wall time of each call to a shared counter."""
 
@@ -68,7 +79,7 @@ class _Timed:
 class Pipeline:
     def __init__(self, manifest: Manifest, constants: dict[str, np.ndarray], sessions: dict[str, StageSession],
                  *, folder: Path, vae: Decoder | str, stream: Any = None,
-                 whitening: np.ndarray | None = None):
+                 whitening: np.ndarray | str | Path | None = None):
         self.manifest = manifest
         self._stream = stream  # the CUDA stream the TensorRT stages share (closed last)
         self.constants = constants
@@ -79,8 +90,8 @@ class Pipeline:
         self.num_subjects = manifest.bundle.num_subjects
         self.image_size = manifest.bundle.image_size
         self.eeg_spec = manifest.eeg.spec()
-        self.fused_prior_steps = sorted((s.artifact.steps for s in sessions.values() if s.artifact.stage == FUSED_PRIOR),
-                                        reverse=True)
+        self.fused_prior_steps = sorted((s.artifact.steps for s in sessions.values()
+                                         if s.artifact.stage == FUSED_PRIOR and s.artifact.steps is not None), reverse=True)
         self.whitening = choose_whitening(constants.get(Constants.EEG_WHITENING), whitening, self.eeg_spec)
         self._backend_ms = [0.0]
         self._run = {name: _Timed(s, self._backend_ms) for name, s in sessions.items()}
@@ -119,12 +130,12 @@ class Pipeline:
         from safetensors.numpy import load_file
 
         options = OpenOptions.check(backend, precision, provider, allow_cpu_fallback, threads, verify)
-        vae = _enum(Decoder, vae, "--vae")
+        decoder = _enum(Decoder, vae, "--vae")
         folder = Path(path)
         manifest = read_folder(folder, options.backend)
-        sessions, stream = options.open(folder, manifest, stages_to_open(folder, manifest, vae, low_level))
+        sessions, stream = options.open(folder, manifest, stages_to_open(folder, manifest, decoder, low_level))
         constants = load_file(str(folder / manifest.constants_file))
-        pipe = cls(manifest, constants, sessions, folder=folder, vae=vae, stream=stream, whitening=whitening)
+        pipe = cls(manifest, constants, sessions, folder=folder, vae=decoder, stream=stream, whitening=whitening)
         pipe._open_options = options
         return pipe
 
@@ -299,8 +310,8 @@ class Pipeline:
         eeg, ids = self._trials(eeg, subject_ids, run.shared_subject_token)
         seeds = _per_trial(run.seed if seed is None else seed, len(eeg), "seed")
         indices = np.arange(len(eeg)) if sample_indices is None else _per_trial(sample_indices, len(eeg), "sample index")
-        graph = self.prior_graph(run.prior_graph, run.prior_sampler, run.prior_steps)
-        self._euler(run.steps)
+        graph = self.prior_graph(run.prior_graph, run.prior_sampler, run.resolved().prior_steps)
+        self._euler(run.resolved().steps)
         cut = cut_for(self.low_level, run)
         self.semantic.prepare(run)
         timings = dict.fromkeys(("encoder", "prior", *(("low_level",) if run.low_level else ()), "unet", "decoder"), 0.0)
@@ -310,17 +321,18 @@ class Pipeline:
                   for sl in (slice(i, i + self.max_batch) for i in range(0, len(eeg), self.max_batch))]
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         images, emb, img_emb, latents, z = (np.concatenate(x) for x in zip(*(c[:5] for c in chunks)))
-        caption_ids = [ids_ for c in chunks for ids_ in c[5]] if run.needs_caption else None
+        caption_ids = [ids_ for c in chunks for ids_ in c.caption_ids] if run.needs_caption else None
         return Result(images, emb, img_emb, latents, z if run.low_level else None, timings,
                       backend_ms=self._backend_ms[0], prior_graph=graph, options=run, caption_ids=caption_ids,
                       captions=self.semantic.decode(caption_ids) if caption_ids is not None else None)
 
-    def _chunk(self, run: RunOptions, graph: str, cut: int | None, eeg: np.ndarray, ids: np.ndarray, seeds: np.ndarray,
-               indices: np.ndarray, timings: dict[str, float]) -> tuple:
+    def _chunk(self, run: RunOptions, graph: str, cut: tuple[LowLevelPath, int] | None, eeg: np.ndarray, ids: np.ndarray,
+               seeds: np.ndarray, indices: np.ndarray, timings: dict[str, float]) -> _Chunk:
         """One chunk within the engines' batch profile through the chain: (images, embeddings, latents, low-level
         latents, caption ids). On a GPU the embeddings stay on the device between stages that take them as they
         are (checked for finite values once downloaded); the semantic level reads them on the host."""
-        fused = f"{FUSED_PRIOR}@{run.prior_steps}"
+        r = run.resolved()
+        fused = f"{FUSED_PRIOR}@{r.prior_steps}"
         on_device = graph == "fused" and not (run.needs_caption or run.needs_text)
         keep_emb = on_device and self._chains(Stage.ENCODER, fused, "cond")
         keep_img = on_device and self._chains(fused, Stage.UNET, "image_embeds")
@@ -329,7 +341,7 @@ class Pipeline:
         if not keep_emb:
             check_finite(Stage.ENCODER, emb)
         marks.append(time.perf_counter())
-        img_emb = self.prior(emb, seeds, indices, steps=run.prior_steps, guidance=run.guidance,
+        img_emb = self.prior(emb, seeds, indices, steps=r.prior_steps, guidance=r.guidance,
                              sampler=run.prior_sampler, graph=graph, keep=keep_img)
         if not keep_img:
             check_finite(Stage.PRIOR, img_emb)
@@ -339,11 +351,12 @@ class Pipeline:
         marks = [m + shift for m in marks]  # keeps the stages' spans; the next one starts after the semantic work
         start, z = None, np.zeros((len(eeg), 0), np.float32)
         if cut is not None:
+            low_level, at = cut
             noise = NoiseSource(seeds, len(eeg), "low_level", first=indices)
-            z = self.low_level.encode(eeg)
-            start = (self.low_level.start_latents(z, noise, run.low_level_mode), noise, cut)
+            z = low_level.encode(eeg)
+            start = (low_level.start_latents(z, noise, run.low_level_mode), noise, at)
             marks.append(time.perf_counter())
-        latents = self.denoise(img_emb, seeds, indices, steps=run.steps, ip_scale=run.ip_scale, start=start, text=text)
+        latents = self.denoise(img_emb, seeds, indices, steps=r.steps, ip_scale=r.ip_scale, start=start, text=text)
         check_finite(Stage.UNET, latents)
         marks.append(time.perf_counter())
         images = self.decode(latents)
@@ -354,7 +367,7 @@ class Pipeline:
         if keep_emb or keep_img:
             check_finite(Stage.ENCODER, emb)
             check_finite(Stage.PRIOR, img_emb)
-        return images, emb, img_emb, latents, z, caption_ids or []
+        return _Chunk(images, emb, img_emb, latents, z, caption_ids or [])
 
     def close(self) -> None:
         for s in self.sessions.values():

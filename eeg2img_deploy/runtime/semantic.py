@@ -12,11 +12,14 @@ caption never changes the image made with the empty prompt.
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..core.options import RunOptions
-from ..errors import ManifestError
+from ..errors import ManifestError, SettingsError
+from ..manifest import Manifest
 from ..names import CAPTION_STAGES, Stage
 from .captioner import Captioner
 from .prompts import PromptEncoder
@@ -24,13 +27,40 @@ from .prompts import PromptEncoder
 TEXT_STAGE = Stage.TEXT_ENCODERS
 
 
+class _Pipeline(Protocol):
+    """What the semantic level uses of its :class:`~.pipeline.Pipeline` (which imports this module)."""
+
+    manifest: Manifest
+    folder: Path
+    constants: dict[str, np.ndarray]
+
+    def open_stage(self, stage: str) -> None: ...
+
+    def run_stage(self, stage: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def prior(self, eeg_embeds: Any, seed: int | np.ndarray, first: int | np.ndarray, *, steps: int, guidance: float,
+              sampler: str, purpose: str = "prior", graph: str | None = None, keep: bool = False) -> Any: ...
+
+
 class Semantic:
     """Bound to a :class:`~.pipeline.Pipeline`; its sessions live in the pipeline's (and close with it)."""
 
-    def __init__(self, pipeline):
+    def __init__(self, pipeline: _Pipeline):
         self.pipe = pipeline
         self._captioner: Captioner | None = None
         self._prompts: PromptEncoder | None = None
+
+    @property
+    def captioner(self) -> Captioner:
+        if self._captioner is None:
+            raise SettingsError("the caption stages are not open: Semantic.prepare(options asking for captions) first")
+        return self._captioner
+
+    @property
+    def prompts(self) -> PromptEncoder:
+        if self._prompts is None:
+            raise SettingsError("the text encoders are not open: Semantic.prepare(options with a prompt) first")
+        return self._prompts
 
     def _run(self, stage: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.pipe.run_stage(stage, feeds)
@@ -54,21 +84,27 @@ class Semantic:
             self.pipe.open_stage(TEXT_STAGE)
             self._prompts = PromptEncoder(self.pipe.constants, lambda feeds: self._run(TEXT_STAGE, feeds))
 
-    def run(self, req: RunOptions, eeg_embeds: np.ndarray, seeds, indices,
+    def run(self, req: RunOptions, eeg_embeds: np.ndarray, seeds: np.ndarray, indices: np.ndarray,
             timings: dict[str, float]) -> tuple[list[list[int]] | None, tuple[np.ndarray, np.ndarray] | None]:
         """One chunk: (caption token ids, (prompt_embeds, pooled)), None for what ``req`` does not ask."""
-        ids = text = None
+        ids: list[list[int]] | None = None
+        text = None
         if req.needs_caption:
             t0 = time.perf_counter()
-            embeds = self.pipe.prior(eeg_embeds, seeds, indices, steps=req.caption_prior_steps, guidance=req.guidance,
-                                     sampler="ddpm", purpose="caption_prior")
-            ids = self._captioner.token_ids(embeds)
+            embeds = self.pipe.prior(eeg_embeds, seeds, indices, steps=req.caption_prior_steps,
+                                     guidance=req.resolved().guidance, sampler="ddpm", purpose="caption_prior")
+            ids = self.captioner.token_ids(embeds)
             timings["caption"] = timings.get("caption", 0.0) + (time.perf_counter() - t0) * 1e3
         if req.needs_text:
             t0 = time.perf_counter()
-            text = self._prompts(self.decode(ids) if req.prompt_from_caption else [req.prompt] * len(eeg_embeds))
+            if req.prompt is not None:
+                prompts = [req.prompt] * len(eeg_embeds)
+            else:  # --prompt-from-caption asks for captions: the ids are made above
+                assert ids is not None
+                prompts = self.decode(ids)
+            text = self.prompts(prompts)
             timings["text_encoder"] = timings.get("text_encoder", 0.0) + (time.perf_counter() - t0) * 1e3
         return ids, text
 
     def decode(self, ids: list[list[int]]) -> list[str]:
-        return self._captioner.decode(ids)
+        return self.captioner.decode(ids)

@@ -47,7 +47,7 @@ class LoadReport:
     def summary(self) -> dict:
         from ..core.stats import latency_stats
 
-        sizes, counts = np.unique(self.batch_sizes, return_counts=True) if self.batch_sizes else ([], [])
+        sizes, counts = np.unique(np.asarray(self.batch_sizes, np.int64), return_counts=True)
         ok = self.requests - len(self.errors)
         return {
             "requests": self.requests, "concurrency": self.concurrency, "errors": len(self.errors),
@@ -149,7 +149,7 @@ class Client:
         (the served model's optional per-request inputs; left out, the server runs its bundle's values); raises
         :class:`ServingError` with the server's message."""
         http = self.httpclient
-        feeds = {"eeg": np.asarray(eeg, np.float32)[None], "subject_id": np.array([[subject]], np.int64),
+        feeds: dict[str, np.ndarray] = {"eeg": np.asarray(eeg, np.float32)[None], "subject_id": np.array([[subject]], np.int64),
                  "seed": np.array([[opts.seed]], np.int64), "sample_index": np.array([[trial]], np.int64)}
         for name, dtype in (("steps", np.int64), ("prior_steps", np.int64), ("ip_scale", np.float32)):
             value = getattr(opts, name)  # None unless given: RunOptions leaves these to the bundle (and a fused

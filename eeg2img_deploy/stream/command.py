@@ -112,7 +112,7 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, event_
     live = _LiveLine()
     page = None
     markers_out = None
-    interrupted = []
+    interrupted: list[bool] = []
 
     def on_sigint(signum, frame):
         if interrupted:
@@ -127,8 +127,8 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, event_
         try:
             rec.connect()  # wrong channels, rate or units end here, before any epoch
         except Exception:
-            if opening.done() and opening.exception() is not None:
-                raise opening.exception() from None  # the engines' error comes first
+            if opening.done() and (error := opening.exception()) is not None:
+                raise error from None  # the engines' error comes first
             raise
         writer.header = {**rec.header, "subject": subject, "bundle": str(bundle), **run.record()}
         if outlet:  # before the engines are open: subscribers have time to connect (LSL keeps no history)

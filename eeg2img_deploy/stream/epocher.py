@@ -23,7 +23,7 @@ import numpy as np
 
 from ..eeg.mne_preprocess import epoch_raw
 from ..eeg.spec import EPOCH_TMIN, EEGSpec
-from .lsl import Marker, local_clock
+from .lsl import Marker, StreamError, local_clock
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,14 @@ class Epoch:
     description: str
     window_end: float = 0.0  # LSL timestamp of the window's last sample
     cut_time: float = 0.0  # LSL clock when it was cut
-    eeg: np.ndarray | None = field(default=None, repr=False)  # (63, 250) float32
+    eeg: np.ndarray | None = field(default=None, repr=False)  # (63, 250) float32, once cut
     drop_reason: str | None = None
+
+    def cut_eeg(self) -> np.ndarray:
+        """The EEG of an epoch that has been cut (only those are queued for the pipeline)."""
+        if self.eeg is None:
+            raise StreamError(f"epoch {self.index} is not cut yet: its window is incomplete")
+        return self.eeg
 
 
 class Epocher:

@@ -209,26 +209,27 @@ class MarkerInlet:
     ``event_id`` maps descriptions to codes, so the live and the offline epochs carry the same codes.
     """
 
-    def __init__(self, sinfo, event_id: dict[str, int] | None = None):
+    def __init__(self, sinfo: Any, event_id: dict[str, int] | None = None):
         self.event_id = event_id
         self._auto: dict[str, int] = {}
-        self.inlet = None
+        self.inlet: Any = None  # mne-lsl's StreamInlet (untyped), from reopen
         self.reopen(sinfo)
 
-    def reopen(self, sinfo) -> None:
+    def reopen(self, sinfo: Any) -> None:
         """Read from ``sinfo`` (the same stream restarted) from now on; codes already given keep their numbers."""
         from mne_lsl.lsl import StreamInlet
 
         if self.inlet is not None:
             self.close()
         self.name, self.uid = sinfo.name, sinfo.uid
-        self.inlet = StreamInlet(sinfo, processing_flags=["clocksync"])
-        self.inlet.open_stream(timeout=5)
+        self.inlet = inlet = StreamInlet(sinfo, processing_flags=["clocksync"])
+        inlet.open_stream(timeout=5)
         with contextlib.suppress(TimeoutError):  # the clock offset, measured now rather than in the first pull
-            self.inlet.time_correction(timeout=5)
-        self.labels = list(self.inlet.get_sinfo().get_channel_names() or [])
-        self.string = self.inlet.get_sinfo().dtype == "string"
-        stype = (self.inlet.get_sinfo().stype or "").lower()
+            inlet.time_correction(timeout=5)
+        info = inlet.get_sinfo()
+        self.labels = list(info.get_channel_names() or [])
+        self.string = info.dtype == "string"
+        stype = (info.stype or "").lower()
         self.one_hot = not self.string and (stype == "annotations" or len(self.labels) > 1)
         for d in sorted(self.labels) if self.one_hot else ():
             if is_stimulus_description(d):  # numbered as mne's events_from_annotations numbers a file's

@@ -14,6 +14,7 @@ import re
 import threading
 from collections import deque
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class EpochWriter:
             for name in old:
                 (self.out_dir / name).unlink()
             (self.out_dir / JSONL).unlink(missing_ok=True)
-        self._jsonl = None  # opened at the first epoch: a run that fails before it writes nothing
+        self._jsonl: TextIO | None = None  # opened at the first epoch: a run that fails before it writes nothing
         self.header: dict = {}  # the first line, once the stream is known (StreamReconstructor.header + run)
 
     def write(self, r: EpochResult) -> dict:
@@ -59,10 +60,11 @@ class EpochWriter:
 
         from ..fileio import atomic_path
 
-        if self._jsonl is None:
+        jsonl = self._jsonl
+        if jsonl is None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.out_dir / JSONL, "a", encoding="utf-8")
-            self._jsonl.write(json.dumps({"header": self.header}, allow_nan=False) + "\n")
+            self._jsonl = jsonl = open(self.out_dir / JSONL, "a", encoding="utf-8")
+            jsonl.write(json.dumps({"header": self.header}, allow_nan=False) + "\n")
 
         name = image_name(r.index)
         with atomic_path(self.out_dir / name) as tmp:
@@ -77,8 +79,8 @@ class EpochWriter:
                            "from_window_end": (written - r.window_end) * 1e3},
             "stages_ms": {k: round(v, 3) for k, v in r.timings_ms.items()},
         }
-        self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
-        self._jsonl.flush()
+        jsonl.write(json.dumps(record, allow_nan=False) + "\n")
+        jsonl.flush()
         return record
 
     def close(self) -> None:

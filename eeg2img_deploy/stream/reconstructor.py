@@ -17,12 +17,14 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..core.options import RunOptions
+from ..eeg.spec import EEGSpec
 from ..errors import EEGInputError, OptionError
 from .epocher import Epoch, Epocher
 from .lsl import ANNOTATION_TYPES, MarkerInlet, StreamError, import_mne_lsl, local_clock, resolve_one
@@ -108,21 +110,34 @@ class EpochQueue:
         return len(self.items)
 
 
+class ImagePipeline(Protocol):
+    """What the stream calls: :class:`~eeg2img_deploy.runtime.pipeline.Pipeline` (stream does not import the runtime)."""
+
+    eeg_spec: EEGSpec
+    max_batch: int
+
+    def __call__(self, eeg: np.ndarray, subject_ids: int | np.ndarray, seed: int | np.ndarray | None = None,
+                 options: RunOptions | None = None, *, sample_indices: np.ndarray | None = None, **knobs: Any) -> Any: ...
+
+
 class StreamReconstructor:
     """Iterate to connect and reconstruct; ``stop()`` (e.g. from a signal handler) ends after the batch in flight."""
 
-    def __init__(self, pipeline, settings: StreamSettings, *, player=None, spec=None):
+    def __init__(self, pipeline: ImagePipeline | None, settings: StreamSettings, *, player: Any = None,
+                 spec: EEGSpec | None = None):
         """``pipeline`` may be None at first (then ``spec``, the bundle's EEG spec, is needed): ``connect()``
         then starts buffering the streams while the engines open, and ``attach(pipeline)`` gives them."""
-        if pipeline is None and spec is None:
-            raise ValueError("StreamReconstructor needs a pipeline or the EEG spec of the one to come")
+        if spec is None:
+            if pipeline is None:
+                raise ValueError("StreamReconstructor needs a pipeline or the EEG spec of the one to come")
+            spec = pipeline.eeg_spec
         self.pipeline = pipeline
-        self.spec = spec if spec is not None else pipeline.eeg_spec
+        self.spec = spec
         self.settings = settings
         self.player = player  # a PlayerLSL started by --replay: its end is the stream's normal end
         self.stats = StreamStats()
         self.queue = EpochQueue(settings.queue_size)
-        self.stream = None
+        self.stream: Any = None  # mne-lsl's StreamLSL (untyped) once connected; the epocher reads it
         self.markers: MarkerInlet | None = None
         self.epocher: Epocher | None = None
         self._stop = False
@@ -131,14 +146,14 @@ class StreamReconstructor:
         self._gone_since: float | None = None
         self._eeg_uid: str | None = None
         self._channels: list[str] = []
-        self._scales: np.ndarray | None = None  # per stream channel: volts per unit
+        self._scales = np.ones(0)  # per stream channel: volts per unit (set on connecting)
         self.header: dict[str, Any] = {}  # what the stream is, its units: epochs.jsonl's first line
         self._last_look = 0.0  # when _reconnect last looked for a new source
 
     def stop(self) -> None:
         self._stop = True
 
-    def attach(self, pipeline) -> None:
+    def attach(self, pipeline: ImagePipeline) -> None:
         """The pipeline that reconstructs, once its engines are open (the streams may be buffering already)."""
         if pipeline.eeg_spec != self.spec:
             raise EEGInputError(f"the pipeline's EEG spec {pipeline.eeg_spec} is not the one the stream was checked "
@@ -146,14 +161,17 @@ class StreamReconstructor:
         self.pipeline = pipeline
 
     # ---- connection -------------------------------------------------------------------------------
-    def connect(self) -> None:
-        """Find the streams and check the EEG's channels and rate (the file path's errors), before any epoch."""
+    def connect(self) -> Epocher:
+        """Find the streams and check the EEG's channels and rate (the file path's errors), before any epoch;
+        returns the epocher that cuts them."""
         import_mne_lsl()
+        if self.stream is not None and self.stream.connected:  # left by a connect() that failed half-way
+            self.stream.disconnect()
         s = self.settings
         timeout = max(s.connect_timeout, 0.5)
         source = s.source or (self.player.name if self.player is not None else None)
         sinfo = resolve_one(name=source, stype=("eeg",), what="EEG stream", option="--source", timeout=timeout)
-        names = self._connect_eeg(sinfo, timeout)
+        stream, names = self._connect_eeg(sinfo, timeout)
         what = f"LSL stream {sinfo.name!r}"
         codes = _codes(s.event_id)
         if s.event_channel:
@@ -164,39 +182,41 @@ class StreamReconstructor:
             minfo = resolve_one(name=mname, stype=ANNOTATION_TYPES, what="marker stream",
                                 option="--event-stream NAME (or --event-channel CH for a stim channel)", timeout=timeout)
             self.markers = MarkerInlet(minfo, s.event_id if isinstance(s.event_id, dict) else None)
-        self.epocher = Epocher(self.stream, spec=self.spec, ch_names=names,
-                               event_channel=s.event_channel, event_codes=codes, scales=self._scales)
-        self.epocher.ignored = self.stats.ignored
+        self.epocher = epocher = Epocher(stream, spec=self.spec, ch_names=names,
+                                         event_channel=s.event_channel, event_codes=codes, scales=self._scales)
+        epocher.ignored = self.stats.ignored
         self._last_progress = local_clock()
-        log.info("connected to %s (%d channels, %g Hz)", what, len(names), self.stream.info["sfreq"])
+        log.info("connected to %s (%d channels, %g Hz)", what, len(names), stream.info["sfreq"])
+        return epocher
 
-    def _connect_eeg(self, sinfo, timeout: float) -> list[str]:
-        """Connect to the EEG stream ``sinfo`` and check its channels and rate; returns its (renamed) channels."""
+    def _connect_eeg(self, sinfo: Any, timeout: float) -> tuple[Any, list[str]]:
+        """Connect to the EEG stream ``sinfo`` and check its channels and rate; returns the mne-lsl stream and its
+        (renamed) channels."""
         from mne_lsl.stream import StreamLSL
 
         from ..eeg.mne_preprocess import check_recording, renamed_channels
         from ..eeg.units import channel_scales
 
         s = self.settings
-        self.stream = StreamLSL(s.buffer_s, name=sinfo.name, source_id=sinfo.source_id)
+        self.stream = stream = StreamLSL(s.buffer_s, name=sinfo.name, source_id=sinfo.source_id)
         try:
-            self.stream.connect(acquisition_delay=0.005, processing_flags=["clocksync"], timeout=timeout)
+            stream.connect(acquisition_delay=0.005, processing_flags=["clocksync"], timeout=timeout)
         except RuntimeError as e:
             raise StreamError(f"could not connect to the EEG stream {sinfo.name!r}: {e}") from None
         self._eeg_uid = sinfo.uid
-        names = renamed_channels(self.stream.ch_names, s.rename_channels)
+        names = renamed_channels(stream.ch_names, s.rename_channels)
         what = f"LSL stream {sinfo.name!r}"
         spec = self.spec
-        check_recording(names, float(self.stream.info["sfreq"]), spec, allow_resample=s.allow_resample, what=what)
-        self._scales, units = channel_scales(names, self.stream.sinfo.get_channel_units(), spec.channels,
+        check_recording(names, float(stream.info["sfreq"]), spec, allow_resample=s.allow_resample, what=what)
+        self._scales, units = channel_scales(names, stream.sinfo.get_channel_units(), spec.channels,
                                              override=s.stream_unit, what=what)
         self._channels = names
         self.header = {"stream": {"name": sinfo.name, "source_id": sinfo.source_id, "type": sinfo.stype,
-                                  "channels": len(names), "sfreq": float(self.stream.info["sfreq"])},
+                                  "channels": len(names), "sfreq": float(stream.info["sfreq"])},
                        "units": units}
-        return names
+        return stream, names
 
-    def _reconnect(self) -> None:
+    def _reconnect(self, epocher: Epocher) -> None:
         """While the EEG is gone: connect to a new source under its name (the amplifier's software restarted).
 
         liblsl's inlets recover by themselves when they find the source again, but not always in time; a
@@ -216,7 +236,7 @@ class StreamReconstructor:
         if not np.array_equal(self._scales, scales):
             raise StreamError(f"the EEG stream {self.stream.name!r} came back with other units "
                               f"({self.header['units']}): start the stream command again")
-        self.epocher.stream = self.stream
+        epocher.stream = self.stream
         log.warning("a new EEG stream %r appeared: connected to it", self.stream.name)
         if self.markers is not None:
             found = resolve_streams(timeout=0.5, name=self.markers.name)
@@ -232,22 +252,21 @@ class StreamReconstructor:
             self.player.stop()
 
     # ---- the loop ---------------------------------------------------------------------------------
-    def __iter__(self):
-        if self.stream is None:
-            self.connect()
+    def __iter__(self) -> Iterator[EpochResult]:
+        epocher = self.epocher if self.epocher is not None else self.connect()
         if self.pipeline is None:
             raise RuntimeError("attach(pipeline) before iterating")
         try:
-            yield from self._loop()
+            yield from self._loop(self.pipeline, epocher)
         finally:
             self.close()
 
-    def _loop(self):
+    def _loop(self, pipeline: ImagePipeline, epocher: Epocher) -> Iterator[EpochResult]:
         s = self.settings
-        batch_max = self.pipeline.max_batch
+        batch_max = pipeline.max_batch
         while not self._stop:
-            gone = self._poll()
-            cut, dropped = self.epocher.cut_ready(self._last_ts)
+            gone = self._poll(epocher)
+            cut, dropped = epocher.cut_ready(self._last_ts)
             for ep in dropped:
                 self._count_drop(ep)
             for ep in cut:
@@ -259,29 +278,29 @@ class StreamReconstructor:
             if self.queue:
                 left = None if s.max_epochs is None else s.max_epochs - self.stats.epochs
                 batch = self.queue.take(batch_max if left is None else min(batch_max, left))
-                yield from self._reconstruct(batch)
+                yield from self._reconstruct(pipeline, batch)
                 if s.max_epochs is not None and self.stats.epochs >= s.max_epochs:
                     return
-            elif gone:  # only once everything that arrived is reconstructed
+            elif gone is not None:  # only once everything that arrived is reconstructed
                 raise StreamError(
-                    f"the EEG stream {self.stream.name!r} sent nothing for {local_clock() - self._gone_since:.1f} s and "
+                    f"the EEG stream {epocher.stream.name!r} sent nothing for {local_clock() - gone:.1f} s and "
                     f"did not come back within --reconnect-timeout {s.reconnect_timeout:g} s; stopped after "
                     f"{self.stats.epochs} epoch(s)"
                 )
             elif self._ended():
-                for ep in self.epocher.pending:
+                for ep in epocher.pending:
                     ep.drop_reason = "the stream ended before its window was complete"
                     self._count_drop(ep)
-                self.epocher.pending.clear()
+                epocher.pending.clear()
                 return
             else:
                 time.sleep(s.poll_s)
 
-    def _reconstruct(self, batch: list[Epoch]):
+    def _reconstruct(self, pipeline: ImagePipeline, batch: list[Epoch]) -> Iterator[EpochResult]:
         s = self.settings
-        eeg = np.stack([ep.eeg for ep in batch])
+        eeg = np.stack([ep.cut_eeg() for ep in batch])
         # Stimulus k draws noise stream (seed, k), whatever batch it lands in: `infer`'s trial k.
-        res = self.pipeline(eeg, s.subject, options=s.run, sample_indices=np.array([ep.index for ep in batch]))
+        res = pipeline(eeg, s.subject, options=s.run, sample_indices=np.array([ep.index for ep in batch]))
         now = local_clock()
         self.stats.batches[len(batch)] += 1
         for ep, image in zip(batch, res.images):
@@ -292,15 +311,16 @@ class StreamReconstructor:
     def _count_drop(self, ep: Epoch) -> None:
         self.stats.dropped[ep.drop_reason or "unknown"] += 1
 
-    def _poll(self) -> bool:
-        """Read new markers and note whether the EEG advanced; True once the stream is given up as gone."""
+    def _poll(self, epocher: Epocher) -> float | None:
+        """Read new markers and note whether the EEG advanced; once the stream is given up as gone, the LSL time
+        it went silent (else None)."""
         if self.markers is not None:
-            for ep in self.epocher.add_markers(self.markers.pull()):
+            for ep in epocher.add_markers(self.markers.pull()):
                 self._count_drop(ep)
-        elif self.epocher.event_channel:
-            for ep in self.epocher.scan_event_channel():
+        elif epocher.event_channel:
+            for ep in epocher.scan_event_channel():
                 self._count_drop(ep)
-        _, ts = self.stream.get_data(winsize=1 / self.epocher.sfreq, exclude=())
+        _, ts = epocher.stream.get_data(winsize=1 / epocher.sfreq, exclude=())
         now = local_clock()
         latest = float(ts[-1]) if len(ts) else -np.inf
         if latest > self._last_ts:
@@ -308,17 +328,18 @@ class StreamReconstructor:
                 log.warning("EEG stream is back after %.1f s", now - self._gone_since)
                 self._gone_since = None
             self._last_ts, self._last_progress = latest, now
-            return False
+            return None
         if now - self._last_progress < self.settings.stall_s or self._ended():
-            return False
+            return None
         if self._gone_since is None:
             self._gone_since = self._last_progress
             log.warning("the EEG stream sent nothing for %.1f s: gone? waiting up to %g s (--reconnect-timeout) for it",
                         now - self._last_progress, self.settings.reconnect_timeout)
+        gone = self._gone_since
         if now - self._last_look >= RECONNECT_LOOK_S:
             self._last_look = now
-            self._reconnect()
-        return now - self._gone_since > self.settings.reconnect_timeout
+            self._reconnect(epocher)
+        return gone if now - gone > self.settings.reconnect_timeout else None
 
     def _ended(self) -> bool:
         """A replay that played to its end (a live stream never ends: it can only go away)."""

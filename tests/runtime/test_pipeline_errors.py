@@ -202,3 +202,17 @@ def test_embed_and_call_refuse_bad_inputs_with_the_same_error(tiny_bundle, tiny_
         plain.close()
     finally:
         pipe.close()
+
+
+def test_options_not_resolved_against_a_bundle_are_refused(tiny_bundle):
+    """The knobs a bundle fills in (steps, prior_steps, guidance, ip_scale) are read through ``resolved()``, which
+    refuses options that never met a bundle instead of running with None."""
+    from eeg2img_deploy.core.options import RunOptions
+    from eeg2img_deploy.errors import SettingsError
+
+    with pytest.raises(SettingsError, match=r"RunOptions.resolve\(bundle\)"):
+        RunOptions(prior_steps=3).resolved()
+    bundle = read_manifest(tiny_bundle).bundle
+    resolved = RunOptions(prior_steps=3).resolve(bundle).resolved()
+    assert resolved.prior_steps == 3 and resolved.ip_scale == float(bundle.ip_scale)
+    assert resolved.steps in bundle.steps and resolved.guidance is not None

@@ -84,3 +84,16 @@ def test_client_says_it_is_waiting(monkeypatch, capsys, tmp_path):
     assert code == 2 and time.monotonic() - t0 >= 1
     assert lines[0].startswith(f"waiting up to 1 s for the Triton server at {url}") and "--wait" in lines[0], err
     assert lines[-1].startswith("error: cannot reach a Triton server") and len(lines) == 2, err
+
+
+def test_load_report_counts_the_server_batch_sizes():
+    """client --load's summary: how often the server ran each batch size (none answered: an empty table)."""
+    from eeg2img_deploy.serve.client import LoadReport
+
+    report = LoadReport(requests=5, concurrency=2, wall_s=0.5, latencies_ms=[3.0, 1.0, 2.0, 5.0],
+                        batch_sizes=[2, 1, 2, 4], errors=["timeout"])
+    summary = report.summary()
+    assert summary["server_batch_sizes"] == {"1": 1, "2": 2, "4": 1}
+    assert summary["throughput_rps"] == 8.0 and summary["errors"] == 1
+    empty = LoadReport(requests=1, concurrency=1, wall_s=0.1, latencies_ms=[], batch_sizes=[], errors=["refused"])
+    assert empty.summary()["server_batch_sizes"] == {}
