@@ -168,7 +168,8 @@ def _strengthen_stage2(pipe, taesd, generator) -> None:
                 conv.bias.zero_()
         last = convs[-1]
         last.weight.mul_(TAESD_OUT_GAIN)
-        last.bias.fill_(0.5)  # DecoderTiny maps [0, 1] to [-1, 1]: centre the image on mid-grey
+        if last.bias is not None:
+            last.bias.fill_(0.5)  # DecoderTiny maps [0, 1] to [-1, 1]: centre the image on mid-grey
 
 
 def _sharpen_vae_posterior(vae, seed: int, mean_std: float = 5.0, log_var: float = -6.0) -> None:
@@ -253,11 +254,12 @@ def tiny_low_level_encoder(latent_side: int, seed: int):
     calibrate_batchnorms(model, torch.from_numpy(synthetic_eeg(64, seed + 2)), bns)
     with torch.no_grad():
         eeg = torch.from_numpy(synthetic_eeg(64, seed + 3))
-        last = model.upsampler[-1]
+        last = [m for m in model.upsampler if isinstance(m, torch.nn.ConvTranspose2d)][-1]  # the 1x1 conv to latents
         out = model.eval()(eeg)
         gain = 5.0 / float(out.std())
         last.weight.mul_(gain)
-        last.bias.copy_(last.bias * gain - (out.mean(dim=(0, 2, 3)) * gain))  # centred per channel
+        if last.bias is not None:
+            last.bias.copy_(last.bias * gain - (out.mean(dim=(0, 2, 3)) * gain))  # centred per channel
     return model
 
 
@@ -287,7 +289,7 @@ def calibrate_batchnorms(model, inputs, bns) -> None:
     was_training = model.training
     model.eval()
     for bn in bns:  # in order: each later one sees the earlier ones' calibrated output
-        seen = []
+        seen: list[torch.Tensor] = []
         hook = bn.register_forward_hook(lambda _m, args, _o, seen=seen: seen.append(args[0]))
         with torch.no_grad():
             model(*inputs) if isinstance(inputs, tuple) else model(inputs)
@@ -338,7 +340,9 @@ def init_tiny(out_dir: str | Path, *, seed: int = 0, n_trials: int = 4, image_si
     from safetensors.torch import save_file
 
     with quiet(TORCHVISION_FALLBACK):
-        from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
+        from diffusers import EulerAncestralDiscreteScheduler
+        # the class itself: diffusers' top-level name is a lazy alias that mypy reads as its torch-less dummy
+        from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from .models.atm_encoder import ATMEncoder

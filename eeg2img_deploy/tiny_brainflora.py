@@ -10,11 +10,12 @@ experts, and an fMRI voxel projection from 70 inputs instead of 7000. The prior 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CHECKPOINT = Path("reconstruction_checkpoints") / "150.pth"
 PRIOR = Path("reconstruction_checkpoints") / "prior_diffusion" / "150.pth"
-TINY_TOWER = {"d_model": 80, "d_ff": 32, "num_class": 4, "num_subject_linears": 2}  # the widths the keys carry
-OTHER_TOWERS = {"meg": {"channels": 271, "samples": 201}, "fmri": {"channels": 8, "samples": 1024}}
+TINY_TOWER: dict[str, Any] = {"d_model": 80, "d_ff": 32, "num_class": 4, "num_subject_linears": 2}  # the widths the keys carry
+OTHER_TOWERS: dict[str, dict[str, Any]] = {"meg": {"channels": 271, "samples": 201}, "fmri": {"channels": 8, "samples": 1024}}
 FMRI_VOXELS = 70  # the real proj_fmri reads 7000 (padded voxels): 57 M weights for a tower EEG never runs
 
 

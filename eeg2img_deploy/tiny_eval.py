@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from .quiet import quiet
 log = logging.getLogger(__name__)
 
 TRUTH_SIZE = 500  # THINGS-EEG2's test images are 500 x 500
-CLIP_TINY = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
+CLIP_TINY: dict[str, Any] = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
 
 
 def truth_images(n: int, seed: int, size: int = TRUTH_SIZE) -> np.ndarray:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lint and types (run by scripts/test.sh, so CI runs them): ruff over the package, tests and benchmarks with the
-# rules in pyproject.toml; mypy over the package but the modules [tool.mypy] excludes (each leaves the list once it
-# passes); the import rules (tests/test_layers.py: a second, cheap, so that every landing is held to the layer table).
+# rules in pyproject.toml; mypy over the whole package ([tool.mypy]); the import rules (tests/test_layers.py: a
+# second, cheap, so that every landing is held to the layer table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=python

@@ -192,7 +192,7 @@ def _bench_runtime(bundle, *, backend, provider, precision, vae, eeg, batch, run
             samples = time_calls(call, runs, warmup, (*stages, "total"), bar, "runtime")
         if used0 is not None and (used1 := nvml_used_mb()) is not None:
             rt["memory"]["cuda_used_delta_mb"] = used1 - used0  # NVML sees every process on the device
-    rt["prior_graphs"] = compare_prior_graphs(pipe, first.eeg_embeds, first.options, runs=runs, warmup=warmup)
+    rt["prior_graphs"] = compare_prior_graphs(pipe, first.eeg_embeds, pipe.options(run), runs=runs, warmup=warmup)
     pipe.close()
     rt["samples_ms"] = samples
     rt["latency_ms"] = stats_table({k: samples[k] for k in (*stages, "total")})

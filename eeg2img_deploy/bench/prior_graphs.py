@@ -19,11 +19,11 @@ GRAPHS = ("fused", "stepwise")
 
 def compare_prior_graphs(pipe, eeg_embeds: np.ndarray, run: RunOptions, *, runs: int,
                          warmup: int) -> dict[str, Any] | None:
-    """Latency of ``pipe.prior`` fused and stepwise (DDPM, ``run``'s steps, guidance and seed); None where the bundle
-    has no fused graph for that step count."""
+    """Latency of ``pipe.prior`` fused and stepwise (DDPM, ``run``'s steps, guidance and seed: options resolved
+    against the bundle); None where the bundle has no fused graph for that step count."""
     from .stats import latency_stats
 
-    steps = run.prior_steps
+    steps, guidance = run.resolved().prior_steps, run.resolved().guidance
     if steps not in pipe.fused_prior_steps:
         return None
     samples: dict[str, list[float]] = {g: [] for g in GRAPHS}
@@ -31,7 +31,7 @@ def compare_prior_graphs(pipe, eeg_embeds: np.ndarray, run: RunOptions, *, runs:
     for i in range(warmup + runs):
         for graph in GRAPHS if i % 2 == 0 else GRAPHS[::-1]:  # alternate which goes first
             t0 = time.perf_counter()
-            out[graph] = pipe.prior(eeg_embeds, run.seed, 0, steps=steps, guidance=run.guidance, sampler="ddpm",
+            out[graph] = pipe.prior(eeg_embeds, run.seed, 0, steps=steps, guidance=guidance, sampler="ddpm",
                                     graph=graph)
             if i >= warmup:
                 samples[graph].append((time.perf_counter() - t0) * 1e3)

@@ -247,7 +247,7 @@ def export_bundle(
     models = load_models(layout, variant=settings.variant,
                       ip_scale=settings.ip_scale, latent_convention=settings.latent_convention)
     encoder = models.encoder_info
-    if models.low_level is not None and encoder.spec.shape != EEGSpec().shape:
+    if layout.low_level is not None and models.low_level is not None and encoder.spec.shape != EEGSpec().shape:
         raise ExportError(f"the low-level encoder ({layout.low_level.name}) reads the paper's 63 x 250 EEG, this encoder "
                           f"{encoder.spec.n_channels} x {encoder.spec.n_times} (--encoder-channels): export without it "
                           "(move low-level/ out of --weights)")

@@ -99,6 +99,8 @@ def _trace(module, args, path: Path, names_in, names_out, axes, large: bool) -> 
                     dynamic_axes=axes, opset_version=OPSET, dynamo=True, optimize=True,
                     verbose=None if log.isEnabledFor(logging.DEBUG) else False,  # its step list: -vv only
                 )
+            if program is None:  # torch returns None only for dynamo=False
+                raise ExportError("torch.onnx.export(dynamo=True) returned no program")  # the caller names the stage
             program.save(str(path), external_data=True)  # one file, path.name + ".data", beside the graph
         else:
             with _native_stdout_to_debug_log():

@@ -56,7 +56,8 @@ EMBED_DIM = 1024
 
 def ddpm_alphas_cumprod() -> np.ndarray:
     """The prior's training schedule: diffusers' ``DDPMScheduler()`` defaults, as the paper samples it."""
-    from diffusers import DDPMScheduler
+    # the class itself: diffusers' top-level name is a lazy alias that mypy reads as its torch-less dummy
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 
     return DDPMScheduler().alphas_cumprod.numpy().astype(np.float32)
 
@@ -84,7 +85,8 @@ def time_terms_onnxruntime(prior, timesteps: list[int]) -> list[np.ndarray]:
     buf = io.BytesIO()
     t = np.asarray(timesteps, np.float32)
     with torch.no_grad(), quiet(*ONNX_EXPORT):
-        torch.onnx.export(TimeTerms().eval(), (torch.from_numpy(t),), buf, input_names=["t"],
+        # torch annotates f as a path; its TorchScript exporter (dynamo=False) writes to a file object too
+        torch.onnx.export(TimeTerms().eval(), (torch.from_numpy(t),), buf, input_names=["t"],  # type: ignore[arg-type]
                           dynamic_axes={"t": {0: "n"}}, opset_version=OPSET, dynamo=False)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -179,8 +181,8 @@ def _fused_ddpm(prior, alphas_cumprod: np.ndarray, steps: int, fold_time_terms: 
             for k, s in enumerate(table):
                 x2 = torch.cat([x, x])
                 if fold_time_terms:
-                    terms = level_terms[k * 2 * levels : (k + 1) * 2 * levels]
-                    terms = (terms[:levels], terms[levels:])
+                    step = level_terms[k * 2 * levels : (k + 1) * 2 * levels]
+                    terms = (step[:levels], step[levels:])
                 else:  # the time MLPs in every step, as before the fold (benchmarks/prior_graph_fold.py)
                     conds = cond_terms.split(self.cond_widths, dim=1)
                     time = self.prior.time_terms(torch.ones_like(x2[:, 0]) * float(s.t), dtype)

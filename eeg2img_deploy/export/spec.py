@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..manifest import Precision, TensorSpec
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # Validation: max |onnxruntime - torch fp32| / max |torch fp32| over random inputs at two batch sizes.
 # fp16 graphs are judged against the fp32 PyTorch model, so their bound covers fp16 rounding (3 decimal
@@ -28,7 +32,7 @@ DEFAULT_TOLERANCE = {Precision.FP32: 1e-4, Precision.FP16: 1e-2}
 @dataclass
 class StageExport:
     name: str
-    module: object  # torch.nn.Module taking the inputs in order, returning one tensor
+    module: nn.Module  # taking the inputs in order, returning one tensor
     inputs: tuple[TensorSpec, ...]  # every graph's I/O dtypes, fp16 graphs' too (float32 edges); dynamic axes by name
     outputs: tuple[TensorSpec, ...]
     make_inputs: Callable[[int, np.random.Generator], dict[str, np.ndarray]]  # batch -> fp32 feeds

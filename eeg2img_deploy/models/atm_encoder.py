@@ -29,6 +29,8 @@ EMBED_DIM = 1024
 PE_MAX_LEN = 5000
 
 class _PositionTable(nn.Module):
+    pe: torch.Tensor  # a buffer: saved with the weights, not trained
+
     def __init__(self):
         super().__init__()
         self.register_buffer("pe", sinusoidal_table(PE_MAX_LEN, D_MODEL))

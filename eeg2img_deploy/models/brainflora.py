@@ -105,6 +105,8 @@ class _TokenConv(nn.Module):
 
 
 class _PositionTable(nn.Module):
+    pe: torch.Tensor  # a buffer: saved with the weights, not trained
+
     def __init__(self, d_model: int):
         super().__init__()
         self.register_buffer("pe", sinusoidal_table(PE_MAX_LEN, d_model))

@@ -11,6 +11,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -99,7 +100,7 @@ def _check_torch_file(path: Path) -> None:
                           f"starts {head[:8]!r}): pass the .pth/.pt file that torch.save wrote")
 
 
-def _is_state_dict(value: object) -> bool:
+def _is_state_dict(value: object) -> TypeGuard[dict[Any, torch.Tensor]]:
     return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
 
 

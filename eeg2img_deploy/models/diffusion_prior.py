@@ -96,7 +96,7 @@ class DiffusionPriorUNet(nn.Module):
         # each cond Linear's output, so cond and uncond rows can share one batched call.
         mask = None if cond_mask is None else cond_mask.to(c.dtype)[:, None]
 
-        def term(linear: nn.Linear) -> torch.Tensor:
+        def term(linear: nn.Module) -> torch.Tensor:
             out = linear(c)
             return out if mask is None else out * mask
 
@@ -112,7 +112,8 @@ class DiffusionPriorUNet(nn.Module):
         """
         if cond_terms is None:
             return time_terms
-        return tuple([t + c for t, c in zip(times, conds)] for times, conds in zip(time_terms, cond_terms))
+        (enc_time, dec_time), (enc_cond, dec_cond) = time_terms, cond_terms
+        return [t + c for t, c in zip(enc_time, enc_cond)], [t + c for t, c in zip(dec_time, dec_cond)]
 
     def denoise(self, x: torch.Tensor, level_terms) -> torch.Tensor:
         """The U-Net proper, given what each level adds (:meth:`level_terms`)."""

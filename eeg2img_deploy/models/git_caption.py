@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..errors import WeightsNotFoundError
+
+if TYPE_CHECKING:
+    from transformers import GitForCausalLM, PreTrainedTokenizerBase
 
 MAX_NEW_TOKENS = 25  # the paper's generate(..., max_new_tokens=25)
 
@@ -36,8 +40,8 @@ class _TokensAsImageFeatures(nn.Module):
 
 @dataclass
 class GitCaptioner:
-    model: object  # GitForCausalLM with a pass-through image encoder
-    tokenizer: object  # the folder's BERT tokenizer (transformers, tokenizers-backed)
+    model: GitForCausalLM  # with a pass-through image encoder
+    tokenizer: PreTrainedTokenizerBase  # the folder's BERT tokenizer (transformers, tokenizers-backed)
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu") -> GitCaptioner:
@@ -51,8 +55,11 @@ class GitCaptioner:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError) as e:
             raise WeightsNotFoundError(f"cannot load GIT (microsoft/git-large-coco) from {folder}: {e} (check --git)") from e
-        model.git.image_encoder = _TokensAsImageFeatures()  # never run: frees ViT-L's 300 M parameters
-        return cls(model.to(device).eval(), tokenizer)
+        # GIT's image encoder swapped for the pass-through (not a GitVisionModel: set, not assigned), never run:
+        # frees ViT-L's 300 M parameters
+        setattr(model.git, "image_encoder", _TokensAsImageFeatures())
+        # transformers wraps PreTrainedModel.to in functools.wraps(nn.Module.to): typeshed's _Wrapped drops `self`
+        return cls(model.to(device).eval(), tokenizer)  # type: ignore[arg-type]
 
     @property
     def config(self):
@@ -64,7 +71,10 @@ class GitCaptioner:
         eos = self.config.eos_token_id
         with torch.no_grad():
             for i in range(visual_tokens.shape[0]):
-                ids = self.model.generate(pixel_values=visual_tokens[i : i + 1, None].float(), max_new_tokens=max_new_tokens)
+                # transformers types generate's self as its GenerativePreTrainedModel protocol, which its own
+                # GitForCausalLM does not satisfy for mypy
+                ids = self.model.generate(pixel_values=visual_tokens[i : i + 1, None].float(),  # type: ignore[misc]
+                                          max_new_tokens=max_new_tokens)
                 seq = ids[0, 1:].tolist()
                 out.append(seq[: seq.index(eos) + 1] if eos in seq else seq)
         return out

@@ -30,10 +30,7 @@ class PixelProjector(nn.Sequential):
     def __init__(self, tokens: int = VISUAL_TOKENS, dim: int = CLIP_DIM):
         super().__init__(_SwapLastAxes(), nn.Linear(1, tokens), nn.LayerNorm(tokens), _SwapLastAxes(),
                          nn.Linear(dim, dim), nn.LayerNorm(dim))
-
-    @property
-    def tokens(self) -> int:
-        return self[1].out_features
+        self.tokens = tokens
 
 
 def load_projector(path: str | Path) -> PixelProjector:

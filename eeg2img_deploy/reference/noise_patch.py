@@ -26,8 +26,8 @@ def shared_noise(scheduler_module: ModuleType, noise: NoiseSource) -> Iterator[N
             raise RuntimeError(f"scheduler asked for noise of batch {shape[0]}, the noise source has {noise.batch}")
         return torch.from_numpy(noise.normal(shape[1:])).to(device=device, dtype=dtype)
 
-    scheduler_module.randn_tensor = draw
+    setattr(scheduler_module, "randn_tensor", draw)  # ModuleType reads any attribute, assigns none (typeshed)
     try:
         yield
     finally:
-        scheduler_module.randn_tensor = original
+        setattr(scheduler_module, "randn_tensor", original)

@@ -127,7 +127,7 @@ class ReferencePipeline:
     def options(self, options: RunOptions | None = None, **knobs: Any) -> RunOptions:
         """``options`` with ``knobs`` changed, the encoder's recommended values filled in (as a bundle's would be),
         refused where the reference cannot run them."""
-        run = RunOptions.make(options, **knobs).with_defaults(self.recommended)
+        run = RunOptions.make(options, **knobs).with_defaults(self.recommended, ip_scale=self.ip_scale)
         if run.prior_sampler != "ddpm":
             raise OptionError(f"the reference samples the prior with the paper's DDPM only, not --prior-sampler "
                               f"{run.prior_sampler}")
@@ -165,21 +165,24 @@ class ReferencePipeline:
         with self._timed(t, "encoder"):
             eeg_embeds = self.encode(eeg, ids)
         check_finite("encoder", eeg_embeds.float().cpu().numpy())
+        r = run.resolved()
         with self._timed(t, "prior"):
-            image_embeds = sample_prior(self.prior, eeg_embeds, seed, steps=run.prior_steps, guidance=run.guidance)
+            image_embeds = sample_prior(self.prior, eeg_embeds, seed, steps=r.prior_steps, guidance=r.guidance)
         check_finite("prior", image_embeds.float().cpu().numpy())
+        text = self.prompt
+        prompts = None if run.prompt is None else [run.prompt] * len(eeg)
         if run.needs_caption:
             with self._timed(t, "caption"):
-                captions = self._caption(eeg_embeds, seed, steps=run.caption_prior_steps, guidance=run.guidance)
-        text = self.prompt
-        prompts = captions.texts if run.prompt_from_caption else None if run.prompt is None else [run.prompt] * len(eeg)
+                captions = self._caption(eeg_embeds, seed, steps=run.caption_prior_steps, guidance=r.guidance)
+            if run.prompt_from_caption:
+                prompts = captions.texts
         if prompts is not None:
             with self._timed(t, "text_encoder"):
                 text = encode_prompts(self.sdxl, prompts)
         z = None
         if not run.low_level:
             with self._timed(t, "unet"):
-                latents = denoise(self.sdxl, text, image_embeds, seed, steps=run.steps, image_size=image_size)
+                latents = denoise(self.sdxl, text, image_embeds, seed, steps=r.steps, image_size=image_size)
         else:
             noise = NoiseSource(seed, len(eeg), "low_level")
             with self._timed(t, "low_level"):
@@ -187,7 +190,7 @@ class ReferencePipeline:
                 start = ll.start_latents(self.sdxl.vae, z, noise, mode=run.low_level_mode,
                                          latent_convention=self.latent_convention, image_size=image_size)
             with self._timed(t, "unet"):
-                latents = ll.img2img_denoise(self.sdxl, text, image_embeds, start, noise, steps=run.steps,
+                latents = ll.img2img_denoise(self.sdxl, text, image_embeds, start, noise, steps=r.steps,
                                              strength=run.strength, image_size=image_size)
         check_finite("unet", latents.float().cpu().numpy())
         with self._timed(t, "decoder"):

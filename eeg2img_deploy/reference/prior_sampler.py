@@ -20,8 +20,9 @@ def sample_prior(prior, cond, seed: int, *, steps: int = fallback("prior_steps")
     ``purpose`` names the noise stream ("caption_prior" for the caption's own 4-step run).
     """
     import torch
-    from diffusers import DDPMScheduler
     from diffusers.schedulers import scheduling_ddpm
+    # the class itself: diffusers' top-level name is a lazy alias that mypy reads as its torch-less dummy
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 
     scheduler = DDPMScheduler()
     scheduler.set_timesteps(steps)

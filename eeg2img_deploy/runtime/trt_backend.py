@@ -174,8 +174,15 @@ class TensorRTStage(ArtifactSpecs):
         self._graph: tuple[Shapes, Any] | None = None  # (input shapes, graph exec)
         self._last_key: Shapes | None = None  # the shapes of the last eager enqueue
         self._uploads_pending = False
-        self._resident: dict[str, np.ndarray] = {}  # inputs fixed across runs, and the padded shape uploaded
-        self._resident_at: dict[str, tuple[int, ...]] = {}
+        self._resident: dict[str, np.ndarray | DeviceTensor] = {}  # inputs fixed across runs
+        self._resident_at: dict[str, tuple[int, ...]] = {}  # the padded shape each was uploaded at
+
+    @property
+    def _cuda(self) -> Any:
+        """The CUDA runtime bindings (``cuda.cudart``, untyped) of an open stage."""
+        if self._cudart is None:
+            raise EngineError(f"{self.artifact.stage}: this TensorRT stage is closed")
+        return self._cudart
 
     def _errors(self, last: int | None = None) -> list[str]:
         return self._logger.errors_since(self._mark, last)
@@ -339,7 +346,7 @@ class TensorRTStage(ArtifactSpecs):
         """Eagerly, or by replaying the graph of these shapes. A graph is valid only while the context has
         enqueued nothing at other shapes since its capture (TensorRT re-plans at a shape change), so a
         change drops it; the second run at the new shapes captures again (the first one warms up)."""
-        cudart, stream = self._cudart, self._stream
+        cudart, stream = self._cuda, self._stream
         if self._graph is not None and self._graph[0] == key and self._last_key == key:
             cuda_call(cudart, cudart.cudaGraphLaunch(self._graph[1], stream.stream), "cudaGraphLaunch")
             return
@@ -352,7 +359,7 @@ class TensorRTStage(ArtifactSpecs):
 
     def _capture(self, key: Shapes) -> bool:
         """Capture one enqueue at ``key``'s shapes as a CUDA graph and launch it; False: nothing ran (run eagerly)."""
-        cudart, stream = self._cudart, self._stream
+        cudart, stream = self._cuda, self._stream
         self._drop_graph()
         mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         cuda_call(cudart, cudart.cudaStreamBeginCapture(stream.stream, mode), "cudaStreamBeginCapture")
@@ -374,7 +381,7 @@ class TensorRTStage(ArtifactSpecs):
 
     def _drop_graph(self) -> None:
         if self._graph is not None:
-            self._cudart.cudaGraphExecDestroy(self._graph[1])
+            self._cuda.cudaGraphExecDestroy(self._graph[1])
             self._graph = None
 
     def close(self) -> None:

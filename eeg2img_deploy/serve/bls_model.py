@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils  # provided by Triton's Python backend
@@ -18,8 +19,8 @@ import triton_python_backend_utils as pb_utils  # provided by Triton's Python ba
 # Triton's Python stub runs an isolated interpreter that ignores PYTHONPATH: honour it (a source checkout)
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 
-from eeg2img_deploy.manifest import ServedModels, read_manifest  # noqa: E402
-from eeg2img_deploy.runtime.backend import ArtifactSpecs  # noqa: E402
+from eeg2img_deploy.manifest import Artifact, ServedModels, read_manifest  # noqa: E402
+from eeg2img_deploy.runtime.backend import ArtifactSpecs, StageSession  # noqa: E402
 from eeg2img_deploy.runtime.pipeline import Pipeline  # noqa: E402
 from eeg2img_deploy.serve.requests import cut_padding, model_inputs, model_outputs, pad_to_static, run_requests  # noqa: E402
 from eeg2img_deploy.serve.triton_repo import static_batch  # noqa: E402
@@ -28,13 +29,13 @@ from eeg2img_deploy.serve.triton_repo import static_batch  # noqa: E402
 class BlsStage(ArtifactSpecs):
     """A runtime stage session whose ``run`` is an inference request to the stage model of the same name."""
 
-    def __init__(self, artifact, model_name: str, static_axes=None):
+    def __init__(self, artifact: Artifact, model_name: str, static_axes=None):
         self.artifact = artifact
         self.model_name = model_name
         self._outputs = [t.name for t in artifact.outputs]  # all of them (a stage has one)
         self._static_axes = static_axes  # a static engine's axes: every call padded to their size
 
-    def run(self, feeds, *, keep_on_device=()):
+    def run(self, feeds: dict[str, Any], *, keep_on_device: tuple[str, ...] = ()) -> dict[str, Any]:
         real = padded = 1
         if self._static_axes is not None:
             feeds, real, padded = pad_to_static(feeds, self.artifact.inputs, self._static_axes)
@@ -51,7 +52,7 @@ class BlsStage(ArtifactSpecs):
             len(feeds[self.artifact.inputs[0].name]), *t.shape[1:]) for t in self.artifact.outputs}
         return cut_padding(outputs, self.artifact.outputs, real, padded)  # without the padding rows
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -69,8 +70,9 @@ class TritonPythonModel:
         manifest = read_manifest(folder)
         chosen = ServedModels.read(folder)
         static = manifest.bundle.axes if static_batch(manifest) is not None else None
-        sessions = {key: BlsStage(manifest.artifact(m.stage, m.precision, m.steps), m.model, static)  # session -> model
-                    for key, m in chosen.models.items()}
+        sessions: dict[str, StageSession] = {  # session -> model
+            key: BlsStage(manifest.artifact(m.stage, m.precision, m.steps), m.model, static)
+            for key, m in chosen.models.items()}
         constants = load_file(str(folder / manifest.constants_file))
         self.pipe = Pipeline(manifest, constants, sessions, folder=folder, vae=chosen.vae)
         self.inputs = [p.name for p in model_inputs(self.pipe.eeg_spec.shape)]
