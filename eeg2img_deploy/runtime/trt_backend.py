@@ -261,6 +261,7 @@ class TensorRTStage(ArtifactSpecs):
     def run(self, feeds: dict[str, Any], *, keep_on_device: tuple[str, ...] = ()) -> dict[str, Any]:
         """Run once. ``feeds``: numpy arrays or DeviceTensors; outputs named in ``keep_on_device`` come back
         as DeviceTensors (valid until this stage runs again), the others as numpy arrays."""
+        _ = self._cuda  # a closed stage is refused before any work
         feeds = {**self._resident, **feeds}
         missing = [n for n in self._inputs if n not in feeds]
         if missing:

@@ -302,3 +302,16 @@ def test_fake_11x_has_no_fp16_flag_and_strongly_typed_rejects_precision_flags(tm
     config.set_flag(trt10.BuilderFlag.FP16)
     assert builder.build_serialized_network(network, config) is None
     assert any("strongly typed" in v for v in state10.violations) and state.violations == []
+
+
+def test_a_closed_stage_refuses_to_run(engines, fake_gpu) -> None:
+    """A run after close() is one EngineError naming the stage (it was a KeyError from the freed buffers), and closing
+    twice is harmless."""
+    _, engine_dir = engines
+    a, s = _open(engine_dir, "encoder")
+    feeds = sample_feeds(a, batch=1)
+    s.run(feeds)
+    s.close()
+    with pytest.raises(EngineError, match="encoder: this TensorRT stage is closed"):
+        s.run(feeds)
+    s.close()
