@@ -16,6 +16,7 @@ from live_support import microvolt_recording, stream_name  # noqa: E402
 from support import run_main  # noqa: E402
 
 from eeg2img_deploy.cli import cli  # noqa: E402
+from eeg2img_deploy.errors import EEGInputError  # noqa: E402
 from eeg2img_deploy.stream.output import read_epochs_jsonl  # noqa: E402
 
 PRIOR_STEPS = "3"
@@ -105,6 +106,33 @@ def test_a_non_ascii_unit_crosses_liblsl(tmp_path, amplifier):
     try:
         live.connect()
         assert live.header["units"] == {"declared": {"µV": 63}, "stream_unit": None, "volts_per_unit": 1e-6}
+    finally:
+        live.close()
+
+
+def test_iterating_after_a_connect_that_failed_half_way_connects_again(tmp_path, amplifier):
+    """connect() that fails after the EEG is connected (here: a stim channel the stream lacks) leaves no epocher;
+    iterating then connects again and fails the same way (it was an AttributeError on the missing epocher), and
+    the first attempt's EEG connection is closed, not left running."""
+    from types import SimpleNamespace
+
+    from eeg2img_deploy.eeg.spec import DEFAULT_SPEC
+    from eeg2img_deploy.stream.reconstructor import StreamReconstructor, StreamSettings
+
+    rec = microvolt_recording(tmp_path, n_stimuli=1)
+    name = stream_name()
+    amplifier(rec.microvolts_npz, name, "--unit", "microvolts", "--wait", "0")
+    pipeline = SimpleNamespace(eeg_spec=DEFAULT_SPEC, max_batch=1)  # never called: no epoch is cut
+    live = StreamReconstructor(pipeline, StreamSettings(subject=8, source=name, event_channel="NOPE",
+                                                        connect_timeout=30))
+    try:
+        with pytest.raises(EEGInputError, match="--event-channel 'NOPE' is not in"):
+            live.connect()
+        first = live.stream
+        assert first.connected
+        with pytest.raises(EEGInputError, match="--event-channel 'NOPE' is not in"):
+            next(iter(live))
+        assert not first.connected
     finally:
         live.close()
 
