@@ -230,7 +230,8 @@ class StreamReconstructor:
         with contextlib.suppress(Exception):  # the old connection may be half gone
             self.stream.disconnect()
         before, scales = self._channels, self._scales
-        if self._connect_eeg(new[0], max(self.settings.connect_timeout, 0.5)) != before:
+        _, names = self._connect_eeg(new[0], max(self.settings.connect_timeout, 0.5))
+        if names != before:
             raise StreamError(f"the EEG stream {self.stream.name!r} came back with other channels "
                               f"({self._channels}, was {before}): start the stream command again")
         if not np.array_equal(self._scales, scales):
