@@ -60,8 +60,8 @@ class SelfAttention(nn.Module):
         return self.out_projection(out)
 
 
-class PostNormLayer(nn.Module):
-    """x = norm1(x + attention(x)); x = norm2(x + ffn(x)), the FFN as 1x1 convs with GELU."""
+class PostNormBlock(nn.Module):
+    """The weights and the arithmetic of a post-norm layer (:meth:`block`); subclasses say what ``forward`` takes."""
 
     def __init__(self, attention: nn.Module, d_model: int, d_ff: int, dropout: float = 0.25):
         super().__init__()
@@ -78,6 +78,10 @@ class PostNormLayer(nn.Module):
         y = self.dropout(F.gelu(self.conv1(x.transpose(1, 2))))
         y = self.dropout(self.conv2(y)).transpose(1, 2)
         return self.norm2(x + y)
+
+
+class PostNormLayer(PostNormBlock):
+    """x = norm1(x + attention(x)); x = norm2(x + ffn(x)), the FFN as 1x1 convs with GELU."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(x, self.attention(x))

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import PostNormLayer, SelfAttention, ShallowPatches, projection_head, sinusoidal_table
+from .blocks import PostNormBlock, SelfAttention, ShallowPatches, projection_head, sinusoidal_table
 
 PE_MAX_LEN = 5000
 TOWER = "eeg"  # the UnifiedEncoder tower this module runs (its towers: eeg, meg, fmri)
@@ -129,8 +129,10 @@ class _MultiScaleAttention(nn.Module):
         return [torch.cat([x[:, :-1], routers[:, i : i + 1]], dim=1) for i, x in enumerate(intra)]
 
 
-class _MedformerLayer(PostNormLayer):
-    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:  # type: ignore[override]
+class _MedformerLayer(PostNormBlock):
+    """The post-norm layer over every patching's tokens at once (its attention mixes them)."""
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         return [self.block(x, a) for x, a in zip(xs, self.attention(xs))]
 
 
