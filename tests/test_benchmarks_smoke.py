@@ -136,6 +136,7 @@ def test_bench_tiny_cpu_smoke(tiny_dir, tiny_bundle, tmp_path):
     assert "<!-- bench_tiny_cpu -->" in (tmp_path / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_bench_fullsize_encoder_prior_cpu_smoke(tiny_dir, tiny_bundle, tmp_path):
     result = _script("bench_fullsize_encoder_prior_cpu").main(
         ["--smoke", "--weights", str(tiny_dir), "--bundle", str(tiny_bundle), "--out", str(tmp_path)])
@@ -156,6 +157,7 @@ def test_prior_graph_fold_smoke(tiny_dir, tmp_path):
     assert "<!-- prior_graph_fold -->" in (tmp_path / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_export_fullsize_unet_smoke(tmp_path):
     """The real script (export and onnxruntime children included) on the tiny UNet at 64x64."""
     out = subprocess.run([sys.executable, str(BENCHMARKS / "export_fullsize_unet.py"), "--smoke", "--precision", "fp16",
@@ -168,6 +170,7 @@ def test_export_fullsize_unet_smoke(tmp_path):
     assert "<!-- export_fullsize_unet -->" in (tmp_path / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_prior_sampler_study_smoke(tmp_path):
     assert _script("prior_sampler_study").main(["--smoke", "--out-dir", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "prior_sampler_study.json").read_text())

@@ -46,6 +46,7 @@ def library_records():
         lg.setLevel(level)
 
 
+@pytest.mark.slow
 def test_reference_run_prints_nothing_on_stderr(tiny_dir, tmp_path):
     """The CLI as a user runs it, in a fresh interpreter (import-time notes included): nothing on stderr.
 
