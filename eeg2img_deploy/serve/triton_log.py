@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 TRITON_LOGGER = "eeg2img_deploy.serve.tritonserver"
@@ -71,9 +72,15 @@ class TritonLog(threading.Thread):
         return (LEVELS[m.group(1)], m.group(2)) if m else (previous, line)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Let the reader finish (unblocking it where tritonserver never opened the FIFO), then remove the FIFO."""
-        with contextlib.suppress(OSError):  # ENXIO: no reader waits any more
-            os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
-        self.join(timeout_s)
+        """Let the reader finish (unblocking it where tritonserver never opened the FIFO), then remove the FIFO.
+
+        Opening the FIFO's write end ends a reader blocked in ``open``; it fails (ENXIO) while the thread has not
+        reached its ``open`` yet, so it is tried again until the thread has ended or ``timeout_s`` has passed.
+        """
+        deadline = time.monotonic() + timeout_s
+        while self.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # ENXIO: no reader has the FIFO open (yet, or any more)
+                os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+            self.join(0.05)
         with contextlib.suppress(OSError):
             self.path.unlink()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from eeg2img_deploy.serve.triton_log import TRITON_LOGGER, TritonLog
 
@@ -56,6 +57,20 @@ def test_tritonserver_lines_at_their_levels_and_no_line_for_a_rejected_request(t
 def test_close_ends_a_reader_tritonserver_never_opened(tmp_path):
     """serve failing before tritonserver starts (a port taken, a model that does not load) leaves no thread behind."""
     reader = TritonLog(tmp_path, "RequestRejected")
+    reader.start()
+    reader.close(timeout_s=5)
+    assert not reader.is_alive() and not reader.path.exists()
+
+
+def test_close_ends_a_reader_that_had_not_reached_its_open_yet(tmp_path):
+    """The race a loaded machine gives: close() before the thread opens the FIFO must still end the thread."""
+
+    class LateReader(TritonLog):
+        def run(self) -> None:
+            time.sleep(0.3)  # close() runs before this thread reaches its open()
+            super().run()
+
+    reader = LateReader(tmp_path, "RequestRejected")
     reader.start()
     reader.close(timeout_s=5)
     assert not reader.is_alive() and not reader.path.exists()
