@@ -23,6 +23,7 @@ from .cli_options import (
     Range,
     RunOptions,
     RuntimeOptions,
+    TorchDevice,
     bundle_spec,
     eeg_options,
     encoder_variant,
@@ -350,7 +351,7 @@ def infer(bundle: Path, out: Path, overwrite: bool, runtime: RuntimeOptions, run
 @click.option("--baseline", type=click.Choice(["none", "torch"]), default="none", show_default=True,
               help="Time the PyTorch reference pipeline in the same run (needs --weights).")
 @option_group(*(WEIGHT_OPTIONS[n] for n in ENCODER_WEIGHTS))  # the baseline's weights: those of the export
-@click.option("--torch-device", default=None,
+@click.option("--torch-device", type=TorchDevice(), default=None,
               help="torch device of the baseline [default: cuda for a GPU backend or provider, else cpu].")
 def bench(bundle: Path, runtime: RuntimeOptions, runs: int, warmup: int, batch: int, run: RunOptions,
           json_path: Path | None, plot_path: Path | None, baseline: str, torch_device: str | None, **kw) -> None:

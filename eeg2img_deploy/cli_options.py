@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,9 @@ class OutputPath(click.Path):
 
 
 OUT_FOLDER = OutputPath()
+# A file the command reads: checked while the command line is parsed, so that client, which reads its EEG only
+# once the server has said what its model takes, does not wait --wait seconds for a server first.
+INPUT_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 OUT_FILE = OutputPath(folder=False)
 POSITIVE_INT = click.IntRange(min=1)
 NON_NEGATIVE_INT = click.IntRange(min=0)
@@ -215,8 +219,22 @@ def image_size_option(help: str):
     return number("--image-size", rule=IMAGE_SIZE, kind=int, default=512, show_default=True, help=help)
 
 
+class TorchDevice(click.ParamType):
+    """A torch device's name (``cpu``, ``cuda``, ``cuda:N``, ``mps``), checked while the command line is parsed: torch
+    failed minutes later, deep in a model load, with a traceback. Whether this machine has it is checked where torch
+    loads (``models.load.check_torch_device``), before any weights."""
+
+    name = "device"
+    SYNTAX = re.compile(r"(cpu|cuda|mps)(:\d+)?")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if not isinstance(value, str) or not self.SYNTAX.fullmatch(value):
+            self.fail(f"{value!r} is not a torch device: cpu, cuda, cuda:1 or mps", param, ctx)
+        return value
+
+
 def torch_device_option(help: str = "torch device: cpu, cuda, cuda:1."):
-    return click.option("--torch-device", default="cpu", show_default=True, help=help)
+    return click.option("--torch-device", type=TorchDevice(), default="cpu", show_default=True, help=help)
 
 
 # ---- weights and EEG ------------------------------------------------------------------------------------
@@ -291,12 +309,13 @@ def eeg_options(f=None, *, required: bool = True, whitening: str = "bundle"):
     if f is None:
         return functools.partial(eeg_options, required=required, whitening=whitening)
     opts = [
-        click.option("--eeg", "eeg_path", required=required, type=click.Path(dir_okay=False, path_type=Path),
+        click.option("--eeg", "eeg_path", required=required, type=INPUT_FILE,
                      help="EEG trials: .npy (63,250)/(N,63,250), .npz, THINGS-EEG2 file, or raw (.fif/.edf/.bdf/.vhdr/.xdf)."),
         click.option("--subject", required=required, type=int, help="Subject id (sub-08 -> 8)."),
         click.option("--trials", default=None, help="Which trials, as a Python slice: '0', '0:4', '::10'."),
         click.option("--trusted-pickle", is_flag=True, help="Allow THINGS-EEG2 preprocessed files (pickles): trusted files only."),
-        click.option("--whitening", type=click.Path(dir_okay=False, path_type=Path), help=WHITENING_HELP[whitening]),
+        click.option("--whitening", type=INPUT_FILE, help=WHITENING_HELP[whitening]),
+        # not INPUT_FILE: the old spelling (--events NAME of an .xdf's marker stream) gets a line naming --event-stream
         click.option("--events", "events_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Raw recordings (.fif/.edf/.bdf/.vhdr): a file of stimulus events, (n,3) .npy or mne events "
                           "file, when the recording has no stim channel or annotations."),
@@ -307,7 +326,7 @@ def eeg_options(f=None, *, required: bool = True, whitening: str = "bundle"):
         click.option("--stream-unit", type=click.Choice(["uV", "mV", "V"], case_sensitive=False), default=None,
                      help=".xdf: the EEG's unit where the file declares none (or a wrong one) [default: the declared unit]."),
         click.option("--event-id", default=None, help="Raw recordings: which events, as JSON: 3, [1, 2] or {\"stim\": 1}."),
-        click.option("--rename-channels", type=click.Path(dir_okay=False, path_type=Path),
+        click.option("--rename-channels", type=INPUT_FILE,
                      help="Raw recordings: JSON {\"name in file\": \"encoder channel name\"}."),
         click.option("--allow-resample", is_flag=True, help="Raw recordings: upsample rates below 250 Hz instead of refusing."),
     ]

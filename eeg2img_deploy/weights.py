@@ -20,20 +20,6 @@ IP_ADAPTER_SUBFOLDER = "sdxl_models"
 IP_ADAPTER_NAMES = ("ip-adapter_sdxl_vit-h.safetensors", "ip-adapter_sdxl_vit-h.bin")
 GIT_REPO = "microsoft/git-large-coco"  # the paper's captioner (optional: only for captions)
 
-# The tiny set and the recommended layout for real weights.
-LAYOUT_HELP = """\
-DIR/
-  encoder/<name>.pth            encoder state dict: ATM-S (paper-era or refactor), BrainFLORA's UnifiedEncoder,
-                                or your model's (--encoder-factory)
-  prior/diffusion_prior.pt      diffusion prior state dict
-  sdxl-turbo/                   diffusers folder (or the HF cache of stabilityai/sdxl-turbo)
-  ip-adapter/sdxl_models/ip-adapter_sdxl_vit-h.safetensors   (or the HF cache of h94/IP-Adapter)
-  taesdxl/                      optional AutoencoderTiny (the fast VAE)
-  low-level/<name>.pth          optional low-level encoder (EEG -> SDXL VAE latent; paper era or refactor)
-  git-large-coco/               optional: microsoft/git-large-coco (or its HF cache), for captions
-  pixel-projector/PixelProjector_best.bin   optional: the paper's PixelProjector, for captions"""
-
-
 @dataclass(frozen=True)
 class IPAdapterLocation:
     folder: str  # a local folder or an HF repo id resolved through the cache
@@ -74,10 +60,11 @@ class WeightsLayout:
 
 
 def _missing(what: str, looked: list[Path | str], flag: str) -> WeightsNotFoundError:
+    """One line (it was the whole layout, twelve lines): the layout is in the README and in a tiny set."""
     where = ", ".join(str(p) for p in looked) or "nowhere (no --weights given)"
     return WeightsNotFoundError(
-        f"no {what} found (looked in {where}): pass {flag} PATH, or lay out --weights DIR as\n{LAYOUT_HELP}\n"
-        "(`eeg2img-deploy init-tiny --out DIR` writes a complete tiny example)"
+        f"no {what} found (looked in {where}): pass {flag} PATH, or --weights DIR laid out as README's 'Your own "
+        "weights' shows (`eeg2img-deploy init-tiny --out DIR` writes a complete tiny example)"
     )
 
 
@@ -97,7 +84,7 @@ def _checkpoint(root: Path | None, override: str | os.PathLike | None, sub: str,
         if path.is_dir():
             return _single_checkpoint(path, what, flag)
         if not path.is_file():
-            raise _missing(what, [path], flag)
+            raise WeightsNotFoundError(f"{flag} {path} does not exist: give the {what} checkpoint's path")
         return path
     if root is None:
         raise _missing(what, [], flag)
@@ -126,7 +113,7 @@ def _sdxl(root: Path | None, override: str | os.PathLike | None) -> Path:
         if (cand / "model_index.json").is_file():
             return cand
         if override:
-            raise WeightsNotFoundError(f"{cand} is not a diffusers pipeline folder (no model_index.json)")
+            raise WeightsNotFoundError(f"--sdxl {cand} is not a diffusers pipeline folder (no model_index.json)")
     snap = hf_cache_snapshot(SDXL_REPO)
     looked.append(f"HF cache {SDXL_REPO}")
     if snap is not None and (snap / "model_index.json").is_file():

@@ -31,6 +31,8 @@ EEG_FILES = {
     "text.npz": (lambda p, _: p.write_text("trial,value\n1,2\n"), r"text\.npz is not an \.npz file"),
     "truncated.npz": (_npz_cut, r"truncated\.npz is damaged"),
     "text.npy": (lambda p, _: p.write_text("1 2 3\n"), r"text\.npy is not a numpy \.npy file"),
+    # a whole .npz with other keys: it was "is damaged (...): copy or save it again"
+    "keys.npz": (lambda p, t: np.savez(p, x=t), r"^error: keys\.npz has no 'eeg' array; found keys \['x'\]\. Save"),
 }
 
 
@@ -43,7 +45,7 @@ def test_damaged_eeg_file_is_one_line(monkeypatch, capsys, tmp_path, tiny_bundle
     code, stdout, err = run_main(monkeypatch, capsys, ["infer", "--bundle", tiny_bundle, "--eeg", path, "--subject", "8",
                                                       "--out", out])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert __import__("re").search(message, err), err
+    assert __import__("re").search(message, err, flags=__import__("re").M), err
     assert "pickle" not in err and stdout == "" and not out.exists()
 
 
@@ -64,6 +66,22 @@ def test_a_pth_that_is_not_a_checkpoint_is_named(monkeypatch, capsys, tmp_path, 
     code, stdout, err = run_main(monkeypatch, capsys, ["export", "--weights", tiny_dir, "--encoder", path, "--out", out])
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
     assert "IndexError" not in err and "KeyError" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("option, name", [("--encoder", "atms.safetensors"),
+                                          ("--ip-adapter", "ip-adapter_sdxl_vit-h.safetensors")])
+def test_a_truncated_safetensors_file_is_named(monkeypatch, capsys, tmp_path, tiny_dir, option, name):
+    """Before: safetensors' "SafetensorError: Error while deserializing header" as a traceback."""
+    from safetensors.numpy import save_file
+
+    path = tmp_path / name
+    save_file({"image_proj.proj.weight": np.zeros((64, 1024), np.float32)}, str(path))
+    path.write_bytes(path.read_bytes()[:500])  # the header whole, the tensor cut short
+    out = tmp_path / "bundle"
+    code, stdout, err = run_main(monkeypatch, capsys, ["export", "--weights", tiny_dir, option, path, "--out", out])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"cannot read {path} as a safetensors file" in err and "copy or download it again" in err, err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("drop, missing", [

@@ -89,6 +89,24 @@ def test_missing_component(monkeypatch, capsys, tmp_path, weights_without_prior,
     out = tmp_path / "out"
     code, err = run_main(monkeypatch, capsys, reference_args(weights_without_prior, tiny_dir / "eeg" / "synthetic_eeg.npy", out))
     assert code == 2 and "error: no diffusion prior found" in err and "--prior" in err
+    assert len(err.strip().splitlines()) == 1, err  # it was the whole layout, twelve lines
+    assert not out.exists()
+    code, err = run_main(monkeypatch, capsys, reference_args(tiny_dir, tiny_dir / "eeg" / "synthetic_eeg.npy", out,
+                                                             "--prior", tmp_path / "nope.pt"))
+    assert code == 2 and err.strip() == f"error: --prior {tmp_path / 'nope.pt'} does not exist: give the diffusion " \
+                                        "prior checkpoint's path", err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("device, message", [("banana", "'banana' is not a torch device"),
+                                             ("cuda:99", "cuda:99: this ")])
+def test_a_torch_device_this_machine_lacks_is_refused_before_loading(monkeypatch, capsys, tmp_path, tiny_dir, device,
+                                                                     message):
+    """Before: a traceback from deep in the model load (RuntimeError / "Torch not compiled with CUDA enabled")."""
+    out = tmp_path / "out"
+    code, err = run_main(monkeypatch, capsys, reference_args(tiny_dir, tiny_dir / "eeg" / "synthetic_eeg.npy", out,
+                                                             "--torch-device", device))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--torch-device" in err and message in err, err
     assert not out.exists()
 
 
@@ -209,3 +227,16 @@ def test_the_old_events_spelling_names_the_new_option(monkeypatch, capsys, tmp_p
     code, stdout, err = run_main(monkeypatch, capsys, ["infer", "--bundle", tiny_bundle, "--eeg", tmp_path / "e.npy",
                                                        "--subject", "8", "--event-stream", "Stimuli", "--out", out])
     assert code == 2 and "--event-stream" in err and ".xdf" in err and not out.exists(), err
+
+
+def test_stream_replay_of_epoched_trials_names_replay(monkeypatch, capsys, tmp_path, tiny_bundle, tiny_eeg):
+    """Before: "x.npy is not a raw recording mne can read here; expected one of .fif, ..." (no option named, .xdf
+    left out), after the engines had started opening."""
+    from support import run_main
+
+    np.save(tmp_path / "trials.npy", tiny_eeg)
+    out = tmp_path / "out"
+    code, _, err = run_main(monkeypatch, capsys, ["stream", "--bundle", tiny_bundle, "--subject", "8", "--out", out,
+                                                  "--replay", tmp_path / "trials.npy"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--replay" in err and ".xdf" in err, err
+    assert "trials.npy is not a recording to play" in err and not out.exists()

@@ -294,6 +294,8 @@ def _load_npz(path: Path, spec: EEGSpec) -> EEGTrials:
                     "%s: ignoring unknown keys %s (known: %s)", path.name, unknown, list(NPZ_KEYS)
                 )
             arrays = {k: z[k] for k in NPZ_KEYS if k in z.files}
+    except EEGInputError:  # a ValueError too: the file is whole, what it holds is named above
+        raise
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise EEGInputError(

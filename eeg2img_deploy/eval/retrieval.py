@@ -79,6 +79,10 @@ def read_image_features(path: str | Path) -> np.ndarray:
         feats = data["img_features"] if isinstance(data, dict) and "img_features" in data else data
         feats = np.asarray(feats.float().numpy() if hasattr(feats, "numpy") else feats)
     else:
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":  # numpy would call any other file "pickled data"
+                raise OptionError(f"--image-features {path} is not a .npy file (no numpy header): save the "
+                                  "(images, dim) features with np.save")
         try:
             feats = np.load(path, allow_pickle=False)
         except ValueError as e:

@@ -68,7 +68,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if suffix == SAFETENSORS_SUFFIX:
         from safetensors.torch import load_file
 
-        state = load_file(str(path), device="cpu")
+        try:
+            state = load_file(str(path), device="cpu")
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, or an OSError of a damaged file
+            raise unreadable_safetensors(path, exc) from None
     elif suffix in TORCH_SUFFIXES:
         _check_torch_file(path)
         try:
@@ -84,6 +87,12 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             f"{', '.join(TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,))}"
         )
     return _unwrap(state, path)
+
+
+def unreadable_safetensors(path: Path, exc: Exception) -> CheckpointError:
+    """A .safetensors file safetensors cannot read (truncated, damaged): before, its error was a traceback."""
+    return CheckpointError(f"cannot read {path} as a safetensors file ({exc.__class__.__name__}: {exc}): it is "
+                           "damaged or incomplete; copy or download it again")
 
 
 def _check_torch_file(path: Path) -> None:

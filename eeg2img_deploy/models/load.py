@@ -30,6 +30,25 @@ class LoadedModels:
     encoder_info: Any = None  # models.encoders.LoadedEncoder: kind, EEG spec, subject ids, provenance
 
 
+def check_torch_device(device: str) -> None:
+    """``--torch-device``: a device this machine has, before any weights load (torch's own error was a traceback
+    from deep inside the load: "Torch not compiled with CUDA enabled")."""
+    import torch
+
+    from ..errors import OptionError
+
+    kind, _, index = str(device).partition(":")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise OptionError(f"--torch-device {device}: this torch has no MPS device (Apple GPUs only): use cpu")
+    if kind == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise OptionError(f"--torch-device {device}: this torch sees no CUDA device (torch {torch.__version__}, "
+                              f"built for CUDA {torch.version.cuda or 'none'}): use cpu, or a CUDA build of torch")
+        if index and int(index) >= n:
+            raise OptionError(f"--torch-device {device}: this machine has {n} CUDA device(s), cuda:0..cuda:{n - 1}")
+
+
 def load_models(layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, device: str = "cpu", dtype=None,
                 latent_convention: str = "unscaled") -> LoadedModels:
     """Load every component of ``layout`` onto ``device``, in eval mode.
@@ -41,6 +60,7 @@ def load_models(layout: WeightsLayout, *, variant=None, ip_scale: float = 1.0, d
     """
     import torch
 
+    check_torch_device(device)
     from .atm_encoder import EncoderVariant
     from .checkpoints import load_prior
     from .encoders import load_eeg_encoder

@@ -25,11 +25,20 @@ def read_ip_adapter_shapes(ip: IPAdapterLocation) -> dict[str, tuple[int, ...]]:
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="numpy") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        from .checkpoints import unreadable_safetensors
+
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, or an OSError of a damaged file
+            raise unreadable_safetensors(path, exc) from None
     import torch
 
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a truncated zip, or a pickle of more than tensors
+        raise CheckpointError(f"cannot read {path} as a tensor-only checkpoint ({exc.__class__.__name__}: {exc}): "
+                              "copy or download it again") from None
     return {f"{group}.{k}": tuple(v.shape) for group in ("image_proj", "ip_adapter") for k, v in sd.get(group, {}).items()}
 
 

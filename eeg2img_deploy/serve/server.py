@@ -90,6 +90,7 @@ PORT_OPTIONS = {"http_port": "--http-port", "grpc_port": "--grpc-port", "metrics
 def check_ports(settings: ServeSettings) -> None:
     """Refuse ports that Triton could not bind, before it starts (it would retry for minutes, then fail, or
     answer another server's token check when another serve holds the port)."""
+    import errno
     import socket
 
     from ..errors import OptionError
@@ -111,6 +112,9 @@ def check_ports(settings: ServeSettings) -> None:
             try:
                 probe.bind(address)
             except OSError as e:
+                if e.errno == errno.EADDRNOTAVAIL:  # the address, not the port
+                    raise OptionError(f"--host {settings.host} is not an address of this machine ({e.strerror}): "
+                                      "give one of its addresses, 127.0.0.1, or 0.0.0.0 for every interface") from None
                 raise OptionError(f"{opt} {port}: {settings.host}:{port} cannot be bound ({e.strerror}; another "
                                   f"serve or program listens there?): {fix}") from None
 

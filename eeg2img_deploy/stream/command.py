@@ -84,6 +84,13 @@ def stream_cmd(bundle: Path, out: Path, subject: int, source: str | None, event_
     from .reconstructor import StreamReconstructor, StreamSettings
 
     xdf = None
+    if replay:
+        from ..eeg.readers import RAW_SUFFIXES
+
+        playable = (*RAW_SUFFIXES, ".xdf")
+        if not replay.name.lower().endswith(playable):  # before: "not a raw recording mne can read", no option named
+            raise click.BadParameter(f"{replay.name} is not a recording to play: give a {', '.join(playable)} file "
+                                     "(epoched trials, .npy/.npz, go to infer --eeg)", param_hint="--replay")
     if replay and replay.suffix.lower() == ".xdf":  # --source/--event-stream/--stream-unit choose within the file
         xdf = {"source": source, "event_stream": event_stream, "stream_unit": stream_unit}
         source = event_stream = stream_unit = None

@@ -66,6 +66,9 @@ def test_labels_and_features_files(tmp_path):
     np.save(tmp_path / "bad.npy", np.ones((3, 4), np.int64))
     with pytest.raises(ValueError, match="--image-features"):
         retrieval.read_image_features(tmp_path / "bad.npy")
+    (tmp_path / "text.npy").write_text("0.1 0.2\n")  # it was called "pickled data"
+    with pytest.raises(ValueError, match=r"--image-features .*text\.npy is not a \.npy file \(no numpy header\)"):
+        retrieval.read_image_features(tmp_path / "text.npy")
     (tmp_path / "labels.txt").write_text("2\n0\n1\n2\n")
     assert retrieval.read_labels(tmp_path / "labels.txt", 4, 3).tolist() == [2, 0, 1, 2]
     with pytest.raises(ValueError, match="image indices must be in 0..1"):

@@ -51,6 +51,17 @@ def test_port_numbers_are_checked(monkeypatch, capsys, tmp_path, args, message):
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
 
 
+def test_a_host_not_of_this_machine_is_named(monkeypatch, capsys, tmp_path):
+    """Before: "--http-port 8000: 192.0.2.1:8000 cannot be bound (Cannot assign requested address; another serve or
+    program listens there?)": the port named, the address at fault. 192.0.2.1 is TEST-NET-1, no machine's own."""
+    import eeg2img_deploy.serve.server as server
+
+    monkeypatch.setattr(server, "_pytriton", lambda: pytest.fail("Triton would have been started"))
+    code, _, err = run_main(monkeypatch, capsys, _serve(tmp_path, "--host", "192.0.2.1"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--host 192.0.2.1 is not an address of this machine" in err and "--http-port" not in err, err
+
+
 def test_ports_have_help(monkeypatch, capsys):
     _, out, _ = run_main(monkeypatch, capsys, ["serve", "--help"])
     for option in ("--http-port", "--grpc-port", "--metrics-port"):
@@ -97,3 +108,19 @@ def test_load_report_counts_the_server_batch_sizes():
     assert summary["throughput_rps"] == 8.0 and summary["errors"] == 1
     empty = LoadReport(requests=1, concurrency=1, wall_s=0.1, latencies_ms=[], batch_sizes=[], errors=["refused"])
     assert empty.summary()["server_batch_sizes"] == {}
+
+
+@pytest.mark.parametrize("option", ["--eeg", "--whitening"])
+def test_client_names_a_missing_input_file_before_waiting_for_the_server(monkeypatch, capsys, tmp_path, option):
+    """Before: --wait seconds for a server, "cannot reach a Triton server", and only then the missing file."""
+    from eeg2img_deploy.serve.process import free_ports
+
+    args = _client(tmp_path, f"127.0.0.1:{free_ports(1)[0]}", "--wait", "30")
+    if option == "--eeg":
+        args[args.index("--eeg") + 1] = tmp_path / "missing.npy"
+    else:
+        args += ["--whitening", tmp_path / "missing.npy"]
+    t0 = time.monotonic()
+    code, _, err = run_main(monkeypatch, capsys, args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and option in err and "does not exist" in err, err
+    assert "waiting" not in err and time.monotonic() - t0 < 10 and not (tmp_path / "out").exists()
