@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import functools
 import os
+import typing
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -283,6 +285,29 @@ class _Malformed(ManifestError, ValueError):
     """A part of manifest.json this version cannot read: ``Manifest.from_json`` adds the file and the fix."""
 
 
+_SCALARS = (bool, int, float, str, type(None))
+
+
+@functools.cache
+def _scalar_kinds(cls) -> dict[str, tuple[type, ...]]:
+    """The fields of ``cls`` whose type is a JSON scalar (``int``, ``float | None``, ...) and the types they take."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint) if isinstance(hint, type(int | None)) else (hint,)
+        if args and all(a in _SCALARS for a in args):
+            kinds[name] = tuple(args)
+    return kinds
+
+
+def _is_kind(value: Any, kinds: tuple[type, ...]) -> bool:
+    """JSON's reading of ``value`` against ``kinds``: an int is a float too, a bool is not a number."""
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return isinstance(value, kinds)
+
+
 def _from_fields(cls, d: dict[str, Any], what: str):
     """Build the dataclass ``cls`` from ``d``; a key it does not know (a newer toolkit wrote it), a field left out
     or a value it refuses (ValueError) is a :class:`_Malformed` naming ``what``."""
@@ -293,6 +318,11 @@ def _from_fields(cls, d: dict[str, Any], what: str):
     missing = [f.name for f in fields if f.name not in d and f.default is MISSING and f.default_factory is MISSING]
     if missing:
         raise _Malformed(f"{what} has no field {missing[0]!r}")
+    for name, value in d.items():
+        kinds = _scalar_kinds(cls).get(name)
+        if kinds is not None and not _is_kind(value, kinds):
+            wanted = " or ".join(k.__name__ for k in kinds)
+            raise _Malformed(f"{what}.{name} is {value!r}, not {wanted}")
     try:
         return cls(**d)
     except ValueError as e:

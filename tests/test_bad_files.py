@@ -107,3 +107,30 @@ def test_manifest_with_a_field_removed_names_folder_field_and_fix(monkeypatch, c
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert str(folder / "manifest.json") in err and missing in err and "eeg2img-deploy export" in err, err
     assert "TypeError" not in err and "KeyError" not in err
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("settings", "max_batch"), "four", "settings.max_batch is 'four', not int"),
+    (("settings", "ip_scale"), True, "settings.ip_scale is True, not float"),
+    (("eeg", "sfreq"), "250", "'eeg'.sfreq is '250', not float"),
+    (("artifacts", 0, "size_bytes"), 1.5, "artifact encoder.onnx.size_bytes is 1.5, not int"),
+])
+def test_manifest_with_a_field_of_the_wrong_type_names_it(monkeypatch, capsys, tmp_path, tiny_bundle, tiny_eeg,
+                                                          path, value, message):
+    """A hand-edited manifest's wrong-typed value is refused when it is read, not a traceback where it is used."""
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    shutil.copy(tiny_bundle / "manifest.json", folder)
+    d = json.loads((folder / "manifest.json").read_text())
+    parent = d
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    (folder / "manifest.json").write_text(json.dumps(d))
+    eeg = tmp_path / "eeg.npy"
+    np.save(eeg, tiny_eeg[:1])
+    code, _, err = run_main(monkeypatch, capsys, ["infer", "--bundle", folder, "--eeg", eeg, "--subject", "8",
+                                                  "--out", tmp_path / "out"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert str(folder / "manifest.json") in err and message in err and "eeg2img-deploy export" in err, err
+    assert not (tmp_path / "out").exists()
