@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
+import tempfile
+from pathlib import Path
 
 import click
 import pytest
@@ -31,13 +34,27 @@ def commands(card: str) -> list[list[str]]:
     return [shlex.split(line)[1:] for line in block.splitlines() if line.startswith("eeg2img-deploy ")]
 
 
+INPUT_FILES = ("--eeg", "--whitening", "--rename-channels")  # a user's own files: they must exist to be parsed
+
+
 def parse(args: list[str]) -> dict:
-    """What the real command line makes of ``args`` (types, ranges, existing paths), without running it."""
+    """What the real command line makes of ``args`` (types, ranges, existing paths), without running it; the user's
+    own input files it names are made (empty) in a scratch folder it is parsed in."""
     from eeg2img_deploy.cli import cli
 
     name, rest = args[0], args[1:]
-    with cli.commands[name].make_context(name, list(rest)) as ctx:
-        return ctx.params
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chdir(scratch)
+        try:
+            for option, value in zip(rest, rest[1:]):
+                if option in INPUT_FILES and not Path(value).is_absolute():
+                    Path(value).parent.mkdir(parents=True, exist_ok=True)
+                    Path(value).write_bytes(b"")
+            with cli.commands[name].make_context(name, list(rest)) as ctx:
+                return ctx.params
+        finally:
+            os.chdir(cwd)
 
 
 def hashes_in(manifest: Manifest) -> list[str]:

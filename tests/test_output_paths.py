@@ -47,6 +47,7 @@ def test_unwritable_output_is_one_line_before_any_work(monkeypatch, capsys, tmp_
     before, option, file = COMMANDS[which]
     d = tmp_path / "in"
     d.mkdir()
+    (d / "x.npy").write_bytes(b"")  # an input that exists (--eeg is checked first): only --out is wrong
     path, why = _bad(kind, tmp_path, file)
     listing = sorted(tmp_path.rglob("*"))
     args = [which.split()[0], *(a.format(d=d) for a in before), path]
