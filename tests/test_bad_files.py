@@ -84,6 +84,25 @@ def test_a_truncated_safetensors_file_is_named(monkeypatch, capsys, tmp_path, ti
     assert not out.exists()
 
 
+def _infer_with_manifest_edit(monkeypatch, capsys, tmp_path, tiny_bundle, tiny_eeg, path, edit):
+    """``infer`` on a copy of the tiny bundle's manifest whose entry at ``path`` went through ``edit(parent, key)``;
+    returns the manifest file, the exit code and stderr."""
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    shutil.copy(tiny_bundle / "manifest.json", folder)
+    d = json.loads((folder / "manifest.json").read_text())
+    parent = d
+    for key in path[:-1]:
+        parent = parent[key]
+    edit(parent, path[-1])
+    (folder / "manifest.json").write_text(json.dumps(d))
+    eeg = tmp_path / "eeg.npy"
+    np.save(eeg, tiny_eeg[:1])
+    code, _, err = run_main(monkeypatch, capsys, ["infer", "--bundle", folder, "--eeg", eeg, "--subject", "8",
+                                                  "--out", tmp_path / "out"])
+    return folder / "manifest.json", code, err
+
+
 @pytest.mark.parametrize("drop, missing", [
     (("artifacts", 0, "sha256"), "artifact encoder.onnx has no field 'sha256'"),
     (("settings",), "the field 'settings' is missing"),
@@ -91,21 +110,12 @@ def test_a_truncated_safetensors_file_is_named(monkeypatch, capsys, tmp_path, ti
 ])
 def test_manifest_with_a_field_removed_names_folder_field_and_fix(monkeypatch, capsys, tmp_path, tiny_bundle, tiny_eeg,
                                                                    drop, missing):
-    folder = tmp_path / "bundle"
-    folder.mkdir()
-    shutil.copy(tiny_bundle / "manifest.json", folder)
-    d = json.loads((folder / "manifest.json").read_text())
-    parent = d
-    for key in drop[:-1]:
-        parent = parent[key]
-    del parent[drop[-1]]
-    (folder / "manifest.json").write_text(json.dumps(d))
-    eeg = tmp_path / "eeg.npy"
-    np.save(eeg, tiny_eeg[:1])
-    code, _, err = run_main(monkeypatch, capsys, ["infer", "--bundle", folder, "--eeg", eeg, "--subject", "8",
-                                                  "--out", tmp_path / "out"])
+    def remove(parent, key):
+        del parent[key]
+
+    manifest, code, err = _infer_with_manifest_edit(monkeypatch, capsys, tmp_path, tiny_bundle, tiny_eeg, drop, remove)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert str(folder / "manifest.json") in err and missing in err and "eeg2img-deploy export" in err, err
+    assert str(manifest) in err and missing in err and "eeg2img-deploy export" in err, err
     assert "TypeError" not in err and "KeyError" not in err
 
 
@@ -118,19 +128,10 @@ def test_manifest_with_a_field_removed_names_folder_field_and_fix(monkeypatch, c
 def test_manifest_with_a_field_of_the_wrong_type_names_it(monkeypatch, capsys, tmp_path, tiny_bundle, tiny_eeg,
                                                           path, value, message):
     """A hand-edited manifest's wrong-typed value is refused when it is read, not a traceback where it is used."""
-    folder = tmp_path / "bundle"
-    folder.mkdir()
-    shutil.copy(tiny_bundle / "manifest.json", folder)
-    d = json.loads((folder / "manifest.json").read_text())
-    parent = d
-    for key in path[:-1]:
-        parent = parent[key]
-    parent[path[-1]] = value
-    (folder / "manifest.json").write_text(json.dumps(d))
-    eeg = tmp_path / "eeg.npy"
-    np.save(eeg, tiny_eeg[:1])
-    code, _, err = run_main(monkeypatch, capsys, ["infer", "--bundle", folder, "--eeg", eeg, "--subject", "8",
-                                                  "--out", tmp_path / "out"])
+    def replace(parent, key):
+        parent[key] = value
+
+    manifest, code, err = _infer_with_manifest_edit(monkeypatch, capsys, tmp_path, tiny_bundle, tiny_eeg, path, replace)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert str(folder / "manifest.json") in err and message in err and "eeg2img-deploy export" in err, err
+    assert str(manifest) in err and message in err and "eeg2img-deploy export" in err, err
     assert not (tmp_path / "out").exists()
